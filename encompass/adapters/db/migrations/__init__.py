@@ -1,0 +1,1 @@
+"""Alembic migrations: the authority for the live schema (run by ``encompass migrate``)."""

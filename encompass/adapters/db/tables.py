@@ -1,0 +1,206 @@
+"""The database schema: one SQLAlchemy table per thing we keep.
+
+Times are stored as aware UTC instants. Tokens and secrets are stored as SHA-256 hashes,
+never in clear. Alembic migrations in ``migrations/`` are the authority for the live schema;
+a test checks these definitions and the migrations agree.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    Time,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """An aware instant, stored in UTC; SQLite keeps no offset, so we restore it on read."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored: give an aware instant")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Force(Base):
+    __tablename__ = "forces"
+    force_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Admin(Base):
+    __tablename__ = "admins"
+    admin_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    area: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SettingRow(Base):
+    __tablename__ = "settings"
+    setting_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+    nation: Mapped[str] = mapped_column(String(20))
+    postcode: Mapped[str] = mapped_column(String(10))
+    day_starts: Mapped[time] = mapped_column(Time)
+    day_ends: Mapped[time] = mapped_column(Time)
+    dispatch_at: Mapped[time] = mapped_column(Time)
+    calendar_id: Mapped[str] = mapped_column(String(64))
+    holiday_policy: Mapped[str] = mapped_column(String(16))
+
+
+class CalendarSpanRow(Base):
+    __tablename__ = "calendar_spans"
+    span_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    calendar_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_day: Mapped[date] = mapped_column(Date)
+    last_day: Mapped[date] = mapped_column(Date)
+    kind: Mapped[str] = mapped_column(String(8))
+
+
+class KeyAdultRow(Base):
+    __tablename__ = "key_adults"
+    key_adult_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    setting_id: Mapped[str] = mapped_column(ForeignKey("settings.setting_id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(254))
+    webhook_url: Mapped[str | None] = mapped_column(String(2000))
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    webhook_secret_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class PupilRow(Base):
+    __tablename__ = "pupils"
+    pupil_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    setting_id: Mapped[str] = mapped_column(ForeignKey("settings.setting_id"), index=True)
+    upn: Mapped[str | None] = mapped_column(String(13), index=True)
+    given_name: Mapped[str] = mapped_column(String(200))
+    family_name: Mapped[str] = mapped_column(String(200))
+    date_of_birth: Mapped[date] = mapped_column(Date, index=True)
+    postcode: Mapped[str] = mapped_column(String(10), index=True)
+    gender: Mapped[str | None] = mapped_column(String(20))
+
+
+class Incident(Base):
+    """One incident of one force; its versions are kept in ``incident_versions``."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("force_id", "incident_ref"),)
+    incident_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    force_id: Mapped[str] = mapped_column(ForeignKey("forces.force_id"), index=True)
+    incident_ref: Mapped[str] = mapped_column(String(64))
+    latest_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # active | withdrawn
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class IncidentVersion(Base):
+    """Every version as received: the audit trail of what the force told us."""
+
+    __tablename__ = "incident_versions"
+    __table_args__ = (UniqueConstraint("incident_id", "version"),)
+    version_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)
+    payload_sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class Child(Base):
+    """A child named in one incident version, with the matcher's decision."""
+
+    __tablename__ = "children"
+    __table_args__ = (UniqueConstraint("version_id", "position"),)
+    child_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("incident_versions.version_id"),
+                                            index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
+    score: Mapped[float] = mapped_column(Float)
+    reasons: Mapped[list[Any]] = mapped_column(JSON)
+    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Notice(Base):
+    """One child at one setting: the unit of the status lifecycle (BRIEF §5)."""
+
+    __tablename__ = "notices"
+    __table_args__ = (
+        UniqueConstraint("child_id", "setting_id"),
+        Index("ix_notices_due", "status", "deliver_at"),
+    )
+    notice_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    child_id: Mapped[str] = mapped_column(ForeignKey("children.child_id"), index=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
+    setting_id: Mapped[str] = mapped_column(ForeignKey("settings.setting_id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    deliver_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    recipient: Mapped[str] = mapped_column(String(16))  # key_adults | holiday_contact
+    release_reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class NoticeEvent(Base):
+    """Every status transition with its time and cause; never deleted but by retention."""
+
+    __tablename__ = "notice_events"
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    cause: Mapped[str] = mapped_column(Text)

@@ -1,0 +1,127 @@
+"""The queues we run on, as typed specs, and the RabbitMQ arguments they declare with.
+
+Every work queue is a durable quorum queue that dead-letters, at least once, through a
+direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance; BRIEF §7).
+``deploy/rabbitmq/definitions.json`` is :func:`Topology.definitions` for the empty prefix,
+and a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_DELIVERY_LIMIT = 5
+DEAD_SUFFIX = ".dead"
+# Logical names of the work queues; each gets a ``.dead`` companion.
+WORK_QUEUES = ("incidents", "deliveries")
+
+_PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSpec:
+    """One queue: its logical name and how RabbitMQ must treat it."""
+
+    name: str
+    quorum: bool = True
+    # Times a message may be redelivered before the broker dead-letters it. A backstop
+    # only: the worker runner counts its own retries (see workers/runner.py).
+    delivery_limit: int | None = None
+    # Logical name of the queue that receives this queue's dead letters.
+    dead_letter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A binding from an exchange to a queue, with real names."""
+
+    exchange: str
+    queue: str
+    routing_key: str
+
+
+class Topology:
+    """The queue specs of one deployment, named with ``prefix`` so that test runs and
+    side-by-side deployments on one broker never share a queue."""
+
+    def __init__(self, prefix: str = "", *,
+                 delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
+        if not _PREFIX.match(prefix):
+            raise ValueError(f"queue prefix {prefix!r} may hold only letters, digits, _ . -")
+        self.prefix = prefix
+        self.dead_letter_exchange = f"{prefix}encompass.dlx"
+        specs: list[QueueSpec] = []
+        for work in WORK_QUEUES:
+            dead = work + DEAD_SUFFIX
+            specs.append(QueueSpec(work, delivery_limit=delivery_limit, dead_letter=dead))
+            # No delivery limit and no dead-letter target on a dead queue: a limit with
+            # nowhere to go would make RabbitMQ drop the message outright.
+            specs.append(QueueSpec(dead))
+        self.queues: tuple[QueueSpec, ...] = tuple(specs)
+        self._by_name = {spec.name: spec for spec in self.queues}
+
+    def __repr__(self) -> str:
+        return f"Topology(prefix={self.prefix!r})"
+
+    def spec(self, logical: str) -> QueueSpec:
+        """The spec of a logical queue name; ``ValueError`` for a name we do not declare."""
+        try:
+            return self._by_name[logical]
+        except KeyError:
+            raise ValueError(f"unknown queue {logical!r}; known: "
+                             f"{', '.join(self._by_name)}") from None
+
+    def name(self, logical: str) -> str:
+        """The real (prefixed) name of a logical queue."""
+        return self.prefix + self.spec(logical).name
+
+    def dead_letter_of(self, logical: str) -> str | None:
+        """The logical name of the queue's dead-letter queue, if it has one."""
+        return self.spec(logical).dead_letter
+
+    def arguments(self, logical: str) -> dict[str, str | int]:
+        """The ``x-`` arguments RabbitMQ declares the queue with."""
+        spec = self.spec(logical)
+        args: dict[str, str | int] = {}
+        if spec.quorum:
+            args["x-queue-type"] = "quorum"
+        if spec.dead_letter is not None:
+            args["x-dead-letter-exchange"] = self.dead_letter_exchange
+            args["x-dead-letter-routing-key"] = self.name(spec.dead_letter)
+            if spec.quorum:
+                # At-least-once dead-lettering keeps a message in the source queue until
+                # the dead queue has confirmed it; RabbitMQ only honours it together with
+                # reject-publish (with drop-head it silently falls back to at-most-once).
+                args["x-dead-letter-strategy"] = "at-least-once"
+                args["x-overflow"] = "reject-publish"
+        if spec.delivery_limit is not None:
+            args["x-delivery-limit"] = spec.delivery_limit
+        return args
+
+    def bindings(self) -> list[Binding]:
+        """Dead-letter exchange → ``.dead`` queue, routed by the dead queue's real name."""
+        targets = sorted({s.dead_letter for s in self.queues if s.dead_letter is not None})
+        return [Binding(self.dead_letter_exchange, self.name(t), self.name(t))
+                for t in targets]
+
+    def definitions(self, vhost: str = "/") -> dict[str, Any]:
+        """The topology in RabbitMQ's definitions format (``rabbitmqctl import_definitions``
+        or ``load_definitions``): queues, the dead-letter exchange and its bindings."""
+        return {
+            "queues": [
+                {"name": self.name(spec.name), "vhost": vhost, "durable": True,
+                 "auto_delete": False, "arguments": self.arguments(spec.name)}
+                for spec in self.queues
+            ],
+            "exchanges": [
+                {"name": self.dead_letter_exchange, "vhost": vhost, "type": "direct",
+                 "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+            ],
+            "bindings": [
+                {"source": b.exchange, "vhost": vhost, "destination": b.queue,
+                 "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}
+                for b in self.bindings()
+            ],
+        }

@@ -1,0 +1,237 @@
+"""The ``encompass`` command (INTERFACE.md, Commands).
+
+Each subcommand parses its arguments, builds what it needs through :func:`bootstrap`, and
+reports failures as one clear line on stderr with exit status 1 (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from encompass.config import ConfigError, Settings, load_settings
+
+
+class CommandError(Exception):
+    """A command failed for a reason the user can act on; the message is one line."""
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    if value.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"give an offset, e.g. {text}+00:00 or {text}Z")
+    return value
+
+
+async def _migrate(args: argparse.Namespace) -> None:
+    from encompass.adapters.db.migrate import migrate
+
+    settings = _settings()
+    revision = await migrate(settings.database_url)
+    print(f"database ({settings.database_kind}) at revision {revision}")
+
+
+async def _with_container(fn: Callable[[Any], Awaitable[None]]) -> None:
+    from encompass.bootstrap import bootstrap
+    from encompass.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_format, settings.log_level)
+    container = await bootstrap(settings)
+    try:
+        await fn(container)
+    finally:
+        await container.close()
+
+
+async def _forces_add(args: argparse.Namespace) -> None:
+    from encompass.services.credentials import CredentialError, add_force
+
+    async def run(container: Any) -> None:
+        try:
+            issued = await add_force(container.sessions, container.clock, args.code, args.name)
+        except CredentialError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"force {issued.subject_id} registered; keep this token, it is shown once")
+        print(f"token: {issued.token}")
+
+    await _with_container(run)
+
+
+async def _admins_add(args: argparse.Namespace) -> None:
+    from encompass.services.credentials import add_admin
+
+    async def run(container: Any) -> None:
+        issued = await add_admin(container.sessions, container.clock, args.name, args.area)
+        print(f"admin {issued.subject_id} registered; keep this token, it is shown once")
+        print(f"token: {issued.token}")
+
+    await _with_container(run)
+
+
+async def _directory_import(args: argparse.Namespace) -> None:
+    from encompass.services.directory_import import DirectoryImportError, import_directory
+
+    files = {k: getattr(args, k) for k in ("settings", "key_adults", "calendars", "pupils")}
+    if not any(files.values()):
+        raise CommandError("name at least one file: --settings, --key-adults, --calendars "
+                           "or --pupils")
+
+    def progress(label: str, rows: int) -> None:
+        print(f"  {label}: {rows:,} rows", file=sys.stderr, flush=True)
+
+    async def run(container: Any) -> None:
+        try:
+            report = await import_directory(container.sessions, progress=progress, **files)
+        except DirectoryImportError as exc:
+            raise CommandError(str(exc)) from None
+        print(report)
+
+    await _with_container(run)
+
+
+async def _next_delivery(args: argparse.Namespace) -> None:
+    from encompass.adapters.db.directory_repo import load_setting_calendar
+    from encompass.domain.calendar import NoReleaseDay, format_release, release_time
+
+    async def run(container: Any) -> None:
+        async with container.sessions() as session:
+            calendar = await load_setting_calendar(session, args.setting)
+        if calendar is None:
+            raise CommandError(f"no setting {args.setting!r} in the directory")
+        try:
+            print(format_release(release_time(calendar, args.reported_at)))
+        except NoReleaseDay as exc:
+            raise CommandError(str(exc)) from None
+
+    await _with_container(run)
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    from encompass.server import serve
+
+    await serve(_settings())
+
+
+async def _worker(args: argparse.Namespace) -> None:
+    from workers.main import run_workers
+
+    await run_workers([args.name])
+
+
+async def _keys_generate(args: argparse.Namespace) -> None:
+    from encompass.keycli import KeyFileError, keys_generate
+
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        keys_generate(args.out, args.post_quantum)
+    except (KeyFileError, OSError) as exc:
+        raise CommandError(str(exc)) from None
+    kind = "ML-KEM-768 + X25519 hybrid" if args.post_quantum else "X25519"
+    print(f"{kind} key pair written: {args.out / 'private.pem'} (keep it, mode 0600) and "
+          f"{args.out / 'public.pem'} (give it to your local authority)")
+
+
+async def _open(args: argparse.Namespace) -> None:
+    import json
+
+    from encompass.keycli import KeyFileError, OpenError, open_envelope
+
+    try:
+        notice = open_envelope(args.envelope, args.key, args.service_key)
+    except (OpenError, KeyFileError) as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps(notice, indent=2, ensure_ascii=False))
+
+
+async def _demo(args: argparse.Namespace) -> None:
+    from encompass.demo.run import run_demo
+
+    await run_demo(json_only=args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="encompass", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser("demo", help="the whole job on a simulated night and morning")
+    demo.add_argument("--json", action="store_true", help="print only the JSON summary")
+    demo.set_defaults(run=_demo)
+
+    sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)
+
+    worker = sub.add_parser("worker", help="run a worker")
+    worker.add_argument("name", choices=["matcher", "all"])
+    worker.set_defaults(run=_worker)
+
+    sub.add_parser("migrate", help="create or upgrade the database schema"
+                   ).set_defaults(run=_migrate)
+
+    forces = sub.add_parser("forces", help="police forces").add_subparsers(
+        dest="action", required=True)
+    add = forces.add_parser("add", help="register a force; prints its token once")
+    add.add_argument("code")
+    add.add_argument("--name", required=True)
+    add.set_defaults(run=_forces_add)
+
+    admins = sub.add_parser("admins", help="admins").add_subparsers(dest="action",
+                                                                    required=True)
+    add = admins.add_parser("add", help="register an admin; prints the token once")
+    add.add_argument("name")
+    add.add_argument("--area", required=True, help="local authority code, or 'all'")
+    add.set_defaults(run=_admins_add)
+
+    directory = sub.add_parser("directory", help="the directory").add_subparsers(
+        dest="action", required=True)
+    imp = directory.add_parser("import", help="load settings, Key Adults, calendars, pupils")
+    for flag in ("--settings", "--key-adults", "--calendars", "--pupils"):
+        imp.add_argument(flag, type=Path, metavar="FILE")
+    imp.set_defaults(run=_directory_import)
+
+    nd = sub.add_parser("next-delivery", help="when a notice reported then would be released")
+    nd.add_argument("--setting", required=True)
+    nd.add_argument("--reported-at", required=True, type=_instant)
+    nd.set_defaults(run=_next_delivery)
+
+    keys = sub.add_parser("keys", help="Key Adult keys").add_subparsers(dest="action",
+                                                                       required=True)
+    gen = keys.add_parser("generate", help="a Key Adult's key pair")
+    gen.add_argument("--out", required=True, type=Path, metavar="DIR")
+    gen.add_argument("--post-quantum", action="store_true",
+                     help="ML-KEM-768 + X25519 hybrid instead of X25519")
+    gen.set_defaults(run=_keys_generate)
+
+    opener = sub.add_parser("open", help="open and verify a sealed notice")
+    opener.add_argument("envelope", type=Path)
+    opener.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
+    opener.add_argument("--service-key", type=Path, metavar="PUBLIC.pem")
+    opener.set_defaults(run=_open)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        asyncio.run(args.run(args))
+    except (CommandError, ConfigError) as exc:
+        print(f"encompass: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

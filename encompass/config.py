@@ -1,0 +1,87 @@
+"""Settings from the environment, read once at start (INTERFACE.md, Configuration).
+
+A bad value stops the program with one line naming the variable: see :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./encompass.db"
+
+
+class ConfigError(Exception):
+    """A setting has a bad value; the message is one line naming the variable."""
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept the plain ``sqlite:///`` and ``postgresql://`` forms and add the async driver."""
+    url = url.strip()
+    for plain, driver in (("sqlite://", "sqlite+aiosqlite://"),
+                          ("postgresql://", "postgresql+asyncpg://"),
+                          ("postgres://", "postgresql+asyncpg://")):
+        if url.startswith(plain):
+            return driver + url[len(plain):]
+    if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        return url
+    raise ValueError("must start with sqlite+aiosqlite:///, sqlite:///, "
+                     "postgresql+asyncpg:// or postgresql://")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENCOMPASS_", extra="ignore",
+                                      frozen=True)
+
+    amqp_url: str | None = None
+    database_url: str = DEFAULT_DATABASE_URL
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    signing_key: Path | None = None
+    log_format: Literal["console", "json"] = "console"
+    now: AwareDatetime | None = None
+    # Extensions beyond INTERFACE.md: names every queue with a prefix so that test runs and
+    # side-by-side deployments on one broker never see each other's messages.
+    queue_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)] = ""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _amqp(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        if not value.startswith(("amqp://", "amqps://")):
+            raise ValueError("must start with amqp:// or amqps://")
+        return value.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database(cls, value: str) -> str:
+        return normalise_database_url(value or DEFAULT_DATABASE_URL)
+
+    @property
+    def broker_kind(self) -> Literal["rabbitmq", "embedded"]:
+        return "embedded" if self.amqp_url is None else "rabbitmq"
+
+    @property
+    def database_kind(self) -> Literal["postgresql", "sqlite"]:
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the environment (plus ``overrides``); raise :class:`ConfigError` on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"ENCOMPASS_{field.upper()}: {message}") from None
+
+
+def start_instant(settings: Settings) -> datetime | None:
+    return settings.now

@@ -1,0 +1,180 @@
+"""From scored candidates to a decision: match, review or none, with the reasons.
+
+The weight ranks the candidates; these rules decide, because a false match sends a family's
+abuse record to the wrong school. A candidate is matched automatically only when
+
+* its weight reaches ``MATCH_WEIGHT``;
+* no valid UPN conflicts;
+* the names agree (given name exactly, by a middle name, a known diminutive or a
+  transliteration; family name at least with a typing slip or one part of a double-barrelled
+  name) and the date of birth agrees (exactly, transposed or one digit off);
+* more than name and date of birth agrees: the postcode (exactly, a one-character slip, or the
+  same outward code), the UPN, or a school hint;
+* it beats every other candidate that is not the same child on another roster by
+  ``MARGIN`` bits (the second-best is 2**MARGIN times less likely);
+* when a twin is on the roster (same family name, date of birth and postcode, another given
+  name), the given name agrees exactly or by a middle name: a diminutive is not enough.
+
+The same child on a second roster (nursery wrap-around, dual registration) is matched too when
+it passes the same rules and its record agrees with the first on given name, family name, date
+of birth and district, with no conflicting UPN or gender.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from encompass.domain.matching.dates import DobLevel
+from encompass.domain.matching.model import Candidate, Decision, MatchResult
+from encompass.domain.matching.names import (
+    FamilyLevel,
+    GivenLevel,
+    compare_family,
+    compare_given,
+    name_tokens,
+)
+from encompass.domain.matching.postcodes import PostcodeLevel, compare_postcode, normalise_postcode
+from encompass.domain.matching.scoring import PreparedQuery, Scored, normalise_gender
+from encompass.domain.matching.upn import UpnLevel
+
+MATCH_WEIGHT = 12.0
+"""Bits (prior included) at or above which a candidate may be matched automatically."""
+REVIEW_WEIGHT = 0.0
+"""Bits at or above which the best candidate goes to a person (probability one half)."""
+MARGIN = 8.0
+"""Bits by which the matched candidate must beat the next different child."""
+SHOWN = 5
+"""Candidates kept for the reviewer."""
+PRUNE_BELOW = REVIEW_WEIGHT - 4.0
+"""Candidates that cannot reach this weight are not scored in full (nor shown): safe because a
+match needs ``MATCH_WEIGHT`` and a margin of ``MARGIN`` over any other child, far above it."""
+SHOWN_BELOW = 4.0
+"""A reviewer also sees candidates up to this many bits below the review threshold."""
+
+_NAME_OK_GIVEN = (GivenLevel.EXACT, GivenLevel.MIDDLE, GivenLevel.NICKNAME, GivenLevel.VARIANT)
+_NAME_OK_FAMILY = (FamilyLevel.EXACT, FamilyLevel.PART, FamilyLevel.VARIANT, FamilyLevel.FUZZY)
+_DOB_OK = (DobLevel.EXACT, DobLevel.TRANSPOSED, DobLevel.ONE_DIGIT)
+_PLACE_OK = (PostcodeLevel.EXACT, PostcodeLevel.TYPO, PostcodeLevel.OUTWARD)
+OUTWARD_MAY_MATCH = False
+"""A family that moved within its district agrees only on the outward code; so does another
+child of the same name born the same day in that district, and nothing else tells them apart.
+The matcher therefore sends such a child to review instead of matching on the outward code."""
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The decision before it is dressed as a ``MatchResult``."""
+
+    decision: str  # "match" | "review" | "none"
+    matched: tuple[Scored, ...]
+    shown: tuple[Scored, ...]
+    reasons: tuple[str, ...]
+
+
+def blockers(best: Scored) -> list[str]:
+    """Why this candidate, on its own, may not be matched automatically (empty: it may)."""
+    why: list[str] = []
+    if best.upn == UpnLevel.CONFLICT:
+        why.append("a valid UPN conflicts: a person must check")
+    if best.weight < MATCH_WEIGHT:
+        why.append(f"match weight {best.weight:.1f} below the automatic threshold "
+                   f"{MATCH_WEIGHT:.0f}")
+    if best.upn == UpnLevel.EXACT and best.dob in _DOB_OK and (
+            best.given in _NAME_OK_GIVEN or best.family in _NAME_OK_FAMILY):
+        return why
+    if best.given not in _NAME_OK_GIVEN or best.family not in _NAME_OK_FAMILY:
+        why.append("names do not agree well enough for an automatic match")
+    if best.dob not in _DOB_OK:
+        why.append("date of birth does not agree")
+    place_ok = best.postcode in (_PLACE_OK if OUTWARD_MAY_MATCH else _PLACE_OK[:2])
+    if not place_ok and not best.hint:
+        why.append("only name and date of birth agree (postcode differs or is missing)"
+                   if best.postcode != PostcodeLevel.OUTWARD else
+                   "only name, date of birth and district agree (moved, or a namesake)")
+    return why
+
+
+def _same_child(a: Scored, b: Scored) -> bool:
+    """Two roster records (at different settings) that describe one child."""
+    pa, pb = a.pupil, b.pupil
+    if pa.date_of_birth != pb.date_of_birth:
+        return False
+    if pa.upn and pb.upn and pa.upn.replace(" ", "").upper() != pb.upn.replace(" ", "").upper():
+        return False
+    ga, gb = normalise_gender(pa.gender), normalise_gender(pb.gender)
+    if ga and gb and ga != gb:
+        return False
+    given = compare_given(name_tokens(pa.given_name), name_tokens(pb.given_name))
+    family = compare_family(name_tokens(pa.family_name), name_tokens(pb.family_name))
+    place, _ = compare_postcode(normalise_postcode(pa.postcode), normalise_postcode(pb.postcode))
+    if pa.setting_id == pb.setting_id:  # a duplicate row: harmless only when identical
+        return (given.level == GivenLevel.EXACT and family.level == FamilyLevel.EXACT
+                and place == PostcodeLevel.EXACT)
+    return (given.level in (GivenLevel.EXACT, GivenLevel.MIDDLE)
+            and family.level in (FamilyLevel.EXACT, FamilyLevel.PART)
+            and place in _PLACE_OK)
+
+
+def _twin_of(best: Scored, other: Scored) -> bool:
+    pa, pb = best.pupil, other.pupil
+    return (pa.date_of_birth == pb.date_of_birth
+            and name_tokens(pa.family_name) == name_tokens(pb.family_name)
+            and normalise_postcode(pa.postcode) == normalise_postcode(pb.postcode)
+            and name_tokens(pa.given_name) != name_tokens(pb.given_name))
+
+
+def choose(scored: Sequence[Scored]) -> Outcome:
+    """Decide over every scored candidate (any order)."""
+    ranked = sorted(scored, key=lambda s: s.weight, reverse=True)
+    if not ranked or ranked[0].weight < REVIEW_WEIGHT:
+        return Outcome("none", (), tuple(ranked[:SHOWN]),
+                       ("no candidate on any roster is likely to be this child",))
+    best = ranked[0]
+    why = blockers(best)
+    same = [s for s in ranked[1:] if _same_child(best, s) and not blockers(s)]
+    others = [s for s in ranked[1:] if not any(s is t for t in same)]
+    if others and best.weight - others[0].weight < MARGIN:
+        why.append(f"another child scores close ({others[0].weight:.1f} against "
+                   f"{best.weight:.1f}): a person must choose")
+    twins = [s for s in others if _twin_of(best, s)]
+    if twins and best.given not in (GivenLevel.EXACT, GivenLevel.MIDDLE):
+        why.append("a twin is on the roster and the given name is not exact")
+    shown = tuple(ranked[:SHOWN])
+    if why:
+        return Outcome("review", (), shown, tuple(why))
+    matched = (best, *(s for s in same if s.pupil.setting_id != best.pupil.setting_id))
+    reasons = [f"match weight {best.weight:.1f} bits"]
+    if others:
+        reasons.append(f"next other child {best.weight - others[0].weight:.1f} bits behind")
+    reasons += [f"also enrolled at {s.pupil.setting_id}" for s in same]
+    return Outcome("match", matched, shown, tuple(reasons))
+
+
+def _candidate(s: Scored) -> Candidate:
+    return Candidate(pupil=s.pupil, score=round(s.probability, 6),
+                     reasons=(f"match weight {s.weight:.1f} bits", *s.reasons))
+
+
+def result_of(query: PreparedQuery, scored: Sequence[Scored]) -> MatchResult:
+    """Decide over scored candidates and dress the outcome as a ``MatchResult``.
+
+    Data minimisation: a match carries only the matched pupils, a review the few candidates a
+    person needs, and ``none`` no pupil at all.
+    """
+    del query  # the decision needs only the scores; kept for a stable signature
+    outcome = choose(scored)
+    if outcome.decision == "match":
+        best = outcome.matched[0]
+        settings = tuple(dict.fromkeys(s.pupil.setting_id for s in outcome.matched))
+        return MatchResult(Decision.MATCH, settings, round(best.probability, 6),
+                           (*outcome.reasons, *best.reasons),
+                           tuple(_candidate(s) for s in outcome.matched))
+    if outcome.decision == "review":
+        best = outcome.shown[0]
+        shown = tuple(_candidate(s) for s in outcome.shown
+                      if s.weight >= REVIEW_WEIGHT - SHOWN_BELOW)
+        return MatchResult(Decision.REVIEW, (), round(best.probability, 6),
+                           (*outcome.reasons, *best.reasons), shown)
+    top = outcome.shown[0].probability if outcome.shown else 0.0
+    return MatchResult(Decision.NONE, (), round(top, 6), outcome.reasons, ())

@@ -1,0 +1,261 @@
+"""Fellegi-Sunter scoring: every identifier's agreement level adds a match weight in bits.
+
+For each comparison level we hold ``m`` (how often a true match shows that level) and ``u``
+(how often two different children do); the level adds ``log2(m / u)``. Exact name agreement
+uses the name's own frequency on the roster for ``u`` (term-frequency adjustment, as Splink
+does): two records agreeing on "Smith" is weaker evidence than agreeing on "Okonkwo". The sum,
+plus a prior for one pupil among a million, is the candidate's match weight; its probability is
+``1 / (1 + 2**-weight)``.
+
+The ``m`` values are the error rates children's records are known to carry (see
+``encompass.testing.population`` for the rates we simulate), the ``u`` values the chance
+agreement rates of a roster of a million children; both are fixed here, readable and
+reviewable, rather than re-estimated on each roster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+
+from encompass.domain.directory import Pupil
+from encompass.domain.matching.dates import DobLevel, compare_dob
+from encompass.domain.matching.names import (
+    FamilyLevel,
+    GivenLevel,
+    NameAgreement,
+    compare_family,
+    compare_given,
+    name_tokens,
+)
+from encompass.domain.matching.postcodes import (
+    PostcodeLevel,
+    compare_postcode,
+    normalise_postcode,
+    outward_code,
+)
+from encompass.domain.matching.upn import UpnLevel, compare_upn, valid_upn
+
+
+def _bits(m: float, u: float) -> float:
+    return math.log2(m / u)
+
+
+PRIOR_WEIGHT = _bits(1.0, 1_000_000.0)
+"""A reported child is, a priori, one pupil among a million."""
+
+# (m, u) per level; u of EXACT names is the default when no roster frequencies are known.
+GIVEN_MU: dict[int, tuple[float, float]] = {
+    GivenLevel.EXACT: (0.86, 0.008), GivenLevel.MIDDLE: (0.04, 0.0015),
+    GivenLevel.NICKNAME: (0.05, 0.002), GivenLevel.VARIANT: (0.02, 0.001),
+    GivenLevel.FUZZY: (0.02, 0.002), GivenLevel.INITIAL: (0.003, 0.0008),
+    GivenLevel.DIFFERENT: (0.01, 0.98),
+}
+FAMILY_MU: dict[int, tuple[float, float]] = {
+    FamilyLevel.EXACT: (0.85, 0.002), FamilyLevel.PART: (0.05, 0.001),
+    FamilyLevel.VARIANT: (0.01, 0.0005), FamilyLevel.FUZZY: (0.03, 0.001),
+    FamilyLevel.DIFFERENT: (0.06, 0.995),
+}
+DOB_MU: dict[int, tuple[float, float]] = {
+    DobLevel.EXACT: (0.95, 1 / 6000), DobLevel.TRANSPOSED: (0.015, 1 / 15000),
+    DobLevel.ONE_DIGIT: (0.02, 0.004), DobLevel.DIFFERENT: (0.015, 0.996),
+}
+POSTCODE_MU: dict[int, tuple[float, float]] = {
+    PostcodeLevel.EXACT: (0.82, 2e-5), PostcodeLevel.TYPO: (0.02, 1e-4),
+    PostcodeLevel.OUTWARD: (0.06, 3e-4), PostcodeLevel.DIFFERENT: (0.10, 0.9997),
+}
+UPN_MU: dict[int, tuple[float, float]] = {
+    UpnLevel.EXACT: (0.995, 1e-7), UpnLevel.CONFLICT: (0.005, 1.0),
+}
+GENDER_AGREES = _bits(0.98, 0.5)
+GENDER_DIFFERS = _bits(0.02, 0.5)
+SCHOOL_HINT_AGREES = 3.0
+SWAPPED_PENALTY = _bits(0.015, 0.05)
+"""Given and family name swapped: rarer in true matches than the straight reading."""
+
+# Term-frequency u is floored: a name held by one child in a million is still no stronger
+# evidence than this (a unique name may be a one-off misspelling).
+GIVEN_U_FLOOR = 2e-4
+FAMILY_U_FLOOR = 5e-5
+
+
+@dataclass(frozen=True, slots=True)
+class TermFrequencies:
+    """How common each (folded) given-name and family-name part is on the whole roster."""
+
+    given: Mapping[str, int] = field(default_factory=dict)
+    family: Mapping[str, int] = field(default_factory=dict)
+    population: int = 0
+
+    def given_u(self, token: str) -> float:
+        """``u`` of exact agreement on this given name: its share of the roster."""
+        count = self.given.get(token, 0) if self.population else 0
+        if not count:
+            return GIVEN_MU[GivenLevel.EXACT][1]
+        return max(count / self.population, GIVEN_U_FLOOR)
+
+    def family_u(self, token: str) -> float:
+        """``u`` of exact agreement on this family name (or part): its share of the roster."""
+        count = self.family.get(token, 0) if self.population else 0
+        if not count:
+            return FAMILY_MU[FamilyLevel.EXACT][1]
+        return max(count / self.population, FAMILY_U_FLOOR)
+
+
+DEFAULT_FREQUENCIES = TermFrequencies()
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedQuery:
+    """A reported child's identifiers, normalised once before comparing many candidates."""
+
+    given: tuple[str, ...]
+    family: tuple[str, ...]
+    dob: date | None
+    postcode: str
+    upn: str | None
+    upn_reported_invalid: bool
+    gender: str | None
+    school_hint: str | None
+    postcode_on_roster: bool = False
+    """The reported postcode is itself some family's postcode on the roster: a real address,
+    so one character away from another is a neighbour, not a typing slip."""
+
+    @property
+    def outward(self) -> str:
+        return outward_code(self.postcode)
+
+
+def normalise_gender(gender: str | None) -> str | None:
+    """'M', 'F' or None: the first letter of male/female/boy/girl, anything else unknown."""
+    if not gender:
+        return None
+    first = gender.strip()[:1].upper()
+    return {"M": "M", "B": "M", "F": "F", "G": "F"}.get(first)
+
+
+def prepare(given_name: str, family_name: str, dob: date | None, postcode: str,
+            upn: str | None, gender: str | None, school_hint: str | None) -> PreparedQuery:
+    """Normalise a reported child once; an invalid UPN is dropped (and said so)."""
+    clean_upn = valid_upn(upn) if upn else None
+    return PreparedQuery(given=name_tokens(given_name), family=name_tokens(family_name),
+                         dob=dob, postcode=normalise_postcode(postcode or ""), upn=clean_upn,
+                         upn_reported_invalid=bool(upn and upn.strip()) and clean_upn is None,
+                         gender=normalise_gender(gender),
+                         school_hint=school_hint.strip().lower() if school_hint else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """One candidate's levels, weight (bits, prior included) and reasons."""
+
+    pupil: Pupil
+    weight: float
+    given: int
+    family: int
+    dob: DobLevel
+    postcode: PostcodeLevel
+    upn: UpnLevel
+    swapped: bool
+    hint: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def probability(self) -> float:
+        """The Fellegi-Sunter match probability of this weight."""
+        return 1.0 / (1.0 + 2.0 ** (-self.weight)) if self.weight > -60 else 0.0
+
+
+def _given_weight(agreement: NameAgreement, tf: TermFrequencies) -> float:
+    if agreement.level == GivenLevel.MISSING:
+        return 0.0
+    m, u = GIVEN_MU[agreement.level]
+    if agreement.level in (GivenLevel.EXACT, GivenLevel.MIDDLE):
+        u = tf.given_u(agreement.token) * (u / GIVEN_MU[GivenLevel.EXACT][1])
+    return _bits(m, u)
+
+
+def _family_weight(agreement: NameAgreement, tf: TermFrequencies) -> float:
+    if agreement.level == FamilyLevel.MISSING:
+        return 0.0
+    m, u = FAMILY_MU[agreement.level]
+    if agreement.level in (FamilyLevel.EXACT, FamilyLevel.PART):
+        u = tf.family_u(agreement.token) * (u / FAMILY_MU[FamilyLevel.EXACT][1])
+    return _bits(m, u)
+
+
+_GIVEN_MAX = _bits(GIVEN_MU[GivenLevel.EXACT][0], GIVEN_U_FLOOR)
+_FAMILY_MAX = _bits(FAMILY_MU[FamilyLevel.EXACT][0], FAMILY_U_FLOOR)
+
+
+def _swap_possible(query: PreparedQuery, given: tuple[str, ...],
+                   family: tuple[str, ...]) -> bool:
+    """Cheap test before reading the names swapped: a reported part appears on the other side."""
+    return bool(set(query.given) & set(family)) or bool(set(query.family) & set(given))
+
+
+def _names(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...],
+           tf: TermFrequencies) -> tuple[NameAgreement, NameAgreement, float, bool]:
+    """The straight reading of the names, or the swapped one when that reads better."""
+    g, f = compare_given(query.given, given), compare_family(query.family, family)
+    weight = _given_weight(g, tf) + _family_weight(f, tf)
+    if (g.level >= GivenLevel.FUZZY or f.level >= FamilyLevel.FUZZY) and \
+            _swap_possible(query, given, family):
+        sg, sf = compare_given(query.family, given), compare_family(query.given, family)
+        if sg.level <= GivenLevel.NICKNAME and sf.level <= FamilyLevel.PART:
+            swapped = _given_weight(sg, tf) + _family_weight(sf, tf) + SWAPPED_PENALTY
+            if swapped > weight:
+                return sg, sf, swapped, True
+    return g, f, weight, False
+
+
+def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQUENCIES,
+          floor: float | None = None) -> Scored | None:
+    """Compare a prepared query with one roster entry: levels, weight and reasons.
+
+    With a ``floor``, a candidate whose weight cannot reach it even with the best possible
+    name agreement is dropped (None) before its names are compared: the cheap identifiers
+    (date of birth, postcode, UPN) are compared first.
+    """
+    dob_level, dob_reason = compare_dob(query.dob, pupil.date_of_birth)
+    pc_level, pc_reason = compare_postcode(query.postcode, normalise_postcode(pupil.postcode))
+    if pc_level == PostcodeLevel.TYPO and query.postcode_on_roster:
+        same_district = query.outward == outward_code(normalise_postcode(pupil.postcode))
+        pc_level = PostcodeLevel.OUTWARD if same_district else PostcodeLevel.DIFFERENT
+        pc_reason = "postcode: a neighbouring address (both are on the roster)"
+    upn_level, upn_reason = compare_upn(query.upn, pupil.upn)
+    weight = PRIOR_WEIGHT
+    if dob_level != DobLevel.MISSING:
+        weight += _bits(*DOB_MU[dob_level])
+    if pc_level != PostcodeLevel.MISSING:
+        weight += _bits(*POSTCODE_MU[pc_level])
+    if upn_level in UPN_MU:
+        weight += _bits(*UPN_MU[upn_level])
+    pupil_gender = normalise_gender(pupil.gender)
+    gender_differs = bool(query.gender and pupil_gender and query.gender != pupil_gender)
+    if query.gender and pupil_gender:
+        weight += GENDER_DIFFERS if gender_differs else GENDER_AGREES
+    hint = bool(query.school_hint) and query.school_hint == pupil.setting_id.lower()
+    if hint:
+        weight += SCHOOL_HINT_AGREES
+    if floor is not None and weight + _GIVEN_MAX + _FAMILY_MAX < floor \
+            and upn_level != UpnLevel.CONFLICT:
+        return None
+    g, f, name_weight, swapped = _names(query, name_tokens(pupil.given_name),
+                                        name_tokens(pupil.family_name), tf)
+    weight += name_weight
+    reasons = ["given and family name swapped"] if swapped else []
+    reasons += [g.reason, f.reason, dob_reason, pc_reason]
+    if upn_level in UPN_MU:
+        reasons.append(upn_reason)
+    elif query.upn_reported_invalid:
+        reasons.append("UPN: reported UPN fails its check letter (ignored)")
+    if gender_differs:
+        reasons.append("gender: differs")
+    if hint:
+        reasons.append("school hint: names this setting")
+    return Scored(pupil=pupil, weight=weight, given=g.level, family=f.level, dob=dob_level,
+                  postcode=pc_level, upn=upn_level, swapped=swapped, hint=hint,
+                  reasons=tuple(reasons))

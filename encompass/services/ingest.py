@@ -1,0 +1,108 @@
+"""Ingest: a force reports an incident (or a new version of one).
+
+The version is stored first, then published to the ``incidents`` queue; the caller hears
+"accepted" only after the broker confirmed it, so an accepted incident is never lost.
+Reporting the same force + ``incident_ref`` + ``version`` again is harmless: the stored
+version is returned, and published again only if the first publish never confirmed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from encompass.adapters.broker import Broker, PublishError
+from encompass.adapters.db.tables import Incident, IncidentVersion
+from encompass.clock import Clock
+from encompass.domain.incident import IncidentReport
+
+log = structlog.get_logger()
+
+INCIDENTS = "incidents"
+FORCE_HEADER = "x-encompass-force"
+
+
+class VersionConflict(Exception):
+    """This version was already received with different content."""
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not confirm the message; the caller should retry."""
+
+
+@dataclass(frozen=True)
+class Accepted:
+    incident_id: str
+    version_id: str
+    duplicate: bool
+
+
+def canonical_payload(report: IncidentReport) -> str:
+    """The report as stored and published: normalised JSON, one form per content."""
+    return report.model_dump_json()
+
+
+async def record_version(session: AsyncSession, force_id: str, report: IncidentReport,
+                         payload: str, now_: datetime
+                         ) -> tuple[Incident, IncidentVersion, bool]:
+    """Find or create the incident and this version; returns (incident, version, existed)."""
+    digest = hashlib.sha256(payload.encode()).hexdigest()
+    incident = (await session.execute(
+        select(Incident).where(Incident.force_id == force_id,
+                               Incident.incident_ref == report.incident_ref)
+    )).scalar_one_or_none()
+    if incident is None:
+        incident = Incident(incident_id=str(uuid.uuid4()), force_id=force_id,
+                            incident_ref=report.incident_ref, latest_version=0,
+                            status="active", created_at=now_, updated_at=now_)
+        session.add(incident)
+        await session.flush()
+    version = (await session.execute(
+        select(IncidentVersion).where(IncidentVersion.incident_id == incident.incident_id,
+                                      IncidentVersion.version == report.version)
+    )).scalar_one_or_none()
+    if version is not None:
+        if version.payload_sha256 != digest:
+            raise VersionConflict(
+                f"version {report.version} of incident {report.incident_ref} was already "
+                "received with different content; send it as a new version")
+        return incident, version, True
+    version = IncidentVersion(version_id=str(uuid.uuid4()), incident_id=incident.incident_id,
+                              version=report.version, payload=payload, payload_sha256=digest,
+                              received_at=now_, queued_at=None, processed_at=None)
+    session.add(version)
+    await session.flush()
+    return incident, version, False
+
+
+async def report_incident(sessions: async_sessionmaker[AsyncSession], broker: Broker,
+                          clock: Clock, force_id: str, report: IncidentReport) -> Accepted:
+    """Store and publish one incident version; return only once the broker confirmed it."""
+    payload = canonical_payload(report)
+    async with sessions.begin() as session:
+        incident, version, existed = await record_version(session, force_id, report, payload,
+                                                          clock.now())
+        incident_id, version_id, queued = (incident.incident_id, version.version_id,
+                                           version.queued_at is not None)
+    if queued:
+        log.info("incident.duplicate", incident_id=incident_id, version_id=version_id)
+        return Accepted(incident_id, version_id, duplicate=True)
+    try:
+        await broker.publish(INCIDENTS, payload.encode(), message_id=version_id,
+                             headers={FORCE_HEADER: force_id})
+    except PublishError as exc:
+        log.warning("incident.publish_failed", incident_id=incident_id, version_id=version_id)
+        raise BrokerUnavailable("the message broker did not confirm; retry shortly") from exc
+    async with sessions.begin() as session:
+        stored = await session.get(IncidentVersion, version_id)
+        if stored is not None and stored.queued_at is None:
+            stored.queued_at = clock.now()
+    log.info("incident.accepted", incident_id=incident_id, version_id=version_id,
+             version=report.version, children=len(report.children), duplicate=existed)
+    return Accepted(incident_id, version_id, duplicate=existed)

@@ -1,0 +1,26 @@
+"""The matcher worker: consumes ``incidents``, matches each child, schedules the notices.
+
+Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from encompass.adapters.broker import Consumer
+from encompass.bootstrap import Container
+from encompass.services.ingest import INCIDENTS
+from encompass.services.match_incident import MatchIncident
+from workers.runner import run_consumer
+
+
+async def start(container: Container) -> Consumer:
+    """Start consuming; the returned consumer's ``cancel()`` stops it."""
+    handler = MatchIncident(container.sessions, container.roster, container.clock)
+    return await run_consumer(container.broker, INCIDENTS, handler)
+
+
+if __name__ == "__main__":
+    from workers.main import run_workers
+
+    asyncio.run(run_workers(["matcher"]))

@@ -1,0 +1,129 @@
+"""The generic consumer loop: decode nothing, decide everything about ack, retry and
+dead-letter, so that a handler sees a :class:`Message` and never the transport.
+
+A handler that returns has succeeded: the message is acked. One that raises
+:class:`Poison` has met a message that can never succeed: it goes to the queue's ``.dead``
+queue at once, with the reason. Any other exception is transient: the message is published
+again to the same queue with its attempt count raised, until ``max_attempts``, and then
+dead-lettered with the reason "gave up after N attempts: <ExceptionClass>".
+
+We count attempts in our own header rather than trusting the broker: RabbitMQ ignores an
+``x-death`` set by a client, and from RabbitMQ 4.3 a requeueing nack no longer counts
+toward a quorum queue's delivery limit. The queue's ``x-delivery-limit`` stays as the
+backstop for a message that kills the worker process before it can be settled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from encompass.adapters.broker import Broker, Consumer, Delivery, Message, PublishError
+
+ATTEMPTS_HEADER = "x-encompass-attempts"
+DEAD_REASON_HEADER = "x-encompass-dead-reason"
+
+Handler = Callable[[Message], Awaitable[None]]
+
+log = structlog.get_logger()
+
+
+class Poison(Exception):
+    """A message that can never succeed (unparseable, invalid). ``reason`` is stored on the
+    dead letter and logged, so it must hold no personal data."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def default_backoff(attempt: int) -> float:
+    """Seconds to wait before retrying after failed attempt number ``attempt`` (1-based):
+    0.4, 0.8, 1.6 … capped at 5, short because the message holds a prefetch slot."""
+    return float(min(0.2 * 2**attempt, 5.0))
+
+
+def attempts_of(message: Message) -> int:
+    """How many attempts at this message have failed before, from our own header."""
+    raw = message.headers.get(ATTEMPTS_HEADER, 0)
+    try:
+        return max(int(raw), 0)
+    except (TypeError, ValueError):
+        # A header we did not write: count from zero rather than lose the message.
+        return 0
+
+
+async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
+                       max_attempts: int = 5, backoff: Callable[[int], float] | None = None,
+                       prefetch: int = 16) -> Consumer:
+    """Consume ``queue`` with ``handler`` under the retry and dead-letter policy above.
+
+    Every message ends acked exactly when its outcome (success, a retry copy, or a dead
+    letter) is safe with the broker; if publishing that copy fails, the original is given
+    back to the queue instead, so nothing is lost. Returns the consumer to cancel.
+    """
+    dead = broker.topology.dead_letter_of(queue)
+    if dead is None:
+        raise ValueError(f"queue {queue!r} has no dead-letter queue to run a consumer on")
+    if max_attempts < 1:
+        raise ValueError("max_attempts must be at least 1")
+    wait = default_backoff if backoff is None else backoff
+
+    async def on_delivery(delivery: Delivery) -> None:
+        message = delivery.message
+        attempt = attempts_of(message) + 1
+        bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
+        try:
+            await handler(message)
+        except Poison as exc:
+            await _forward(broker, delivery, bound, dead, outcome="dead", headers={
+                DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt})
+        except Exception as exc:
+            # Only the class: an exception's text may quote personal data from the body.
+            error = type(exc).__name__
+            if attempt < max_attempts:
+                # The retry copy goes to the back of the queue. Order does not matter:
+                # each message stands alone and is idempotent by its message_id.
+                pause = wait(attempt)
+                if pause > 0:
+                    await asyncio.sleep(pause)
+                await _forward(broker, delivery, bound, queue, outcome="retry", error=error,
+                               headers={ATTEMPTS_HEADER: attempt})
+            else:
+                await _forward(broker, delivery, bound, dead, outcome="dead", error=error,
+                               headers={DEAD_REASON_HEADER:
+                                        f"gave up after {attempt} attempts: {error}",
+                                        ATTEMPTS_HEADER: attempt})
+        else:
+            await delivery.ack()
+            bound.info("message.processed", outcome="acked")
+
+    return await broker.consume(queue, on_delivery, prefetch=prefetch)
+
+
+async def _forward(broker: Broker, delivery: Delivery, bound: FilteringBoundLogger, target: str, *,
+                   outcome: str, headers: Mapping[str, Any], error: str | None = None) -> None:
+    """Publish a copy of the delivery to ``target`` with ``headers`` added, confirmed, then
+    ack the original; if the broker does not confirm, give the original back."""
+    message = delivery.message
+    extra = {} if error is None else {"error": error}
+    try:
+        await broker.publish(target, message.body, message_id=message.message_id,
+                             headers={**message.headers, **headers})
+    except PublishError as exc:
+        # The copy may not exist: keep the original. Its requeue counts toward the
+        # broker's delivery limit, which dead-letters it if this keeps happening.
+        await delivery.reject(requeue=True)
+        bound.warning("message.requeued", outcome="requeued", target=target,
+                      publish_error=str(exc), **extra)
+        return
+    await delivery.ack()
+    if outcome == "dead":
+        bound.warning("message.dead", outcome=outcome, reason=headers[DEAD_REASON_HEADER],
+                      **extra)
+    else:
+        bound.info("message.retry", outcome=outcome, **extra)
