@@ -192,6 +192,9 @@ class Notice(Base):
     release_reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # The overdue flag (BRIEF §5) and its two escalations; set by the escalation sweep.
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    admins_alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class NoticeEvent(Base):
@@ -204,3 +207,90 @@ class NoticeEvent(Base):
     to_status: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
     cause: Mapped[str] = mapped_column(Text)
+
+
+class SealedEnvelope(Base):
+    """One sealed envelope: a notice (or its retraction) for one recipient's key."""
+
+    __tablename__ = "envelopes"
+    __table_args__ = (UniqueConstraint("notice_id", "key_adult_id", "kind"),)
+    envelope_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"),
+                                              index=True)
+    role: Mapped[str] = mapped_column(String(16))  # key_adult | deputy | holiday_contact
+    kind: Mapped[str] = mapped_column(String(16))  # notice | retraction
+    body: Mapped[str] = mapped_column(Text)  # the envelope JSON, as sent
+    envelope_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    delivered_by: Mapped[str | None] = mapped_column(String(16))  # webhook | portal
+
+
+class OutboxEntry(Base):
+    """A delivery to hand to the broker, written in the transaction that made it due.
+
+    The relay publishes pending entries and marks them; a crash between the two only
+    publishes again, and the delivery worker's idempotency key makes that harmless.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "published_at", "outbox_id"),)
+    outbox_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    envelope_id: Mapped[str] = mapped_column(ForeignKey("envelopes.envelope_id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))  # webhook | email
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DeliveryAttempt(Base):
+    __tablename__ = "delivery_attempts"
+    attempt_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    envelope_id: Mapped[str] = mapped_column(ForeignKey("envelopes.envelope_id"), index=True)
+    channel: Mapped[str] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    outcome: Mapped[str] = mapped_column(String(16))  # delivered | retry | failed
+    detail: Mapped[str] = mapped_column(String(500))  # status code or error class, no data
+
+
+class Acknowledgement(Base):
+    """A Key Adult's signed receipt: who, when, what, and the signature that proves it."""
+
+    __tablename__ = "acknowledgements"
+    ack_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"))
+    kind: Mapped[str] = mapped_column(String(16))  # received | not_our_pupil | child_absent
+    reply: Mapped[str | None] = mapped_column(String(500))
+    envelope_hash: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class Alert(Base):
+    """Something a person must look at: a failed delivery, an overdue acknowledgement."""
+
+    __tablename__ = "alerts"
+    alert_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str | None] = mapped_column(ForeignKey("notices.notice_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(16))  # deputies | admins | force
+    message: Mapped[str] = mapped_column(Text)  # no personal data
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained record of every read and change (BRIEF §6)."""
+
+    __tablename__ = "audit_log"
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # force:CODE | admin:ID | key_adult:ID | system
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
