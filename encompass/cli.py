@@ -162,6 +162,112 @@ async def _demo(args: argparse.Namespace) -> None:
     await run_demo(json_only=args.json)
 
 
+# --- The receiving side: Key Adult credentials, urgent release, the Key Adult's client ---
+
+async def _key_adults_credentials(args: argparse.Namespace) -> None:
+    from encompass.services.credentials import CredentialError
+    from encompass.services.portal import issue_key_adult_credentials
+
+    async def run(container: Any) -> None:
+        try:
+            issued = await issue_key_adult_credentials(container.sessions, container.clock,
+                                                       args.key_adult_id)
+        except CredentialError as exc:
+            raise CommandError(str(exc)) from None
+        print(f"Key Adult {issued.key_adult_id}: new credentials (any earlier ones no longer "
+              "work); keep them, they are shown once")
+        print(f"token: {issued.token}")
+        print(f"webhook_secret: {issued.webhook_secret}")
+
+    await _with_container(run)
+
+
+async def _release(args: argparse.Namespace) -> None:
+    from encompass.services.release import ReleaseRefused, release_now
+
+    async def run(container: Any) -> None:
+        try:
+            done = await release_now(container.sessions, container.clock, args.notice_id,
+                                     actor="admin:cli")
+        except ReleaseRefused as exc:
+            raise CommandError(str(exc)) from None
+        was = done.was_due_at.isoformat() if done.was_due_at else "no time"
+        print(f"notice {done.notice_id} released now ({done.deliver_at.isoformat()}); it was "
+              f"due at {was}; the dispatcher sends it on its next pass")
+
+    await _with_container(run)
+
+
+def _portal(args: argparse.Namespace) -> Any:
+    from encompass.client import Portal, load_keys, load_pinned
+
+    return Portal(args.url, args.token, load_keys(args.key), load_pinned(args.service_key))
+
+
+async def _inbox(args: argparse.Namespace) -> None:
+    import json
+
+    from encompass.client import ClientError, inbox
+
+    def emit(line: dict[str, Any]) -> None:
+        print(json.dumps(line, ensure_ascii=False), flush=True)
+
+    try:
+        await inbox(_portal(args), out_dir=args.out, emit=emit)
+    except ClientError as exc:
+        raise CommandError(str(exc)) from None
+
+
+async def _ack(args: argparse.Namespace) -> None:
+    import json
+
+    from encompass.client import ClientError, ack
+
+    try:
+        result = await ack(_portal(args), args.notice_id, kind=args.kind, reply=args.reply)
+    except ClientError as exc:
+        raise CommandError(str(exc)) from None
+    print(json.dumps(result, ensure_ascii=False))
+
+
+def _add_receiving_commands(sub: Any) -> None:
+    key_adults = sub.add_parser("key-adults", help="Key Adults").add_subparsers(
+        dest="action", required=True)
+    cred = key_adults.add_parser("credentials", help="issue a Key Adult's API token and "
+                                 "webhook secret (printed once; revokes earlier ones)")
+    cred.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
+    cred.set_defaults(run=_key_adults_credentials)
+
+    release = sub.add_parser("release", help="release a held (scheduled) notice now, "
+                             "audited")
+    release.add_argument("notice_id", metavar="NOTICE_ID")
+    release.set_defaults(run=_release)
+
+    def portal_args(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--url", required=True, help="the Encompass service's base URL")
+        parser.add_argument("--token", required=True, help="the Key Adult's API token")
+        parser.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
+        parser.add_argument("--service-key", type=Path, metavar="PUBLIC.pem",
+                            help="pin the service's public key (default: fetch it from "
+                                 "the service)")
+
+    box = sub.add_parser("inbox", help="fetch, verify and open this Key Adult's notices")
+    portal_args(box)
+    box.add_argument("--out", type=Path, metavar="DIR",
+                     help="also save each sealed envelope as DIR/NOTICE_ID.json")
+    box.set_defaults(run=_inbox)
+
+    acker = sub.add_parser("ack", help="sign and send an acknowledgement")
+    acker.add_argument("notice_id", metavar="NOTICE_ID")
+    portal_args(acker)
+    acker.add_argument("--kind", default="received",
+                       choices=["received", "not_our_pupil", "child_absent"])
+    acker.add_argument("--reply", help="a short reply to the force (up to 500 characters)")
+    acker.set_defaults(run=_ack)
+
+# --- end of the receiving side ---
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="encompass", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -173,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)
 
     worker = sub.add_parser("worker", help="run a worker")
-    worker.add_argument("name", choices=["matcher", "all"])
+    worker.add_argument("name", choices=["matcher", "dispatcher", "all"])
     worker.set_defaults(run=_worker)
 
     sub.add_parser("migrate", help="create or upgrade the database schema"
@@ -218,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     opener.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
     opener.add_argument("--service-key", type=Path, metavar="PUBLIC.pem")
     opener.set_defaults(run=_open)
+    _add_receiving_commands(sub)
     return parser
 
 

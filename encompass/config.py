@@ -48,6 +48,15 @@ class Settings(BaseSettings):
     # side-by-side deployments on one broker never see each other's messages.
     queue_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)] = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Delivery (the dispatcher worker). E-mail pointers are sent only when smtp_host is
+    # set; without it Key Adults with no webhook still fetch from the portal.
+    smtp_host: str | None = None
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
+    smtp_from: str = "encompass@localhost"
+    portal_url: str = "http://127.0.0.1:8080"
+    webhook_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    delivery_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
+    dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
 
     @field_validator("amqp_url")
     @classmethod
@@ -57,6 +66,11 @@ class Settings(BaseSettings):
         if not value.startswith(("amqp://", "amqps://")):
             raise ValueError("must start with amqp:// or amqps://")
         return value.strip()
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
 
     @field_validator("database_url")
     @classmethod

@@ -15,13 +15,13 @@ from encompass.logging import configure_logging
 
 log = structlog.get_logger()
 
-WORKERS = ("matcher",)
+WORKERS = ("matcher", "dispatcher")
 
 
 def starters() -> dict[str, Callable[[Container], Awaitable[Consumer]]]:
-    from workers import matcher
+    from workers import dispatcher, matcher
 
-    return {"matcher": matcher.start}
+    return {"matcher": matcher.start, "dispatcher": dispatcher.start}
 
 
 async def start_workers(container: Container, names: Sequence[str]) -> list[Consumer]:

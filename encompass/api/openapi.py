@@ -30,6 +30,7 @@ def build_openapi() -> dict[str, Any]:
         "properties": {"incident_id": {"type": "string"}, "version": {"type": "integer"},
                        "duplicate": {"type": "boolean"}}}
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    components.update(_receiving_components())
     return {
         "openapi": "3.1.0",
         "info": {"title": "Encompass", "version": "1"},
@@ -44,18 +45,131 @@ def build_openapi() -> dict[str, Any]:
                     "schema": {"$ref": REF.format(model="IncidentReport")}}}},
                 "responses": {"202": {"description": "accepted", "content": {
                     "application/json": {"schema": {"$ref": REF.format(model="Accepted")}}}},
-                    "400": _error(), "401": _error(), "409": _error(), "413": _error(),
+                    "400": _error(), "401": _error(), "403": _error(), "409": _error(),
+                    "413": _error(),
                     "422": _error(), "503": _error()}}},
             "/v1/incidents/{incident_id}": {"get": {
                 "summary": "Per-child, per-setting status of the force's own incident",
                 "security": bearer,
                 "parameters": [{"name": "incident_id", "in": "path", "required": True,
                                 "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "the incident's status"},
-                              "401": _error(), "404": _error()}}},
+                "responses": {"200": {"description": "the incident's status: per child, "
+                                                     "per notice status, release time, overdue "
+                                                     "flag, delivery failures, the Key Adult's "
+                                                     "acknowledgement or return and reply"},
+                              "401": _error(), "403": _error(), "404": _error()}}},
+            **_receiving_paths(bearer),
             "/healthz": {"get": {"summary": "Liveness",
                                  "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "metrics"}}}},
         },
+    }
+
+
+# --- The receiving side: withdrawal, the Key Adult's portal, admins ---
+
+def _receiving_components() -> dict[str, Any]:
+    from encompass.api.admin_routes import ResolveRequest
+    from encompass.api.settings_routes import AckRequest
+
+    return {"AckRequest": AckRequest.model_json_schema(ref_template=REF),
+            "ResolveRequest": ResolveRequest.model_json_schema(ref_template=REF),
+            "ServedEnvelope": {
+                "type": "object",
+                "required": ["notice_id", "status", "kind", "created_at", "delivered_at",
+                             "envelope"],
+                "properties": {
+                    "notice_id": {"type": "string"}, "status": {"type": "string"},
+                    "kind": {"enum": ["notice", "retraction"]},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "delivered_at": {"type": "string", "format": "date-time"},
+                    "envelope": {"type": "object",
+                                 "description": "the sealed envelope (schemas/envelope.md)"}}}}
+
+
+def _json(description: str, model: str | None = None) -> dict[str, Any]:
+    if model is None:
+        return {"description": description}
+    return {"description": description, "content": {"application/json": {
+        "schema": {"$ref": REF.format(model=model)}}}}
+
+
+def _path_id(name: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
+    def body(model: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {
+            "schema": {"$ref": REF.format(model=model)}}}}
+
+    query = [{"name": "status", "in": "query", "schema": {"type": "string"}},
+             {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
+             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                         "maximum": 1000}}]
+    return {
+        "/v1/incidents/{incident_id}/withdraw": {"post": {
+            "summary": "Withdraw the force's incident: cancel unsent notices, retract sent "
+                       "ones (idempotent)",
+            "security": bearer, "parameters": _path_id("incident_id"),
+            "responses": {"200": _json("counts of cancelled and retracted notices"),
+                          "401": _error(), "403": _error(), "404": _error()}}},
+        "/v1/service-key": {"get": {
+            "summary": "The service's Ed25519 public key (PEM) that signs every envelope",
+            "responses": {"200": {"description": "PEM", "content": {
+                "application/x-pem-file": {"schema": {"type": "string"}}}}}}},
+        "/v1/notices": {"get": {
+            "summary": "The Key Adult's sent envelopes (notices and retractions), newest "
+                       "first; handing one over the first time marks it delivered",
+            "security": bearer,
+            "parameters": [{"name": "limit", "in": "query", "schema": {
+                "type": "integer", "minimum": 1, "maximum": 500}}],
+            "responses": {"200": _json("{\"notices\": [ServedEnvelope]}"),
+                          "400": _error(), "401": _error(), "403": _error()}}},
+        "/v1/notices/{notice_id}": {"get": {
+            "summary": "One envelope of this Key Adult (404 for anything not theirs)",
+            "security": bearer,
+            "parameters": [*_path_id("notice_id"), {"name": "kind", "in": "query", "schema": {
+                "enum": ["notice", "retraction"], "default": "notice"}}],
+            "responses": {"200": _json("the envelope", "ServedEnvelope"), "400": _error(),
+                          "401": _error(), "403": _error(), "404": _error()}}},
+        "/v1/notices/{notice_id}/ack": {"post": {
+            "summary": "A signed acknowledgement: Ed25519 over ack_payload(notice_id, "
+                       "envelope_hash, kind, reply) with the Key Adult's registered key. "
+                       "not_our_pupil sends the notice back to review and tells the force",
+            "security": bearer, "parameters": _path_id("notice_id"),
+            "requestBody": body("AckRequest"),
+            "responses": {"201": _json("the recorded acknowledgement"),
+                          "400": _error(), "401": _error(), "403": _error(), "404": _error(),
+                          "409": _error(), "422": _error()}}},
+        "/v1/admin/notices": {"get": {
+            "summary": "Notices (no child data) with deliver_at, setting and the overdue "
+                       "flag; admins of area 'all' only (settings carry no local authority "
+                       "yet)",
+            "security": bearer, "parameters": query,
+            "responses": {"200": _json("{\"notices\": [...]}"), "400": _error(),
+                          "401": _error(), "403": _error()}}},
+        "/v1/admin/review": {"get": {
+            "summary": "The review queue, oldest first: unplaced children and notices in "
+                       "review, with candidates, reasons and age",
+            "security": bearer,
+            "responses": {"200": _json("{\"items\": [...]}"), "401": _error(),
+                          "403": _error()}}},
+        "/v1/admin/review/{item_id}/resolve": {"post": {
+            "summary": "Resolve a review item to a setting (released by the rule from the "
+                       "time the child was reported) or to the local authority's contact "
+                       "(recorded, admins alerted: no contact directory yet)",
+            "security": bearer, "parameters": _path_id("item_id"),
+            "requestBody": body("ResolveRequest"),
+            "responses": {"200": _json("what the resolution did"), "400": _error(),
+                          "401": _error(), "403": _error(), "404": _error(),
+                          "409": _error(), "422": _error()}}},
+        "/admin": {"get": {
+            "summary": "The admin dashboard (HTML); the admin token as a bearer header or "
+                       "?token=",
+            "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "HTML", "content": {
+                "text/html": {"schema": {"type": "string"}}}},
+                "401": _error(), "403": _error()}}},
     }

@@ -1,4 +1,5 @@
-"""Routes for police systems: report an incident, see its status. A force sees only its own."""
+"""Routes for police systems: report, withdraw and follow an incident. A force sees only its
+own: another force's incident is ``404``, its existence not ours to reveal."""
 
 from __future__ import annotations
 
@@ -8,27 +9,30 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from encompass.adapters.db.tables import Child, Force, Incident, IncidentVersion, Notice
+from encompass.adapters.db.tables import (
+    Acknowledgement,
+    Alert,
+    Child,
+    DeliveryAttempt,
+    Incident,
+    IncidentVersion,
+    Notice,
+    SealedEnvelope,
+)
+from encompass.api.auth import authenticated_force
 from encompass.api.errors import ApiError
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.incident import IncidentReport
-from encompass.services.credentials import force_for_token
+from encompass.services import audit
 from encompass.services.ingest import BrokerUnavailable, VersionConflict, report_incident
+from encompass.services.monitoring import is_overdue
+from encompass.services.review import resolution_of
+
+__all__ = ["authenticated_force", "routes", "validation_details"]
 
 routes = web.RouteTableDef()
-
-
-async def authenticated_force(request: web.Request) -> Force:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(401, "unauthorised", "send the force's token as 'Authorization: Bearer …'")
-    async with request.app[CONTAINER].sessions() as session:
-        force = await force_for_token(session, token.strip())
-    if force is None:
-        raise ApiError(401, "unauthorised", "the token is not valid")
-    return force
 
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
@@ -66,11 +70,84 @@ async def post_incident(request: web.Request) -> web.Response:
                               "duplicate": accepted.duplicate}, status=202)
 
 
+def _incident_id(request: web.Request) -> str:
+    incident_id = request.match_info["incident_id"]
+    if len(incident_id) > 64:  # our ids are UUIDs
+        raise ApiError(404, "not_found", "no such incident for this force")
+    return incident_id
+
+
+@routes.post("/v1/incidents/{incident_id}/withdraw")
+async def withdraw(request: web.Request) -> web.Response:
+    force = await authenticated_force(request)
+    # Imported here: the delivery side owns this module and the app starts without it.
+    from encompass.services.withdraw import IncidentNotFound, withdraw_incident
+
+    container, incident_id = request.app[CONTAINER], _incident_id(request)
+    try:
+        result = await withdraw_incident(container.sessions, container.clock,
+                                         container.signing_key, force.force_id, incident_id)
+    except IncidentNotFound:
+        raise ApiError(404, "not_found", "no such incident for this force") from None
+    async with container.sessions.begin() as session:
+        await audit.record(session, actor=f"force:{force.force_id}", action="incident.withdrawn",
+                           subject=f"incident:{incident_id}",
+                           detail={k: v for k, v in result.items() if k != "incident_id"},
+                           at=container.clock.now())
+    return web.json_response(result)
+
+
+async def _notice_facts(session: AsyncSession, notice_ids: list[str]
+                        ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, Acknowledgement],
+                                   dict[str, list[dict[str, Any]]]]:
+    """Per notice: delivery failures, the Key Adult's answer, and the force's alerts."""
+    failures: dict[str, list[dict[str, Any]]] = {}
+    attempts = (await session.execute(
+        select(SealedEnvelope.notice_id, DeliveryAttempt)
+        .join(DeliveryAttempt, DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id)
+        .where(SealedEnvelope.notice_id.in_(notice_ids), DeliveryAttempt.outcome != "delivered")
+        .order_by(DeliveryAttempt.at))).all()
+    for notice_id, attempt in attempts:
+        failures.setdefault(notice_id, []).append({
+            "channel": attempt.channel, "attempt": attempt.attempt, "outcome": attempt.outcome,
+            "detail": attempt.detail, "at": attempt.at.isoformat()})
+    answers: dict[str, Acknowledgement] = {}
+    for ack in (await session.scalars(select(Acknowledgement).where(
+            Acknowledgement.notice_id.in_(notice_ids)).order_by(Acknowledgement.at))).all():
+        answers.setdefault(ack.notice_id, ack)
+    alerts: dict[str, list[dict[str, Any]]] = {}
+    for alert in (await session.scalars(select(Alert).where(
+            Alert.notice_id.in_(notice_ids), Alert.audience == "force")
+            .order_by(Alert.created_at))).all():
+        alerts.setdefault(alert.notice_id or "", []).append({
+            "kind": alert.kind, "message": alert.message,
+            "created_at": alert.created_at.isoformat()})
+    return failures, answers, alerts
+
+
+def _notice_json(n: Notice, failures: list[dict[str, Any]], answer: Acknowledgement | None,
+                 alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "notice_id": n.notice_id, "setting_id": n.setting_id, "status": n.status,
+        "recipient": n.recipient,
+        "deliver_at": n.deliver_at.isoformat() if n.deliver_at else None,
+        "overdue": is_overdue(n),
+        "overdue_at": n.overdue_at.isoformat() if n.overdue_at else None,
+        "failures": failures,
+        "acknowledgement": None if answer is None else {
+            "kind": answer.kind, "at": answer.at.isoformat(), "reply": answer.reply,
+            "key_adult_id": answer.key_adult_id},
+        "returned": answer is not None and answer.kind == "not_our_pupil",
+        "alerts": alerts,
+    }
+
+
 @routes.get("/v1/incidents/{incident_id}")
 async def get_incident(request: web.Request) -> web.Response:
     force = await authenticated_force(request)
-    async with request.app[CONTAINER].sessions() as session:
-        incident = await session.get(Incident, request.match_info["incident_id"])
+    container = request.app[CONTAINER]
+    async with container.sessions.begin() as session:
+        incident = await session.get(Incident, _incident_id(request))
         # Another force's incident is "not found": its existence is not ours to reveal.
         if incident is None or incident.force_id != force.force_id:
             raise ApiError(404, "not_found", "no such incident for this force")
@@ -82,7 +159,12 @@ async def get_incident(request: web.Request) -> web.Response:
             select(Child).where(Child.version_id == latest.version_id)
             .order_by(Child.position))).scalars().all()
         notices = (await session.execute(
-            select(Notice).where(Notice.incident_id == incident.incident_id))).scalars().all()
+            select(Notice).where(Notice.incident_id == incident.incident_id)
+            .order_by(Notice.created_at, Notice.notice_id))).scalars().all()
+        failures, answers, alerts = await _notice_facts(session, [n.notice_id for n in notices])
+        await audit.record(session, actor=f"force:{force.force_id}", action="incident.read",
+                           subject=f"incident:{incident.incident_id}",
+                           detail={"notices": len(notices)}, at=container.clock.now())
     by_child: dict[str, list[Notice]] = {}
     for notice in notices:
         by_child.setdefault(notice.child_id, []).append(notice)
@@ -97,9 +179,9 @@ async def get_incident(request: web.Request) -> web.Response:
             "position": child.position,
             "decision": child.decision,
             "resolved": child.resolved_at is not None,
-            "notices": [{"notice_id": n.notice_id, "setting_id": n.setting_id,
-                         "status": n.status, "recipient": n.recipient,
-                         "deliver_at": n.deliver_at.isoformat() if n.deliver_at else None}
+            "resolution": resolution_of(child),
+            "notices": [_notice_json(n, failures.get(n.notice_id, []), answers.get(n.notice_id),
+                                     alerts.get(n.notice_id, []))
                         for n in by_child.get(child.child_id, [])],
         } for child in children],
     })

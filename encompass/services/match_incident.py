@@ -118,6 +118,9 @@ class MatchIncident:
         notices = (await session.execute(
             select(Notice).where(Notice.incident_id == incident.incident_id,
                                  Notice.status.in_([s.value for s in UNSENT]))
+            # Locked, so a dispatcher releasing one of them at this moment is waited for
+            # and the status re-read, never overwritten behind the state machine's back.
+            .with_for_update()
         )).scalars().all()
         for notice in notices:
             transition(session, notice, NoticeStatus.CANCELLED, at=now,

@@ -157,3 +157,15 @@ def postcode_typo(postcode: str, rng: random.Random) -> str:
     pool = string.digits if chars[i].isdigit() else "ABDEFGHJLNPQRSTUWXYZ"
     chars[i] = rng.choice([c for c in pool if c != chars[i]])
     return "".join(chars)
+
+
+def postcode_key(postcode: str) -> str:
+    """A postcode compared as the matcher compares it (case and spaces ignored)."""
+    return postcode.replace(" ", "").upper()
+
+
+def near(a: str, b: str) -> bool:
+    """Equal, or one character apart (substituted, dropped, added, or two swapped)."""
+    from rapidfuzz.distance import DamerauLevenshtein
+
+    return DamerauLevenshtein.distance(a, b, score_cutoff=1) <= 1

@@ -28,6 +28,7 @@ from stdnum.gb import upn as stdnum_upn
 
 from encompass.domain.directory import Pupil
 from encompass.domain.match import ChildQuery
+from encompass.domain.matching.names import normalise_name, skeleton
 from encompass.domain.matching.nicknames import related_names
 from encompass.testing import errors as err
 from encompass.testing.name_data import NameData, name_data
@@ -61,6 +62,15 @@ class _Child:
     gender: str
     postcode: str
     twin_of: _Child | None = None
+    settings: tuple[str, ...] = ()
+
+
+def _distinct_names(a: _Child, b: _Child) -> bool:
+    """Names parents give twins: not one name twice, in two spellings, or as a short form,
+    and not one twin's first name as the other's middle name."""
+    ga, gb = a.given.lower(), b.given.lower()
+    return (ga != gb and skeleton(normalise_name(ga)) != skeleton(normalise_name(gb))
+            and gb not in related_names(ga) and a.middle != b.given and b.middle != a.given)
 
 
 class Population:
@@ -75,6 +85,12 @@ class Population:
         for _ in self._world():
             pass
         self._collect = False
+
+    @property
+    def postcodes(self) -> list[str]:
+        """Every postcode of this world: its postcode directory (the ONS Postcode Directory's
+        part in a real deployment)."""
+        return self._postcodes(random.Random(self.seed))
 
     def pupils(self) -> Iterator[Pupil]:
         """The roster, regenerated from the seed: every pupil at every setting, in row order."""
@@ -105,7 +121,10 @@ class Population:
         while row < self.roster_size:
             postcode = rng.choice(postcodes)
             for child in self._household(rng, data, postcode):
-                settings = self._enrol(rng, child)
+                # twins go to the same settings (a co-twin on no roll is a query of its own)
+                settings = list(child.twin_of.settings) if child.twin_of else \
+                    self._enrol(rng, child)
+                child.settings = tuple(settings)
                 upn = self._upn(rng) if any(not s.startswith("EY") for s in settings) else None
                 rows: list[int] = []
                 for i, setting in enumerate(settings):
@@ -137,6 +156,10 @@ class Population:
                 dob = TODAY - timedelta(days=int(age * 365.25))
                 surname = unit_family if rng.random() > 0.1 else self._surname(rng, data)
                 child = self._child(rng, data, surname, dob, postcode)
+                for _ in range(5):  # brothers and sisters are not given one name twice
+                    if all(_distinct_names(child, other) for other in children):
+                        break
+                    child = self._child(rng, data, surname, dob, postcode)
                 children.append(child)
                 if rng.random() < 0.016:  # twins
                     twin = self._child(rng, data, surname, dob, postcode)
@@ -145,7 +168,7 @@ class Population:
                             twin = self._child(rng, data, surname, dob, postcode, child.gender)
                             if twin.given[0] == child.given[0]:
                                 break
-                    if twin.given != child.given:
+                    if _distinct_names(child, twin):
                         twin.twin_of = child
                         children.append(twin)
                 age -= rng.uniform(1.2, 5.0)
@@ -217,10 +240,9 @@ class Population:
         roll = rng.random() * self.roster_size / n_off
         if roll < 0.15 and child.twin_of is None:
             twin = self._child(rng, data, child.family, child.dob, child.postcode)
-            if twin.given != child.given and \
-                    twin.given.lower() not in related_names(child.given.lower()):
+            if _distinct_names(child, twin):
                 self._report(rng, data, twin, [], [], None, "absent_twin", by_outward,
-                             postcodes)
+                             postcodes, co_twin=child)
         elif roll < 0.60:  # a fifth of namesakes live in the same district (Birmingham's Ali Khans)
             outward = child.postcode.split()[0]
             near = rng.random() < 0.2 and len(by_outward[outward]) > 1
@@ -228,13 +250,23 @@ class Population:
             if far != child.postcode and (near or far.split()[0] != outward):
                 namesake = _Child(child.given, None, child.family, child.dob, child.gender, far)
                 self._report(rng, data, namesake, [], [], None, "namesake", by_outward,
-                             postcodes)
+                             postcodes, avoid=child.postcode)
 
     def _report(self, rng: random.Random, data: NameData, child: _Child, settings: list[str],
                 rows: list[int], upn: str | None, kind: str,
-                by_outward: dict[str, list[str]], postcodes: list[str]) -> None:
+                by_outward: dict[str, list[str]], postcodes: list[str],
+                avoid: str | None = None, co_twin: _Child | None = None) -> None:
+        """Report a child. A namesake's report keeps its true postcode when an error would put it
+        on, or one character from, the enrolled child's (``avoid``): that report would be the
+        enrolled child's own, and no matcher could tell them apart. Likewise a co-twin on no
+        roll (``co_twin`` enrolled) is never reported under a form of the enrolled twin's name
+        (Jackson reported as Jack, twin John): see the benchmark's limits."""
         r = self.rates
         given, errors = err.report_given(child.given, child.middle, rng, data.variants, r)
+        if co_twin is not None:
+            reported = _Child(given, None, child.family, child.dob, child.gender, "")
+            if not _distinct_names(reported, co_twin):
+                given, errors = child.given, []
         family, ferr = err.report_family(child.family, rng, self._surname(rng, data),
                                          data.surnames_common.draw(rng), r)
         errors += ferr
@@ -266,6 +298,8 @@ class Population:
                 r.upn_reported + r.upn_conflicting + r.upn_invalid:
             reported_upn, errors = upn[:-1] + ("0" if upn[-1] != "0" else "1"), \
                 [*errors, "upn_invalid"]
+        if avoid and err.near(err.postcode_key(postcode), err.postcode_key(avoid)):
+            postcode = child.postcode
         gender = child.gender if rng.random() < r.gender_reported else None
         ref = f"q{len(self.queries)}"
         self.queries.append(LabelledQuery(

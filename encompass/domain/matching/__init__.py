@@ -1,0 +1,1 @@
+"""The matcher's parts: names, dates, postcodes, UPNs, scoring, decision, roster index."""

@@ -4,24 +4,26 @@ Every pupil is filed under a few integer keys; a reported child is looked up und
 own record (and its likely errors) produces, and only the pupils found are scored. The keys
 together tolerate any one of the errors children's records carry, and most pairs of them:
 
-====================  ==========================================  =============================
-key                   filed under                                 still finds the child when
-====================  ==========================================  =============================
-UPN                   the UPN                                     everything else is wrong
-DOB + family part     date of birth, each family-name part        given name differs, moved
-DOB + given sound     date of birth, skeleton of the first name   surname changed, moved
-postcode              the full postcode                           date of birth wrong
-family + initial +    each family-name part, first initial,       date wrong in day or month
-year                  year of birth                               (transposed, slip), moved
-family + initial +    each family-name part, first initial,       year of birth wrong, moved
-day of year           month and day of birth
-====================  ==========================================  =============================
+=====================  =========================================  ============================
+key                    filed under                                still finds the child when
+=====================  =========================================  ============================
+UPN                    the UPN                                    everything else is wrong
+DOB + family part      date of birth, each family-name part       given name differs, moved
+DOB + given sound      date of birth, skeleton of the first name  surname changed, moved
+postcode + family      full postcode, each family-name part       date of birth wrong
+postcode + given       full postcode, skeleton of the first name  date wrong, surname changed
+family + given + year  family part, first-name skeleton, year     day or month wrong, moved
+family + given + day   family part, first-name skeleton, day      year wrong, moved
+DOB + postcode         date of birth, full postcode               both names mistyped
+family + given         family part, first-name skeleton           date missing (queried only
+                                                                  then)
+=====================  =========================================  ============================
 
-The query side adds the diminutives and full forms of the reported given name (their skeletons
-and initials) and, for swapped names, reads the given name as a family name and vice versa.
+The query side adds the diminutives and full forms of the reported given name (their
+skeletons) and, for swapped names, reads the given name as a family name and vice versa.
 Keys are 64-bit mixes of small integers; a collision only adds a candidate that scoring then
-rejects. Each key's pupils sit in one sorted array (``keys``, ``rows``): a lookup is a binary
-search, and a million pupils cost about 60 MB of index.
+rejects. Every key of every pupil sits in one sorted array (``keys``, ``rows``): a lookup is a
+binary search, and a million pupils cost about 110 MB of index.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy.typing as npt
 KeyArray = npt.NDArray[np.uint64]
 
 UPN_KEY, DOB_FAMILY, DOB_GIVEN, POSTCODE_FAMILY, FAMILY_YEAR, FAMILY_DAY = range(1, 7)
-POSTCODE_GIVEN = 7
+POSTCODE_GIVEN, DOB_POSTCODE, FAMILY_GIVEN = 7, 8, 9
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)

@@ -8,16 +8,18 @@ abuse record to the wrong school. A candidate is matched automatically only when
 * the names agree (given name exactly, by a middle name, a known diminutive or a
   transliteration; family name at least with a typing slip or one part of a double-barrelled
   name) and the date of birth agrees (exactly, transposed or one digit off);
-* more than name and date of birth agrees: the postcode (exactly, a one-character slip, or the
-  same outward code), the UPN, or a school hint;
+* the gender does not conflict (boy and girl twins);
+* more than name and date of birth agrees: the postcode (exactly, or a one-character slip when
+  the reported postcode is known not to exist), the UPN, or a school hint;
 * it beats every other candidate that is not the same child on another roster by
   ``MARGIN`` bits (the second-best is 2**MARGIN times less likely);
 * when a twin is on the roster (same family name, date of birth and postcode, another given
   name), the given name agrees exactly or by a middle name: a diminutive is not enough.
 
 The same child on a second roster (nursery wrap-around, dual registration) is matched too when
-it passes the same rules and its record agrees with the first on given name, family name, date
-of birth and district, with no conflicting UPN or gender.
+its record agrees with the matched one on given name (a middle name aside), family name, date
+of birth and postcode (or carries the same UPN), with no conflicting UPN or gender: identified
+through the first record, it need not clear the rules on its own.
 """
 
 from __future__ import annotations
@@ -87,11 +89,17 @@ def blockers(best: Scored) -> list[str]:
         why.append("names do not agree well enough for an automatic match")
     if best.dob not in _DOB_OK:
         why.append("date of birth does not agree")
-    place_ok = best.postcode in (_PLACE_OK if OUTWARD_MAY_MATCH else _PLACE_OK[:2])
+    if best.gender_differs:
+        why.append("gender differs: perhaps a twin or sibling of the other sex")
+    place_ok = best.postcode == PostcodeLevel.EXACT or (
+        best.postcode == PostcodeLevel.TYPO and best.postcode_slip_certain) or (
+        best.postcode == PostcodeLevel.OUTWARD and OUTWARD_MAY_MATCH)
     if not place_ok and not best.hint:
-        why.append("only name and date of birth agree (postcode differs or is missing)"
-                   if best.postcode != PostcodeLevel.OUTWARD else
-                   "only name, date of birth and district agree (moved, or a namesake)")
+        why.append({PostcodeLevel.OUTWARD: "only name, date of birth and district agree "
+                                           "(moved, or a namesake)",
+                    PostcodeLevel.TYPO: "postcode one character off, and nothing says the "
+                                        "reported one does not exist (a neighbour?)"}.get(
+            best.postcode, "only name and date of birth agree (postcode differs or is missing)"))
     return why
 
 
@@ -111,9 +119,12 @@ def _same_child(a: Scored, b: Scored) -> bool:
     if pa.setting_id == pb.setting_id:  # a duplicate row: harmless only when identical
         return (given.level == GivenLevel.EXACT and family.level == FamilyLevel.EXACT
                 and place == PostcodeLevel.EXACT)
+    # Two settings: the same address (or one UPN), since two children of one name born on one
+    # day in one district would otherwise both be notified.
+    same_upn = bool(pa.upn and pb.upn)
     return (given.level in (GivenLevel.EXACT, GivenLevel.MIDDLE)
             and family.level in (FamilyLevel.EXACT, FamilyLevel.PART)
-            and place in _PLACE_OK)
+            and (place == PostcodeLevel.EXACT or same_upn))
 
 
 def _twin_of(best: Scored, other: Scored) -> bool:
@@ -132,7 +143,8 @@ def choose(scored: Sequence[Scored]) -> Outcome:
                        ("no candidate on any roster is likely to be this child",))
     best = ranked[0]
     why = blockers(best)
-    same = [s for s in ranked[1:] if _same_child(best, s) and not blockers(s)]
+    # the same child's record at another setting: identified through the best candidate
+    same = [s for s in ranked[1:] if _same_child(best, s) and s.upn != UpnLevel.CONFLICT]
     others = [s for s in ranked[1:] if not any(s is t for t in same)]
     if others and best.weight - others[0].weight < MARGIN:
         why.append(f"another child scores close ({others[0].weight:.1f} against "
@@ -147,7 +159,7 @@ def choose(scored: Sequence[Scored]) -> Outcome:
     reasons = [f"match weight {best.weight:.1f} bits"]
     if others:
         reasons.append(f"next other child {best.weight - others[0].weight:.1f} bits behind")
-    reasons += [f"also enrolled at {s.pupil.setting_id}" for s in same]
+    reasons += [f"also enrolled at {s.pupil.setting_id}" for s in matched[1:]]
     return Outcome("match", matched, shown, tuple(reasons))
 
 

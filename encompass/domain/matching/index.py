@@ -51,8 +51,12 @@ def prepare_query(query: ChildQuery) -> PreparedQuery:
 class RosterIndex:
     """A roster of any size, held as arrays, with its blocking keys and name frequencies."""
 
-    def __init__(self, columns: RosterColumns) -> None:
+    def __init__(self, columns: RosterColumns, postcodes: Iterable[str] | None = None) -> None:
+        """Index ``columns``; ``postcodes`` is every real postcode (e.g. the ONS Postcode
+        Directory), so that a reported postcode which does not exist is known to be a slip."""
         self.columns = columns
+        self._directory = None if postcodes is None else frozenset(
+            normalise_postcode(p) for p in postcodes)
         n = len(columns)
         given_first = [name_tokens(g)[:1] for g in columns.given_names]
         self._skeleton_ids: dict[str, int] = {}
@@ -104,6 +108,9 @@ class RosterIndex:
                      years[f_rows]), f_rows),
             (bk.mix3(kind(bk.FAMILY_DAY, f_rows.shape[0]), f_part, gskel[f_rows],
                      mdays[f_rows]), f_rows),
+            (bk.mix3(kind(bk.DOB_POSTCODE, n), dob, pc_row, zero), rows),
+            (bk.mix3(kind(bk.FAMILY_GIVEN, f_rows.shape[0]), f_part, gskel[f_rows], fzero),
+             f_rows),
         ]
         self._keys = bk.SortedKeys(np.concatenate([k for k, _ in parts]),
                                    np.concatenate([r for _, r in parts]))
@@ -126,9 +133,11 @@ class RosterIndex:
         return TermFrequencies(given=dict(given), family=family, population=n)
 
     @classmethod
-    def from_pupils(cls, pupils: Iterable[Pupil]) -> RosterIndex:
-        """Build from any iterable of pupils, streamed (a generator is fine)."""
-        return cls(columns_from_pupils(pupils))
+    def from_pupils(cls, pupils: Iterable[Pupil],
+                    postcodes: Iterable[str] | None = None) -> RosterIndex:
+        """Build from any iterable of pupils, streamed (a generator is fine); ``postcodes``
+        as for the constructor."""
+        return cls(columns_from_pupils(pupils), postcodes)
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -177,6 +186,12 @@ class RosterIndex:
                     add(bk.FAMILY_DAY, fid, sid, mday)
             for sid in skeletons:
                 add(bk.DOB_GIVEN, day, sid)
+            if pid is not None:
+                add(bk.DOB_POSTCODE, day, pid)
+        else:  # no date: the names alone (common names give blocks too large, and are skipped)
+            for fid in family_ids:
+                for sid in skeletons:
+                    add(bk.FAMILY_GIVEN, fid, sid)
         keys = bk.mix3(np.array(kinds, dtype=np.int64), *(np.array(c, dtype=np.int64)
                                                           for c in cols))
         if upn:
@@ -185,10 +200,14 @@ class RosterIndex:
         return keys
 
     def prepare(self, query: ChildQuery) -> PreparedQuery:
-        """Normalise a reported child, noting whether its postcode is a roster address."""
+        """Normalise a reported child, noting whether its postcode exists."""
         q = prepare_query(query)
-        if q.postcode and q.postcode in self._postcode_ids:
-            q = replace(q, postcode_on_roster=True)
+        if not q.postcode:
+            return q
+        if q.postcode in self._postcode_ids:
+            return replace(q, postcode_exists=True)
+        if self._directory is not None:
+            return replace(q, postcode_exists=q.postcode in self._directory)
         return q
 
     def candidate_rows(self, query: ChildQuery | PreparedQuery) -> npt.NDArray[np.int32]:

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
-from encompass.domain.matching.nicknames import are_nicknames
+from encompass.domain.matching.nicknames import are_nicknames, sexes_conflict
 
 # Letters NFKD does not decompose into an ASCII base letter, spelled as British registers do.
 ASCII_SPELLINGS = str.maketrans({
@@ -77,13 +77,14 @@ class GivenLevel(IntEnum):
     """How a reported given name agrees with a roster's, best first."""
 
     EXACT = 0
-    MIDDLE = 1       # one side has an extra (middle) name, or goes by the middle name
+    MIDDLE = 1       # first names agree; a middle name on one side only
     NICKNAME = 2     # diminutive: Alfie / Alfred
     VARIANT = 3      # transliteration: Mohammed / Muhammad
-    FUZZY = 4        # a typing slip
-    INITIAL = 5      # one side gives only the initial
-    DIFFERENT = 6
-    MISSING = 7
+    BY_MIDDLE = 4    # known by the middle name (also: a twin named after the other's middle)
+    FUZZY = 5        # a typing slip
+    INITIAL = 6      # one side gives only the initial
+    DIFFERENT = 7
+    MISSING = 8
 
 
 class FamilyLevel(IntEnum):
@@ -116,10 +117,11 @@ def _similar(a: str, b: str) -> bool:
 
 def _variant(a: str, b: str) -> bool:
     """Transliterations: one skeleton with two consonants or more (Mohammed/Muhammad), or
-    names of five letters or more that also look alike (Aisha/Ayesha). Never Mia/Mya: a short
-    skeleton is shared by too many different names."""
+    names of five letters or more that also look alike (Aisha/Ayesha). Never Mia/Mya (a short
+    skeleton is shared by too many names) nor Sara/Zara: a transliteration keeps the first
+    letter (or writes the first vowel another way), twins' names often do not."""
     sa = skeleton(a)
-    if sa != skeleton(b):
+    if sa != skeleton(b) or (a[0] != b[0] and not (a[0] in "aeiou" and b[0] in "aeiou")):
         return False
     return len(sa.replace("a", "")) >= 2 or (
         min(len(a), len(b)) >= 5 and JaroWinkler.similarity(a, b) >= 0.8)
@@ -143,14 +145,17 @@ def compare_given(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgreem
     shared = set(query) & set(roster)
     if shared:
         token = next(t for t in roster if t in shared)
-        return NameAgreement(GivenLevel.MIDDLE, token,
+        return NameAgreement(GivenLevel.BY_MIDDLE, token,
                              "given name: known by a middle name on one record")
-    if are_nicknames(q0, r0):
+    # A boy's and a girl's name (Aaron/Erin in the US list, Omar/Eimear by sound) are two
+    # children, unless our British list says otherwise (Charlie for Charlotte).
+    conflict = sexes_conflict(q0, r0)
+    if are_nicknames(q0, r0, trusted_only=conflict):
         return NameAgreement(GivenLevel.NICKNAME, r0,
                              f"given name: {q0.title()} is a short form of {r0.title()}"
                              if len(q0) < len(r0) else
                              f"given name: {r0.title()} is a short form of {q0.title()}")
-    if _variant(q0, r0):
+    if not conflict and _variant(q0, r0):
         return NameAgreement(GivenLevel.VARIANT, r0,
                              "given name: another spelling or transliteration")
     if _similar(q0, r0):

@@ -50,6 +50,7 @@ PRIOR_WEIGHT = _bits(1.0, 1_000_000.0)
 GIVEN_MU: dict[int, tuple[float, float]] = {
     GivenLevel.EXACT: (0.86, 0.008), GivenLevel.MIDDLE: (0.04, 0.0015),
     GivenLevel.NICKNAME: (0.05, 0.002), GivenLevel.VARIANT: (0.02, 0.001),
+    GivenLevel.BY_MIDDLE: (0.01, 0.0005),
     GivenLevel.FUZZY: (0.02, 0.002), GivenLevel.INITIAL: (0.003, 0.0008),
     GivenLevel.DIFFERENT: (0.01, 0.98),
 }
@@ -119,9 +120,10 @@ class PreparedQuery:
     upn_reported_invalid: bool
     gender: str | None
     school_hint: str | None
-    postcode_on_roster: bool = False
-    """The reported postcode is itself some family's postcode on the roster: a real address,
-    so one character away from another is a neighbour, not a typing slip."""
+    postcode_exists: bool | None = None
+    """Whether the reported postcode is a real one (on the roster, or in a postcode directory
+    such as the ONS Postcode Directory): a real postcode one character from another is a
+    neighbour, not a slip; one that does not exist is a slip. None: nobody can tell."""
 
     @property
     def outward(self) -> str:
@@ -161,6 +163,8 @@ class Scored:
     swapped: bool
     hint: bool
     reasons: tuple[str, ...]
+    gender_differs: bool = False
+    postcode_slip_certain: bool = False
 
     @property
     def probability(self) -> float:
@@ -221,10 +225,12 @@ def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQ
     """
     dob_level, dob_reason = compare_dob(query.dob, pupil.date_of_birth)
     pc_level, pc_reason = compare_postcode(query.postcode, normalise_postcode(pupil.postcode))
-    if pc_level == PostcodeLevel.TYPO and query.postcode_on_roster:
+    if pc_level == PostcodeLevel.TYPO and query.postcode_exists:
         same_district = query.outward == outward_code(normalise_postcode(pupil.postcode))
         pc_level = PostcodeLevel.OUTWARD if same_district else PostcodeLevel.DIFFERENT
-        pc_reason = "postcode: a neighbouring address (both are on the roster)"
+        pc_reason = "postcode: a neighbouring address (both postcodes exist)"
+    elif pc_level == PostcodeLevel.TYPO and query.postcode_exists is False:
+        pc_reason = "postcode: one character differs (the reported one does not exist)"
     upn_level, upn_reason = compare_upn(query.upn, pupil.upn)
     weight = PRIOR_WEIGHT
     if dob_level != DobLevel.MISSING:
@@ -258,4 +264,5 @@ def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQ
         reasons.append("school hint: names this setting")
     return Scored(pupil=pupil, weight=weight, given=g.level, family=f.level, dob=dob_level,
                   postcode=pc_level, upn=upn_level, swapped=swapped, hint=hint,
-                  reasons=tuple(reasons))
+                  reasons=tuple(reasons), gender_differs=gender_differs,
+                  postcode_slip_certain=query.postcode_exists is False)

@@ -1,0 +1,119 @@
+"""Routes for Key Adults (and their settings' systems): the portal and acknowledgements.
+
+A Key Adult's token sees only the envelopes sealed to that Key Adult; anything else is
+``404``, exactly like a notice that does not exist. The service's public key is open to
+anyone: receivers pin it to verify where an envelope came from.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Final, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+
+from encompass.adapters.keys import public_key_pem
+from encompass.api.auth import authenticated_key_adult
+from encompass.api.errors import ApiError
+from encompass.api.keys import CONTAINER, METRICS
+from encompass.api.police import validation_details
+from encompass.domain.envelope import AckKind
+from encompass.services.acknowledge import AckRefused, acknowledge
+from encompass.services.portal import MAX_LIST, fetch_envelope, list_envelopes
+
+routes = web.RouteTableDef()
+MAX_ID: Final = 64  # our ids are UUIDs; a longer one cannot exist
+
+
+class AckRequest(BaseModel):
+    """``POST /v1/notices/{id}/ack``: the values the Key Adult signed, and the signature
+    (base64 Ed25519 over ``ack_payload(notice_id, envelope_hash, kind, reply)``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: AckKind
+    reply: Annotated[str, StringConstraints(max_length=500)] | None = None
+    envelope_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    signature: Annotated[str, StringConstraints(min_length=4, max_length=200)]
+
+
+def _notice_id(request: web.Request) -> str:
+    notice_id = request.match_info["notice_id"]
+    if len(notice_id) > MAX_ID:
+        raise ApiError(404, "not_found", "no such notice for this Key Adult")
+    return notice_id
+
+
+def _limit(request: web.Request, default: int, most: int) -> int:
+    text = request.query.get("limit", str(default))
+    if not text.isdigit() or not 1 <= int(text) <= most:
+        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {most}")
+    return int(text)
+
+
+@routes.get("/v1/service-key")
+async def service_key(request: web.Request) -> web.Response:
+    """The service's Ed25519 public key (PEM), which signs every envelope."""
+    return web.Response(text=public_key_pem(request.app[CONTAINER].signing_key),
+                        content_type="application/x-pem-file")
+
+
+@routes.get("/v1/notices")
+async def get_notices(request: web.Request) -> web.Response:
+    key_adult = await authenticated_key_adult(request)
+    container = request.app[CONTAINER]
+    served = await list_envelopes(container.sessions, container.clock, key_adult.key_adult_id,
+                                  limit=_limit(request, 100, MAX_LIST))
+    request.app[METRICS].portal_envelopes_served.inc(len(served))
+    return web.json_response({"notices": [item.as_json() for item in served]})
+
+
+@routes.get("/v1/notices/{notice_id}")
+async def get_notice(request: web.Request) -> web.Response:
+    key_adult = await authenticated_key_adult(request)
+    kind = request.query.get("kind", "notice")
+    if kind not in ("notice", "retraction"):
+        raise ApiError(400, "bad_request", "kind must be notice or retraction")
+    container = request.app[CONTAINER]
+    served = await fetch_envelope(container.sessions, container.clock, key_adult.key_adult_id,
+                                  _notice_id(request), kind=kind)
+    if served is None:
+        raise ApiError(404, "not_found", "no such notice for this Key Adult")
+    request.app[METRICS].portal_envelopes_served.inc()
+    return web.json_response(served.as_json())
+
+
+async def _ack_request(request: web.Request) -> AckRequest:
+    try:
+        data: Any = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    try:
+        return AckRequest.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_acknowledgement", "the acknowledgement is not valid",
+                       validation_details(exc)) from None
+
+
+@routes.post("/v1/notices/{notice_id}/ack")
+async def post_ack(request: web.Request) -> web.Response:
+    key_adult = await authenticated_key_adult(request)
+    notice_id = _notice_id(request)
+    body = await _ack_request(request)
+    container, metrics = request.app[CONTAINER], request.app[METRICS]
+    try:
+        recorded = await acknowledge(
+            container.sessions, container.clock, key_adult.key_adult_id, notice_id=notice_id,
+            kind=body.kind, reply=body.reply, envelope_hash=body.envelope_hash,
+            signature=body.signature)
+    except AckRefused as exc:
+        metrics.acknowledgements_refused.labels(exc.code).inc()
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    metrics.acknowledgements.labels(recorded.kind).inc()
+    result: Literal["acknowledged", "returned_to_review"] = (
+        "returned_to_review" if recorded.kind == "not_our_pupil" else "acknowledged")
+    return web.json_response({"ack_id": recorded.ack_id, "notice_id": recorded.notice_id,
+                              "key_adult_id": recorded.key_adult_id, "kind": recorded.kind,
+                              "at": recorded.at.isoformat(), "result": result,
+                              "notice_status": recorded.notice_status}, status=201)

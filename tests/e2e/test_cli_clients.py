@@ -1,0 +1,252 @@
+"""The ``encompass`` command as people run it: each subcommand in its own process against
+a temporary SQLite database, and the Key Adult's ``inbox`` / ``ack`` against a live app.
+
+The live app runs on port 0 in a thread with its own event loop, over the same database
+file, with the embedded broker; its notices are sealed by the dispatcher's own release.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from aiohttp import web
+from sqlalchemy import select
+
+from encompass.adapters.db.tables import Acknowledgement, KeyAdultRow, Notice
+from encompass.adapters.keys import public_key_pem
+from encompass.api.app import create_app
+from encompass.bootstrap import Container, bootstrap
+from encompass.clock import Clock
+from encompass.config import load_settings
+from encompass.demo.directory import write_directory
+from encompass.services.credentials import add_force
+from encompass.services.directory_import import import_directory
+from tests.receiving_fixtures import add_child, add_notice, send_due
+
+NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # a Friday
+TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
+T = TypeVar("T")
+
+
+class LoopThread:
+    """An event loop in a thread: the live app keeps serving while the test thread waits
+    for a subprocess."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        self.loop.close()
+
+
+@dataclass
+class Live:
+    thread: LoopThread
+    container: Container
+    url: str
+    env: dict[str, str]
+    keys: Path
+    notice_id: str
+
+    def cli(self, *args: str, now: datetime | None = None) -> subprocess.CompletedProcess[str]:
+        env = dict(self.env)
+        if now is not None:
+            env["ENCOMPASS_NOW"] = now.isoformat()
+        return subprocess.run([sys.executable, "-m", "encompass.cli", *args], env=env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    def query(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.thread.run(coro)
+
+
+def token_line(output: str, label: str) -> str:
+    (line,) = [x for x in output.splitlines() if x.startswith(f"{label}: ")]
+    return line.removeprefix(f"{label}: ").strip()
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    folder = tmp_path_factory.mktemp("e2e")
+    database = f"sqlite+aiosqlite:///{folder / 'encompass.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENCOMPASS_")}
+    env.update(ENCOMPASS_DATABASE_URL=database,
+               ENCOMPASS_SIGNING_KEY=str(folder / "service.pem"),
+               ENCOMPASS_LOG_FORMAT="json", ENCOMPASS_LOG_LEVEL="warning")
+    thread = LoopThread()
+
+    async def start() -> tuple[Container, web.AppRunner, str, str]:
+        settings = load_settings(database_url=database, amqp_url="",
+                                 signing_key=folder / "service.pem")
+        container = await bootstrap(settings, clock=Clock(NIGHT))
+        await import_directory(container.sessions, **write_directory(folder / "directory"))
+        force = await add_force(container.sessions, container.clock, "E2EF", "E2E Police")
+        placed = await add_child(container.sessions, force_id=force.subject_id,
+                                 reported_at=NIGHT)
+        notice_id = await add_notice(container.sessions, placed, "URN100001", NIGHT)
+        container.clock.set(TUESDAY)
+        await send_due(container)
+        runner = web.AppRunner(create_app(container))
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        host, port = runner.addresses[0][:2]
+        return container, runner, f"http://{host}:{port}", notice_id
+
+    container, runner, url, notice_id = thread.run(start())
+    yield Live(thread, container, url, env, folder / "directory" / "keys", notice_id)
+
+    async def stop() -> None:
+        await runner.cleanup()
+        await container.close()
+
+    thread.run(stop())
+    thread.close()
+
+
+@pytest.fixture(scope="module")
+def oak_token(live: Live) -> str:
+    result = live.cli("key-adults", "credentials", "KA-OAK-1")
+    assert result.returncode == 0, result.stderr
+    return token_line(result.stdout, "token")
+
+
+def test_forces_add_prints_the_token_once(live: Live) -> None:
+    result = live.cli("forces", "add", "E2EX", "--name", "Example Constabulary")
+    assert result.returncode == 0, result.stderr
+    assert token_line(result.stdout, "token").startswith("force_")
+    assert "already registered" in one_line_failure(
+        live.cli("forces", "add", "E2EX", "--name", "Example Constabulary"))
+
+
+def test_key_adult_credentials_print_both_and_revoke_the_old(live: Live) -> None:
+    first = live.cli("key-adults", "credentials", "KA-OAK-2")
+    assert first.returncode == 0, first.stderr
+    old = token_line(first.stdout, "token")
+    assert token_line(first.stdout, "webhook_secret")
+    second = live.cli("key-adults", "credentials", "KA-OAK-2")
+    new, secret = token_line(second.stdout, "token"), token_line(second.stdout, "webhook_secret")
+    assert new != old
+
+    async def stored() -> KeyAdultRow | None:
+        async with live.container.sessions() as session:
+            return await session.get(KeyAdultRow, "KA-OAK-2")
+
+    row = live.query(stored())
+    assert row is not None
+    # Stored only hashed; the old token no longer matches anything
+    assert row.token_hash == hashlib.sha256(new.encode()).hexdigest()
+    assert row.webhook_secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert row.token_hash != hashlib.sha256(old.encode()).hexdigest()
+    assert "no Key Adult 'KA-NOBODY'" in one_line_failure(
+        live.cli("key-adults", "credentials", "KA-NOBODY"))
+
+
+def test_next_delivery_prints_the_release_time_first(live: Live) -> None:
+    result = live.cli("next-delivery", "--setting", "URN100001",
+                      "--reported-at", "2026-11-20T22:10:00+00:00")
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.split()[0]
+    # Monday 23 November is Oakfield's INSET day: Tuesday at 07:30 (GMT)
+    assert datetime.fromisoformat(first) == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
+    assert first.endswith("+00:00")
+
+
+def test_inbox_opens_and_saves_the_key_adults_notices(live: Live, oak_token: str,
+                                                      tmp_path: Path) -> None:
+    key = str(live.keys / "KA-OAK-1.private.pem")
+    result = live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", key,
+                      "--out", str(tmp_path / "box"))
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    (mine,) = [line for line in lines if line["notice_id"] == live.notice_id]
+    assert mine["status"] == "delivered"
+    assert mine["notice"]["child"]["given_name"] == "Amelia"
+    assert mine["notice"]["setting_id"] == "URN100001"
+    # The saved envelope opens again offline, with the service key pinned
+    service = tmp_path / "service.pub.pem"
+    service.write_text(public_key_pem(live.container.signing_key))
+    opened = live.cli("open", str(tmp_path / "box" / f"{live.notice_id}.json"), "--key", key,
+                      "--service-key", str(service))
+    assert opened.returncode == 0, opened.stderr
+    assert json.loads(opened.stdout)["notice_id"] == live.notice_id
+    # Another Key Adult's key cannot open it: one clear line, exit 1
+    other = str(live.keys / "KA-ACORN-1.private.pem")
+    assert "could not be opened" in one_line_failure(
+        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", other))
+
+
+def test_ack_signs_and_sends_the_acknowledgement(live: Live, oak_token: str) -> None:
+    key = str(live.keys / "KA-OAK-1.private.pem")
+    args = ("ack", live.notice_id, "--url", live.url, "--token", oak_token, "--key", key)
+    result = live.cli(*args, "--kind", "child_absent", "--reply", "Off sick today")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["result"] == "acknowledged" and answer["kind"] == "child_absent"
+
+    async def stored() -> tuple[str, Acknowledgement | None]:
+        async with live.container.sessions() as session:
+            notice = await session.get(Notice, live.notice_id)
+            receipt = await session.scalar(select(Acknowledgement).where(
+                Acknowledgement.notice_id == live.notice_id))
+        assert notice is not None
+        return notice.status, receipt
+
+    status, receipt = live.query(stored())
+    assert status == "acknowledged"
+    assert receipt is not None and receipt.reply == "Off sick today"
+    assert receipt.key_adult_id == "KA-OAK-1"
+    assert "already_acknowledged" in one_line_failure(live.cli(*args))
+
+
+def test_client_failures_are_one_clear_line(live: Live, oak_token: str,
+                                            tmp_path: Path) -> None:
+    key = str(live.keys / "KA-OAK-1.private.pem")
+    assert "cannot reach" in one_line_failure(live.cli(
+        "inbox", "--url", "http://127.0.0.1:9", "--token", oak_token, "--key", key))
+    assert "HTTP 401" in one_line_failure(live.cli(
+        "inbox", "--url", live.url, "--token", "keyadult_wrong", "--key", key))
+    assert "cannot read the private key" in one_line_failure(live.cli(
+        "ack", live.notice_id, "--url", live.url, "--token", oak_token,
+        "--key", str(tmp_path / "missing.pem")))
+    assert "HTTP 404" in one_line_failure(live.cli(
+        "ack", "not-a-notice", "--url", live.url, "--token", oak_token, "--key", key))
+
+
+def test_release_sends_a_held_notice_now(live: Live) -> None:
+    async def held() -> str:
+        placed = await add_child(live.container.sessions, force_id="E2EF", reported_at=NIGHT)
+        return await add_notice(live.container.sessions, placed, "URN100001", NIGHT)
+
+    notice_id = live.query(held())
+    soon = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+    result = live.cli("release", notice_id, now=soon)
+    assert result.returncode == 0, result.stderr
+    assert f"notice {notice_id} released now" in result.stdout
+    assert "only a scheduled notice" in one_line_failure(
+        live.cli("release", live.notice_id, now=soon))
+    assert "no notice 'nothing'" in one_line_failure(live.cli("release", "nothing"))

@@ -1,0 +1,127 @@
+"""The dispatcher worker: releases due notices, relays the outbox, sweeps, and delivers.
+
+A loop every ``ENCOMPASS_DISPATCH_INTERVAL`` seconds (0.5 by default) releases what is due
+and hands the outbox to the broker, and every few seconds sweeps stuck and overdue notices;
+a consumer on ``deliveries`` posts webhooks and sends e-mail pointers. All state is in the
+database, so any number of dispatchers may run, and one that restarts loses nothing.
+
+Run it with ``encompass worker dispatcher`` or ``python -m workers.dispatcher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+import structlog
+
+from encompass.adapters.broker import Consumer
+from encompass.adapters.smtp import SmtpSender
+from encompass.adapters.webhook import WebhookSender
+from encompass.bootstrap import Container
+from encompass.services.deliver import DeliverEnvelope, MailPort, delivery_backoff
+from encompass.services.dispatch import release_due
+from encompass.services.outbox import DELIVERIES, relay_outbox
+from encompass.services.sweep import SweepPolicy, sweep
+from workers.runner import run_consumer
+
+log = structlog.get_logger()
+
+RELEASE_BATCH = 200
+SWEEP_EVERY = 5.0  # seconds: escalation is by the minute, no need to scan every tick
+
+
+class Dispatcher:
+    """The running worker; ``cancel()`` stops the loop and the consumer cleanly."""
+
+    def __init__(self, container: Container, *, interval: float, sweep_every: float,
+                 policy: SweepPolicy) -> None:
+        self._container = container
+        self._interval, self._sweep_every, self._policy = interval, sweep_every, policy
+        self._loop: asyncio.Task[None] | None = None
+        self._consumer: Consumer | None = None
+        self._webhook: WebhookSender | None = None
+
+    async def start(self, *, backoff: Callable[[int], float], mail: MailPort | None) -> None:
+        settings = self._container.settings
+        self._webhook = WebhookSender(timeout=settings.webhook_timeout)
+        handler = DeliverEnvelope(self._container.sessions, self._container.clock,
+                                  self._webhook, mail,
+                                  max_attempts=settings.delivery_max_attempts)
+        # The runner's own limit is a backstop above the handler's, which counts attempts
+        # in the database and records the failure itself.
+        self._consumer = await run_consumer(
+            self._container.broker, DELIVERIES, handler,
+            max_attempts=settings.delivery_max_attempts + 2, backoff=backoff, prefetch=64)
+        self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
+
+    async def tick(self) -> bool:
+        """One round: release a batch, relay the outbox. True when more may be due now."""
+        c = self._container
+        released = await release_due(c.sessions, c.clock, c.signing_key, limit=RELEASE_BATCH)
+        await relay_outbox(c.sessions, c.broker, c.clock)
+        return released.notices + released.held >= RELEASE_BATCH
+
+    async def _run(self) -> None:
+        c = self._container
+        last_sweep = -self._sweep_every
+        loop = asyncio.get_running_loop()
+        while True:
+            busy = False
+            try:
+                busy = await self.tick()
+                if loop.time() - last_sweep >= self._sweep_every:
+                    last_sweep = loop.time()
+                    await sweep(c.sessions, c.clock, c.signing_key, policy=self._policy)
+                    await relay_outbox(c.sessions, c.broker, c.clock)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The database or broker is away: say so (class only) and try again.
+                log.error("dispatcher.tick_failed", error=type(exc).__name__)
+            if not busy:
+                await asyncio.sleep(self._interval)
+
+    async def cancel(self) -> None:
+        """Stop the loop (a step cut short rolls its transaction back, so nothing is left
+        half done), then the consumer (in-flight deliveries finish or go back to the
+        queue), then the HTTP client."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        if self._consumer is not None:
+            await self._consumer.cancel()
+            self._consumer = None
+        if self._webhook is not None:
+            await self._webhook.close()
+            self._webhook = None
+
+
+def mailer_for(container: Container) -> MailPort | None:
+    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set, else None (portal only)."""
+    settings = container.settings
+    if settings.smtp_host is None:
+        return None
+    return SmtpSender(host=settings.smtp_host, port=settings.smtp_port,
+                      sender=settings.smtp_from, portal_url=settings.portal_url)
+
+
+async def start(container: Container, *, backoff: Callable[[int], float] | None = None,
+                mail: MailPort | None = None, interval: float | None = None,
+                sweep_every: float = SWEEP_EVERY,
+                policy: SweepPolicy | None = None) -> Dispatcher:
+    """Start the loop and the ``deliveries`` consumer; the returned worker's ``cancel()``
+    stops both. Tests pass a near-zero ``backoff``, their own ``mail`` and ``policy``."""
+    worker = Dispatcher(container, interval=interval or container.settings.dispatch_interval,
+                        sweep_every=sweep_every, policy=policy or SweepPolicy())
+    await worker.start(backoff=backoff or delivery_backoff, mail=mail or mailer_for(container))
+    return worker
+
+
+if __name__ == "__main__":
+    from workers.main import run_workers
+
+    asyncio.run(run_workers(["dispatcher"]))
