@@ -1,4 +1,4 @@
-"""The ``encompass`` command (INTERFACE.md, Commands).
+"""Encompass: Operation Encompass notices from police to schools, sealed and on time.
 
 Each subcommand parses its arguments, builds what it needs through :func:`bootstrap`, and
 reports failures as one clear line on stderr with exit status 1 (2 for bad usage).
@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from encompass.adapters.keys import KeyFileError
 from encompass.config import ConfigError, Settings, load_settings
 
 
@@ -337,6 +338,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except (RuntimeError, OSError, KeyFileError) as exc:
+        # Operational failures (a service that does not answer, a file that cannot be
+        # read) are one line for the person at the terminal; the details are in the log.
+        print(f"encompass: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from sqlalchemy.orm.exc import StaleDataError
 
 log = structlog.get_logger()
 
@@ -43,6 +44,10 @@ async def json_errors(request: web.Request,
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         return error_response(exc.status, code, exc.reason)
+    except StaleDataError:
+        # Another writer changed the same notice first (see tables.Notice): safe to retry.
+        return error_response(409, "conflict", "the notice changed while this request was "
+                              "handled; retry")
     except Exception:
         log.exception("http.unhandled", path=request.path, method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")

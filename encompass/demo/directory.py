@@ -52,8 +52,9 @@ URN100003,,Cerys,Evans,2014-10-09,LL11 1AB,F
 """
 
 
-def write_directory(folder: Path) -> dict[str, Path]:
-    """Write the four CSV files (and a public key per Key Adult) into ``folder``."""
+def write_directory(folder: Path, webhook_base: str | None = None) -> dict[str, Path]:
+    """Write the four CSV files (and a key pair per Key Adult) into ``folder``; with
+    ``webhook_base``, each Key Adult receives by webhook at ``webhook_base/ID``."""
     keys = folder / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     rows = ["key_adult_id,setting_id,name,role,email,webhook_url,public_key"]
@@ -63,7 +64,8 @@ def write_directory(folder: Path) -> dict[str, Path]:
         write_secret_file(keys / f"{key_adult_id}.private.pem", private_keys_pem(pair))
         (keys / f"{key_adult_id}.public.pem").write_bytes(public_keys_pem(pair.public_keys()))
         email = f"{key_adult_id.lower()}@settings.example"
-        rows.append(f"{key_adult_id},{setting_id},{name},{role},{email},,"
+        hook = f"{webhook_base}/{key_adult_id}" if webhook_base else ""
+        rows.append(f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
                     f"keys/{key_adult_id}.public.pem")
     files = {"settings": SETTINGS, "calendars": CALENDARS,
              "key_adults": "\n".join(rows) + "\n", "pupils": PUPILS}

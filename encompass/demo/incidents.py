@@ -14,8 +14,9 @@ def _child(given: str, family: str, born: str, postcode: str, *, present: bool =
 
 
 def night_of_incidents(night: datetime, *, run: str) -> list[dict[str, Any]]:
-    """Five incidents in the hours before ``night``: siblings, a child at two settings,
-    twins, a child on no roll, and a record with a slip in the postcode."""
+    """Six incidents in the hours before ``night``: siblings at a school and a nursery,
+    a child at two settings, a twin, a child on no roll, a child at a Welsh school, and
+    one the force will withdraw (the last)."""
     def report(n: int, hours_before: float, location: str,
                children: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -44,6 +45,9 @@ def night_of_incidents(night: datetime, *, run: str) -> list[dict[str, Any]]:
             _child("Harry", "Brown", "2013-06-01", "TF1 2ZZ", where="kitchen"),
         ]),
         report(5, 0.25, "the family home", [
-            _child("Cerys", "Evans", "2014-10-09", "LL11 1AA", where="hallway"),
+            _child("Cerys", "Evans", "2014-10-09", "LL11 1AB", where="hallway"),
+        ]),
+        report(6, 0.1, "the family home", [
+            _child("Oliver", "Smith", "2017-07-19", "TF3 4NT", present=False),
         ]),
     ]

@@ -1,9 +1,11 @@
-"""``encompass demo``: a simulated night, through the real ingest path, on whatever is configured.
+"""``encompass demo``: a simulated night and morning, through the real paths, on whatever
+is configured (RabbitMQ and PostgreSQL when set, the embedded defaults otherwise).
 
 It seeds the demo directory, registers a demo force, serves the HTTP API on a free loopback
-port, reports the night's incidents to it over HTTP, lets the matcher worker consume them
-from the broker, and prints each child's match and each notice's release time, then one
-line of JSON summary.
+port, reports the night's incidents to it over HTTP, lets the matcher match and schedule
+them, withdraws one, then moves the clock through the morning: at each release time the
+dispatcher seals and delivers, and an in-process receiver standing in for the settings
+opens, verifies and acknowledges each notice. It prints a timeline and one line of JSON.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,42 +25,30 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
 
-from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice, SettingRow
+from encompass.adapters.db.tables import (
+    Child,
+    Incident,
+    IncidentVersion,
+    Notice,
+    SettingRow,
+)
+from encompass.adapters.keys import load_or_create_signing_key
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
-from encompass.demo.directory import write_directory
+from encompass.demo.directory import KEY_ADULTS, write_directory
 from encompass.demo.incidents import night_of_incidents
+from encompass.demo.receiver import DemoReceiver
 from encompass.domain.calendar import LONDON
 from encompass.logging import configure_logging
 from encompass.services.credentials import add_force
 from encompass.services.directory_import import import_directory
+from encompass.services.portal import issue_key_adult_credentials
 from workers.main import start_workers
 
 DEFAULT_NIGHT = datetime.fromisoformat("2026-11-20T23:30:00+00:00")  # a Friday night
-
-
-async def _serve(container: Container) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(container), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
-
-
-async def _wait_processed(container: Container, version_ids: list[str]) -> None:
-    for _ in range(600):
-        async with container.sessions() as session:
-            pending = await session.scalar(select(func.count()).select_from(IncidentVersion)
-                                           .where(IncidentVersion.version_id.in_(version_ids),
-                                                  IncidentVersion.processed_at.is_(None)))
-        if not pending:
-            return
-
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the matcher did not process every incident within 30 seconds")
+Say = Callable[[str], None]
 
 
 def _local(instant: datetime | None) -> str:
@@ -66,95 +57,180 @@ def _local(instant: datetime | None) -> str:
     return instant.astimezone(LONDON).strftime("%a %d %b %H:%M %Z")
 
 
-async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
-    """Run the demo and return (and print) its summary."""
-    say: Callable[[str], None] = (lambda _line: None) if json_only else print
-    if "ENCOMPASS_DATABASE_URL" not in os.environ:
-        # A fresh embedded database each run, so the demo always tells the same story.
-        scratch = tempfile.mkdtemp(prefix="encompass-demo-")
-        os.environ["ENCOMPASS_DATABASE_URL"] = f"sqlite+aiosqlite:///{scratch}/demo.db"
-    settings = load_settings()
-    configure_logging(settings.log_format, "warning")
-    night = settings.now or DEFAULT_NIGHT
-    container = await bootstrap(settings, clock=Clock(night))
-    runner = None
-    try:
-        with tempfile.TemporaryDirectory(prefix="encompass-directory-") as folder:
-            paths = write_directory(Path(folder))
-            await import_directory(container.sessions, settings=paths["settings"],
-                                   calendars=paths["calendars"],
-                                   key_adults=paths["key_adults"], pupils=paths["pupils"])
-        say(f"directory imported: 3 settings, 5 Key Adults, 8 pupils "
-            f"(broker: {container.broker.kind}, database: {settings.database_kind})")
-        force = await add_force(container.sessions, container.clock,
-                                f"DEMO{secrets.token_hex(2).upper()}", "Demo Constabulary")
-        runner, url = await _serve(container)
-        consumers = await start_workers(container, ["matcher"])
-        say(f"night of {_local(night)}: force {force.subject_id} reports to {url}")
-        incidents = night_of_incidents(night, run=secrets.token_hex(3).upper())
-        version_ids, incident_ids = [], []
-        async with aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {force.token}"}) as client:
-            for report in incidents:
-                async with client.post(f"{url}/v1/incidents", json=report) as response:
-                    body = await response.json()
-                    if response.status != 202:
-                        raise RuntimeError(f"ingest refused a demo incident: {body}")
-                incident_ids.append(body["incident_id"])
-                say(f"  {_local(datetime.fromisoformat(report['occurred_at']))}  "
-                    f"{report['incident_ref']}: {len(report['children'])} child(ren) -> 202")
-        async with container.sessions() as session:
-            version_ids = list((await session.scalars(
-                select(IncidentVersion.version_id)
-                .where(IncidentVersion.incident_id.in_(incident_ids)))).all())
-        await _wait_processed(container, version_ids)
-        for consumer in consumers:
-            await consumer.cancel()
-        summary = await _report(container, incident_ids, say)
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await container.close()
-    summary.update(broker=container.broker.kind, database=settings.database_kind)
-    print(json.dumps(summary, separators=(",", ":")))
-    return summary
+async def _serve(container: Container) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(create_app(container), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    host, port = runner.addresses[0][:2]
+    return runner, f"http://{host}:{port}"
 
 
-async def _report(container: Container, incident_ids: list[str],
-                  say: Callable[[str], None]) -> dict[str, Any]:
+async def _until(what: str, check: Callable[[], Any], seconds: float = 60) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if await check():
+            return
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"the demo waited {seconds:.0f}s for {what}")
+
+
+async def _seed(container: Container, folder: Path, receiver: DemoReceiver) -> None:
+    paths = write_directory(folder, webhook_base=await receiver.start())
+    await import_directory(container.sessions, settings=paths["settings"],
+                           calendars=paths["calendars"], key_adults=paths["key_adults"],
+                           pupils=paths["pupils"])
+    for key_adult_id, *_ in KEY_ADULTS:
+        issued = await issue_key_adult_credentials(container.sessions, container.clock,
+                                                   key_adult_id, actor="system:demo")
+        receiver.credentials[key_adult_id] = (issued.token, issued.webhook_secret)
+
+
+async def _report_night(container: Container, url: str, say: Say) -> list[str]:
+    """Report the night's incidents over HTTP; withdraw the last. Returns incident ids."""
+    force = await add_force(container.sessions, container.clock,
+                            f"DEMO{secrets.token_hex(2).upper()}", "Demo Constabulary")
+    say(f"night of {_local(container.clock.now())}: force {force.subject_id} reports "
+        f"to {url}")
+    ids: list[str] = []
+    async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {force.token}"}) as client:
+        for report in night_of_incidents(container.clock.now(),
+                                         run=secrets.token_hex(3).upper()):
+            async with client.post(f"{url}/v1/incidents", json=report) as response:
+                body = await response.json()
+                if response.status != 202:
+                    raise RuntimeError(f"ingest refused a demo incident: {body}")
+            ids.append(body["incident_id"])
+            say(f"  {_local(datetime.fromisoformat(report['occurred_at']))}  "
+                f"{report['incident_ref']}: {len(report['children'])} child(ren) -> 202")
+
+        async def matched() -> bool:
+            async with container.sessions() as session:
+                pending = await session.scalar(
+                    select(func.count()).select_from(IncidentVersion)
+                    .where(IncidentVersion.incident_id.in_(ids),
+                           IncidentVersion.processed_at.is_(None)))
+            return not pending
+
+        await _until("the matcher", matched)
+        async with client.post(f"{url}/v1/incidents/{ids[-1]}/withdraw") as response:
+            body = await response.json()
+        say(f"  {_local(container.clock.now())}  the force withdraws the last incident: "
+            f"{body.get('cancelled', 0)} unsent notice(s) cancelled")
+    return ids
+
+
+async def _schedule(container: Container, ids: list[str], say: Say) -> list[datetime]:
+    """Print each child's match and each notice's release time; return the release times."""
     async with container.sessions() as session:
         names = dict((await session.execute(select(SettingRow.setting_id,
-                                                   SettingRow.name))).tuples().all())
+                                                   SettingRow.name))).all())
         rows = (await session.execute(
             select(Incident.incident_ref, Child, Notice)
             .join(IncidentVersion, IncidentVersion.incident_id == Incident.incident_id)
             .join(Child, Child.version_id == IncidentVersion.version_id)
             .outerjoin(Notice, Notice.child_id == Child.child_id)
-            .where(Incident.incident_id.in_(incident_ids))
-            .order_by(Incident.incident_ref, Child.position))).tuples().all()
+            .where(Incident.incident_id.in_(ids))
+            .order_by(Incident.incident_ref, Child.position))).all()
     say("matched and scheduled:")
-    children: dict[str, Child] = {}
-    notices: list[Notice] = []
+    times = set()
     for ref, child, notice in rows:
-        children[child.child_id] = child
         if notice is None:
             say(f"  {ref} child {child.position + 1}: {child.decision} -> review queue "
                 f"({'; '.join(child.reasons[:2])})")
             continue
-        notices.append(notice)
         say(f"  {ref} child {child.position + 1}: {child.decision} -> "
-            f"{names.get(notice.setting_id, notice.setting_id)}: {notice.status}, "
-            f"released {_local(notice.deliver_at)} ({notice.recipient})")
-        say(f"      why: {notice.release_reason}")
-    decisions = [c.decision for c in children.values()]
+            f"{names.get(notice.setting_id, notice.setting_id)}: {notice.status}"
+            + (f", release {_local(notice.deliver_at)}" if notice.deliver_at else ""))
+        if notice.status == "scheduled" and notice.deliver_at is not None:
+            say(f"      why: {notice.release_reason}")
+            times.add(notice.deliver_at)
+    return sorted(times)
+
+
+async def _morning(container: Container, receiver: DemoReceiver, ids: list[str],
+                   times: list[datetime], say: Say) -> None:
+    """Move the clock to each release time and wait until its notices are acknowledged."""
+    roles = {ka_id: role for ka_id, _, _, role in KEY_ADULTS}
+    for moment in times:
+        container.clock.set(moment + timedelta(seconds=1))
+        async with container.sessions() as session:
+            due = set((await session.scalars(select(Notice.notice_id).where(
+                Notice.incident_id.in_(ids), Notice.deliver_at == moment,
+                Notice.status != "cancelled"))).all())
+        say(f"{_local(moment)}: {len(due)} notice(s) released")
+        seen = len(receiver.opened)
+
+        async def answered(due: set[str] = due) -> bool:
+            return due <= receiver.acknowledged or bool(receiver.problems)
+
+        await _until("the acknowledgements", answered)
+        for opened in receiver.opened[seen:]:
+            who = "deputy" if roles[opened.key_adult_id] == "deputy" else "Key Adult"
+            say(f"  {opened.key_adult_id} ({who}) opened and verified notice "
+                f"{opened.notice_id[:8]} for {opened.setting_id}"
+                + (", acknowledged" if who != "deputy" else ""))
+    if receiver.problems:
+        raise RuntimeError("; ".join(receiver.problems))
+
+
+async def _summary(container: Container, ids: list[str]) -> dict[str, Any]:
+    async with container.sessions() as session:
+        decisions = list((await session.scalars(
+            select(Child.decision).join(IncidentVersion,
+                                        IncidentVersion.version_id == Child.version_id)
+            .where(IncidentVersion.incident_id.in_(ids)))).all())
+        statuses = list((await session.scalars(select(Notice.status).where(
+            Notice.incident_id.in_(ids)))).all())
+    live = [s for s in statuses if s != "cancelled"]
     return {
-        "incidents": len(incident_ids), "children": len(children),
+        "incidents": len(ids), "children": len(decisions),
         "matched": decisions.count("match"),
         "review": decisions.count("review") + decisions.count("none"),
-        "notices": len(notices),
-        "delivered": sum(n.status in ("delivered", "acknowledged") for n in notices),
-        "acknowledged": sum(n.status == "acknowledged" for n in notices),
-        "failed": sum(n.status == "failed" for n in notices),
+        "notices": len(live),
+        "delivered": sum(s in ("delivered", "acknowledged") for s in live),
+        "acknowledged": live.count("acknowledged"),
+        "failed": live.count("failed"),
+        "cancelled": len(statuses) - len(live),
     }
 
 
+async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
+    """Run the demo and return (and print) its summary."""
+    say: Say = (lambda _line: None) if json_only else print
+    scratch = Path(tempfile.mkdtemp(prefix="encompass-demo-"))
+    settings = load_settings()
+    if "ENCOMPASS_DATABASE_URL" not in os.environ:
+        # A fresh embedded database each run, so the demo always tells the same story.
+        settings = load_settings(database_url=f"sqlite+aiosqlite:///{scratch}/demo.db")
+    configure_logging(settings.log_format, "warning")
+    # The demo's service key lives with its scratch files unless one is configured.
+    key = load_or_create_signing_key(settings.signing_key or scratch / "service-key.pem")
+    container = await bootstrap(settings, clock=Clock(settings.now or DEFAULT_NIGHT),
+                                signing_key=key)
+    receiver = DemoReceiver(scratch / "directory" / "keys", container.clock,
+                            {ka_id: role for ka_id, _, _, role in KEY_ADULTS},
+                            service_key=container.signing_key.public_key())
+    runner = None
+    try:
+        await _seed(container, scratch / "directory", receiver)
+        say(f"directory imported: 3 settings, {len(KEY_ADULTS)} Key Adults with fresh keys, "
+            f"8 pupils (broker: {container.broker.kind}, database: {settings.database_kind})")
+        runner, url = await _serve(container)
+        receiver.api_url = url
+        workers = await start_workers(container, ["all"])
+        ids = await _report_night(container, url, say)
+        times = await _schedule(container, ids, say)
+        await _morning(container, receiver, ids, times, say)
+        for worker in workers:
+            await worker.cancel()
+        summary = await _summary(container, ids)
+    finally:
+        await receiver.close()
+        if runner is not None:
+            await runner.cleanup()
+        await container.close()
+        # The scratch folder holds the demo Key Adults' private keys: leave nothing behind.
+        shutil.rmtree(scratch, ignore_errors=True)
+    summary.update(broker=container.broker.kind, database=settings.database_kind)
+    print(json.dumps(summary, separators=(",", ":")))
+    return summary

@@ -125,7 +125,10 @@ async def settled(stack: Stack, incident_id: str, version: int = 1) -> dict[str,
     for _ in range(200):
         status, body = await get(stack, incident_id)
         assert status == 200
-        if any(v["version"] == version and v["processed"] for v in body["versions"]):
+        # The GET reads the incident and its versions in separate statements, so wait
+        # until both show the version processed.
+        if body["latest_version"] >= version and any(
+                v["version"] == version and v["processed"] for v in body["versions"]):
             return body
         await asyncio.sleep(0.05)
     raise AssertionError("the matcher did not process the incident in 10 seconds")

@@ -196,6 +196,11 @@ class Notice(Base):
     overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     admins_alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
+    # Every UPDATE of a notice carries "WHERE status = <the status we read>": a writer that
+    # read a status another has since changed (a delivery racing an acknowledgement) fails
+    # with StaleDataError and retries, instead of silently moving the lifecycle backwards.
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}
+
 
 class NoticeEvent(Base):
     """Every status transition with its time and cause; never deleted but by retention."""

@@ -1,0 +1,122 @@
+"""The demo's settings: an in-process webhook receiver standing in for each setting's
+safeguarding system, holding each Key Adult's private key as a real one would.
+
+For every envelope it checks the webhook signature, opens the envelope with the Key
+Adult's own key, verifies the service's signature, and then the Key Adult (not a deputy)
+acknowledges it through the public API with a signed receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from encompass.adapters.keys import KeyAdultPrivateKeys, load_private_key_bundle
+from encompass.adapters.webhook import SIGNATURE_HEADER, verify
+from encompass.clock import Clock
+from encompass.domain.envelope import (
+    EnvelopeError,
+    envelope_hash,
+    open_sealed,
+    parse_envelope,
+    sign_ack,
+)
+
+
+@dataclass(frozen=True)
+class Opened:
+    at: datetime
+    key_adult_id: str
+    notice_id: str
+    kind: str
+    setting_id: str
+
+
+@dataclass
+class DemoReceiver:
+    keys_folder: Path
+    clock: Clock
+    roles: dict[str, str]
+    service_key: Ed25519PublicKey | None = None
+    api_url: str = ""
+    credentials: dict[str, tuple[str, str]] = field(default_factory=dict)
+    opened: list[Opened] = field(default_factory=list)
+    acknowledged: set[str] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> str:
+        """Listen on a free loopback port; return the base URL for webhook_url."""
+        app = web.Application()
+        app.router.add_post("/hooks/{key_adult_id}", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        host, port = self._runner.addresses[0][:2]
+        return f"http://{host}:{port}/hooks"
+
+    async def close(self) -> None:
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=10)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def _keys(self, key_adult_id: str) -> KeyAdultPrivateKeys:
+        path = self.keys_folder / f"{key_adult_id}.private.pem"
+        return load_private_key_bundle(path.read_bytes())
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        key_adult_id = request.match_info["key_adult_id"]
+        body = await request.read()
+        _token, secret = self.credentials[key_adult_id]
+        if not verify(body, request.headers.get(SIGNATURE_HEADER, ""), secret=secret,
+                      now=int(self.clock.now().timestamp())):
+            self.problems.append(f"{key_adult_id}: webhook signature did not verify")
+            return web.Response(status=401)
+        try:
+            envelope = parse_envelope(body)
+            keys = self._keys(key_adult_id)
+            content = open_sealed(envelope, private_key=keys.recipient,
+                                  service_public_key=self.service_key)
+        except EnvelopeError as exc:
+            self.problems.append(f"{key_adult_id}: {exc}")
+            return web.Response(status=400)
+        self.opened.append(Opened(self.clock.now(), key_adult_id, content.notice_id,
+                                  content.kind, content.setting_id))
+        if content.kind == "notice" and self.roles[key_adult_id] != "deputy":
+            # Answer the webhook first: the receipt is sent once the delivery is recorded.
+            task = asyncio.create_task(self._acknowledge(key_adult_id, keys,
+                                                         content.notice_id,
+                                                         envelope_hash(envelope)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.Response(status=200)
+
+    async def _acknowledge(self, key_adult_id: str, keys: KeyAdultPrivateKeys,
+                           notice_id: str, digest: str) -> None:
+        token, _secret = self.credentials[key_adult_id]
+        signature = sign_ack(keys.signing, notice_id=notice_id, envelope_hash=digest,
+                             kind="received", reply=None)
+        body = {"kind": "received", "reply": None, "envelope_hash": digest,
+                "signature": signature}
+        async with aiohttp.ClientSession(
+                headers={"Authorization": f"Bearer {token}"}) as client:
+            for _ in range(100):
+                async with client.post(f"{self.api_url}/v1/notices/{notice_id}/ack",
+                                       json=body) as response:
+                    if response.status in (200, 201):
+                        self.acknowledged.add(notice_id)
+                        return
+                    if response.status != 409:
+                        self.problems.append(f"{key_adult_id}: ack refused "
+                                             f"({response.status})")
+                        return
+                await asyncio.sleep(0.05)
+        self.problems.append(f"{key_adult_id}: ack never accepted")
