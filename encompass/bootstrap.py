@@ -19,7 +19,7 @@ from encompass.adapters.keys import load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
-from encompass.services.roster import DatabaseRoster, Roster
+from encompass.services.roster import IndexedRoster, Roster
 
 
 @dataclass
@@ -34,6 +34,7 @@ class Container:
     signing_key: Ed25519PrivateKey
 
     async def close(self) -> None:
+        await self.roster.close()
         await self.broker.close()
         await self.engine.dispose()
 
@@ -54,8 +55,13 @@ def make_broker(settings: Settings) -> Broker:
 
 async def bootstrap(settings: Settings, *, clock: Clock | None = None,
                     broker: Broker | None = None, run_migrations: bool = True,
-                    signing_key: Ed25519PrivateKey | None = None) -> Container:
+                    signing_key: Ed25519PrivateKey | None = None,
+                    roster: Roster | None = None) -> Container:
     """Build every adapter for ``settings``, migrate the database and start the broker.
+
+    The roster is ``roster`` when given (e.g. a ``DatabaseRoster``), else an
+    ``IndexedRoster`` checking the roster version every ``settings.roster_check_interval``
+    seconds; it loads nothing until warmed or first asked.
 
     The signing key is ``signing_key`` when given (tests), else read from
     ``ENCOMPASS_SIGNING_KEY`` (default ``./encompass-signing-key.pem``), generated there on
@@ -65,8 +71,9 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     if run_migrations:
         await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
+    sessions = make_sessions(engine)
     broker = broker or make_broker(settings)
     await broker.start()
+    roster = roster or IndexedRoster(sessions, check_every=settings.roster_check_interval)
     return Container(settings=settings, clock=clock or Clock(settings.now), engine=engine,
-                     sessions=make_sessions(engine), broker=broker, roster=DatabaseRoster(),
-                     signing_key=key)
+                     sessions=sessions, broker=broker, roster=roster, signing_key=key)

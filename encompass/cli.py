@@ -103,6 +103,20 @@ async def _directory_import(args: argparse.Namespace) -> None:
     await _with_container(run)
 
 
+async def _match(args: argparse.Namespace) -> None:
+    from encompass.services.match_dry_run import DryRunError, match_file
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        report = await match_file(_settings().database_url, args.children, out=args.out,
+                                  stdout=sys.stdout, progress=progress)
+    except DryRunError as exc:
+        raise CommandError(str(exc)) from None
+    print(report.summary(), file=sys.stderr)
+
+
 async def _next_delivery(args: argparse.Namespace) -> None:
     from encompass.adapters.db.directory_repo import load_setting_calendar
     from encompass.domain.calendar import NoReleaseDay, format_release, release_time
@@ -306,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     for flag in ("--settings", "--key-adults", "--calendars", "--pupils"):
         imp.add_argument(flag, type=Path, metavar="FILE")
     imp.set_defaults(run=_directory_import)
+
+    match = sub.add_parser("match", help="dry run: match a JSON-lines file of children "
+                           "against the imported roster; one JSON line per child")
+    match.add_argument("children", type=Path, metavar="CHILDREN.jsonl")
+    match.add_argument("--out", type=Path, metavar="FILE",
+                       help="write the lines to FILE (whole or not at all), not stdout")
+    match.set_defaults(run=_match)
 
     nd = sub.add_parser("next-delivery", help="when a notice reported then would be released")
     nd.add_argument("--setting", required=True)

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     webhook_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
     delivery_max_attempts: Annotated[int, Field(ge=1, le=50)] = 6
     dispatch_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
+    # Matching: seconds between two checks of the roster version by a matcher worker that
+    # holds the roster in memory (0: before every child). A pupils import reaches matching
+    # within this time plus the index build.
+    roster_check_interval: Annotated[float, Field(ge=0, le=3600)] = 30.0
 
     @field_validator("amqp_url")
     @classmethod

@@ -15,7 +15,9 @@ from workers.runner import run_consumer
 
 
 async def start(container: Container) -> Consumer:
-    """Start consuming; the returned consumer's ``cancel()`` stops it."""
+    """Load the roster (an in-memory index is built here, before the first message), then
+    start consuming; the returned consumer's ``cancel()`` stops it."""
+    await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
     return await run_consumer(container.broker, INCIDENTS, handler)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,12 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import (
+    ROSTER_VERSION_ID,
     Base,
     CalendarSpanRow,
     KeyAdultRow,
     PupilRow,
+    RosterVersionRow,
     SettingRow,
 )
 from encompass.domain.directory import WEEKDAYS_CALENDAR
@@ -49,6 +52,7 @@ _SPANS = Base.metadata.tables[CalendarSpanRow.__tablename__]
 _SETTINGS = Base.metadata.tables[SettingRow.__tablename__]
 _KEY_ADULTS = Base.metadata.tables[KeyAdultRow.__tablename__]
 _PUPILS = Base.metadata.tables[PupilRow.__tablename__]
+_ROSTER_VERSION = Base.metadata.tables[RosterVersionRow.__tablename__]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +178,11 @@ class _Pupils:
 
     async def start(self, session: AsyncSession) -> None:
         self.settings = await _ids(session, _SETTINGS.c.setting_id)
+        # A new roster version in the pupils' own transaction: it commits exactly when they
+        # do, so a worker that reads it knows its in-memory index is stale. On PostgreSQL the
+        # upsert also locks the row, so two pupils imports run one after the other.
+        await _upsert(session, _ROSTER_VERSION, "roster_id",
+                      [{"roster_id": ROSTER_VERSION_ID, "version": uuid.uuid4().hex}])
 
     async def load(self, session: AsyncSession, label: str,
                    chunk: Sequence[tuple[int, PupilIn]]) -> None:
@@ -230,7 +239,8 @@ async def import_directory(sessions: async_sessionmaker[AsyncSession], *,
     Order: calendars, settings, key adults, pupils, one transaction per file. Re-import
     replaces by id: settings by ``setting_id`` and Key Adults by ``key_adult_id`` (updated
     in place; a Key Adult keeps the credentials issued to them); every span of each calendar
-    in the file; the whole roster of each setting in the pupils file. A setting's
+    in the file; the whole roster of each setting in the pupils file (the roster version
+    changing with it, in the same transaction: see ``RosterVersionRow``). A setting's
     ``calendar_id`` must name a calendar already loaded (or ``weekdays``); Key Adults and
     pupils must name a setting already loaded. The first bad row raises
     :class:`DirectoryImportError` (``FILE:LINE: reason``), loading nothing of its file and

@@ -127,6 +127,23 @@ class PupilRow(Base):
     gender: Mapped[str | None] = mapped_column(String(20))
 
 
+ROSTER_VERSION_ID = 1
+"""The key of the one row of ``roster_version``."""
+
+
+class RosterVersionRow(Base):
+    """One row whose ``version`` changes in every transaction that changes any roster.
+
+    Workers holding the roster in memory compare it to the version they indexed to know,
+    with one cheap read, when to rebuild. A random token rather than a counter: a database
+    recreated from scratch never repeats a version a running worker has already seen.
+    """
+
+    __tablename__ = "roster_version"
+    roster_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[str] = mapped_column(String(32))
+
+
 class Incident(Base):
     """One incident of one force; its versions are kept in ``incident_versions``."""
 
