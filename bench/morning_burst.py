@@ -28,9 +28,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import aio_pika
 import aiohttp
-import asyncpg
 from aiohttp import web
 from sqlalchemy import func, insert, select
 
@@ -52,31 +50,13 @@ from encompass.bootstrap import bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings, normalise_database_url
 from encompass.logging import configure_logging
+from tests.cleanup import delete_topologies
+from tests.databases import scratch_database
 from workers import dispatcher
 
 NOTICES_PER_SETTING = 40
 CHILDREN_PER_INCIDENT = 2
 _CHUNK = 2_000
-
-
-@asynccontextmanager
-async def scratch_database(admin_url: str) -> AsyncIterator[str]:
-    """A new database next to ``admin_url``'s, dropped (forcibly) afterwards."""
-    dsn = normalise_database_url(admin_url).replace("postgresql+asyncpg://", "postgresql://")
-    name = f"encompass_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://{dsn.rsplit('/', 1)[0].removeprefix('postgresql://')}/{name}"
-    finally:
-        admin = await asyncpg.connect(dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 class Receiver:
@@ -220,23 +200,13 @@ async def seed(url: str, notices: int, hook: str, now: datetime) -> int:
     return settings_count
 
 
-async def delete_queues(amqp_url: str, topology: Topology) -> None:
-    connection = await aio_pika.connect(amqp_url, timeout=10)
-    try:
-        channel = await connection.channel()
-        for spec in topology.queues:
-            await channel.queue_delete(topology.name(spec.name), if_unused=False,
-                                       if_empty=False)
-        await channel.exchange_delete(topology.dead_letter_exchange, if_unused=False)
-    finally:
-        await connection.close()
-
-
 async def burst(admin_url: str, amqp_url: str, notices: int) -> dict[str, float]:
     """Run the burst; returns the phase times in seconds and the counts."""
     now = datetime.now(UTC).replace(microsecond=0)
     prefix = f"bench{uuid.uuid4().hex[:8]}."
-    async with scratch_database(admin_url) as url, serve() as base:
+    name = f"encompass_bench_{uuid.uuid4().hex[:10]}"
+    async with scratch_database(normalise_database_url(admin_url), name) as url, \
+            serve() as base:
         await migrate(url)
         settings_count = await seed(url, notices, f"{base}/hook", now)
         settings = load_settings(database_url=url, amqp_url=amqp_url, queue_prefix=prefix)
@@ -267,7 +237,7 @@ async def burst(admin_url: str, amqp_url: str, notices: int) -> dict[str, float]
                 await worker.cancel()
         finally:
             await container.close()
-            await delete_queues(amqp_url, Topology(prefix))
+            await delete_topologies([(amqp_url, Topology(prefix))])
         received = await receiver_stats(base)
     return {"settings": settings_count, "released": released_at, "delivered": delivered_at,
             "failed": counts.get("failed", 0), "distinct": received["distinct"],

@@ -9,13 +9,11 @@ own ``release_due``, so the envelopes are the real thing.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.directory_repo import load_setting_calendar
@@ -25,6 +23,7 @@ from encompass.domain.incident import IncidentReport
 from encompass.services.dispatch import Released, release_due
 from encompass.services.ingest import canonical_payload
 from encompass.services.notices import schedule_notice
+from tests.databases import scratch_database
 
 AMELIA = {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2015-03-02",
           "postcode": "TF3 4NT"}
@@ -36,24 +35,9 @@ PERSONAL = ("Amelia", "Freddie", "Zephyrine", "Quillfeather", "2015-03-02", "TF3
             "ZZ9 9ZZ", "scared")
 
 
-@asynccontextmanager
-async def own_database(admin_pg_url: str, label: str) -> AsyncIterator[str]:
+def own_database(admin_pg_url: str, label: str) -> AbstractAsyncContextManager[str]:
     """A fresh PostgreSQL database for one test module (its own audit chain and queue)."""
-    name = f"encompass_rcv_{label}_{uuid.uuid4().hex[:8]}"
-    dsn = admin_pg_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"postgresql+asyncpg://{dsn.rsplit('/', 1)[0].removeprefix('postgresql://')}/{name}"
-    finally:
-        admin = await asyncpg.connect(dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    return scratch_database(admin_pg_url, f"encompass_rcv_{label}_{uuid.uuid4().hex[:8]}")
 
 
 def report(child: dict[str, Any], occurred_at: str = "2026-11-20T22:10:00+00:00"

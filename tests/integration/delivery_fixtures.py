@@ -11,12 +11,11 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
-import asyncpg
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -34,6 +33,7 @@ from encompass.adapters.keys import KeyAdultPrivateKeys, generate_key_adult_keys
 from encompass.domain.incident import IncidentReport
 from encompass.domain.status import NoticeStatus
 from encompass.services.notices import transition
+from tests.databases import scratch_database
 
 # Distinctive values, so a test can prove none of them leaked anywhere.
 CHILD = {"given_name": "Zephyrine", "family_name": "Quillfeather",
@@ -42,25 +42,9 @@ SCHOOL_NAME = "Bramblewood Academy"
 SECRET = "whsec_test-secret-for-hmac"
 
 
-@asynccontextmanager
-async def own_database(admin_pg_url: str, label: str) -> AsyncIterator[str]:
+def own_database(admin_pg_url: str, label: str) -> AbstractAsyncContextManager[str]:
     """A fresh PostgreSQL database for one test module, dropped afterwards."""
-    name = f"encompass_dlv_{label}_{uuid.uuid4().hex[:8]}"
-    dsn = admin_pg_url.replace("postgresql+asyncpg://", "postgresql://")
-    admin = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = dsn.rsplit("/", 1)[0].removeprefix("postgresql://")
-    try:
-        yield f"postgresql+asyncpg://{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(dsn, timeout=10)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
+    return scratch_database(admin_pg_url, f"encompass_dlv_{label}_{uuid.uuid4().hex[:8]}")
 
 
 @dataclass

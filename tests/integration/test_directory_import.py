@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, time
 from pathlib import Path
 
@@ -13,8 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import InstrumentedAttribute
 
 from encompass.adapters.db import directory_repo as repo
-from encompass.adapters.db.engine import make_engine, make_sessions
-from encompass.adapters.db.migrate import migrate
 from encompass.adapters.db.tables import CalendarSpanRow, KeyAdultRow, PupilRow, SettingRow
 from encompass.domain.directory import KeyAdultRole, Nation, SpanKind
 from encompass.services import directory_import
@@ -28,32 +25,6 @@ from tests.fixtures.directory.sample import prefixed, read_sample, write_csv, wr
 pytestmark = pytest.mark.integration
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-@pytest.fixture(scope="session")
-async def migrated_pg(pg_url: str) -> str:
-    await migrate(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def sessions(request: pytest.FixtureRequest, tmp_path: Path,
-                   migrated_pg: str) -> AsyncIterator[Sessions]:
-    url = migrated_pg
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'encompass.db'}"
-        await migrate(url)
-    engine = make_engine(url)
-    try:
-        yield make_sessions(engine)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def prefix() -> str:
-    """Ids of this test's own: the PostgreSQL database is shared by the whole run."""
-    return f"t{uuid.uuid4().hex[:8]}-"
 
 
 async def _import(sessions: Sessions, paths: dict[str, Path]) -> ImportReport:

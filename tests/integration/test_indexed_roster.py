@@ -5,7 +5,6 @@ then."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -14,8 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db import directory_repo as repo
-from encompass.adapters.db.engine import make_engine, make_sessions
-from encompass.adapters.db.migrate import migrate
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
 from encompass.domain.match import ChildQuery, Decision, MatchResult
@@ -27,32 +24,6 @@ from tests.fixtures.directory.sample import prefixed, read_sample, write_csv, wr
 pytestmark = pytest.mark.integration
 
 Sessions = async_sessionmaker[AsyncSession]
-
-
-
-@pytest.fixture(scope="session")
-async def migrated_pg(pg_url: str) -> str:
-    await migrate(pg_url)
-    return pg_url
-
-
-@pytest.fixture(params=["postgresql", "sqlite"])
-async def sessions(request: pytest.FixtureRequest, tmp_path: Path,
-                   migrated_pg: str) -> AsyncIterator[Sessions]:
-    url = migrated_pg
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'encompass.db'}"
-        await migrate(url)
-    engine = make_engine(url)
-    try:
-        yield make_sessions(engine)
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:8]}-"
 
 
 @pytest.fixture
