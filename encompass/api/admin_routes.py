@@ -6,18 +6,16 @@ in ``auth.authenticated_admin``: for now only admins of area ``all`` are served.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from html import escape
-from typing import Annotated, Any, Final
+from typing import Annotated, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from encompass.api.auth import actor, authenticated_admin
-from encompass.api.errors import ApiError
+from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
-from encompass.api.police import validation_details
 from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
 from encompass.services.monitoring import MAX_NOTICES, Dashboard, admin_notices, dashboard
@@ -80,25 +78,14 @@ async def get_review(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
-async def _resolve_request(request: web.Request) -> ResolveRequest:
-    try:
-        data: Any = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    try:
-        return ResolveRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid_resolution", "the resolution is not valid",
-                       validation_details(exc)) from None
-
-
 @routes.post("/v1/admin/review/{item_id}/resolve")
 async def post_resolve(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request)
     item_id = request.match_info["item_id"]
     if len(item_id) > MAX_ID:
         raise ApiError(404, "not_found", "no such review item")
-    body = await _resolve_request(request)
+    body = await read_body(request, ResolveRequest, code="invalid_resolution",
+                           what="the resolution")
     container = request.app[CONTAINER]
     try:
         done = await resolve(container.sessions, container.clock, actor(admin), item_id,

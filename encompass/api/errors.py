@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 
 log = structlog.get_logger()
@@ -51,3 +53,26 @@ async def json_errors(request: web.Request,
     except Exception:
         log.exception("http.unhandled", path=request.path, method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
+    """Where and why, never echoing the submitted values back."""
+    return [{"field": ".".join(str(p) for p in e["loc"]) or "body",
+             "problem": str(e["msg"]).removeprefix("Value error, ")} for e in exc.errors()]
+
+
+async def read_body(request: web.Request, model: type[Model], *, code: str, what: str,
+                    context: dict[str, Any] | None = None) -> Model:
+    """The request's JSON body validated as ``model``: ``ApiError`` 400 ``invalid_json``
+    when it is not JSON, 422 ``code`` ("``what`` is not valid", with details) otherwise."""
+    try:
+        data: Any = json.loads(await request.read())
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        raise ApiError(422, code, f"{what} is not valid", validation_details(exc)) from None

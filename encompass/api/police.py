@@ -3,11 +3,9 @@ own: another force's incident is ``404``, its existence not ours to reveal."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +20,7 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
 )
 from encompass.api.auth import authenticated_force
-from encompass.api.errors import ApiError
+from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.incident import IncidentReport
 from encompass.services import audit
@@ -30,33 +28,23 @@ from encompass.services.ingest import BrokerUnavailable, VersionConflict, report
 from encompass.services.monitoring import is_overdue
 from encompass.services.review import resolution_of
 
-__all__ = ["authenticated_force", "routes", "validation_details"]
+__all__ = ["authenticated_force", "routes"]
 
 routes = web.RouteTableDef()
-
-
-def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
-    """Where and why, never echoing the submitted values back."""
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "body",
-             "problem": str(e["msg"]).removeprefix("Value error, ")} for e in exc.errors()]
 
 
 @routes.post("/v1/incidents")
 async def post_incident(request: web.Request) -> web.Response:
     force = await authenticated_force(request)
     container, metrics = request.app[CONTAINER], request.app[METRICS]
-    raw = await request.read()
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        metrics.incidents_refused.labels("invalid_json").inc()
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    try:
-        report = IncidentReport.model_validate(data, context={"now": container.clock.now()})
-    except ValidationError as exc:
-        metrics.incidents_refused.labels("invalid").inc()
-        raise ApiError(422, "invalid_incident", "the incident report is not valid",
-                       validation_details(exc)) from None
+        report = await read_body(request, IncidentReport, code="invalid_incident",
+                                 what="the incident report",
+                                 context={"now": container.clock.now()})
+    except ApiError as exc:
+        metrics.incidents_refused.labels(
+            "invalid_json" if exc.code == "invalid_json" else "invalid").inc()
+        raise
     try:
         accepted = await report_incident(container.sessions, container.broker, container.clock,
                                          force.force_id, report)

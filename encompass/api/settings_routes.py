@@ -7,17 +7,15 @@ anyone: receivers pin it to verify where an envelope came from.
 
 from __future__ import annotations
 
-import json
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from encompass.adapters.keys import public_key_pem
 from encompass.api.auth import authenticated_key_adult
-from encompass.api.errors import ApiError
+from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
-from encompass.api.police import validation_details
 from encompass.domain.envelope import AckKind
 from encompass.services.acknowledge import AckRefused, acknowledge
 from encompass.services.portal import MAX_LIST, fetch_envelope, list_envelopes
@@ -84,23 +82,12 @@ async def get_notice(request: web.Request) -> web.Response:
     return web.json_response(served.as_json())
 
 
-async def _ack_request(request: web.Request) -> AckRequest:
-    try:
-        data: Any = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
-    try:
-        return AckRequest.model_validate(data)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid_acknowledgement", "the acknowledgement is not valid",
-                       validation_details(exc)) from None
-
-
 @routes.post("/v1/notices/{notice_id}/ack")
 async def post_ack(request: web.Request) -> web.Response:
     key_adult = await authenticated_key_adult(request)
     notice_id = _notice_id(request)
-    body = await _ack_request(request)
+    body = await read_body(request, AckRequest, code="invalid_acknowledgement",
+                           what="the acknowledgement")
     container, metrics = request.app[CONTAINER], request.app[METRICS]
     try:
         recorded = await acknowledge(
