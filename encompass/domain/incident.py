@@ -41,23 +41,41 @@ class _Strict(BaseModel):
 
 
 class Officer(_Strict):
-    name: ShortText
-    contact: ShortText
+    """The officer or team a Key Adult may contact about the incident."""
+
+    name: ShortText = Field(description="The officer's or team's name as the Key Adult "
+                                        "should ask for them, e.g. \"PC 1234 Jones\".")
+    contact: ShortText = Field(description="How to reach them: a telephone number or a "
+                                           "secure e-mail address.")
 
 
 class ChildReport(_Strict):
-    given_name: ShortText
-    family_name: ShortText
-    date_of_birth: date | None
-    postcode: Postcode
+    """One child who lives where the incident happened or was present at it."""
+
+    given_name: ShortText = Field(description="The child's given name, as the police "
+                                              "recorded it.")
+    family_name: ShortText = Field(description="The child's family name, as the police "
+                                               "recorded it.")
+    date_of_birth: date | None = Field(description="The child's date of birth (YYYY-MM-DD), "
+                                                   "or null when not known; the child must "
+                                                   "be under 18 on occurred_at.")
+    postcode: Postcode = Field(description="The postcode of the child's home address.")
     upn: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                          pattern=r"^[A-Za-z0-9]{13}$")] | None = None
-    gender: Annotated[str, StringConstraints(max_length=20)] | None = None
-    present: bool
-    where_during: Text | None = None
-    voice: Text | None = None
-    injured: bool = False
-    school_hint: ShortText | None = None
+                                          pattern=r"^[A-Za-z0-9]{13}$")] | None = Field(
+        None, description="The child's Unique Pupil Number (13 characters) when the police "
+                          "know it; null otherwise.")
+    gender: Annotated[str, StringConstraints(max_length=20)] | None = Field(
+        None, description="The child's gender as recorded, or null.")
+    present: bool = Field(description="Whether the child was present during the incident.")
+    where_during: Text | None = Field(None, description="Where the child was during the "
+                                                        "incident, or null.")
+    voice: Text | None = Field(None, description="What the child said or how they seemed "
+                                                 "(the voice of the child), or null.")
+    injured: bool = Field(False, description="Whether the child was injured.")
+    school_hint: ShortText | None = Field(None, description="The school or nursery the "
+                                                            "police believe the child "
+                                                            "attends, to help matching; "
+                                                            "or null.")
 
 
 def _now(info: ValidationInfo) -> datetime:
@@ -72,14 +90,27 @@ def age_on(born: date, day: date) -> int:
 
 
 class IncidentReport(_Strict):
-    incident_ref: IncidentRef
-    version: Annotated[int, Field(ge=1, le=10_000)] = 1
-    occurred_at: AwareDatetime
-    location: ShortText
-    circumstances: Text
-    police_actions: Text
-    officer: Officer
-    children: Annotated[list[ChildReport], Field(min_length=1, max_length=50)]
+    """A force's report of one domestic abuse incident (or a new version of one). The force
+    is the sender's credential, never a field; fields beyond these are refused."""
+
+    incident_ref: IncidentRef = Field(description="The force's own reference for the "
+                                                  "incident; with version, it makes a "
+                                                  "report idempotent.")
+    version: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        1, description="1 for the first report; a higher number replaces the unsent "
+                       "notices of earlier versions. The same version again is harmless; "
+                       "different content under it is refused.")
+    occurred_at: AwareDatetime = Field(description="When the incident happened: ISO 8601 "
+                                                   "with an offset; not in the future.")
+    location: ShortText = Field(description="Where it happened, in words the Key Adult "
+                                            "will understand, e.g. \"the family home\".")
+    circumstances: Text = Field(description="Brief circumstances of the incident, for the "
+                                            "Key Adult.")
+    police_actions: Text = Field(description="What the police did.")
+    officer: Officer = Field(description="Whom the Key Adult may contact.")
+    children: Annotated[list[ChildReport], Field(min_length=1, max_length=50)] = Field(
+        description="Every child who lives there or was present; at least one. Each child "
+                    "gets its own notice, to each setting they attend.")
 
     @field_validator("occurred_at")
     @classmethod

@@ -21,7 +21,7 @@ import secrets
 import shlex
 from typing import Final
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker, Message
@@ -34,6 +34,28 @@ from encompass.services.ingest import Accepted, VersionConflict, report_incident
 FORCE_USER_PREFIX: Final = "encompass-force-"
 # What a dead-letter record may repeat of a message id; anything else is not shown.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
+
+
+class PublishProperties(BaseModel):
+    """The AMQP message properties a force sets when it publishes a report (documented in
+    the AsyncAPI document; the intake checks them as :func:`intake` says)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    message_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$",
+                            description="Required. The force's own id for this message, "
+                                        "unique per report it sends (a UUID is ideal); "
+                                        "shown on a refused message's dead-letter record.")
+    user_id: str = Field(pattern=r"^encompass-force-[A-Za-z0-9_-]{1,32}$",
+                         description="Required. The force's own RabbitMQ user, "
+                                     "encompass-force-<CODE>: RabbitMQ refuses a message "
+                                     "whose user_id is not the publishing user, and the "
+                                     "force is taken from it, never from the body.")
+    content_type: str = Field("application/json",
+                              description="application/json; the body is UTF-8 JSON.")
+    delivery_mode: int = Field(2, ge=1, le=2, description="2 (persistent), so that an "
+                                                          "accepted report survives a "
+                                                          "broker restart.")
 
 
 class Refused(Exception):
