@@ -65,8 +65,10 @@ class MatchIncident:
         try:
             queued = VersionQueued.from_bytes(message.body)
         except ValidationError as exc:
-            # Counts only: the body is not ours, and could quote anything.
-            raise Poison(f"not a version message: {exc.error_count()} error(s)") from None
+            # Not ours, so it could hold anything (a whole forged report, a child's name):
+            # the reason counts only, and the dead letter keeps neither body nor headers.
+            raise Poison(f"not a version message: {exc.error_count()} error(s)",
+                         keep_body=False) from None
         async with self._sessions.begin() as session:
             version = (await session.execute(
                 select(IncidentVersion)

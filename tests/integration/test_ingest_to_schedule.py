@@ -245,15 +245,15 @@ async def total_rows(stack: Stack) -> tuple[int, int, int]:
     return counts[0], counts[1], counts[2]
 
 
-async def dead_letter(stack: Stack, message_id: str) -> dict[str, Any]:
-    """The headers of the dead letter with ``message_id`` on ``incidents.dead``."""
+async def dead_letter(stack: Stack, message_id: str) -> tuple[dict[str, Any], bytes]:
+    """The headers and body of the dead letter with ``message_id`` on ``incidents.dead``."""
     broker = stack.container.broker
     for _ in range(100):
         delivery = await broker.get(f"{INCIDENTS}.dead", timeout=0.1)
         if delivery is not None:
             await delivery.ack()
             if delivery.message.message_id == message_id:
-                return dict(delivery.message.headers)
+                return dict(delivery.message.headers), delivery.message.body
     raise AssertionError(f"{message_id} never reached incidents.dead")
 
 
@@ -304,11 +304,15 @@ async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettere
     await stack.container.broker.publish(INCIDENTS, forged, message_id=message_id,
                                          headers=header_values)
     # Then it is dead-lettered with a reason that quotes nothing of it
-    dead = await dead_letter(stack, message_id)
+    dead, dead_body = await dead_letter(stack, message_id)
     reason = dead["x-encompass-dead-reason"]
     assert reason.startswith(("not a version message", "unknown incident version")), reason
     for quoted in ("Amelia", "Smith", stack.force_id, "version_id", "not-a-uuid"):
         assert quoted not in reason
+    # And a body that is not a version message is not kept, nor are its headers
+    if reason.startswith("not a version message"):
+        assert dead_body == b"" and FORCE_HEADER not in dead and "x-other" not in dead
+        assert dead["x-encompass-dropped-bytes"] == len(forged)
     # And nothing was created
     assert await total_rows(stack) == before
 
