@@ -25,12 +25,16 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import Awaitable, Callable
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Consumer, Delivery, PublishError
+from encompass.adapters.broker import Broker, Consumer, Delivery, Message, PublishError
 from encompass.adapters.topology import DEAD_SUFFIX, INTAKE
 from encompass.bootstrap import Container
+from encompass.clock import Clock
+from encompass.services.ingest import Accepted
 from encompass.services.intake import Refused, intake, shown_id
 from workers.runner import DEAD_REASON_HEADER
 
@@ -47,9 +51,15 @@ def dead_record(message_id: str, user_id: str | None, reason: str) -> bytes:
                        "user_id": user_id, "reason": reason}, sort_keys=True).encode()
 
 
+Ingest = Callable[[async_sessionmaker[AsyncSession], Broker, Clock, Message],
+                  Awaitable[Accepted]]
+
+
 async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
-                prefetch: int = 16) -> Consumer:
-    """Start consuming ``intake``; the returned consumer's ``cancel()`` stops it."""
+                prefetch: int = 16, ingest: Ingest = intake) -> Consumer:
+    """Start consuming ``intake`` (each message through ``ingest``, by default
+    :func:`~encompass.services.intake.intake`); the returned consumer's ``cancel()`` stops
+    it."""
     broker = container.broker
 
     async def on_delivery(delivery: Delivery) -> None:
@@ -57,7 +67,7 @@ async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
         bound = log.bind(message_id=shown_id(message.message_id), queue=INTAKE,
                          user_id=message.user_id)
         try:
-            accepted = await intake(container.sessions, broker, container.clock, message)
+            accepted = await ingest(container.sessions, broker, container.clock, message)
         except Refused as exc:
             try:
                 await broker.publish(INTAKE + DEAD_SUFFIX,

@@ -48,9 +48,10 @@ class Intake:
     container: Container
     topology: Topology
     force_id: str
-    # The force's own user, and a second force's user name (never created)
+    # The force's own user; a second user named for a force that is not registered
     url: str
     user: str
+    other_url: str
     other_user: str
     service_url: str
 
@@ -72,20 +73,23 @@ async def stack(pg_url: str, rabbit: RabbitTarget,
     force = await add_force(container.sessions, container.clock,
                             f"T{secrets.token_hex(4).upper()}", "Test Constabulary")
     topology = Topology(settings.queue_prefix)
-    password = secrets.token_hex(16)
-    user = force_user(force.subject_id)
-    for command in rabbitmqctl_commands(force.subject_id, topology, password=password):
-        rabbitmqctl(command)
+    urls, users = [], []
+    for code in (force.subject_id, f"O{secrets.token_hex(4).upper()}"):
+        password = secrets.token_hex(16)
+        for command in rabbitmqctl_commands(code, topology, password=password):
+            rabbitmqctl(command)
+        users.append(force_user(code))
+        urls.append(str(URL(rabbit.url).with_user(users[-1]).with_password(password)))
     consumers = await start_workers(container, ["matcher", "intake"])
     try:
-        yield Intake(container, topology, force.subject_id,
-                     str(URL(rabbit.url).with_user(user).with_password(password)), user,
-                     force_user(f"O{secrets.token_hex(4).upper()}"), rabbit.url)
+        yield Intake(container, topology, force.subject_id, urls[0], users[0], urls[1],
+                     users[1], rabbit.url)
     finally:
         for consumer in consumers:
             await consumer.cancel()
         await container.close()
-        rabbitmqctl(f"rabbitmqctl delete_user {shlex.quote(user)}")
+        for user in users:
+            rabbitmqctl(f"rabbitmqctl delete_user {shlex.quote(user)}")
         await delete_topologies([(rabbit.url, topology)])
 
 
@@ -247,7 +251,7 @@ async def test_what_is_refused_is_dead_lettered_as_a_record_and_creates_nothing(
         stack: Intake) -> None:
     async with stack.container.sessions() as session:
         before = await session.scalar(select(func.count()).select_from(Incident))
-    # Given five messages the service must refuse
+    # Given six messages the service must refuse
     no_id_ref, bad_ref, other_ref = ref(), ref(), ref()
     await as_force(stack, report(no_id_ref), message_id=None)
     invalid_json = await as_force(stack, b'{"incident_ref": "x", "Amelia Smith": ')
@@ -262,8 +266,13 @@ async def test_what_is_refused_is_dead_lettered_as_a_record_and_creates_nothing(
     anonymous = str(uuid.uuid4())
     await publish(stack.service_url, json.dumps(report(other_ref)).encode(),
                   exchange=stack.topology.incidents_exchange, message_id=anonymous)
+    # a force's user whose force is not registered with us
+    unregistered = str(uuid.uuid4())
+    await publish(stack.other_url, json.dumps(report(other_ref)).encode(),
+                  exchange=stack.topology.incidents_exchange, message_id=unregistered,
+                  user_id=stack.other_user)
     # Then each is dead-lettered as a record naming the message, the user and the reason
-    records = await dead_records(stack, 5)
+    records = await dead_records(stack, 6)
     by_id = {}
     for headers, body in records:
         record = json.loads(body)
@@ -281,6 +290,8 @@ async def test_what_is_refused_is_dead_lettered_as_a_record_and_creates_nothing(
     assert by_id[not_force]["reason"].startswith("not published by a force's user")
     assert by_id[not_force]["user_id"] == URL(stack.service_url).user
     assert by_id[anonymous]["user_id"] is None
+    assert by_id[unregistered] == {"message_id": unregistered, "user_id": stack.other_user,
+                                   "reason": "the publishing user's force is not registered"}
     # And nothing was created
     for incident_ref in (no_id_ref, bad_ref, other_ref):
         assert await incident_of(stack, incident_ref, wait=0.1) is None
