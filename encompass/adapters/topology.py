@@ -1,7 +1,7 @@
 """The queues we run on, as typed specs, and the RabbitMQ arguments they declare with.
 
 Every work queue is a durable quorum queue that dead-letters, at least once, through a
-direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance; BRIEF §7).
+direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance).
 Police systems publish to the fanout exchange ``encompass.incidents`` (as their own
 RabbitMQ user, allowed to write there and nowhere else), bound to the ``intake`` work queue;
 the service itself publishes to its queues through the default exchange.

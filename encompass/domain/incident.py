@@ -41,41 +41,45 @@ class _Strict(BaseModel):
 
 
 class Officer(_Strict):
-    """The officer or team a Key Adult may contact about the incident."""
+    """The officer or team the Key Adult may contact about the incident."""
 
-    name: ShortText = Field(description="The officer's or team's name as the Key Adult "
-                                        "should ask for them, e.g. \"PC 1234 Jones\".")
+    name: ShortText = Field(description="The officer or team, as the Key Adult should ask "
+                            "for them.", examples=["PC 1234 Jones"])
     contact: ShortText = Field(description="How to reach them: a telephone number or a "
-                                           "secure e-mail address.")
+                               "secure e-mail address.", examples=["0300 000 0000"])
 
 
 class ChildReport(_Strict):
-    """One child who lives where the incident happened or was present at it."""
+    """One child of the household, as the force knows them."""
 
-    given_name: ShortText = Field(description="The child's given name, as the police "
-                                              "recorded it.")
-    family_name: ShortText = Field(description="The child's family name, as the police "
-                                               "recorded it.")
-    date_of_birth: date | None = Field(description="The child's date of birth (YYYY-MM-DD), "
-                                                   "or null when not known; the child must "
-                                                   "be under 18 on occurred_at.")
-    postcode: Postcode = Field(description="The postcode of the child's home address.")
+    given_name: ShortText = Field(description="The child's given name.", examples=["Amelia"])
+    family_name: ShortText = Field(description="The child's family name.", examples=["Smith"])
+    date_of_birth: date | None = Field(
+        description="The child's date of birth (YYYY-MM-DD), or null when unknown; the child "
+        "must be under 18 on occurred_at.", examples=["2015-03-02"])
+    postcode: Postcode = Field(description="The child's home postcode.", examples=["TF3 4NT"])
     upn: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
                                           pattern=r"^[A-Za-z0-9]{13}$")] | None = Field(
-        None, description="The child's Unique Pupil Number (13 characters) when the police "
-                          "know it; null otherwise.")
+        default=None, description="The child's Unique Pupil Number (13 characters), when the "
+        "force knows it; an exact UPN on a roster places the child.",
+        examples=["A123456789012"])
     gender: Annotated[str, StringConstraints(max_length=20)] | None = Field(
-        None, description="The child's gender as recorded, or null.")
-    present: bool = Field(description="Whether the child was present during the incident.")
-    where_during: Text | None = Field(None, description="Where the child was during the "
-                                                        "incident, or null.")
-    voice: Text | None = Field(None, description="What the child said or how they seemed "
-                                                 "(the voice of the child), or null.")
-    injured: bool = Field(False, description="Whether the child was injured.")
-    school_hint: ShortText | None = Field(None, description="The school or nursery the "
-                                                            "police believe the child "
-                                                            "attends, to help matching; "
-                                                            "or null.")
+        default=None, description="The child's gender as recorded, or null.",
+        examples=["female"])
+    present: bool = Field(description="Whether the child was present at the incident.",
+                          examples=[True])
+    where_during: Text | None = Field(
+        default=None, description="Where the child was during the incident.",
+        examples=["upstairs bedroom"])
+    voice: Text | None = Field(
+        default=None, description="The child's voice: whether they were spoken to, what they "
+        "said, who else was there.", examples=["said she was scared"])
+    injured: bool = Field(default=False, description="Whether the child was injured.",
+                          examples=[False])
+    school_hint: ShortText | None = Field(
+        default=None, description="The school or nursery the force believes the child "
+        "attends, if any; a hint for matching, never trusted alone.",
+        examples=["Hollinswood Primary"])
 
 
 def _now(info: ValidationInfo) -> datetime:
@@ -90,27 +94,32 @@ def age_on(born: date, day: date) -> int:
 
 
 class IncidentReport(_Strict):
-    """A force's report of one domestic abuse incident (or a new version of one). The force
-    is the sender's credential, never a field; fields beyond these are refused."""
+    """A police force's report of a domestic abuse incident involving children."""
 
-    incident_ref: IncidentRef = Field(description="The force's own reference for the "
-                                                  "incident; with version, it makes a "
-                                                  "report idempotent.")
+    incident_ref: IncidentRef = Field(
+        description="The force's own reference for the incident; with the force and the "
+        "version it makes a report idempotent.", examples=["CH-2026-000123"])
     version: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        1, description="1 for the first report; a higher number replaces the unsent "
-                       "notices of earlier versions. The same version again is harmless; "
-                       "different content under it is refused.")
-    occurred_at: AwareDatetime = Field(description="When the incident happened: ISO 8601 "
-                                                   "with an offset; not in the future.")
-    location: ShortText = Field(description="Where it happened, in words the Key Adult "
-                                            "will understand, e.g. \"the family home\".")
-    circumstances: Text = Field(description="Brief circumstances of the incident, for the "
-                                            "Key Adult.")
-    police_actions: Text = Field(description="What the police did.")
-    officer: Officer = Field(description="Whom the Key Adult may contact.")
+        default=1, description="The report's version: a higher version amends the incident "
+        "and replaces its unsent notices.", examples=[1])
+    occurred_at: AwareDatetime = Field(
+        description="When the incident happened, with its UTC offset; not in the future.",
+        examples=["2026-11-22T23:10:00+00:00"])
+    location: ShortText = Field(description="Where the incident happened.",
+                                examples=["the family home"])
+    circumstances: Text = Field(description="Brief circumstances, written for the Key "
+                                "Adult.", examples=["Verbal argument between adults; "
+                                                    "neighbours called police."])
+    police_actions: Text = Field(description="What the police did.",
+                                 examples=["One adult arrested; safeguarding referral made."])
+    officer: Officer = Field(description="Who the Key Adult may contact.",
+                             examples=[{"name": "PC 1234 Jones", "contact": "0300 000 0000"}])
     children: Annotated[list[ChildReport], Field(min_length=1, max_length=50)] = Field(
-        description="Every child who lives there or was present; at least one. Each child "
-                    "gets its own notice, to each setting they attend.")
+        description="The children of the household (1 to 50); each becomes one notice per "
+        "setting the child attends.",
+        examples=[[{"given_name": "Amelia", "family_name": "Smith",
+                    "date_of_birth": "2015-03-02", "postcode": "TF3 4NT", "present": True,
+                    "where_during": "upstairs bedroom", "voice": "said she was scared"}]])
 
     @field_validator("occurred_at")
     @classmethod

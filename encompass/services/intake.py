@@ -45,17 +45,20 @@ class PublishProperties(BaseModel):
     message_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$",
                             description="Required. The force's own id for this message, "
                                         "unique per report it sends (a UUID is ideal); "
-                                        "shown on a refused message's dead-letter record.")
+                                        "shown on a refused message's dead-letter record.",
+                            examples=["0b7e4c1e-6a0d-4d8e-9a55-2f1c3f4b9d21"])
     user_id: str = Field(pattern=r"^encompass-force-[A-Za-z0-9_-]{1,32}$",
                          description="Required. The force's own RabbitMQ user, "
                                      "encompass-force-<CODE>: RabbitMQ refuses a message "
                                      "whose user_id is not the publishing user, and the "
-                                     "force is taken from it, never from the body.")
+                                     "force is taken from it, never from the body.",
+                         examples=["encompass-force-CH"])
     content_type: str = Field("application/json",
-                              description="application/json; the body is UTF-8 JSON.")
+                              description="application/json; the body is UTF-8 JSON.",
+                              examples=["application/json"])
     delivery_mode: int = Field(2, ge=1, le=2, description="2 (persistent), so that an "
                                                           "accepted report survives a "
-                                                          "broker restart.")
+                                                          "broker restart.", examples=[2])
 
 
 class Refused(Exception):
