@@ -51,6 +51,12 @@ def dead_record(message_id: str, user_id: str | None, reason: str) -> bytes:
                        "user_id": user_id, "reason": reason}, sort_keys=True).encode()
 
 
+def _dead_id(message_id: str) -> str:
+    # The dead letter's own id: the original when it is a plain id, else a fresh one, so
+    # that free text in a message_id is not carried along.
+    return message_id if shown_id(message_id) == message_id else str(uuid.uuid4())
+
+
 Ingest = Callable[[async_sessionmaker[AsyncSession], Broker, Clock, Message],
                   Awaitable[Accepted]]
 
@@ -73,7 +79,7 @@ async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
                 await broker.publish(INTAKE + DEAD_SUFFIX,
                                      dead_record(message.message_id, message.user_id,
                                                  exc.reason),
-                                     message_id=message.message_id or str(uuid.uuid4()),
+                                     message_id=_dead_id(message.message_id),
                                      headers={DEAD_REASON_HEADER: exc.reason})
             except PublishError:
                 await delivery.reject(requeue=True)

@@ -8,8 +8,8 @@ an accepted incident is never lost. Reporting the same force + ``incident_ref`` 
 ``version`` again is harmless: the stored version is returned, and published again only if
 the first publish never confirmed.
 
-The stored payload is written by :func:`canonical_payload` and read back by
-:func:`load_report` only.
+The stored payload is written by :func:`canonical_payload`; the matcher reads it back with
+:func:`load_report`.
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import Incident, IncidentVersion
 from encompass.clock import Clock
-from encompass.domain.incident import IncidentReport, report_context
+from encompass.domain.incident import IncidentReport
 from encompass.domain.queued import VersionQueued
 from encompass.services import audit
+from encompass.services.notice_content import parse_stored_report
 
 log = structlog.get_logger()
 
@@ -54,15 +55,14 @@ class Accepted:
 
 
 def canonical_payload(report: IncidentReport) -> str:
-    """The report as stored and published: normalised JSON, one form per content."""
+    """The report as stored: normalised JSON, one form per content."""
     return report.model_dump_json()
 
 
 def load_report(version: IncidentVersion) -> IncidentReport:
-    """The report a stored version holds. It was validated when received; it is checked
-    again against the clock of that moment, so an old report never lies "in the future"."""
-    return IncidentReport.model_validate_json(version.payload,
-                                              context=report_context(version.received_at))
+    """The report a stored version holds, checked again against the clock of the moment it
+    was received (see :func:`parse_stored_report`)."""
+    return parse_stored_report(version.payload, version.received_at)
 
 
 async def record_version(session: AsyncSession, force_id: str, report: IncidentReport,

@@ -4,7 +4,8 @@ The message names the version only (:class:`~encompass.domain.queued.VersionQueu
 report and the force are read from the database row that ingest wrote, never from the
 message, so a message published by anyone else can make us say nothing a force did not say.
 A body that is not a version message, or names a version we do not hold, is dead-lettered
-with a reason that quotes nothing of it.
+with a reason that quotes nothing of it, and without its body or headers (the message
+id stays).
 
 Everything for one version happens in one transaction and the version is marked processed
 in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
@@ -77,13 +78,15 @@ class MatchIncident:
                 # and the second sees the version processed.
                 .with_for_update())).scalar_one_or_none()
             if version is None:
-                raise Poison("unknown incident version: no stored version has this id")
+                # Its headers are not ours either: none of it is kept.
+                raise Poison("unknown incident version: no stored version has this id",
+                             keep_body=False)
             if version.processed_at is not None:
                 log.info("incident.already_processed", version_id=version.version_id)
                 return
             incident = await session.get(Incident, version.incident_id)
             if incident is None:  # the foreign key makes this impossible; refuse, never guess
-                raise Poison("the stored version has no incident")
+                raise Poison("the stored version has no incident", keep_body=False)
             await self._process(session, incident, version, load_report(version))
 
     async def _process(self, session: AsyncSession, incident: Incident,
