@@ -113,7 +113,8 @@ def ref() -> str:
 
 
 async def publish(url: str, body: bytes, *, exchange: str, routing_key: str = "",
-                  message_id: str | None = None, user_id: str | None = None) -> None:
+                  message_id: str | None = None, user_id: str | None = None,
+                  headers: dict[str, Any] | None = None) -> None:
     """Publish one persistent message with publisher confirms as the user in ``url``."""
     connection = await aio_pika.connect(url, timeout=10)
     try:
@@ -121,6 +122,7 @@ async def publish(url: str, body: bytes, *, exchange: str, routing_key: str = ""
         target = (channel.default_exchange if exchange == "" else
                   await channel.get_exchange(exchange, ensure=False))
         await target.publish(aio_pika.Message(body, message_id=message_id, user_id=user_id,
+                                              headers=headers,
                                               content_type="application/json",
                                               delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                              routing_key, timeout=10)
@@ -170,9 +172,12 @@ async def incident_of(stack: Intake, incident_ref: str, *, wait: float = 10.0
 
 async def test_a_forces_own_user_publishes_and_the_incident_is_scheduled_under_it(
         stack: Intake) -> None:
-    # Given a report published by the force's own RabbitMQ user to encompass.incidents
+    # Given a report published by the force's own RabbitMQ user to encompass.incidents,
+    # with a header naming another force (headers are never trusted)
     incident_ref = ref()
-    await as_force(stack, report(incident_ref))
+    await publish(stack.url, json.dumps(report(incident_ref)).encode(),
+                  exchange=stack.topology.incidents_exchange, message_id=str(uuid.uuid4()),
+                  user_id=stack.user, headers={"x-encompass-force": stack.other_user})
     # Then it is matched and scheduled, under that force
     incident = await incident_of(stack, incident_ref)
     assert incident is not None and incident.force_id == stack.force_id
