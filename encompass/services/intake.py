@@ -32,6 +32,8 @@ from encompass.domain.incident import describe_invalid, parse_report
 from encompass.services.ingest import Accepted, VersionConflict, report_incident
 
 FORCE_USER_PREFIX: Final = "encompass-force-"
+# The same bound as an HTTP body: a report is a few kB; anything larger is a mistake.
+MAX_REPORT_BYTES: Final = 256 * 1024
 # What a dead-letter record may repeat of a message id; anything else is not shown.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:/-]{1,128}$")
 
@@ -98,6 +100,8 @@ async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clo
     """
     if not message.message_id:
         raise Refused("no message_id: every report must carry one")
+    if len(message.body) > MAX_REPORT_BYTES:
+        raise Refused(f"the body is larger than {MAX_REPORT_BYTES} bytes")
     code = force_of_user(message.user_id)
     if code is None:
         raise Refused("not published by a force's user: user_id is missing or is not "

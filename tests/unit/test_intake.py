@@ -10,15 +10,19 @@ from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 import workers.intake
 from encompass.adapters.broker import Consumer, DeliveryHandler, Message, PublishError
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
 from encompass.services.ingest import Accepted
 from encompass.services.intake import (
+    MAX_REPORT_BYTES,
     Refused,
     force_of_user,
     force_user,
+    intake,
     rabbitmqctl_commands,
     shown_id,
 )
@@ -146,3 +150,18 @@ async def test_a_transient_failure_gives_the_message_back_with_its_user() -> Non
 async def test_a_refusal_the_broker_will_not_dead_letter_keeps_the_message() -> None:
     delivery, broker = await handled(Refused("no message_id"), refuse=True)
     assert delivery.outcome == "requeued"
+
+
+async def test_what_needs_no_database_is_refused_before_it() -> None:
+    big = Message(body=b" " * (MAX_REPORT_BYTES + 1), message_id="m-1",
+                  user_id="encompass-force-CH")
+    no_id = Message(body=b"{}", message_id="", user_id="encompass-force-CH")
+    no_user = Message(body=b"{}", message_id="m-1", user_id="guest")
+    reasons = []
+    for message in (big, no_id, no_user):
+        with pytest.raises(Refused) as refused:
+            await intake(None, None, None, message)  # type: ignore[arg-type]
+        reasons.append(refused.value.reason)
+    assert reasons[0] == f"the body is larger than {MAX_REPORT_BYTES} bytes"
+    assert reasons[1].startswith("no message_id")
+    assert reasons[2].startswith("not published by a force's user")
