@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration lint schemas bench clean
+.PHONY: demo test test-unit test-integration test-browser lint schemas bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration tests/contract
+
+test-browser: $(STAMP)
+	$(BIN)/pytest -q tests/browser
 
 schemas: $(STAMP)
 	$(BIN)/python -m encompass.schema_files schemas
