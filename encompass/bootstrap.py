@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker
+from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.keys import load_or_create_signing_key
@@ -32,6 +33,8 @@ class Container:
     roster: Roster
     # The service's Ed25519 key: signs every sealed envelope (BRIEF §6).
     signing_key: Ed25519PrivateKey
+    # The key-encryption key of the data at rest; every session carries it too.
+    data_keys: DataKeys
 
     async def close(self) -> None:
         await self.roster.close()
@@ -40,6 +43,14 @@ class Container:
 
 
 DEFAULT_SIGNING_KEY = Path("encompass-signing-key.pem")
+DATA_KEY_NAME = "encompass-data-key"
+
+
+def data_key_path(settings: Settings) -> Path:
+    """``ENCOMPASS_DATA_KEY``, else ``encompass-data-key`` beside the signing key."""
+    if settings.data_key is not None:
+        return settings.data_key
+    return (settings.signing_key or DEFAULT_SIGNING_KEY).parent / DATA_KEY_NAME
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -56,7 +67,8 @@ def make_broker(settings: Settings) -> Broker:
 async def bootstrap(settings: Settings, *, clock: Clock | None = None,
                     broker: Broker | None = None, run_migrations: bool = True,
                     signing_key: Ed25519PrivateKey | None = None,
-                    roster: Roster | None = None) -> Container:
+                    roster: Roster | None = None,
+                    data_keys: DataKeys | None = None) -> Container:
     """Build every adapter for ``settings``, migrate the database and start the broker.
 
     The roster is ``roster`` when given (e.g. a ``DatabaseRoster``), else an
@@ -66,14 +78,18 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     The signing key is ``signing_key`` when given (tests), else read from
     ``ENCOMPASS_SIGNING_KEY`` (default ``./encompass-signing-key.pem``), generated there on
     first start; a file that is not an Ed25519 key stops the start with KeyFileError.
+    The data keys likewise: ``data_keys`` when given, else the file of
+    :func:`data_key_path`, generated on first start (mode 0600).
     """
     key = signing_key or load_or_create_signing_key(settings.signing_key or DEFAULT_SIGNING_KEY)
+    keys = data_keys or load_or_create_data_keys(data_key_path(settings))
     if run_migrations:
         await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    sessions = make_sessions(engine)
+    sessions = make_sessions(engine, keys)
     broker = broker or make_broker(settings)
     await broker.start()
     roster = roster or IndexedRoster(sessions, check_every=settings.roster_check_interval)
     return Container(settings=settings, clock=clock or Clock(settings.now), engine=engine,
-                     sessions=sessions, broker=broker, roster=roster, signing_key=key)
+                     sessions=sessions, broker=broker, roster=roster, signing_key=key,
+                     data_keys=keys)

@@ -21,6 +21,7 @@ from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import Incident, IncidentVersion
 from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
+from encompass.services.at_rest import DataPurged, incident_data_key, seal_payload
 
 log = structlog.get_logger()
 
@@ -30,6 +31,10 @@ FORCE_HEADER = "x-encompass-force"
 
 class VersionConflict(Exception):
     """This version was already received with different content."""
+
+
+class IncidentPurged(VersionConflict):
+    """A new version of an incident whose data retention has already destroyed."""
 
 
 class BrokerUnavailable(Exception):
@@ -73,9 +78,21 @@ async def record_version(session: AsyncSession, force_id: str, report: IncidentR
                 f"version {report.version} of incident {report.incident_ref} was already "
                 "received with different content; send it as a new version")
         return incident, version, True
-    version = IncidentVersion(version_id=str(uuid.uuid4()), incident_id=incident.incident_id,
-                              version=report.version, payload=payload, payload_sha256=digest,
-                              received_at=now_, queued_at=None, processed_at=None)
+    try:
+        await incident_data_key(session, incident.incident_id, create_at=now_)
+    except DataPurged:
+        raise IncidentPurged(
+            f"incident {report.incident_ref} was closed and its data purged under the "
+            "retention rule; report it as a new incident (a new incident_ref)") from None
+    version_id = str(uuid.uuid4())
+    version = IncidentVersion(version_id=version_id, incident_id=incident.incident_id,
+                              version=report.version,
+                              payload=await seal_payload(session,
+                                                         incident_id=incident.incident_id,
+                                                         version_id=version_id,
+                                                         payload=payload, now=now_),
+                              payload_sha256=digest, received_at=now_, queued_at=None,
+                              processed_at=None)
     session.add(version)
     await session.flush()
     return incident, version, False

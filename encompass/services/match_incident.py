@@ -23,6 +23,7 @@ from encompass.clock import Clock
 from encompass.domain.incident import ChildReport, IncidentReport, parse_report
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.status import UNSENT, NoticeStatus
+from encompass.services.at_rest import seal_candidates
 from encompass.services.ingest import FORCE_HEADER, canonical_payload, record_version
 from encompass.services.notices import schedule_notice, transition
 from encompass.services.roster import Roster
@@ -93,10 +94,14 @@ class MatchIncident:
             ref = f"{incident.incident_id}/{report.version}/{position}"
             result = await self._roster.match(session, _query(ref, child))
             counts[result.decision] += 1
-            row = Child(child_id=str(uuid.uuid4()), version_id=version.version_id,
+            child_id = str(uuid.uuid4())
+            candidates = await seal_candidates(session, incident_id=incident.incident_id,
+                                               child_id=child_id, now=now,
+                                               candidates=_candidates_json(result.candidates))
+            row = Child(child_id=child_id, version_id=version.version_id,
                         position=position, decision=result.decision.value,
                         score=result.score, reasons=list(result.reasons),
-                        candidates=_candidates_json(result.candidates),
+                        candidates=candidates,
                         reported_at=version.received_at, resolved_at=None, resolved_by=None)
             session.add(row)
             await session.flush()
