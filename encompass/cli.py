@@ -213,8 +213,8 @@ async def _purge(args: argparse.Namespace) -> None:
             total += len(batch)
             if args.dry_run or not batch:
                 break
-        print(f"{total} incident(s) {verb}: closed more than {days} day(s) ago "
-              "(ENCOMPASS_RETENTION_DAYS)")
+        print(f"{total} incident(s) {'to purge' if args.dry_run else 'purged'}: closed more "
+              f"than {days} day(s) ago (ENCOMPASS_RETENTION_DAYS)")
 
     await _with_container(run)
 

@@ -1,8 +1,10 @@
 """The database schema: one SQLAlchemy table per thing we keep.
 
-Times are stored as aware UTC instants. Tokens and secrets are stored as SHA-256 hashes,
-never in clear. Alembic migrations in ``migrations/`` are the authority for the live schema;
-a test checks these definitions and the migrations agree.
+Times are stored as aware UTC instants. Tokens are stored as SHA-256 hashes, never in
+clear; an incident's personal fields are sealed under its data key and the webhook HMAC key
+under the data key file (``services/at_rest.py``, ``adapters/data_keys.py``). Alembic
+migrations in ``migrations/`` are the authority for the live schema; a test checks these
+definitions and the migrations agree.
 """
 
 from __future__ import annotations
