@@ -20,6 +20,7 @@ from encompass.adapters.keys import load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
+from encompass.services.at_rest import seal_clear_values
 from encompass.services.roster import IndexedRoster, Roster
 
 
@@ -87,9 +88,13 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
         await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine, keys)
+    clock = clock or Clock(settings.now)
+    if run_migrations:
+        # A database from before data at rest: seal what it still holds in clear.
+        await seal_clear_values(sessions, clock.now())
     broker = broker or make_broker(settings)
     await broker.start()
     roster = roster or IndexedRoster(sessions, check_every=settings.roster_check_interval)
-    return Container(settings=settings, clock=clock or Clock(settings.now), engine=engine,
+    return Container(settings=settings, clock=clock, engine=engine,
                      sessions=sessions, broker=broker, roster=roster, signing_key=key,
                      data_keys=keys)

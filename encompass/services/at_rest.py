@@ -18,9 +18,11 @@ import json
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.data_keys import (
+    PREFIX,
     DataKeys,
     DataPurged,
     DataUnavailable,
@@ -28,12 +30,18 @@ from encompass.adapters.data_keys import (
     open_value,
     seal_value,
 )
-from encompass.adapters.db.engine import SESSION_KEYS
-from encompass.adapters.db.tables import IncidentKey
+from encompass.adapters.db.engine import SESSION_KEYS, forget_old_versions
+from encompass.adapters.db.tables import (
+    Acknowledgement,
+    Child,
+    IncidentKey,
+    IncidentVersion,
+    Notice,
+)
 
 __all__ = ["DataPurged", "DataUnavailable", "DataUnreadable", "forget_cached_key",
            "incident_data_key", "keys_of", "open_candidates", "open_payload", "open_reply",
-           "seal_candidates", "seal_payload", "seal_reply"]
+           "seal_candidates", "seal_clear_values", "seal_payload", "seal_reply"]
 
 _CACHE: Final = "incident_data_keys"
 PAYLOAD: Final = "incident_versions.payload"
@@ -150,3 +158,64 @@ async def open_reply(session: AsyncSession, *, incident_id: str, ack_id: str,
         return None
     key = await incident_data_key(session, incident_id)
     return open_value(key, stored, purpose=REPLY, subject=ack_id).decode()
+
+
+# --- values stored in clear before data at rest existed (revision 0004) ---
+
+async def seal_clear_values(sessions: async_sessionmaker[AsyncSession], now: datetime, *,
+                            batch: int = 500) -> int:
+    """Seal every personal field still held in clear (written before this scheme), so an
+    upgraded database reads like a new one. Idempotent; returns how many it sealed."""
+    sealed = 0
+    while True:
+        async with sessions.begin() as session:
+            done = await _seal_payloads(session, now, batch)
+            done += await _seal_candidates(session, now, batch)
+            done += await _seal_replies(session, now, batch)
+        sealed += done
+        if done == 0:
+            if sealed:
+                await forget_old_versions(sessions, ["incident_versions", "children",
+                                                     "acknowledgements"])
+            return sealed
+
+
+def _clear(column: Any) -> Any:
+    return column.is_not(None) & ~column.startswith(PREFIX)
+
+
+async def _seal_payloads(session: AsyncSession, now: datetime, batch: int) -> int:
+    rows = (await session.scalars(select(IncidentVersion).where(
+        _clear(IncidentVersion.payload)).limit(batch))).all()
+    for version in rows:
+        version.payload = await seal_payload(session, incident_id=version.incident_id,
+                                             version_id=version.version_id,
+                                             payload=version.payload, now=now)
+    return len(rows)
+
+
+async def _seal_candidates(session: AsyncSession, now: datetime, batch: int) -> int:
+    rows = (await session.execute(
+        select(Child, IncidentVersion.incident_id)
+        .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+        .where(_clear(Child.candidates)).limit(batch))).all()
+    for child, incident_id in rows:
+        try:
+            value = json.loads(child.candidates)
+        except ValueError:
+            value = []
+        child.candidates = await seal_candidates(
+            session, incident_id=incident_id, child_id=child.child_id,
+            candidates=value if isinstance(value, list) else [], now=now)
+    return len(rows)
+
+
+async def _seal_replies(session: AsyncSession, now: datetime, batch: int) -> int:
+    rows = (await session.execute(
+        select(Acknowledgement, Notice.incident_id)
+        .join(Notice, Notice.notice_id == Acknowledgement.notice_id)
+        .where(_clear(Acknowledgement.reply)).limit(batch))).all()
+    for ack, incident_id in rows:
+        ack.reply = await seal_reply(session, incident_id=incident_id, ack_id=ack.ack_id,
+                                     reply=ack.reply, now=now)
+    return len(rows)

@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import ColumnElement, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from encompass.adapters.db.engine import forget_old_versions
 from encompass.adapters.db.tables import (
     Incident,
     IncidentKey,
@@ -130,7 +131,10 @@ async def purge_due(sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
                                        "retention_days": retention_days}, at=now)
     for item in purged:
         log.info("retention.purged", incident_id=item.incident_id, force_id=item.force_id)
+    if purged:
+        await forget_old_versions(sessions, ["incident_keys", "envelopes"])
     return purged
+
 
 
 async def _destroy(session: AsyncSession, item: Purge, now: datetime) -> None:

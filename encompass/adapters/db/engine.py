@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine for ``url`` (already normalised to an async driver).
 
     On SQLite, foreign keys are switched on and a busy timeout set, because several
-    workers may share the embedded database file.
+    workers may share the embedded database file, and deleted content is overwritten.
     """
     if url.startswith("sqlite"):
         private_sqlite_file(url)
@@ -54,6 +55,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Overwrite what is deleted or replaced: a value sealed in place of clear text,
+            # or a data key destroyed by retention, must not linger in a free page.
+            cursor.execute("PRAGMA secure_delete=ON")
             cursor.close()
 
         return engine
@@ -67,3 +71,20 @@ def make_sessions(engine: AsyncEngine, data_keys: DataKeys | None = None
     every use case passing the keys along. Without them, such fields cannot be touched."""
     info: dict[str, Any] = {} if data_keys is None else {SESSION_KEYS: data_keys}
     return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+async def forget_old_versions(sessions: async_sessionmaker[AsyncSession],
+                              tables: Sequence[str]) -> None:
+    """Make the old versions of rows just overwritten (clear text sealed, a data key
+    destroyed) leave the database's files: PostgreSQL keeps them in the table until a
+    vacuum, so ``tables`` are vacuumed; SQLite (which overwrites freed pages itself, see
+    ``secure_delete``) keeps them in its write-ahead log until a checkpoint, so the log is
+    checkpointed and truncated. Best effort: a busy database is left to its own routine."""
+    async with sessions() as session:
+        connection = await session.connection(
+            execution_options={"isolation_level": "AUTOCOMMIT"})
+        if connection.dialect.name == "postgresql":
+            for table in tables:
+                await connection.exec_driver_sql(f'VACUUM "{table}"')
+        else:
+            await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")

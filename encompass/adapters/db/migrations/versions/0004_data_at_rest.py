@@ -7,8 +7,9 @@ so anyone reading the database could forge them) is dropped for ``webhook_key_se
 Key Adults issued a webhook secret before this revision need new credentials for the HMAC
 header; every webhook carries the service's Ed25519 signature regardless.
 
-Values stored in clear before this revision are not encrypted here (the migration has no
-access to the key file): they read as unreadable, never as trusted clear text.
+Values stored in clear before this revision are not encrypted here (a migration has no
+access to the key file): the first start after upgrading seals them
+(``services/at_rest.seal_clear_values``, run by ``bootstrap``).
 
 Revision ID: 0004
 Revises: 0003

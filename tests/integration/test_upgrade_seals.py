@@ -1,0 +1,67 @@
+"""A database from before data at rest (revision 0003) holds the personal fields in clear;
+the first start after upgrading seals them, and they read back the same."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+
+from encompass.adapters.db.engine import make_engine
+from encompass.adapters.db.migrate import alembic_config
+from encompass.adapters.db.tables import Child, IncidentVersion
+from encompass.bootstrap import bootstrap
+from encompass.config import load_settings
+from encompass.services.at_rest import open_candidates, open_payload
+
+PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'
+CANDIDATES = [{"setting_id": "URN1", "given_name": "Amelia", "score": 0.9}]
+AT = "2026-11-20 22:00:00.000000"
+
+
+def _to_0003(connection: Connection, config: Config) -> None:
+    config.attributes["connection"] = connection
+    command.upgrade(config, "0003")
+
+
+async def test_the_first_start_after_upgrading_seals_clear_values(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    engine = make_engine(url, poolclass=pool.NullPool)
+    async with engine.connect() as connection:
+        await connection.run_sync(_to_0003, alembic_config(url))
+        await connection.commit()
+    await engine.dispose()
+    with sqlite3.connect(path) as db:
+        db.execute("INSERT INTO forces VALUES ('OLD', 'Old Constabulary', 'h', ?)", (AT,))
+        db.execute("INSERT INTO incidents VALUES ('i-1', 'OLD', 'OLD-1', 1, 'active', ?, ?)",
+                   (AT, AT))
+        db.execute("INSERT INTO incident_versions VALUES ('v-1', 'i-1', 1, ?, 'x', ?, ?, ?)",
+                   (PAYLOAD, AT, AT, AT))
+        db.execute("INSERT INTO children (child_id, version_id, position, decision, score, "
+                   "reasons, candidates, reported_at) VALUES ('c-1', 'v-1', 0, 'review', 0.5, "
+                   "'[]', ?, ?)", (json.dumps(CANDIDATES), AT))
+    container = await bootstrap(load_settings(database_url=url, amqp_url=""),
+                                signing_key=Ed25519PrivateKey.generate())
+    try:
+        async with container.sessions() as session:
+            version = await session.get(IncidentVersion, "v-1")
+            child = await session.get(Child, "c-1")
+            assert version is not None and child is not None
+            assert version.payload.startswith("ev1.") and child.candidates.startswith("ev1.")
+            assert await open_payload(session, incident_id="i-1", version_id="v-1",
+                                      stored=version.payload) == PAYLOAD
+            assert await open_candidates(session, incident_id="i-1", child_id="c-1",
+                                         stored=child.candidates) == CANDIDATES
+        # and the clear text is gone from the file too, not left in a free page
+        files = await asyncio.to_thread(lambda: [p.read_bytes() for p in tmp_path.glob("old*")])
+        assert files and not any(b"Amelia" in data for data in files)
+    finally:
+        await container.close()
