@@ -16,11 +16,11 @@ from encompass.adapters.broker import Broker
 from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
-from encompass.adapters.keys import load_or_create_signing_key
+from encompass.adapters.keys import KeyFileError, load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
-from encompass.services.at_rest import seal_clear_values
+from encompass.services.at_rest import check_key_file, seal_clear_values
 from encompass.services.roster import IndexedRoster, Roster
 
 
@@ -80,14 +80,24 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     ``ENCOMPASS_SIGNING_KEY`` (default ``./encompass-signing-key.pem``), generated there on
     first start; a file that is not an Ed25519 key stops the start with KeyFileError.
     The data keys likewise: ``data_keys`` when given, else the file of
-    :func:`data_key_path`, generated on first start (mode 0600).
+    :func:`data_key_path`, generated on first start (mode 0600); KeyFileError when the
+    database holds data sealed under another key file (a lost or swapped file).
     """
     key = signing_key or load_or_create_signing_key(settings.signing_key or DEFAULT_SIGNING_KEY)
-    keys = data_keys or load_or_create_data_keys(data_key_path(settings))
+    path = data_key_path(settings)
+    created = data_keys is None and not path.exists()
+    keys = data_keys or load_or_create_data_keys(path)
     if run_migrations:
         await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
     sessions = make_sessions(engine, keys)
+    try:
+        await check_key_file(sessions, keys, str(path))
+    except KeyFileError:
+        await engine.dispose()
+        if created:  # ours, just made: leave the place free for the real one
+            path.unlink(missing_ok=True)
+        raise
     clock = clock or Clock(settings.now)
     if run_migrations:
         # A database from before data at rest: seal what it still holds in clear.

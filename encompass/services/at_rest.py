@@ -38,8 +38,10 @@ from encompass.adapters.db.tables import (
     IncidentVersion,
     Notice,
 )
+from encompass.adapters.keys import KeyFileError
 
-__all__ = ["DataPurged", "DataUnavailable", "DataUnreadable", "forget_cached_key",
+__all__ = ["DataPurged", "DataUnavailable", "DataUnreadable", "check_key_file",
+           "forget_cached_key",
            "incident_data_key", "keys_of", "open_candidates", "open_payload", "open_reply",
            "seal_candidates", "seal_clear_values", "seal_payload", "seal_reply"]
 
@@ -219,3 +221,18 @@ async def _seal_replies(session: AsyncSession, now: datetime, batch: int) -> int
         ack.reply = await seal_reply(session, incident_id=incident_id, ack_id=ack.ack_id,
                                      reply=ack.reply, now=now)
     return len(rows)
+
+
+async def check_key_file(sessions: async_sessionmaker[AsyncSession], keys: DataKeys,
+                         where: str) -> None:
+    """KeyFileError (one line) when the database holds data keys wrapped by another
+    key-encryption key than ``keys`` (the file at ``where``): a lost or swapped key file
+    must stop the start, not let the service seal new data while the old cannot be read."""
+    async with sessions() as session:
+        other = await session.scalar(
+            select(IncidentKey.kek_id).where(IncidentKey.wrapped_key.is_not(None),
+                                             IncidentKey.kek_id != keys.fingerprint).limit(1))
+    if other is not None:
+        raise KeyFileError(f"the data key {where} ({keys.fingerprint}) is not the one the "
+                           f"database's data was sealed with ({other}): restore that file "
+                           "(ENCOMPASS_DATA_KEY)")

@@ -102,8 +102,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     thread = LoopThread()
 
     async def start() -> tuple[Container, web.AppRunner, str, str]:
+        # The commands find the data key beside the signing key (the default): so here.
         settings = load_settings(database_url=database, amqp_url="",
-                                 signing_key=folder / "service.pem")
+                                 signing_key=folder / "service.pem",
+                                 data_key=folder / "encompass-data-key")
         container = await bootstrap(settings, clock=Clock(NIGHT))
         await import_directory(container.sessions, **write_directory(folder / "directory"))
         force = await add_force(container.sessions, container.clock, "E2EF", "E2E Police")

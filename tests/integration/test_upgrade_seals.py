@@ -6,24 +6,29 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.config import Config
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
+from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine
 from encompass.adapters.db.migrate import alembic_config
-from encompass.adapters.db.tables import Child, IncidentVersion
+from encompass.adapters.db.tables import Child, Force, Incident, IncidentVersion
+from encompass.adapters.keys import KeyFileError
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
-from encompass.services.at_rest import open_candidates, open_payload
+from encompass.services.at_rest import incident_data_key, open_candidates, open_payload
 
 PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'
 CANDIDATES = [{"setting_id": "URN1", "given_name": "Amelia", "score": 0.9}]
 AT = "2026-11-20 22:00:00.000000"
+NOW = datetime(2026, 11, 20, 22, 0, tzinfo=UTC)
 
 
 def _to_0003(connection: Connection, config: Config) -> None:
@@ -65,3 +70,35 @@ async def test_the_first_start_after_upgrading_seals_clear_values(tmp_path: Path
         assert files and not any(b"Amelia" in data for data in files)
     finally:
         await container.close()
+
+
+async def test_a_lost_or_swapped_data_key_file_stops_the_start(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'e.db'}"
+    first = await bootstrap(load_settings(database_url=url, amqp_url="",
+                                          data_key=tmp_path / "right-key"),
+                            signing_key=Ed25519PrivateKey.generate())
+    try:
+        async with first.sessions.begin() as session:
+            session.add(Force(force_id="F", name="F", token_hash="h", created_at=NOW))
+            session.add(Incident(incident_id="i-1", force_id="F", incident_ref="R",
+                                 latest_version=1, status="active", created_at=NOW,
+                                 updated_at=NOW))
+            await session.flush()
+            await incident_data_key(session, "i-1", create_at=NOW)
+    finally:
+        await first.close()
+    lost = tmp_path / "lost-key"
+    with pytest.raises(KeyFileError, match="restore that file") as refused:
+        await bootstrap(load_settings(database_url=url, amqp_url="", data_key=lost),
+                        signing_key=Ed25519PrivateKey.generate())
+    assert "\n" not in str(refused.value)
+    assert not lost.exists()  # the key it made in place of the lost one is not left there
+    load_or_create_data_keys(tmp_path / "other-key")
+    with pytest.raises(KeyFileError, match="is not the one the database's data was sealed"):
+        await bootstrap(load_settings(database_url=url, amqp_url="",
+                                      data_key=tmp_path / "other-key"),
+                        signing_key=Ed25519PrivateKey.generate())
+    again = await bootstrap(load_settings(database_url=url, amqp_url="",
+                                          data_key=tmp_path / "right-key"),
+                            signing_key=Ed25519PrivateKey.generate())
+    await again.close()
