@@ -41,7 +41,7 @@ from encompass.adapters.db.tables import (
 from encompass.adapters.keys import KeyFileError
 
 __all__ = ["DataPurged", "DataUnavailable", "DataUnreadable", "check_key_file",
-           "forget_cached_key",
+           "forget_cached_key", "preload_data_keys",
            "incident_data_key", "keys_of", "open_candidates", "open_payload", "open_reply",
            "seal_candidates", "seal_clear_values", "seal_payload", "seal_reply"]
 
@@ -68,6 +68,23 @@ def _cache(session: AsyncSession) -> dict[str, bytes]:
 def forget_cached_key(session: AsyncSession, incident_id: str) -> None:
     """Drop the session's copy of an incident's data key (after destroying it)."""
     _cache(session).pop(incident_id, None)
+
+
+async def preload_data_keys(session: AsyncSession, incident_ids: set[str]) -> None:
+    """Read the data keys of many incidents in one query (a batch about to be opened);
+    purged, missing or foreign ones are left for :func:`incident_data_key` to report."""
+    cache, keys = _cache(session), keys_of(session)
+    wanted = incident_ids - cache.keys()
+    if not wanted:
+        return
+    for row in await session.scalars(select(IncidentKey).where(
+            IncidentKey.incident_id.in_(wanted), IncidentKey.wrapped_key.is_not(None),
+            IncidentKey.kek_id == keys.fingerprint)):
+        assert row.wrapped_key is not None
+        try:
+            cache[row.incident_id] = keys.unwrap(row.wrapped_key, incident_id=row.incident_id)
+        except DataUnreadable:
+            continue
 
 
 async def incident_data_key(session: AsyncSession, incident_id: str, *,

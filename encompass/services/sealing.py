@@ -31,7 +31,7 @@ from encompass.adapters.keys import KeyFileError, load_public_key_bundle
 from encompass.domain.directory import KeyAdultRole
 from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
 from encompass.domain.incident import IncidentReport
-from encompass.services.at_rest import DataUnavailable, open_payload
+from encompass.services.at_rest import DataUnavailable, open_payload, preload_data_keys
 from encompass.services.notice_content import parse_stored_report
 
 log = structlog.get_logger()
@@ -78,6 +78,7 @@ async def load_sources(session: AsyncSession, notices: Sequence[Notice]) -> dict
                IncidentVersion.received_at)
         .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
         .where(Child.child_id.in_(child_ids)))).all()
+    await preload_data_keys(session, {incident_id for _, _, _, incident_id, _, _ in rows})
     reports: dict[str, IncidentReport] = {}
     by_child: dict[str, Source] = {}
     unreadable: set[str] = set()
