@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
+from encompass.adapters.broker import Message
 from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine
 from encompass.adapters.db.migrate import alembic_config
@@ -23,7 +24,10 @@ from encompass.adapters.db.tables import Child, Force, Incident, IncidentVersion
 from encompass.adapters.keys import KeyFileError
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
+from encompass.domain.queued import VersionQueued
 from encompass.services.at_rest import incident_data_key, open_candidates, open_payload
+from encompass.services.match_incident import MatchIncident
+from workers.runner import Poison
 
 PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'
 CANDIDATES = [{"setting_id": "URN1", "given_name": "Amelia", "score": 0.9}]
@@ -102,3 +106,33 @@ async def test_a_lost_or_swapped_data_key_file_stops_the_start(tmp_path: Path) -
                                           data_key=tmp_path / "right-key"),
                             signing_key=Ed25519PrivateKey.generate())
     await again.close()
+
+
+async def test_a_report_written_in_clear_behind_the_service_is_never_matched(
+        tmp_path: Path) -> None:
+    # Given a running service, and a version row someone wrote straight into the database
+    # in clear (no data key of the service's, so it cannot be sealed under one)
+    url = f"sqlite+aiosqlite:///{tmp_path / 'e.db'}"
+    container = await bootstrap(load_settings(database_url=url, amqp_url=""),
+                                signing_key=Ed25519PrivateKey.generate())
+    try:
+        async with container.sessions.begin() as session:
+            session.add(Force(force_id="F", name="F", token_hash="h", created_at=NOW))
+            session.add(Incident(incident_id="i-1", force_id="F", incident_ref="R",
+                                 latest_version=0, status="active", created_at=NOW,
+                                 updated_at=NOW))
+            await session.flush()
+            await incident_data_key(session, "i-1", create_at=NOW)
+            session.add(IncidentVersion(
+                version_id="0b7c3f0e-0000-4000-8000-000000000001", incident_id="i-1",
+                version=1, payload=PAYLOAD, payload_sha256="x", received_at=NOW,
+                queued_at=NOW, processed_at=None))
+        handler = MatchIncident(container.sessions, container.roster, container.clock)
+        message = Message(body=VersionQueued(
+            version_id="0b7c3f0e-0000-4000-8000-000000000001").to_bytes(), message_id="m")
+        # When its id reaches the matcher, then it is refused, keeping nothing of it
+        with pytest.raises(Poison, match="cannot be read") as refused:
+            await handler(message)
+        assert refused.value.keep_body is False and "Amelia" not in refused.value.reason
+    finally:
+        await container.close()
