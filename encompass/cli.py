@@ -214,7 +214,7 @@ async def _key_adults_credentials(args: argparse.Namespace) -> None:
 
 
 async def _purge(args: argparse.Namespace) -> None:
-    from encompass.services.retention import purge_due
+    from encompass.services.retention import forget_purged, purge_due
 
     async def run(container: Any) -> None:
         days = container.settings.retention_days
@@ -222,13 +222,15 @@ async def _purge(args: argparse.Namespace) -> None:
         total = 0
         while True:
             batch = await purge_due(container.sessions, container.clock, retention_days=days,
-                                    dry_run=args.dry_run, actor="admin:cli")
+                                    dry_run=args.dry_run, actor="admin:cli", vacuum=False)
             for item in batch:
                 print(f"{verb} incident {item.incident_id} (force {item.force_id}, closed "
                       f"{item.closed_at.isoformat()})")
             total += len(batch)
             if args.dry_run or not batch:
                 break
+        if total and not args.dry_run:
+            await forget_purged(container.sessions)
         print(f"{total} incident(s) {'to purge' if args.dry_run else 'purged'}: closed more "
               f"than {days} day(s) ago (ENCOMPASS_RETENTION_DAYS)")
 

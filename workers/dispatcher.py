@@ -23,7 +23,7 @@ from encompass.bootstrap import Container
 from encompass.services.deliver import DeliverEnvelope, MailPort, delivery_backoff
 from encompass.services.dispatch import release_due
 from encompass.services.outbox import DELIVERIES, relay_outbox
-from encompass.services.retention import purge_due
+from encompass.services.retention import forget_purged, purge_due
 from encompass.services.sweep import SweepPolicy, sweep
 from workers.runner import run_consumer
 
@@ -68,9 +68,12 @@ class Dispatcher:
         c = self._container
         while True:
             try:
-                while len(await purge_due(c.sessions, c.clock,
-                                          retention_days=c.settings.retention_days)) > 0:
-                    pass
+                purged = 0
+                while batch := await purge_due(c.sessions, c.clock, vacuum=False,
+                                               retention_days=c.settings.retention_days):
+                    purged += len(batch)
+                if purged:
+                    await forget_purged(c.sessions)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

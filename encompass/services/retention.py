@@ -105,10 +105,12 @@ async def _due(session: AsyncSession, cutoff: datetime, ids: list[str] | None,
 
 async def purge_due(sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
                     retention_days: int, dry_run: bool = False, actor: str = "system",
-                    limit: int = _BATCH) -> list[Purge]:
+                    limit: int = _BATCH, vacuum: bool = True) -> list[Purge]:
     """Destroy the data keys of up to ``limit`` incidents closed more than
     ``retention_days`` ago, clear their envelopes and audit each purge, in one
-    transaction; with ``dry_run`` only say which. Returns them, oldest id first."""
+    transaction; with ``dry_run`` only say which. Returns them, oldest id first. With
+    ``vacuum`` the old row versions are then cleared (:func:`forget_purged`); a caller
+    purging batch after batch passes False and calls that once at the end."""
     now = clock.now()
     cutoff = now - timedelta(days=retention_days)
     async with sessions.begin() as session:
@@ -131,9 +133,15 @@ async def purge_due(sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
                                        "retention_days": retention_days}, at=now)
     for item in purged:
         log.info("retention.purged", incident_id=item.incident_id, force_id=item.force_id)
-    if purged:
-        await forget_old_versions(sessions, ["incident_keys", "envelopes"])
+    if purged and vacuum:
+        await forget_purged(sessions)
     return purged
+
+
+async def forget_purged(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Clear the old versions of the rows a purge overwrote from the database's files
+    (``forget_old_versions``): the destroyed wrapped keys and the cleared envelopes."""
+    await forget_old_versions(sessions, ["incident_keys", "envelopes"])
 
 
 
