@@ -33,11 +33,13 @@ from aiohttp import web
 from sqlalchemy import func, insert, select
 
 from bench.raw_amqp import measure
+from encompass.adapters.data_keys import DataKeys, seal_value
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.db.tables import (
     Child,
     Force,
     Incident,
+    IncidentKey,
     IncidentVersion,
     KeyAdultRow,
     Notice,
@@ -46,10 +48,12 @@ from encompass.adapters.db.tables import (
 )
 from encompass.adapters.keys import generate_key_adult_keys, public_keys_pem
 from encompass.adapters.topology import Topology
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.bootstrap import bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings, normalise_database_url
 from encompass.logging import configure_logging
+from encompass.services.at_rest import CANDIDATES, PAYLOAD
 from tests.cleanup import delete_topologies
 from tests.databases import scratch_database
 from workers import dispatcher
@@ -132,16 +136,17 @@ def _payload(ref: str, occurred: datetime, children: int) -> str:
                      for n in range(children)]})
 
 
-async def seed(url: str, notices: int, hook: str, now: datetime) -> int:
+async def seed(url: str, notices: int, hook: str, now: datetime, data_keys: DataKeys) -> int:
     """Insert the directory and ``notices`` scheduled notices due at ``now``; returns how
     many settings they span."""
     from encompass.adapters.db.engine import make_engine
 
     settings_count = max(1, notices // NOTICES_PER_SETTING)
     occurred = now - timedelta(hours=30)
-    secret_hash = hashlib.sha256(b"whsec_bench").hexdigest()
+    hmac_key = signature_key("whsec_bench")
     rows: dict[Any, list[dict[str, Any]]] = {table: [] for table in (
-        SettingRow, KeyAdultRow, Force, Incident, IncidentVersion, Child, Notice, NoticeEvent)}
+        SettingRow, KeyAdultRow, Force, Incident, IncidentKey, IncidentVersion, Child, Notice,
+        NoticeEvent)}
     rows[Force].append({"force_id": "BENCH", "name": "Bench Constabulary",
                         "token_hash": uuid.uuid4().hex, "created_at": occurred})
     for s in range(settings_count):
@@ -159,7 +164,8 @@ async def seed(url: str, notices: int, hook: str, now: datetime) -> int:
             "role": "key_adult", "email": f"ka{s}@bench.example",
             "webhook_url": f"{hook}/{setting_id}",
             "public_key_pem": public_keys_pem(keys.public_keys()).decode(),
-            "token_hash": None, "webhook_secret_hash": secret_hash})
+            "token_hash": None, "webhook_key_sealed": data_keys.seal_secret(
+                hmac_key, purpose=WEBHOOK_KEY_PURPOSE, subject=f"{setting_id}-KA")})
     made = 0
     while made < notices:
         incident_id, version_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -169,15 +175,24 @@ async def seed(url: str, notices: int, hook: str, now: datetime) -> int:
                                "incident_ref": f"B-{incident_id[:12]}", "latest_version": 1,
                                "status": "active", "created_at": occurred,
                                "updated_at": occurred})
+        data_key = data_keys.new_data_key()
+        rows[IncidentKey].append({"incident_id": incident_id, "kek_id": data_keys.fingerprint,
+                                  "wrapped_key": data_keys.wrap(data_key,
+                                                                incident_id=incident_id),
+                                  "created_at": occurred, "purged_at": None})
         rows[IncidentVersion].append({
             "version_id": version_id, "incident_id": incident_id, "version": 1,
-            "payload": payload, "payload_sha256": hashlib.sha256(payload.encode()).hexdigest(),
+            "payload": seal_value(data_key, payload.encode(), purpose=PAYLOAD,
+                                  subject=version_id),
+            "payload_sha256": hashlib.sha256(payload.encode()).hexdigest(),
             "received_at": occurred, "queued_at": occurred, "processed_at": occurred})
         for position in range(children):
             child_id, notice_id = str(uuid.uuid4()), str(uuid.uuid4())
             rows[Child].append({"child_id": child_id, "version_id": version_id,
                                 "position": position, "decision": "match", "score": 1.0,
-                                "reasons": [], "candidates": [], "reported_at": occurred,
+                                "reasons": [], "reported_at": occurred,
+                                "candidates": seal_value(data_key, b"[]", purpose=CANDIDATES,
+                                                         subject=child_id),
                                 "resolved_at": None, "resolved_by": None})
             rows[Notice].append({
                 "notice_id": notice_id, "child_id": child_id, "incident_id": incident_id,
@@ -208,13 +223,15 @@ async def burst(admin_url: str, amqp_url: str, notices: int) -> dict[str, float]
     async with scratch_database(normalise_database_url(admin_url), name) as url, \
             serve() as base:
         await migrate(url)
-        settings_count = await seed(url, notices, f"{base}/hook", now)
+        data_keys = DataKeys(DataKeys.new_data_key())
+        settings_count = await seed(url, notices, f"{base}/hook", now, data_keys)
         settings = load_settings(database_url=url, amqp_url=amqp_url, queue_prefix=prefix)
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
         container = await bootstrap(settings, clock=Clock(now + timedelta(seconds=1)),
                                     run_migrations=False,
-                                    signing_key=Ed25519PrivateKey.generate())
+                                    signing_key=Ed25519PrivateKey.generate(),
+                                    data_keys=data_keys)
         try:
             started = time.perf_counter()
             worker = await dispatcher.start(container, interval=0.05, sweep_every=3600)

@@ -13,12 +13,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker
+from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
-from encompass.adapters.keys import load_or_create_signing_key
+from encompass.adapters.keys import KeyFileError, load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
+from encompass.services.at_rest import check_key_file, seal_clear_values
 from encompass.services.roster import IndexedRoster, Roster
 
 
@@ -32,6 +34,8 @@ class Container:
     roster: Roster
     # The service's Ed25519 key: signs every sealed envelope (schemas/envelope.md).
     signing_key: Ed25519PrivateKey
+    # The key-encryption key of the data at rest; every session carries it too.
+    data_keys: DataKeys
 
     async def close(self) -> None:
         await self.roster.close()
@@ -40,6 +44,14 @@ class Container:
 
 
 DEFAULT_SIGNING_KEY = Path("encompass-signing-key.pem")
+DATA_KEY_NAME = "encompass-data-key"
+
+
+def data_key_path(settings: Settings) -> Path:
+    """``ENCOMPASS_DATA_KEY``, else ``encompass-data-key`` beside the signing key."""
+    if settings.data_key is not None:
+        return settings.data_key
+    return (settings.signing_key or DEFAULT_SIGNING_KEY).parent / DATA_KEY_NAME
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -56,7 +68,8 @@ def make_broker(settings: Settings) -> Broker:
 async def bootstrap(settings: Settings, *, clock: Clock | None = None,
                     broker: Broker | None = None, run_migrations: bool = True,
                     signing_key: Ed25519PrivateKey | None = None,
-                    roster: Roster | None = None) -> Container:
+                    roster: Roster | None = None,
+                    data_keys: DataKeys | None = None) -> Container:
     """Build every adapter for ``settings``, migrate the database and start the broker.
 
     The roster is ``roster`` when given (e.g. a ``DatabaseRoster``), else an
@@ -66,14 +79,32 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     The signing key is ``signing_key`` when given (tests), else read from
     ``ENCOMPASS_SIGNING_KEY`` (default ``./encompass-signing-key.pem``), generated there on
     first start; a file that is not an Ed25519 key stops the start with KeyFileError.
+    The data keys likewise: ``data_keys`` when given, else the file of
+    :func:`data_key_path`, generated on first start (mode 0600); KeyFileError when the
+    database holds data sealed under another key file (a lost or swapped file).
     """
     key = signing_key or load_or_create_signing_key(settings.signing_key or DEFAULT_SIGNING_KEY)
+    path = data_key_path(settings)
+    created = data_keys is None and not path.exists()
+    keys = data_keys or load_or_create_data_keys(path)
     if run_migrations:
         await migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    sessions = make_sessions(engine)
+    sessions = make_sessions(engine, keys)
+    try:
+        await check_key_file(sessions, keys, str(path))
+    except KeyFileError:
+        await engine.dispose()
+        if created:  # ours, just made: leave the place free for the real one
+            path.unlink(missing_ok=True)
+        raise
+    clock = clock or Clock(settings.now)
+    if run_migrations:
+        # A database from before data at rest: seal what it still holds in clear.
+        await seal_clear_values(sessions, clock.now())
     broker = broker or make_broker(settings)
     await broker.start()
     roster = roster or IndexedRoster(sessions, check_every=settings.roster_check_interval)
-    return Container(settings=settings, clock=clock or Clock(settings.now), engine=engine,
-                     sessions=sessions, broker=broker, roster=roster, signing_key=key)
+    return Container(settings=settings, clock=clock, engine=engine,
+                     sessions=sessions, broker=broker, roster=roster, signing_key=key,
+                     data_keys=keys)

@@ -213,6 +213,30 @@ async def _key_adults_credentials(args: argparse.Namespace) -> None:
     await _with_container(run)
 
 
+async def _purge(args: argparse.Namespace) -> None:
+    from encompass.services.retention import forget_purged, purge_due
+
+    async def run(container: Any) -> None:
+        days = container.settings.retention_days
+        verb = "would purge" if args.dry_run else "purged"
+        total = 0
+        while True:
+            batch = await purge_due(container.sessions, container.clock, retention_days=days,
+                                    dry_run=args.dry_run, actor="admin:cli", vacuum=False)
+            for item in batch:
+                print(f"{verb} incident {item.incident_id} (force {item.force_id}, closed "
+                      f"{item.closed_at.isoformat()})")
+            total += len(batch)
+            if args.dry_run or not batch:
+                break
+        if total and not args.dry_run:
+            await forget_purged(container.sessions)
+        print(f"{total} incident(s) {'to purge' if args.dry_run else 'purged'}: closed more "
+              f"than {days} day(s) ago (ENCOMPASS_RETENTION_DAYS)")
+
+    await _with_container(run)
+
+
 async def _release(args: argparse.Namespace) -> None:
     from encompass.services.release import ReleaseRefused, release_now
 
@@ -268,6 +292,12 @@ def _add_receiving_commands(sub: Any) -> None:
                                  "webhook secret (printed once; revokes earlier ones)")
     cred.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
     cred.set_defaults(run=_key_adults_credentials)
+
+    purge = sub.add_parser("purge", help="retention: destroy the data keys of incidents "
+                           "closed more than ENCOMPASS_RETENTION_DAYS ago (audited)")
+    purge.add_argument("--dry-run", action="store_true",
+                       help="only list the incidents that would be purged")
+    purge.set_defaults(run=_purge)
 
     release = sub.add_parser("release", help="release a held (scheduled) notice now, "
                              "audited")

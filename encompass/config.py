@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
     signing_key: Path | None = None
+    # The key-encryption key of the data at rest (adapters/data_keys.py); unset: the file
+    # ``encompass-data-key`` beside the signing key, generated on first start.
+    data_key: Path | None = None
+    # Days after an incident's last notice reached a final status before its data key is
+    # destroyed (services/retention.py).
+    retention_days: Annotated[int, Field(ge=0, le=36500)] = 90
     log_format: Literal["console", "json"] = "console"
     now: AwareDatetime | None = None
     # Names every queue with a prefix, so that test runs and side-by-side deployments on

@@ -42,6 +42,19 @@ def _docker_available() -> bool:
     return available
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _data_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every service built in this run seals its data at rest under one key file of the
+    run's own (generated on first use), never one in the working directory."""
+    saved = os.environ.get("ENCOMPASS_DATA_KEY")
+    os.environ["ENCOMPASS_DATA_KEY"] = str(tmp_path_factory.mktemp("data-key") / "data-key")
+    yield
+    if saved is None:
+        os.environ.pop("ENCOMPASS_DATA_KEY", None)
+    else:
+        os.environ["ENCOMPASS_DATA_KEY"] = saved
+
+
 @dataclass(frozen=True)
 class RabbitTarget:
     url: str

@@ -20,6 +20,7 @@ from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import Child, Incident, IncidentVersion
 from encompass.bootstrap import Container
 from encompass.domain.incident import IncidentReport
+from encompass.services.at_rest import seal_candidates, seal_payload
 from encompass.services.dispatch import Released, release_due
 from encompass.services.ingest import canonical_payload
 from encompass.services.notices import schedule_notice
@@ -75,14 +76,19 @@ async def add_child(sessions: async_sessionmaker[AsyncSession], *, force_id: str
                              incident_ref=body.incident_ref, latest_version=1, status="active",
                              created_at=reported_at, updated_at=reported_at))
         await session.flush()
+        payload = await seal_payload(session, incident_id=incident_id, version_id=version_id,
+                                     payload=canonical_payload(body), now=reported_at)
         session.add(IncidentVersion(version_id=version_id, incident_id=incident_id, version=1,
-                                    payload=canonical_payload(body), payload_sha256="0" * 64,
+                                    payload=payload, payload_sha256="0" * 64,
                                     received_at=reported_at, queued_at=reported_at,
                                     processed_at=reported_at))
         await session.flush()
         session.add(Child(child_id=child_id, version_id=version_id, position=0,
                           decision=decision, score=score, reasons=reasons or [],
-                          candidates=candidates or [], reported_at=reported_at,
+                          candidates=await seal_candidates(
+                              session, incident_id=incident_id, child_id=child_id,
+                              candidates=candidates or [], now=reported_at),
+                          reported_at=reported_at,
                           resolved_at=None, resolved_by=None))
     return Placed(incident_id, child_id, reported_at)
 

@@ -23,6 +23,7 @@ from encompass.bootstrap import Container
 from encompass.services.deliver import DeliverEnvelope, MailPort, delivery_backoff
 from encompass.services.dispatch import release_due
 from encompass.services.outbox import DELIVERIES, relay_outbox
+from encompass.services.retention import forget_purged, purge_due
 from encompass.services.sweep import SweepPolicy, sweep
 from workers.runner import run_consumer
 
@@ -30,22 +31,26 @@ log = structlog.get_logger()
 
 RELEASE_BATCH = 200
 SWEEP_EVERY = 5.0  # seconds: escalation is by the minute, no need to scan every tick
+PURGE_EVERY = 24 * 3600.0  # seconds: retention counts in days
 
 
 class Dispatcher:
     """The running worker; ``cancel()`` stops the loop and the consumer cleanly."""
 
     def __init__(self, container: Container, *, interval: float, sweep_every: float,
-                 policy: SweepPolicy) -> None:
+                 policy: SweepPolicy, purge_every: float = PURGE_EVERY) -> None:
         self._container = container
         self._interval, self._sweep_every, self._policy = interval, sweep_every, policy
+        self._purge_every = purge_every
         self._loop: asyncio.Task[None] | None = None
+        self._purge: asyncio.Task[None] | None = None
         self._consumer: Consumer | None = None
         self._webhook: WebhookSender | None = None
 
     async def start(self, *, backoff: Callable[[int], float], mail: MailPort | None) -> None:
         settings = self._container.settings
-        self._webhook = WebhookSender(timeout=settings.webhook_timeout)
+        self._webhook = WebhookSender(timeout=settings.webhook_timeout,
+                                      signing_key=self._container.signing_key)
         handler = DeliverEnvelope(self._container.sessions, self._container.clock,
                                   self._webhook, mail,
                                   max_attempts=settings.delivery_max_attempts)
@@ -55,6 +60,25 @@ class Dispatcher:
             self._container.broker, DELIVERIES, handler,
             max_attempts=settings.delivery_max_attempts + 2, backoff=backoff, prefetch=64)
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
+        self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
+
+    async def _purge_daily(self) -> None:
+        """Retention (``services/retention.py``) at start and then once a day, in batches
+        until nothing more is due."""
+        c = self._container
+        while True:
+            try:
+                purged = 0
+                while batch := await purge_due(c.sessions, c.clock, vacuum=False,
+                                               retention_days=c.settings.retention_days):
+                    purged += len(batch)
+                if purged:
+                    await forget_purged(c.sessions)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("dispatcher.purge_failed", error=type(exc).__name__)
+            await asyncio.sleep(self._purge_every)
 
     async def tick(self) -> bool:
         """One round: release a batch, relay the outbox. True when more may be due now."""
@@ -87,11 +111,12 @@ class Dispatcher:
         """Stop the loop (a step cut short rolls its transaction back, so nothing is left
         half done), then the consumer (in-flight deliveries finish or go back to the
         queue), then the HTTP client."""
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        for task in (self._loop, self._purge):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._loop = self._purge = None
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None

@@ -15,6 +15,7 @@ from encompass.adapters.db.tables import (
     Child,
     DeliveryAttempt,
     Incident,
+    IncidentKey,
     IncidentVersion,
     Notice,
     SealedEnvelope,
@@ -24,6 +25,7 @@ from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.incident import IncidentReport
 from encompass.services import audit
+from encompass.services.at_rest import DataPurged, DataUnavailable, open_reply
 from encompass.services.ingest import BrokerUnavailable, VersionConflict, report_incident
 from encompass.services.monitoring import is_overdue
 from encompass.services.review import resolution_of
@@ -113,8 +115,24 @@ async def _notice_facts(session: AsyncSession, notice_ids: list[str]
     return failures, answers, alerts
 
 
+async def _replies(session: AsyncSession, incident_id: str,
+                   answers: dict[str, Acknowledgement]) -> tuple[dict[str, str | None], str]:
+    """Each answer's reply in clear, and whether the incident's personal data is
+    ``available``, ``purged`` (retention destroyed its key) or ``unreadable``."""
+    replies: dict[str, str | None] = {}
+    state = "available"
+    for notice_id, answer in answers.items():
+        try:
+            replies[notice_id] = await open_reply(session, incident_id=incident_id,
+                                                  ack_id=answer.ack_id, stored=answer.reply)
+        except DataUnavailable as exc:
+            replies[notice_id] = None
+            state = "purged" if isinstance(exc, DataPurged) else "unreadable"
+    return replies, state
+
+
 def _notice_json(n: Notice, failures: list[dict[str, Any]], answer: Acknowledgement | None,
-                 alerts: list[dict[str, Any]]) -> dict[str, Any]:
+                 reply: str | None, alerts: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "notice_id": n.notice_id, "setting_id": n.setting_id, "status": n.status,
         "recipient": n.recipient,
@@ -123,7 +141,7 @@ def _notice_json(n: Notice, failures: list[dict[str, Any]], answer: Acknowledgem
         "overdue_at": n.overdue_at.isoformat() if n.overdue_at else None,
         "failures": failures,
         "acknowledgement": None if answer is None else {
-            "kind": answer.kind, "at": answer.at.isoformat(), "reply": answer.reply,
+            "kind": answer.kind, "at": answer.at.isoformat(), "reply": reply,
             "key_adult_id": answer.key_adult_id},
         "returned": answer is not None and answer.kind == "not_our_pupil",
         "alerts": alerts,
@@ -150,6 +168,10 @@ async def get_incident(request: web.Request) -> web.Response:
             select(Notice).where(Notice.incident_id == incident.incident_id)
             .order_by(Notice.created_at, Notice.notice_id))).scalars().all()
         failures, answers, alerts = await _notice_facts(session, [n.notice_id for n in notices])
+        replies, data = await _replies(session, incident.incident_id, answers)
+        key = await session.get(IncidentKey, incident.incident_id)
+        if key is not None and key.wrapped_key is None:
+            data = "purged"
         await audit.record(session, actor=f"force:{force.force_id}", action="incident.read",
                            subject=f"incident:{incident.incident_id}",
                            detail={"notices": len(notices)}, at=container.clock.now())
@@ -161,6 +183,10 @@ async def get_incident(request: web.Request) -> web.Response:
         "incident_ref": incident.incident_ref,
         "status": incident.status,
         "latest_version": incident.latest_version,
+        # Personal data: ``available``, or ``purged`` once retention destroyed its key
+        # (statuses, times and ids remain).
+        "data": data,
+        "purged_at": key.purged_at.isoformat() if key and key.purged_at else None,
         "versions": [{"version": v.version, "received_at": v.received_at.isoformat(),
                       "processed": v.processed_at is not None} for v in versions],
         "children": [{
@@ -169,7 +195,7 @@ async def get_incident(request: web.Request) -> web.Response:
             "resolved": child.resolved_at is not None,
             "resolution": resolution_of(child),
             "notices": [_notice_json(n, failures.get(n.notice_id, []), answers.get(n.notice_id),
-                                     alerts.get(n.notice_id, []))
+                                     replies.get(n.notice_id), alerts.get(n.notice_id, []))
                         for n in by_child.get(child.child_id, [])],
         } for child in children],
     })

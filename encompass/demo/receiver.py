@@ -1,9 +1,10 @@
 """The demo's settings: an in-process webhook receiver standing in for each setting's
 safeguarding system, holding each Key Adult's private key as a real one would.
 
-For every envelope it checks the webhook signature, opens the envelope with the Key
-Adult's own key, verifies the service's signature, and then the Key Adult (not a deputy)
-acknowledges it through the public API with a signed receipt.
+For every envelope it checks the webhook's two signatures (the service's Ed25519 one
+against the pinned service key, and the HMAC under the Key Adult's webhook secret), opens
+the envelope with the Key Adult's own key, verifies the envelope's signature, and then
+the Key Adult (not a deputy) acknowledges it through the public API with a signed receipt.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from encompass.adapters.keys import KeyAdultPrivateKeys, load_private_key_bundle
-from encompass.adapters.webhook import SIGNATURE_HEADER, verify
+from encompass.adapters.webhook import (
+    IDEMPOTENCY_HEADER,
+    KIND_HEADER,
+    SERVICE_SIGNATURE_HEADER,
+    SIGNATURE_HEADER,
+    verify,
+    verify_service,
+)
 from encompass.clock import Clock
 from encompass.domain.envelope import (
     EnvelopeError,
@@ -76,9 +84,18 @@ class DemoReceiver:
         key_adult_id = request.match_info["key_adult_id"]
         body = await request.read()
         _token, secret = self.credentials[key_adult_id]
+        now = int(self.clock.now().timestamp())
+        if self.service_key is None or not verify_service(
+                body, request.headers.get(SERVICE_SIGNATURE_HEADER, ""),
+                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER, ""),
+                kind=request.headers.get(KIND_HEADER, ""), service_key=self.service_key,
+                now=now):
+            self.problems.append(f"{key_adult_id}: the service's webhook signature did not "
+                                 "verify")
+            return web.Response(status=401)
         if not verify(body, request.headers.get(SIGNATURE_HEADER, ""), secret=secret,
-                      now=int(self.clock.now().timestamp())):
-            self.problems.append(f"{key_adult_id}: webhook signature did not verify")
+                      now=now):
+            self.problems.append(f"{key_adult_id}: webhook HMAC did not verify")
             return web.Response(status=401)
         try:
             envelope = parse_envelope(body)

@@ -25,6 +25,7 @@ import aiohttp
 from aiohttp import web
 from sqlalchemy import func, select
 
+from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.tables import (
     Child,
     Incident,
@@ -34,7 +35,7 @@ from encompass.adapters.db.tables import (
 )
 from encompass.adapters.keys import load_or_create_signing_key
 from encompass.api.app import create_app
-from encompass.bootstrap import Container, bootstrap
+from encompass.bootstrap import Container, bootstrap, data_key_path
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import KEY_ADULTS, write_directory
@@ -205,8 +206,11 @@ async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
     configure_logging(settings.log_format, "warning")
     # The demo's service key lives with its scratch files unless one is configured.
     key = load_or_create_signing_key(settings.signing_key or scratch / "service-key.pem")
+    # Its data key file likewise (the data at rest of a demo is the demo's own).
+    data_key = (data_key_path(settings) if settings.data_key or settings.signing_key
+                else scratch / "data-key")
     container = await bootstrap(settings, clock=Clock(settings.now or DEFAULT_NIGHT),
-                                signing_key=key)
+                                signing_key=key, data_keys=load_or_create_data_keys(data_key))
     receiver = DemoReceiver(scratch / "directory" / "keys", container.clock,
                             {ka_id: role for ka_id, _, _, role in KEY_ADULTS},
                             service_key=container.signing_key.public_key())

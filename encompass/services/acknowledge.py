@@ -33,6 +33,7 @@ from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
 from encompass.domain.status import NoticeStatus
 from encompass.services import audit
+from encompass.services.at_rest import seal_reply
 from encompass.services.notices import transition
 
 ACK_KINDS: Final = ("received", "not_our_pupil", "child_absent")
@@ -127,8 +128,11 @@ async def acknowledge(sessions: async_sessionmaker[AsyncSession], clock: Clock,
         if notice.status != NoticeStatus.DELIVERED:
             raise AckRefused(409, "not_acknowledgeable",
                              f"the notice is {notice.status} and can no longer be answered")
-        ack = Acknowledgement(ack_id=str(uuid.uuid4()), notice_id=notice_id,
-                              key_adult_id=key_adult_id, kind=kind, reply=reply,
+        ack_id = str(uuid.uuid4())
+        ack = Acknowledgement(ack_id=ack_id, notice_id=notice_id,
+                              key_adult_id=key_adult_id, kind=kind,
+                              reply=await seal_reply(session, incident_id=notice.incident_id,
+                                                     ack_id=ack_id, reply=reply, now=now),
                               envelope_hash=envelope_hash, signature=signature, at=now)
         session.add(ack)
         if kind == "not_our_pupil":

@@ -26,13 +26,16 @@ from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message
+from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.smtp import SendResult
-from encompass.adapters.webhook import PostResult
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
+from encompass.services.at_rest import keys_of
 from encompass.services.failure import fail_if_undeliverable
 from encompass.services.notices import transition
+from encompass.services.retention import PURGED_BODY
 from workers.runner import Poison
 
 log = structlog.get_logger()
@@ -50,7 +53,7 @@ class DeliveryRetry(Exception):
 
 class WebhookPort(Protocol):
     async def post(self, url: str, body: bytes, *, envelope_id: str, kind: str,
-                   secret_hash_hex: str | None, timestamp: int) -> PostResult: ...
+                   hmac_key: bytes | None, timestamp: int) -> PostResult: ...
 
 
 class MailPort(Protocol):
@@ -79,7 +82,7 @@ class _Plan:
     kind: str
     body: str
     webhook_url: str | None
-    secret_hash: str | None
+    hmac_key: bytes | None
     email: str
 
 
@@ -87,7 +90,8 @@ class _Plan:
 # running it (thousands of times in a morning burst).
 _PLAN = (
     select(SealedEnvelope.notice_id, SealedEnvelope.kind, SealedEnvelope.body, Notice.status,
-           KeyAdultRow.webhook_url, KeyAdultRow.webhook_secret_hash, KeyAdultRow.email,
+           KeyAdultRow.webhook_url, KeyAdultRow.webhook_key_sealed, KeyAdultRow.email,
+           SealedEnvelope.key_adult_id,
            exists().where(DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
                           DeliveryAttempt.channel == bindparam("channel"),
                           DeliveryAttempt.outcome.in_(FINAL_OUTCOMES)))
@@ -148,19 +152,32 @@ class DeliverEnvelope:
                 execution_options={"isolation_level": "AUTOCOMMIT"})
             row = (await connection.execute(_PLAN, {"envelope_id": job.envelope_id,
                                                     "channel": job.channel})).one_or_none()
+            keys = keys_of(session)
         if row is None:
             raise Poison("unknown envelope")
-        notice_id, kind, body, status, webhook_url, secret_hash, address, already = row
+        (notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id,
+         already) = row
         bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
+        hmac_key = None
+        if sealed_key is not None and job.channel == "webhook":
+            try:
+                hmac_key = keys.open_secret(sealed_key, purpose=WEBHOOK_KEY_PURPOSE,
+                                            subject=key_adult_id)
+            except DataUnavailable:
+                # Sent with the service's signature only; the HMAC needs new credentials.
+                bound.error("delivery.webhook_key_unreadable")
         if already:
             bound.info("delivery.duplicate", outcome="already done")
+            return None
+        if body == PURGED_BODY:
+            bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
         if kind == "notice" and NoticeStatus(status) not in _DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
             bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
         return _Plan(envelope_id=job.envelope_id, notice_id=notice_id, kind=kind, body=body,
-                     webhook_url=webhook_url, secret_hash=secret_hash, email=address)
+                     webhook_url=webhook_url, hmac_key=hmac_key, email=address)
 
     async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
         """One attempt through the channel: (outcome, detail)."""
@@ -171,12 +188,12 @@ class DeliverEnvelope:
             return sent.outcome, sent.detail
         if not plan.webhook_url:
             return "failed", "no webhook URL for the recipient any more"
-        if not plan.secret_hash:
-            log.warning("delivery.unsigned_webhook", envelope_id=plan.envelope_id,
-                        why="no webhook secret issued to the recipient")
+        if plan.hmac_key is None:
+            log.info("delivery.no_webhook_hmac", envelope_id=plan.envelope_id,
+                     why="no webhook secret issued to the recipient: service signature only")
         posted = await self._webhook.post(
             plan.webhook_url, plan.body.encode(), envelope_id=plan.envelope_id,
-            kind=plan.kind, secret_hash_hex=plan.secret_hash,
+            kind=plan.kind, hmac_key=plan.hmac_key,
             timestamp=int(self._clock.now().timestamp()))
         return posted.outcome, posted.detail
 

@@ -166,7 +166,7 @@ class _KeyAdults:
                 raise _unknown_setting(label, line, row.setting_id)
             values = row.model_dump(exclude={"public_key"})
             rows.append({**values, "public_key_pem": row.public_key})
-        # The rows carry no token_hash nor webhook_secret_hash: credentials are issued by
+        # The rows carry no token_hash nor webhook_key_sealed: credentials are issued by
         # ``encompass key-adults credentials``, and a re-import must not revoke them.
         await _upsert(session, _KEY_ADULTS, "key_adult_id", rows)
 

@@ -8,8 +8,8 @@ an accepted incident is never lost. Reporting the same force + ``incident_ref`` 
 ``version`` again is harmless: the stored version is returned, and published again only if
 the first publish never confirmed.
 
-The stored payload is written by :func:`canonical_payload`; the matcher reads it back with
-:func:`load_report`.
+The stored payload is written by :func:`canonical_payload`, sealed under the incident's data
+key (``services/at_rest.py``); the matcher reads it back with :func:`load_report`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
 from encompass.domain.queued import VersionQueued
 from encompass.services import audit
+from encompass.services.at_rest import DataPurged, incident_data_key, open_payload, seal_payload
 from encompass.services.notice_content import parse_stored_report
 
 log = structlog.get_logger()
@@ -41,6 +42,10 @@ Channel = Literal["http", "amqp"]
 
 class VersionConflict(Exception):
     """This version was already received with different content."""
+
+
+class IncidentPurged(VersionConflict):
+    """A new version of an incident whose data retention has already destroyed."""
 
 
 class BrokerUnavailable(Exception):
@@ -59,10 +64,13 @@ def canonical_payload(report: IncidentReport) -> str:
     return report.model_dump_json()
 
 
-def load_report(version: IncidentVersion) -> IncidentReport:
-    """The report a stored version holds, checked again against the clock of the moment it
-    was received (see :func:`parse_stored_report`)."""
-    return parse_stored_report(version.payload, version.received_at)
+async def load_report(session: AsyncSession, version: IncidentVersion) -> IncidentReport:
+    """The report a stored version holds (opened with its incident's data key), checked
+    again against the clock of the moment it was received (see :func:`parse_stored_report`).
+    DataUnavailable when it cannot be opened (purged by retention, or not sealed by us)."""
+    payload = await open_payload(session, incident_id=version.incident_id,
+                                 version_id=version.version_id, stored=version.payload)
+    return parse_stored_report(payload, version.received_at)
 
 
 async def record_version(session: AsyncSession, force_id: str, report: IncidentReport,
@@ -90,9 +98,21 @@ async def record_version(session: AsyncSession, force_id: str, report: IncidentR
                 f"version {report.version} of incident {report.incident_ref} was already "
                 "received with different content; send it as a new version")
         return incident, version, True
-    version = IncidentVersion(version_id=str(uuid.uuid4()), incident_id=incident.incident_id,
-                              version=report.version, payload=payload, payload_sha256=digest,
-                              received_at=now_, queued_at=None, processed_at=None)
+    try:
+        await incident_data_key(session, incident.incident_id, create_at=now_)
+    except DataPurged:
+        raise IncidentPurged(
+            f"incident {report.incident_ref} was closed and its data purged under the "
+            "retention rule; report it as a new incident (a new incident_ref)") from None
+    version_id = str(uuid.uuid4())
+    version = IncidentVersion(version_id=version_id, incident_id=incident.incident_id,
+                              version=report.version,
+                              payload=await seal_payload(session,
+                                                         incident_id=incident.incident_id,
+                                                         version_id=version_id,
+                                                         payload=payload, now=now_),
+                              payload_sha256=digest, received_at=now_, queued_at=None,
+                              processed_at=None)
     session.add(version)
     await session.flush()
     return incident, version, False

@@ -32,6 +32,7 @@ from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.queued import VersionQueued
 from encompass.domain.status import UNSENT, NoticeStatus
+from encompass.services.at_rest import DataUnavailable, seal_candidates
 from encompass.services.ingest import load_report
 from encompass.services.notices import schedule_notice, transition
 from encompass.services.roster import Roster
@@ -87,7 +88,13 @@ class MatchIncident:
             incident = await session.get(Incident, version.incident_id)
             if incident is None:  # the foreign key makes this impossible; refuse, never guess
                 raise Poison("the stored version has no incident", keep_body=False)
-            await self._process(session, incident, version, load_report(version))
+            try:
+                report = await load_report(session, version)
+            except DataUnavailable as exc:
+                # Purged, or not sealed by us: nothing to match, and nothing of it is kept.
+                raise Poison(f"the stored version cannot be read ({type(exc).__name__})",
+                             keep_body=False) from None
+            await self._process(session, incident, version, report)
 
     async def _process(self, session: AsyncSession, incident: Incident,
                        version: IncidentVersion, report: IncidentReport) -> None:
@@ -105,10 +112,14 @@ class MatchIncident:
             ref = f"{incident.incident_id}/{report.version}/{position}"
             result = await self._roster.match(session, _query(ref, child))
             counts[result.decision] += 1
-            row = Child(child_id=str(uuid.uuid4()), version_id=version.version_id,
+            child_id = str(uuid.uuid4())
+            candidates = await seal_candidates(session, incident_id=incident.incident_id,
+                                               child_id=child_id, now=now,
+                                               candidates=_candidates_json(result.candidates))
+            row = Child(child_id=child_id, version_id=version.version_id,
                         position=position, decision=result.decision.value,
                         score=result.score, reasons=list(result.reasons),
-                        candidates=_candidates_json(result.candidates),
+                        candidates=candidates,
                         reported_at=version.received_at, resolved_at=None, resolved_by=None)
             session.add(row)
             await session.flush()

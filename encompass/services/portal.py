@@ -14,27 +14,34 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import KeyAdultRow, Notice, SealedEnvelope
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services import audit
+from encompass.services.at_rest import keys_of
 from encompass.services.credentials import CredentialError, hash_token, new_token
 from encompass.services.notices import transition
+from encompass.services.retention import PURGED_BODY
 
 # Never handed over: not yet released (still embargoed) or withdrawn before sending.
 _NOT_SENT: Final = (NoticeStatus.SCHEDULED.value, NoticeStatus.SEALED.value,
                     NoticeStatus.CANCELLED.value)
-# An envelope once handed over stays visible to its Key Adult whatever happens next.
-_SENT: Final = or_(Notice.status.not_in(_NOT_SENT), SealedEnvelope.delivered_at.is_not(None))
+# An envelope once handed over stays visible to its Key Adult whatever happens next, until
+# retention clears it.
+_SENT: Final = and_(or_(Notice.status.not_in(_NOT_SENT),
+                        SealedEnvelope.delivered_at.is_not(None)),
+                    SealedEnvelope.body != PURGED_BODY)
 MAX_LIST: Final = 500
 
 
 @dataclass(frozen=True)
 class KeyAdultCredentials:
-    """Shown once, stored only as SHA-256 hashes."""
+    """Shown once. The token is stored as its SHA-256 hash; the webhook secret's HMAC key
+    (SHA-256 of the secret) only sealed under the data key file (``schemas/webhook.md``)."""
 
     key_adult_id: str
     token: str
@@ -52,7 +59,9 @@ async def issue_key_adult_credentials(sessions: async_sessionmaker[AsyncSession]
         if row is None:
             raise CredentialError(f"no Key Adult {key_adult_id!r} in the directory")
         replaced = row.token_hash is not None
-        row.token_hash, row.webhook_secret_hash = hash_token(token), hash_token(secret)
+        row.token_hash = hash_token(token)
+        row.webhook_key_sealed = keys_of(session).seal_secret(
+            signature_key(secret), purpose=WEBHOOK_KEY_PURPOSE, subject=key_adult_id)
         await audit.record(session, actor=actor, action="key_adult.credentials_issued",
                            subject=f"key_adult:{key_adult_id}",
                            detail={"replaced_earlier": replaced}, at=clock.now())

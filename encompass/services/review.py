@@ -34,6 +34,13 @@ from encompass.adapters.db.tables import (
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services import audit
+from encompass.services.at_rest import (
+    DataPurged,
+    DataUnavailable,
+    open_candidates,
+    open_payload,
+    open_reply,
+)
 from encompass.services.review_resolve import (
     LA_CONTACT_REASON,
     ResolveRefused,
@@ -77,6 +84,9 @@ class ReviewItem:
     waiting_since: datetime
     age_seconds: float
     notice: dict[str, Any] | None
+    # ``available``, or ``purged`` / ``unreadable`` when the personal fields (candidates,
+    # reported child, reply) cannot be read: they are then empty, the rest stands.
+    data: str = "available"
 
     def as_json(self) -> dict[str, Any]:
         return {"id": self.id, "type": self.type, "incident_id": self.incident_id,
@@ -85,13 +95,31 @@ class ReviewItem:
                 "candidates": self.candidates, "reported_child": self.reported,
                 "reported_at": self.reported_at.isoformat(),
                 "waiting_since": self.waiting_since.isoformat(),
-                "age_seconds": round(self.age_seconds, 1), "notice": self.notice}
+                "age_seconds": round(self.age_seconds, 1), "notice": self.notice,
+                "data": self.data}
 
 
-def _reported(version: IncidentVersion, position: int) -> dict[str, Any]:
-    children = json.loads(version.payload).get("children", [])
-    child = children[position] if 0 <= position < len(children) else {}
-    return {name: child.get(name) for name in _REPORTED_FIELDS}
+@dataclass(frozen=True)
+class _Personal:
+    candidates: list[Any]
+    reported: dict[str, Any]
+    data: str
+
+
+async def _personal(session: AsyncSession, child: Child, version: IncidentVersion
+                    ) -> _Personal:
+    """What the person deciding compares: the candidates and the reported child."""
+    try:
+        payload = await open_payload(session, incident_id=version.incident_id,
+                                     version_id=version.version_id, stored=version.payload)
+        candidates = await open_candidates(session, incident_id=version.incident_id,
+                                           child_id=child.child_id, stored=child.candidates)
+    except DataUnavailable as exc:
+        return _Personal([], {}, "purged" if isinstance(exc, DataPurged) else "unreadable")
+    children = json.loads(payload).get("children", [])
+    reported = children[child.position] if 0 <= child.position < len(children) else {}
+    return _Personal(candidates, {name: reported.get(name) for name in _REPORTED_FIELDS},
+                     "available")
 
 
 def _latest_active() -> Any:
@@ -104,12 +132,19 @@ async def _notice_detail(session: AsyncSession, notice: Notice) -> dict[str, Any
     answer = await session.scalar(select(Acknowledgement).where(
         Acknowledgement.notice_id == notice.notice_id).order_by(Acknowledgement.at.desc())
         .limit(1))
+    reply = None
+    if answer is not None:
+        try:
+            reply = await open_reply(session, incident_id=notice.incident_id,
+                                     ack_id=answer.ack_id, stored=answer.reply)
+        except DataUnavailable:
+            reply = None
     sent = await session.scalar(select(func.count()).select_from(SealedEnvelope).where(
         SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice"))
     return {"notice_id": notice.notice_id, "setting_id": notice.setting_id,
             "release_reason": notice.release_reason, "was_sent": bool(sent),
             "answer": None if answer is None else {
-                "kind": answer.kind, "reply": answer.reply, "at": answer.at.isoformat(),
+                "kind": answer.kind, "reply": reply, "at": answer.at.isoformat(),
                 "key_adult_id": answer.key_adult_id}}
 
 
@@ -125,21 +160,24 @@ async def list_review(sessions: async_sessionmaker[AsyncSession], clock: Clock,
             IncidentVersion.version == Incident.latest_version,
             Incident.status == "active"))).all()
         for child, version, incident in children:
+            personal = await _personal(session, child, version)
             items.append(ReviewItem(
                 child.child_id, "child", incident.incident_id, incident.force_id,
                 child.child_id, child.decision, child.score, list(child.reasons),
-                list(child.candidates), _reported(version, child.position), child.reported_at,
-                child.reported_at, (now - child.reported_at).total_seconds(), None))
+                personal.candidates, personal.reported, child.reported_at,
+                child.reported_at, (now - child.reported_at).total_seconds(), None,
+                personal.data))
         notices = (await session.execute(
             _latest_active().add_columns(Notice).join(Notice, Notice.child_id == Child.child_id)
             .where(Notice.status == NoticeStatus.REVIEW.value))).all()
         for child, version, incident, notice in notices:
+            personal = await _personal(session, child, version)
             items.append(ReviewItem(
                 notice.notice_id, "notice", incident.incident_id, incident.force_id,
                 child.child_id, child.decision, child.score, list(child.reasons),
-                list(child.candidates), _reported(version, child.position), child.reported_at,
+                personal.candidates, personal.reported, child.reported_at,
                 notice.updated_at, (now - notice.updated_at).total_seconds(),
-                await _notice_detail(session, notice)))
+                await _notice_detail(session, notice), personal.data))
         items.sort(key=lambda item: item.waiting_since)
         await audit.record(session, actor=actor, action="review.list", subject="review_queue",
                            detail={"count": len(items),

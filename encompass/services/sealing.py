@@ -31,6 +31,7 @@ from encompass.adapters.keys import KeyFileError, load_public_key_bundle
 from encompass.domain.directory import KeyAdultRole
 from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
 from encompass.domain.incident import IncidentReport
+from encompass.services.at_rest import DataUnavailable, open_payload, preload_data_keys
 from encompass.services.notice_content import parse_stored_report
 
 log = structlog.get_logger()
@@ -73,16 +74,27 @@ async def load_sources(session: AsyncSession, notices: Sequence[Notice]) -> dict
         return {}
     rows = (await session.execute(
         select(Child.child_id, Child.position, IncidentVersion.version_id,
-               IncidentVersion.payload, IncidentVersion.received_at)
+               IncidentVersion.incident_id, IncidentVersion.payload,
+               IncidentVersion.received_at)
         .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
         .where(Child.child_id.in_(child_ids)))).all()
+    await preload_data_keys(session, {incident_id for _, _, _, incident_id, _, _ in rows})
     reports: dict[str, IncidentReport] = {}
     by_child: dict[str, Source] = {}
     unreadable: set[str] = set()
-    for child_id, position, version_id, payload, received_at in rows:
+    for child_id, position, version_id, incident_id, stored, received_at in rows:
         if version_id in unreadable:
             continue
         if version_id not in reports:
+            try:
+                payload = await open_payload(session, incident_id=incident_id,
+                                             version_id=version_id, stored=stored)
+            except DataUnavailable as exc:
+                # Purged or not ours: its notices are held with an alert, never sealed.
+                log.error("sealing.unreadable_version", version_id=version_id,
+                          problem=type(exc).__name__)
+                unreadable.add(version_id)
+                continue
             try:
                 reports[version_id] = parse_stored_report(payload, received_at)
             except ValidationError as exc:

@@ -31,6 +31,7 @@ from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
+from encompass.services.at_rest import open_reply
 from encompass.services.credentials import add_force
 from encompass.services.directory_import import import_directory
 from tests.receiving_fixtures import add_child, add_notice, send_due
@@ -101,8 +102,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     thread = LoopThread()
 
     async def start() -> tuple[Container, web.AppRunner, str, str]:
+        # The commands find the data key beside the signing key (the default): so here.
         settings = load_settings(database_url=database, amqp_url="",
-                                 signing_key=folder / "service.pem")
+                                 signing_key=folder / "service.pem",
+                                 data_key=folder / "encompass-data-key")
         container = await bootstrap(settings, clock=Clock(NIGHT))
         await import_directory(container.sessions, **write_directory(folder / "directory"))
         force = await add_force(container.sessions, container.clock, "E2EF", "E2E Police")
@@ -170,9 +173,12 @@ def test_key_adult_credentials_print_both_and_revoke_the_old(live: Live) -> None
 
     row = live.query(stored())
     assert row is not None
-    # Stored only hashed; the old token no longer matches anything
+    # The token stored only hashed, the webhook key only sealed under the data key file:
+    # neither the secret nor the HMAC key derived from it is in the database
     assert row.token_hash == hashlib.sha256(new.encode()).hexdigest()
-    assert row.webhook_secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert row.webhook_key_sealed is not None and row.webhook_key_sealed.startswith("ev1.")
+    assert secret not in row.webhook_key_sealed
+    assert hashlib.sha256(secret.encode()).hexdigest() not in row.webhook_key_sealed
     assert row.token_hash != hashlib.sha256(old.encode()).hexdigest()
     assert "no Key Adult 'KA-NOBODY'" in one_line_failure(
         live.cli("key-adults", "credentials", "KA-NOBODY"))
@@ -220,17 +226,19 @@ def test_ack_signs_and_sends_the_acknowledgement(live: Live, oak_token: str) -> 
     answer = json.loads(result.stdout)
     assert answer["result"] == "acknowledged" and answer["kind"] == "child_absent"
 
-    async def stored() -> tuple[str, Acknowledgement | None]:
+    async def stored() -> tuple[str, Acknowledgement | None, str | None]:
         async with live.container.sessions() as session:
             notice = await session.get(Notice, live.notice_id)
             receipt = await session.scalar(select(Acknowledgement).where(
                 Acknowledgement.notice_id == live.notice_id))
-        assert notice is not None
-        return notice.status, receipt
+            assert notice is not None and receipt is not None
+            reply = await open_reply(session, incident_id=notice.incident_id,
+                                     ack_id=receipt.ack_id, stored=receipt.reply)
+        return notice.status, receipt, reply
 
-    status, receipt = live.query(stored())
+    status, receipt, reply = live.query(stored())
     assert status == "acknowledged"
-    assert receipt is not None and receipt.reply == "Off sick today"
+    assert receipt is not None and reply == "Off sick today"
     assert receipt.key_adult_id == "KA-OAK-1"
     assert "already_acknowledged" in one_line_failure(live.cli(*args))
 

@@ -30,8 +30,10 @@ from encompass.adapters.db.tables import (
     SettingRow,
 )
 from encompass.adapters.keys import KeyAdultPrivateKeys, generate_key_adult_keys, public_keys_pem
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.domain.incident import IncidentReport
 from encompass.domain.status import NoticeStatus
+from encompass.services.at_rest import keys_of, seal_candidates, seal_payload
 from encompass.services.notices import transition
 from tests.databases import scratch_database
 
@@ -145,20 +147,25 @@ async def add_setting(sessions: async_sessionmaker[AsyncSession], *,
         await session.flush()
         for n, (role, webhook) in enumerate(people):
             person = Person(f"{setting_id}-{role}-{n}", generate_key_adult_keys(False))
-            session.add(key_adult_row(setting_id, person, role, webhook, with_secret))
+            row = key_adult_row(setting_id, person, role, webhook)
+            if with_secret:
+                row.webhook_key_sealed = keys_of(session).seal_secret(
+                    signature_key(SECRET), purpose=WEBHOOK_KEY_PURPOSE,
+                    subject=person.key_adult_id)
+            session.add(row)
             made.append(person)
     return setting_id, made
 
 
-def key_adult_row(setting_id: str, person: Person, role: str, webhook: str | None,
-                  with_secret: bool = True) -> KeyAdultRow:
-    secret_hash = hashlib.sha256(SECRET.encode()).hexdigest() if with_secret else None
+def key_adult_row(setting_id: str, person: Person, role: str, webhook: str | None
+                  ) -> KeyAdultRow:
+    """A Key Adult with no webhook secret (``add_setting`` seals one in when asked)."""
     return KeyAdultRow(key_adult_id=person.key_adult_id, setting_id=setting_id,
                        name="Ms Example Key Adult", role=role,
                        email=f"{person.key_adult_id.lower()}@settings.example",
                        webhook_url=webhook,
                        public_key_pem=public_keys_pem(person.keys.public_keys()).decode(),
-                       token_hash=None, webhook_secret_hash=secret_hash)
+                       token_hash=None, webhook_key_sealed=None)
 
 
 def report_payload(ref: str, occurred_at: datetime) -> str:
@@ -197,14 +204,19 @@ async def add_incident(sessions: async_sessionmaker[AsyncSession], *, setting_id
                              status="active", created_at=occurred, updated_at=occurred))
         await session.flush()
         payload = report_payload(f"T-{incident_id[:8]}", occurred)
+        sealed = await seal_payload(session, incident_id=incident_id, version_id=version_id,
+                                    payload=payload, now=occurred)
         session.add(IncidentVersion(version_id=version_id, incident_id=incident_id, version=1,
-                                    payload=payload, payload_sha256=hashlib.sha256(
+                                    payload=sealed, payload_sha256=hashlib.sha256(
                                         payload.encode()).hexdigest(),
                                     received_at=occurred, queued_at=occurred,
                                     processed_at=occurred))
         await session.flush()
         session.add(Child(child_id=child_id, version_id=version_id, position=0,
-                          decision="match", score=1.0, reasons=[], candidates=[],
+                          decision="match", score=1.0, reasons=[],
+                          candidates=await seal_candidates(session, incident_id=incident_id,
+                                                           child_id=child_id, candidates=[],
+                                                           now=occurred),
                           reported_at=occurred, resolved_at=None, resolved_by=None))
         await session.flush()
         for setting_id in setting_ids:

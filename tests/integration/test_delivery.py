@@ -22,7 +22,7 @@ from sqlalchemy import select
 from encompass.adapters.db.tables import Alert, DeliveryAttempt, SealedEnvelope
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import Topology
-from encompass.adapters.webhook import verify
+from encompass.adapters.webhook import verify, verify_service
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
@@ -165,6 +165,34 @@ async def test_the_hmac_header_verifies_with_sha256_of_the_secret(stack: Stack) 
     assert verify(request.body, header, secret=SECRET, now=int(parts["t"]))
     assert not verify(request.body + b" ", header, secret=SECRET, now=int(parts["t"]))
     assert not verify(request.body, header, secret="another secret", now=int(parts["t"]))
+
+
+async def test_every_webhook_carries_the_service_signature(stack: Stack) -> None:
+    hook = stack.hooks.url("service-signed")
+    setting, _ = await add_setting(stack.container.sessions, people=[("key_adult", hook)],
+                                   with_secret=False)
+    (notice_id,) = (await add_incident(stack.container.sessions, setting_ids=[setting],
+                                       deliver_at=due(stack))).notice_ids
+    await final(stack, notice_id, "delivered")
+    (request,) = stack.hooks.at("service-signed")
+    # No webhook secret issued: no HMAC, but the service's Ed25519 signature all the same
+    assert "X-Encompass-Signature" not in request.headers
+    header = request.headers["X-Encompass-Service-Signature"]
+    parts = dict(part.split("=", 1) for part in header.split(","))
+    # What the receiver does, per schemas/webhook.md, with the key it pinned
+    signed = "\n".join(["encompass-webhook/1", parts["t"], request.headers["Idempotency-Key"],
+                        request.headers["X-Encompass-Envelope-Kind"],
+                        hashlib.sha256(request.body).hexdigest()]).encode()
+    stack.service_key.public_key().verify(base64.b64decode(parts["ed25519"]), signed)
+    def check(body: bytes, key: Ed25519PrivateKey = stack.service_key,
+              kind: str = "notice") -> bool:
+        return verify_service(body, header, idempotency_key=request.headers["Idempotency-Key"],
+                              kind=kind, service_key=key.public_key(), now=int(parts["t"]))
+
+    assert check(request.body)
+    assert not check(request.body + b" ")
+    assert not check(request.body, kind="retraction")
+    assert not check(request.body, Ed25519PrivateKey.generate())
 
 
 async def test_two_503s_then_success_is_delivered_after_three_attempts(stack: Stack) -> None:

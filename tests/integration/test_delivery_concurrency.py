@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from encompass.adapters.data_keys import DataKeys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.db.tables import Notice, NoticeEvent, OutboxEntry, SealedEnvelope
@@ -59,7 +60,8 @@ async def _dispatcher(sessions: async_sessionmaker[AsyncSession], key: Ed25519Pr
 async def test_two_dispatchers_never_release_a_notice_twice(pg: str) -> None:
     # Given many due notices, each for a Key Adult and a deputy
     engines = [make_engine(pg), make_engine(pg)]
-    first, second = (make_sessions(e) for e in engines)
+    keys = DataKeys(DataKeys.new_data_key())
+    first, second = (make_sessions(e, keys) for e in engines)
     try:
         await _seed(first, NOTICES)
         key, clock = Ed25519PrivateKey.generate(), Clock(NOW)
@@ -89,7 +91,7 @@ async def test_release_works_on_sqlite_too(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}"
     await migrate(url)
     engine = make_engine(url)
-    sessions = make_sessions(engine)
+    sessions = make_sessions(engine, DataKeys(DataKeys.new_data_key()))
     try:
         await _seed(sessions, 5)
         released = await release_due(sessions, Clock(NOW), Ed25519PrivateKey.generate())

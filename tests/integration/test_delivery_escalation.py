@@ -88,7 +88,7 @@ async def stack(admin_pg_url: str, rabbit: RabbitTarget) -> AsyncIterator[Stack]
                                  queue_prefix=f"{rabbit.prefix}sweep.")
         key = Ed25519PrivateKey.generate()
         container = await bootstrap(settings, clock=Clock(MORNING), signing_key=key)
-        webhook = WebhookSender(timeout=2.0)
+        webhook = WebhookSender(timeout=2.0, signing_key=key)
         handler = DeliverEnvelope(container.sessions, container.clock, webhook, None,
                                   max_attempts=3)
         consumer: Consumer = await run_consumer(container.broker, DELIVERIES, handler,

@@ -37,6 +37,7 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.envelope import envelope_hash, parse_envelope, sign_ack, verify_ack
+from encompass.services.at_rest import open_reply
 from encompass.services.audit import verify_chain
 from encompass.services.credentials import add_admin, add_force
 from encompass.services.directory_import import import_directory
@@ -246,8 +247,14 @@ async def test_a_valid_signed_acknowledgement_is_recorded(stack: Stack) -> None:
         (receipt,) = (await session.scalars(select(Acknowledgement).where(
             Acknowledgement.notice_id == notice_id))).all()
         key_adult = await session.get(KeyAdultRow, "KA-OAK-1")
+        row = await session.get(Notice, notice_id)
+        assert row is not None
+        reply = await open_reply(session, incident_id=row.incident_id,
+                                 ack_id=receipt.ack_id, stored=receipt.reply)
     assert key_adult is not None
-    assert (receipt.key_adult_id, receipt.kind, receipt.reply) == (
+    # The reply is kept sealed under the incident's data key, never in clear
+    assert receipt.reply is not None and "school" not in receipt.reply
+    assert (receipt.key_adult_id, receipt.kind, reply) == (
         "KA-OAK-1", "child_absent", "Not in school today")
     assert receipt.at == datetime.fromisoformat(answer["at"])
     # The stored receipt proves itself to anyone holding the Key Adult's public key

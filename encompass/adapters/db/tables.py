@@ -1,8 +1,10 @@
 """The database schema: one SQLAlchemy table per thing we keep.
 
-Times are stored as aware UTC instants. Tokens and secrets are stored as SHA-256 hashes,
-never in clear. Alembic migrations in ``migrations/`` are the authority for the live schema;
-a test checks these definitions and the migrations agree.
+Times are stored as aware UTC instants. Tokens are stored as SHA-256 hashes, never in
+clear; an incident's personal fields are sealed under its data key and the webhook HMAC key
+under the data key file (``services/at_rest.py``, ``adapters/data_keys.py``). Alembic
+migrations in ``migrations/`` are the authority for the live schema; a test checks these
+definitions and the migrations agree.
 """
 
 from __future__ import annotations
@@ -112,7 +114,9 @@ class KeyAdultRow(Base):
     webhook_url: Mapped[str | None] = mapped_column(String(2000))
     public_key_pem: Mapped[str] = mapped_column(Text)
     token_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
-    webhook_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    # The webhook HMAC key (SHA-256 of the secret), sealed under the data key file: a
+    # reader of the database alone cannot sign a webhook (``adapters/data_keys.py``).
+    webhook_key_sealed: Mapped[str | None] = mapped_column(Text)
 
 
 class PupilRow(Base):
@@ -166,11 +170,27 @@ class IncidentVersion(Base):
     version_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    payload: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)  # sealed under the incident's data key
     payload_sha256: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class IncidentKey(Base):
+    """An incident's data key, wrapped by the key-encryption key (never in clear here).
+
+    Retention destroys it: ``wrapped_key`` becomes NULL and ``purged_at`` is set, and every
+    field sealed under it is unreadable from then on (``services/retention.py``).
+    """
+
+    __tablename__ = "incident_keys"
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"),
+                                             primary_key=True)
+    wrapped_key: Mapped[str | None] = mapped_column(Text)
+    kek_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Child(Base):
@@ -185,7 +205,7 @@ class Child(Base):
     decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
     score: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[Any]] = mapped_column(JSON)
-    candidates: Mapped[list[Any]] = mapped_column(JSON)
+    candidates: Mapped[str] = mapped_column(Text)  # JSON, sealed (``services/at_rest.py``)
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
@@ -284,7 +304,7 @@ class Acknowledgement(Base):
     notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
     key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"))
     kind: Mapped[str] = mapped_column(String(16))  # received | not_our_pupil | child_absent
-    reply: Mapped[str | None] = mapped_column(String(500))
+    reply: Mapped[str | None] = mapped_column(Text)  # sealed under the incident's data key
     envelope_hash: Mapped[str] = mapped_column(String(64))
     signature: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime] = mapped_column(UtcDateTime())
