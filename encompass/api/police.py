@@ -42,8 +42,8 @@ async def post_incident(request: web.Request) -> web.Response:
                                  what="the incident report",
                                  context={"now": container.clock.now()})
     except ApiError as exc:
-        metrics.incidents_refused.labels(
-            "invalid_json" if exc.code == "invalid_json" else "invalid").inc()
+        reason = {400: "invalid_json", 415: "unsupported_media_type"}.get(exc.status, "invalid")
+        metrics.incidents_refused.labels(reason).inc()
         raise
     try:
         accepted = await report_incident(container.sessions, container.broker, container.clock,

@@ -68,6 +68,8 @@ class Force(Base):
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set by ``encompass forces revoke``: the token stops working; the row stays.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Admin(Base):
@@ -77,6 +79,8 @@ class Admin(Base):
     area: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set by ``encompass admins revoke``: the token stops working; the row stays.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class SettingRow(Base):
