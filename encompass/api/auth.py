@@ -51,6 +51,10 @@ def _revoked(caller: Caller) -> bool:
 
 
 async def _holder(session: AsyncSession, token: str) -> Caller | None:
+    if not token.isascii():
+        # Ours are URL-safe base64; undecodable header bytes reach us as lone surrogates,
+        # which would not even encode for hashing.
+        return None
     digest = hash_token(token)
     force = await force_for_token(session, token)
     if force is not None:

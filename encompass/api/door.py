@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from aiohttp import web
+from aiohttp import web, web_response
 
 from encompass.api.errors import ApiError
 from encompass.api.keys import METRICS
@@ -92,3 +92,8 @@ def install(app: web.Application, settings: Settings) -> None:
     ``web.Application`` by ``create_app``)."""
     app[LIMITERS] = Limiters.from_settings(settings)
     app.on_response_prepare.append(hide_server_version)
+    # aiohttp answers requests it cannot parse (a bad request line, a byte that is not
+    # allowed in a URL) itself, before any middleware or signal, with the default banner
+    # "Python/3.x aiohttp/3.x". That default is this module-level name; one process serves
+    # one app, so replacing it process-wide is what we want.
+    web_response.SERVER_SOFTWARE = SERVER_NAME  # type: ignore[attr-defined]

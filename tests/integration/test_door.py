@@ -3,6 +3,7 @@ limits, failed sign-ins, revocation, and the headers every response carries (or 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import secrets
@@ -161,6 +162,36 @@ async def test_nul_and_surrogates_in_the_url_are_4xx(door: Door, path: str) -> N
         assert set(answer["error"]) >= {"code", "message"}
 
 
+@pytest.mark.parametrize(("role", "path"), [("key_adult", "/v1/notices"),
+                                            ("admin", "/v1/admin/notices")])
+@pytest.mark.parametrize("limit", ["%C2%B2", "0" * 5_000, "9" * 5_000, "-1", "1.5", "%00"])
+async def test_odd_limits_are_400(door: Door, role: str, path: str, limit: str) -> None:
+    status, answer, _ = await door.call("GET", f"{path}?limit={limit}", role=role)
+    assert status == 400, answer
+
+
+async def _raw(door: Door, request: bytes) -> bytes:
+    """Send ``request`` as bytes, as no well-behaved client would; the whole answer."""
+    host, port = door.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+    return response
+
+
+@pytest.mark.parametrize("token", [b"\xff\xfe", "caf\u00e9".encode(), b"force_\x80abc"])
+async def test_a_token_that_is_not_ascii_is_401(door: Door, token: bytes) -> None:
+    # Raw bytes on the wire: aiohttp hands undecodable header bytes on as surrogates.
+    response = await _raw(door, b"GET /v1/incidents/x HTTP/1.1\r\nHost: door\r\n"
+                          b"Connection: close\r\nAuthorization: Bearer " + token + b"\r\n\r\n")
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401"), response[:300]
+    assert json.loads(body)["error"]["code"] == "unauthorised"
+
+
 async def test_a_405_keeps_its_allow_header_and_is_json(door: Door) -> None:
     status, answer, headers = await door.call("GET", "/v1/incidents", role="force")
     assert status == 405 and answer["error"]["code"] == "method_not_allowed"
@@ -174,6 +205,11 @@ async def test_no_response_names_the_server_software_or_its_version(door: Door) 
                          ("GET", "/metrics"), ("GET", "/v1/service-key")):
         _, _, headers = await door.call(method, path)
         assert headers.get("Server") == "Encompass", (path, headers.get("Server"))
+    # Not even on what aiohttp's parser refuses before the app sees it.
+    for request in (b"GETT / HTTP/1.1\r\n", b"GET /v1/incidents/\xff HTTP/1.1\r\n"):
+        response = await _raw(door, request + b"Host: door\r\nConnection: close\r\n\r\n")
+        assert response.startswith(b"HTTP/1.") and b" 400 " in response.split(b"\r\n")[0]
+        assert b"Server: Encompass\r\n" in response and b"aiohttp" not in response
 
 
 async def test_failed_sign_ins_are_logged_without_the_token_and_counted(door: Door) -> None:
