@@ -11,6 +11,7 @@ under the others) so that it stays within seconds.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -40,11 +41,12 @@ from encompass.services.portal import issue_key_adult_credentials
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.loop_thread import LoopThread
-from tests.receiving_fixtures import own_database
+from tests.receiving_fixtures import add_child, add_notice, own_database, send_due
 
 pytestmark = pytest.mark.integration
 
-NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
+NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # a Friday
+TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # Oakfield's next open day
 # Examples per operation and mode: many under the token the route serves, a few under the
 # others (those stop at 403, so more would test nothing new).
 EXAMPLES, OTHER_EXAMPLES = 15, 2
@@ -60,6 +62,9 @@ def _owner(path: str) -> str | None:
 class Live:
     url: str
     tokens: dict[str, str]
+    # Real ids for path parameters: a sent notice of the Key Adult, its incident (the
+    # force's), a child in review; so that generated bodies reach past "not found".
+    ids: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -83,13 +88,22 @@ def live(admin_pg_url: str, rabbit: RabbitTarget,
         admin = await add_admin(container.sessions, container.clock, "Fuzz Admin", "all")
         key_adult = await issue_key_adult_credentials(container.sessions, container.clock,
                                                       "KA-OAK-1")
+        placed = await add_child(container.sessions, force_id=force.subject_id,
+                                 reported_at=NIGHT)
+        notice_id = await add_notice(container.sessions, placed, "URN100001", NIGHT)
+        review = await add_child(container.sessions, force_id=force.subject_id,
+                                 reported_at=NIGHT, decision="review", score=0.5)
+        container.clock.set(TUESDAY)
+        await send_due(container)
         runner = web.AppRunner(create_app(container), access_log=None)
         await runner.setup()
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
-        return Live(f"http://{host}:{port}", {"force": force.token, "admin": admin.token,
-                                               "key_adult": key_adult.token})
+        return Live(f"http://{host}:{port}",
+                    {"force": force.token, "admin": admin.token, "key_adult": key_adult.token},
+                    {"incident_id": placed.incident_id, "notice_id": notice_id,
+                     "item_id": review.child_id})
 
     live = thread.run(start())
     yield live
@@ -113,34 +127,53 @@ def _problem(response: requests.Response) -> str | None:
     return None
 
 
+def _runs(operation: Any, live: Live, role: str) -> list[tuple[int, dict[str, str] | None]]:
+    """(examples, fixed path parameters) for each pass over ``operation`` under ``role``."""
+    if _owner(operation.path) not in (None, role):
+        return [(OTHER_EXAMPLES, None)]
+    names = re.findall(r"{(\w+)}", operation.path)
+    if not names:
+        return [(EXAMPLES, None)]
+    return [(EXAMPLES, None), (EXAMPLES, {name: live.ids[name] for name in names})]
+
+
 def _fuzz(schema: Any, live: Live, role: str, mode: GenerationMode,
           session: requests.Session, problems: list[str]) -> int:
     calls = 0
     for result in schema.get_all_operations():
         operation = result.ok()
-        owner = _owner(operation.path)
-        examples = EXAMPLES if owner in (None, role) else OTHER_EXAMPLES
+        for examples, path_parameters in _runs(operation, live, role):
+            calls += _fuzz_one(operation, live, role, mode, session, problems, examples,
+                               path_parameters)
+    return calls
 
-        @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-                  phases=[Phase.explicit, Phase.generate],
-                  suppress_health_check=list(HealthCheck))
-        @given(case=operation.as_strategy(generation_mode=mode))
-        def call(case: Any) -> None:
-            nonlocal calls
-            case.headers = {**(case.headers or {}),
-                            "Authorization": f"Bearer {live.tokens[role]}"}
-            response = case.call(base_url=live.url, session=session, timeout=30)
-            calls += 1
-            problem = _problem(response)
-            if problem:
-                problems.append(f"{role} {mode.value} {case.method} {case.formatted_path}: "
-                                f"{problem}: {response.text[:200]!r}")
 
-        try:
-            call()
-        except Unsatisfiable:
-            # An operation with no parameters and no body has nothing to make invalid.
-            assert not mode.is_positive, operation.label
+def _fuzz_one(operation: Any, live: Live, role: str, mode: GenerationMode,
+              session: requests.Session, problems: list[str], examples: int,
+              path_parameters: dict[str, str] | None) -> int:
+    calls = 0
+
+    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
+              phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(case=operation.as_strategy(generation_mode=mode,
+                                      path_parameters=path_parameters))
+    def call(case: Any) -> None:
+        nonlocal calls
+        case.headers = {**(case.headers or {}),
+                        "Authorization": f"Bearer {live.tokens[role]}"}
+        response = case.call(base_url=live.url, session=session, timeout=30)
+        calls += 1
+        problem = _problem(response)
+        if problem:
+            problems.append(f"{role} {mode.value} {case.method} {case.formatted_path}: "
+                            f"{problem}: {response.text[:200]!r}")
+
+    try:
+        call()
+    except Unsatisfiable:
+        # An operation with no parameters and no body has nothing to make invalid.
+        assert not mode.is_positive, operation.label
     return calls
 
 
@@ -152,7 +185,8 @@ def test_no_operation_answers_5xx_or_a_bare_error(live: Live) -> None:
     # when every operation is called with generated valid and invalid requests under
     # each kind of token,
     with requests.Session() as session:
-        for role in ("force", "key_adult", "admin"):
+        # The force goes last: its withdrawals change what the others would see.
+        for role in ("key_adult", "admin", "force"):
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 calls += _fuzz(schema, live, role, mode, session, problems)
     # then none answered 5xx and every error was {"error": {"code", "message"}}.
