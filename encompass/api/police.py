@@ -52,7 +52,8 @@ async def post_incident(request: web.Request) -> web.Response:
         metrics.incidents_refused.labels("conflict").inc()
         raise ApiError(409, "version_conflict", str(exc)) from None
     except BrokerUnavailable as exc:
-        raise ApiError(503, "broker_unavailable", str(exc)) from None
+        raise ApiError(503, "broker_unavailable", str(exc),
+                       headers={"Retry-After": "5"}) from None
     metrics.incidents_accepted.labels(force.force_id).inc()
     return web.json_response({"incident_id": accepted.incident_id, "version": report.version,
                               "duplicate": accepted.duplicate}, status=202)
