@@ -86,9 +86,9 @@ async def _authenticated(request: web.Request, kind: type[_C], *,
 def _failed(request: web.Request, reason: str, who: str | None = None) -> None:
     # Never the token, nor any part of it: a log line must not become a credential.
     request.app[METRICS].auth_failures.labels(reason).inc()
+    resource = request.match_info.route.resource
     log.warning("auth.failed", reason=reason, method=request.method,
-                route=request.match_info.route.resource.canonical
-                if request.match_info.route.resource else request.path,
+                route=resource.canonical if resource else request.path,
                 remote=request.remote, caller=who)
 
 
