@@ -100,6 +100,7 @@ async def _admins_add(args: argparse.Namespace) -> None:
 
 async def _forces_revoke(args: argparse.Namespace) -> None:
     from encompass.services.credentials import CredentialError, revoke_force
+    from encompass.services.intake import force_user
 
     async def run(container: Any) -> None:
         try:
@@ -109,7 +110,10 @@ async def _forces_revoke(args: argparse.Namespace) -> None:
         if done.already:
             print(f"force {done.subject_id} was already revoked ({done.at.isoformat()})")
         else:
-            print(f"force {done.subject_id} revoked: its token no longer works")
+            print(f"force {done.subject_id} revoked: its token no longer works, and the "
+                  "service refuses what its RabbitMQ user publishes")
+        print(f"# to remove its RabbitMQ user too: rabbitmqctl delete_user "
+              f"{force_user(done.subject_id)}")
 
     await _with_container(run)
 

@@ -21,9 +21,9 @@ from aiohttp import web, web_response
 
 from encompass.api.errors import ApiError
 from encompass.api.keys import METRICS
-from encompass.api.strict_json import bad_characters
 from encompass.config import Settings
 from encompass.domain.rate_limit import Limit, RateLimiter, retry_after_header
+from encompass.strict_json import bad_characters
 
 SERVER_NAME = "Encompass"
 

@@ -10,7 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 
-from encompass.api.strict_json import JsonRefused, parse_json
+from encompass.strict_json import JsonRefused, parse_json
 
 log = structlog.get_logger()
 

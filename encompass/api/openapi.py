@@ -22,7 +22,7 @@ def _rate_limited() -> dict[str, Any]:
 
 
 def _door_responses(paths: dict[str, Any]) -> dict[str, Any]:
-    """Add what the door (``api/door.py``, ``api/strict_json.py``) may answer on every
+    """Add what the door (``api/door.py``, ``strict_json.py``) may answer on every
     operation: 400 (NUL or a lone surrogate in the path or query; for a JSON body also
     ``invalid_json``, ``too_deep``, ``number_too_large``, ``duplicate_key``,
     ``invalid_characters``), 415 for a body not declared ``application/json``, and 429."""

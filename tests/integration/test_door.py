@@ -19,6 +19,7 @@ from aiohttp import web
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
+from encompass.adapters.broker import Message
 from encompass.adapters.db.tables import AuditEntry
 from encompass.adapters.topology import Topology
 from encompass.api.app import create_app
@@ -36,6 +37,7 @@ from encompass.services.credentials import (
     revoke_force,
 )
 from encompass.services.directory_import import import_directory
+from encompass.services.intake import Refused, force_user, intake
 from encompass.services.portal import issue_key_adult_credentials
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
@@ -282,6 +284,29 @@ async def test_a_revoked_force_token_stops_at_once_and_is_audited(door: Door) ->
             AuditEntry.subject == f"force:{code}").order_by(AuditEntry.seq))).all()
         assert (await verify_chain(session)).ok
     assert actions == ["force.revoked", "force.reinstated"]
+
+
+@pytest.mark.parametrize(("what", "body", "code"),
+                         [h for h in HOSTILE if h[2] != "invalid_json"],
+                         ids=[h[0] for h in HOSTILE if h[2] != "invalid_json"])
+async def test_the_amqp_intake_refuses_what_the_door_refuses(door: Door, what: str,
+                                                            body: bytes, code: str) -> None:
+    message = Message(body=body, message_id=f"m-{secrets.token_hex(4)}",
+                      user_id=force_user(door.force_id))
+    with pytest.raises(Refused) as refused:
+        await intake(door.container.sessions, door.container.broker, door.container.clock,
+                     message)
+    assert refused.value.reason.endswith(f"({code})")
+
+
+async def test_a_revoked_forces_amqp_reports_are_refused(door: Door) -> None:
+    container = door.container
+    code = f"Q{secrets.token_hex(3).upper()}"
+    await add_force(container.sessions, container.clock, code, "Queue Police")
+    await revoke_force(container.sessions, container.clock, code)
+    message = Message(body=b"{}", message_id="m-1", user_id=force_user(code))
+    with pytest.raises(Refused, match="the publishing user's force is revoked"):
+        await intake(container.sessions, container.broker, container.clock, message)
 
 
 async def test_a_revoked_admin_token_stops_at_once(door: Door) -> None:

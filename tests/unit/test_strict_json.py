@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from encompass.api.strict_json import MAX_DEPTH, JsonRefused, bad_characters, parse_json
+from encompass.strict_json import MAX_DEPTH, JsonRefused, bad_characters, parse_json
 
 
 @pytest.mark.parametrize(("raw", "code"), [
