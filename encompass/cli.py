@@ -98,6 +98,57 @@ async def _admins_add(args: argparse.Namespace) -> None:
     await _with_container(run)
 
 
+async def _forces_revoke(args: argparse.Namespace) -> None:
+    from encompass.services.credentials import CredentialError, revoke_force
+    from encompass.services.intake import force_user
+
+    async def run(container: Any) -> None:
+        try:
+            done = await revoke_force(container.sessions, container.clock, args.code)
+        except CredentialError as exc:
+            raise CommandError(str(exc)) from None
+        if done.already:
+            print(f"force {done.subject_id} was already revoked ({done.at.isoformat()})")
+        else:
+            print(f"force {done.subject_id} revoked: its token no longer works, and the "
+                  "service refuses what its RabbitMQ user publishes")
+        print(f"# to remove its RabbitMQ user too: rabbitmqctl delete_user "
+              f"{force_user(done.subject_id)}")
+
+    await _with_container(run)
+
+
+async def _admins_revoke(args: argparse.Namespace) -> None:
+    from encompass.services.credentials import CredentialError, revoke_admin
+
+    async def run(container: Any) -> None:
+        try:
+            done = await revoke_admin(container.sessions, container.clock, args.name)
+        except CredentialError as exc:
+            raise CommandError(str(exc)) from None
+        if done.already:
+            print(f"admin {done.subject_id} was already revoked ({done.at.isoformat()})")
+        else:
+            print(f"admin {done.subject_id} revoked: its token no longer works")
+
+    await _with_container(run)
+
+
+async def _audit_verify(args: argparse.Namespace) -> None:
+    from encompass.services.audit import verify_chain
+
+    async def run(container: Any) -> None:
+        async with container.sessions() as session:
+            report = await verify_chain(session)
+        if not report.ok:
+            raise CommandError(f"audit chain broken at entry {report.broken_at}: "
+                               f"{report.problem} ({report.entries} entries before it "
+                               "verify)")
+        print(f"audit chain intact: {report.entries} entries (head {report.head})")
+
+    await _with_container(run)
+
+
 async def _directory_import(args: argparse.Namespace) -> None:
     from encompass.services.directory_import import DirectoryImportError, import_directory
 
@@ -255,8 +306,18 @@ async def _release(args: argparse.Namespace) -> None:
 
 def _portal(args: argparse.Namespace) -> Any:
     from encompass.client import Portal, load_keys, load_pinned
+    from encompass.service_pin import pin_path_for
 
-    return Portal(args.url, args.token, load_keys(args.key), load_pinned(args.service_key))
+    # Without --service-key the service's key is pinned beside the private key on first
+    # use, and a changed one is refused (service_pin.py).
+    return Portal(args.url, args.token, load_keys(args.key), load_pinned(args.service_key),
+                  pin=None if args.service_key else pin_path_for(args.key))
+
+
+def _pinned_note(portal: Any) -> None:
+    if portal.pinned_now:
+        print(f"encompass: pinned the service's key in {portal.pin}; later runs refuse a "
+              "different one", file=sys.stderr)
 
 
 async def _inbox(args: argparse.Namespace) -> None:
@@ -268,9 +329,11 @@ async def _inbox(args: argparse.Namespace) -> None:
         print(json.dumps(line, ensure_ascii=False), flush=True)
 
     try:
-        await inbox(_portal(args), out_dir=args.out, emit=emit)
+        portal = _portal(args)
+        await inbox(portal, out_dir=args.out, emit=emit)
     except ClientError as exc:
         raise CommandError(str(exc)) from None
+    _pinned_note(portal)
 
 
 async def _ack(args: argparse.Namespace) -> None:
@@ -279,9 +342,11 @@ async def _ack(args: argparse.Namespace) -> None:
     from encompass.client import ClientError, ack
 
     try:
-        result = await ack(_portal(args), args.notice_id, kind=args.kind, reply=args.reply)
+        portal = _portal(args)
+        result = await ack(portal, args.notice_id, kind=args.kind, reply=args.reply)
     except ClientError as exc:
         raise CommandError(str(exc)) from None
+    _pinned_note(portal)
     print(json.dumps(result, ensure_ascii=False))
 
 
@@ -309,8 +374,9 @@ def _add_receiving_commands(sub: Any) -> None:
         parser.add_argument("--token", required=True, help="the Key Adult's API token")
         parser.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
         parser.add_argument("--service-key", type=Path, metavar="PUBLIC.pem",
-                            help="pin the service's public key (default: fetch it from "
-                                 "the service)")
+                            help="the service's public key (default: fetch it from the "
+                                 "service, pinned on first use in service-key.pem beside "
+                                 "the private key; a changed key is refused)")
 
     box = sub.add_parser("inbox", help="fetch, verify and open this Key Adult's notices")
     portal_args(box)
@@ -355,6 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also print the rabbitmqctl commands that create the force's "
                           "RabbitMQ user, allowed to publish incident reports only")
     add.set_defaults(run=_forces_add)
+    revoke = forces.add_parser("revoke", help="revoke a force's token at once (audited); "
+                               "'forces add CODE' later reinstates it with a new token")
+    revoke.add_argument("code")
+    revoke.set_defaults(run=_forces_revoke)
 
     admins = sub.add_parser("admins", help="admins").add_subparsers(dest="action",
                                                                     required=True)
@@ -362,6 +432,14 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     add.add_argument("--area", required=True, help="local authority code, or 'all'")
     add.set_defaults(run=_admins_add)
+    revoke = admins.add_parser("revoke", help="revoke an admin's token at once (audited)")
+    revoke.add_argument("name", help="the admin's name, or its id when several share it")
+    revoke.set_defaults(run=_admins_revoke)
+
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action",
+                                                                         required=True)
+    audit.add_parser("verify", help="walk the hash chain; exit 1 naming the first entry "
+                     "that does not verify").set_defaults(run=_audit_verify)
 
     directory = sub.add_parser("directory", help="the directory").add_subparsers(
         dest="action", required=True)
@@ -393,7 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     opener = sub.add_parser("open", help="open and verify a sealed notice")
     opener.add_argument("envelope", type=Path)
     opener.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
-    opener.add_argument("--service-key", type=Path, metavar="PUBLIC.pem")
+    opener.add_argument("--service-key", type=Path, metavar="PUBLIC.pem",
+                        help="the service's public key (default: the one 'encompass inbox' "
+                             "pinned beside the private key; without either, nothing opens)")
     opener.set_defaults(run=_open)
     _add_receiving_commands(sub)
     return parser

@@ -5,8 +5,9 @@ own systems. The private key never leaves this side: envelopes are opened here, 
 acknowledgement is signed here over exactly the envelope that was opened.
 
 Origin: each envelope's signature is checked against the service's public key — the one
-pinned with ``service_key_path`` or, without it, the one the service publishes at
-``/v1/service-key`` (trust on first use; pin it for real protection).
+given with ``service_key`` or, without it, the one the service publishes at
+``/v1/service-key``, compared with the key pinned at ``pin`` (``service_pin.py``: pinned on
+first use, a changed key refused). The commands always give one or the other.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from encompass.domain.envelope import (
     parse_envelope,
     sign_ack,
 )
+from encompass.service_pin import PinError, check_or_pin
 
 TIMEOUT: Final = aiohttp.ClientTimeout(total=30)
 
@@ -52,6 +54,9 @@ class Portal:
     token: str
     keys: KeyAdultPrivateKeys
     service_key: Ed25519PublicKey | None = None
+    # Where the service's key is pinned (used only without ``service_key``).
+    pin: Path | None = None
+    pinned_now: bool = False
 
     async def _get(self, client: aiohttp.ClientSession, path: str) -> aiohttp.ClientResponse:
         return await client.get(self.url.rstrip("/") + path,
@@ -75,9 +80,15 @@ class Portal:
                 if response.status != 200:
                     raise ClientError(f"cannot get the service key (HTTP {response.status})")
                 try:
-                    self.service_key = load_service_public_key(await response.text())
+                    served = load_service_public_key(await response.text())
                 except KeyFileError as exc:
                     raise ClientError(f"the service's key is not usable: {exc}") from None
+            if self.pin is not None:
+                try:
+                    self.pinned_now = check_or_pin(self.pin, served)
+                except PinError as exc:
+                    raise ClientError(str(exc)) from None
+            self.service_key = served
         return self.service_key
 
     def open(self, envelope: Envelope, service_key: Ed25519PublicKey) -> dict[str, Any]:

@@ -67,6 +67,13 @@ class Settings(BaseSettings):
     # holds the roster in memory (0: before every child). A pupils import reaches matching
     # within this time plus the index build.
     roster_check_interval: Annotated[float, Field(ge=0, le=3600)] = 30.0
+    # The door (api/door.py): requests per second and burst, per credential (bearer token)
+    # and per client address; a rate of 0 turns that limit off. A force's system reporting
+    # a backlog after an outage sends 200 at once, then 20 a second (72,000 an hour).
+    rate_limit_credential: Annotated[float, Field(ge=0, le=100_000)] = 20.0
+    rate_limit_credential_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+    rate_limit_address: Annotated[float, Field(ge=0, le=100_000)] = 50.0
+    rate_limit_address_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 500
 
     @field_validator("amqp_url")
     @classmethod

@@ -19,6 +19,7 @@ from encompass.adapters.keys import (
     write_secret_file,
 )
 from encompass.domain.envelope import EnvelopeError, open_sealed, parse_envelope
+from encompass.service_pin import PinError, pinned_for_opening
 
 __all__ = ["KeyFileError", "OpenError", "keys_generate", "open_envelope"]
 
@@ -58,16 +59,19 @@ def _read(path: Path | str, what: str) -> bytes:
 def open_envelope(envelope_path: Path | str, key_path: Path | str,
                   service_key_path: Path | str | None) -> dict[str, Any]:
     """Open the sealed notice in ``envelope_path`` with the Key Adult's ``private.pem`` and
-    return the notice as a JSON-ready dict. With ``service_key_path`` (the service's Ed25519
-    public key) the envelope's origin is verified too. Raises OpenError with one line."""
+    return the notice as a JSON-ready dict, after checking the service's signature against
+    ``service_key_path`` or, without it, the key an earlier ``encompass inbox`` pinned beside
+    the private key. Fails closed: with neither, nothing is opened. Raises OpenError with
+    one line."""
     envelope_text = _read(envelope_path, "envelope")
     key_text = _read(key_path, "private key")
-    service_key = None
     try:
         keys = load_private_key_bundle(key_text)
         if service_key_path is not None:
             service_key = load_service_public_key(_read(service_key_path, "service key"))
-    except KeyFileError as exc:
+        else:
+            service_key = pinned_for_opening(key_path)
+    except (KeyFileError, PinError) as exc:
         raise OpenError(str(exc)) from None
     try:
         notice = open_sealed(parse_envelope(envelope_text), private_key=keys.recipient,

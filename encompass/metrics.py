@@ -37,3 +37,11 @@ class Metrics:
         self.review_resolved = Counter(
             "encompass_review_resolved_total", "Review items resolved", ["resolution"],
             registry=self.registry)
+        # The door: refused sign-ins (no token text, ever) and requests over a rate limit.
+        self.auth_failures = Counter(
+            "encompass_auth_failures_total",
+            "Requests refused for their credential (missing, invalid, revoked, wrong kind)",
+            ["reason"], registry=self.registry)
+        self.rate_limited = Counter(
+            "encompass_rate_limited_total", "Requests refused with 429, by which limit",
+            ["limit"], registry=self.registry)

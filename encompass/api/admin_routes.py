@@ -61,7 +61,9 @@ async def get_admin_notices(request: web.Request) -> web.Response:
     if overdue_text not in (None, "true", "false"):
         raise ApiError(400, "bad_request", "overdue must be true or false")
     limit_text = request.query.get("limit", "200")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_NOTICES:
+    # "²".isdigit() is True yet int("²") raises, as does int() of 5,000 digits.
+    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9) \
+            or not 1 <= int(limit_text) <= MAX_NOTICES:
         raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to "
                        f"{MAX_NOTICES}")
     container = request.app[CONTAINER]

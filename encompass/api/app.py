@@ -6,7 +6,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from encompass.api import admin_routes, police, settings_routes
+from encompass.api import admin_routes, door, police, settings_routes
 from encompass.api.errors import json_errors
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.api.openapi import build_openapi
@@ -37,8 +37,9 @@ async def openapi(request: web.Request) -> web.Response:
 
 def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.Application:
     """The aiohttp application over an already bootstrapped container."""
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[json_errors, door.door], client_max_size=MAX_BODY)
     app[CONTAINER] = container
+    door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)

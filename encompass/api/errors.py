@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -11,26 +10,35 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 
+from encompass.strict_json import JsonRefused, parse_json
+
 log = structlog.get_logger()
 
 
 class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str,
-                 details: list[dict[str, Any]] | None = None) -> None:
+                 details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
+        self.headers = headers
 
 
 def error_response(status: int, code: str, message: str,
-                   details: list[dict[str, Any]] | None = None) -> web.Response:
+                   details: list[dict[str, Any]] | None = None,
+                   headers: dict[str, str] | None = None) -> web.Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
-    return web.json_response({"error": body}, status=status)
+    return web.json_response({"error": body}, status=status, headers=headers)
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorised", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+               405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
+               429: "rate_limited"}
+# Headers of aiohttp's own errors that the JSON error must keep (RFC 9110 requires Allow
+# on a 405).
+_KEPT_HEADERS = ("Allow", "Retry-After")
 
 
 @web.middleware
@@ -40,12 +48,13 @@ async def json_errors(request: web.Request,
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
-        return error_response(exc.status, code, exc.reason)
+        kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        return error_response(exc.status, code, exc.reason, headers=kept or None)
     except StaleDataError:
         # Another writer changed the same notice first (see tables.Notice): safe to retry.
         return error_response(409, "conflict", "the notice changed while this request was "
@@ -64,14 +73,27 @@ def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
              "problem": str(e["msg"]).removeprefix("Value error, ")} for e in exc.errors()]
 
 
+def require_json(request: web.Request) -> None:
+    """ApiError 415 ``unsupported_media_type`` unless the body is declared
+    ``application/json`` (charset, if given, UTF-8)."""
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise ApiError(415, "unsupported_media_type",
+                       "send the body as 'Content-Type: application/json' (UTF-8)")
+
+
 async def read_body(request: web.Request, model: type[Model], *, code: str, what: str,
                     context: dict[str, Any] | None = None) -> Model:
-    """The request's JSON body validated as ``model``: ``ApiError`` 400 ``invalid_json``
-    when it is not JSON, 422 ``code`` ("``what`` is not valid", with details) otherwise."""
+    """The request's JSON body validated as ``model``: ``ApiError`` 415 when it is not
+    declared JSON, 400 when it is not strict JSON (``invalid_json``, ``too_deep``,
+    ``number_too_large``, ``duplicate_key``, ``invalid_characters``: see
+    ``strict_json.parse_json``), 422 ``code`` ("``what`` is not valid", with details)
+    otherwise."""
+    require_json(request)
     try:
-        data: Any = json.loads(await request.read())
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ApiError(400, "invalid_json", "the body is not valid JSON") from None
+        data: Any = parse_json(await request.read())
+    except JsonRefused as exc:
+        raise ApiError(400, exc.code, str(exc)) from None
     try:
         return model.model_validate(data, context=context)
     except ValidationError as exc:

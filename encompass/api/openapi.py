@@ -14,6 +14,28 @@ def _error() -> dict[str, Any]:
         "schema": {"$ref": REF.format(model="Error")}}}}
 
 
+def _rate_limited() -> dict[str, Any]:
+    return {**_error(), "description": "rate_limited: over the per-credential or per-address "
+            "limit", "headers": {"Retry-After": {
+                "description": "seconds to wait before the next request",
+                "schema": {"type": "integer", "minimum": 1}}}}
+
+
+def _door_responses(paths: dict[str, Any]) -> dict[str, Any]:
+    """Add what the door (``api/door.py``, ``strict_json.py``) may answer on every
+    operation: 400 (NUL or a lone surrogate in the path or query; for a JSON body also
+    ``invalid_json``, ``too_deep``, ``number_too_large``, ``duplicate_key``,
+    ``invalid_characters``), 415 for a body not declared ``application/json``, and 429."""
+    for item in paths.values():
+        for operation in item.values():
+            responses = operation["responses"]
+            responses.setdefault("400", _error())
+            if "requestBody" in operation:
+                responses.setdefault("415", _error())
+            responses.setdefault("429", _rate_limited())
+    return paths
+
+
 def build_openapi() -> dict[str, Any]:
     """The API description served at ``/openapi.json`` and kept in ``schemas/openapi.json``."""
     report = IncidentReport.model_json_schema(ref_template=REF)
@@ -51,7 +73,7 @@ def build_openapi() -> dict[str, Any]:
         "info": {"title": "Encompass", "version": "1"},
         "components": {"schemas": components,
                        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": {
+        "paths": _door_responses({
             "/v1/incidents": {"post": {
                 "summary": "Report an incident or a new version of one (idempotent on "
                            "force + incident_ref + version); 202 once the broker confirmed it",
@@ -77,7 +99,7 @@ def build_openapi() -> dict[str, Any]:
                                  "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "metrics"}}}},
-        },
+        }),
     }
 
 

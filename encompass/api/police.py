@@ -44,8 +44,8 @@ async def post_incident(request: web.Request) -> web.Response:
                                  what="the incident report",
                                  context={"now": container.clock.now()})
     except ApiError as exc:
-        metrics.incidents_refused.labels(
-            "invalid_json" if exc.code == "invalid_json" else "invalid").inc()
+        reason = {400: "invalid_json", 415: "unsupported_media_type"}.get(exc.status, "invalid")
+        metrics.incidents_refused.labels(reason).inc()
         raise
     try:
         accepted = await report_incident(container.sessions, container.broker, container.clock,
@@ -54,7 +54,8 @@ async def post_incident(request: web.Request) -> web.Response:
         metrics.incidents_refused.labels("conflict").inc()
         raise ApiError(409, "version_conflict", str(exc)) from None
     except BrokerUnavailable as exc:
-        raise ApiError(503, "broker_unavailable", str(exc)) from None
+        raise ApiError(503, "broker_unavailable", str(exc),
+                       headers={"Retry-After": "5"}) from None
     metrics.incidents_accepted.labels(force.force_id).inc()
     return web.json_response({"incident_id": accepted.incident_id, "version": report.version,
                               "duplicate": accepted.duplicate}, status=202)

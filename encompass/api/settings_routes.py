@@ -53,7 +53,8 @@ def _notice_id(request: web.Request) -> str:
 
 def _limit(request: web.Request, default: int, most: int) -> int:
     text = request.query.get("limit", str(default))
-    if not text.isdigit() or not 1 <= int(text) <= most:
+    # "²".isdigit() is True yet int("²") raises, as does int() of 5,000 digits.
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or not 1 <= int(text) <= most:
         raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {most}")
     return int(text)
 

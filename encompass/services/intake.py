@@ -30,6 +30,7 @@ from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.domain.incident import describe_invalid, parse_report
 from encompass.services.ingest import Accepted, VersionConflict, report_incident
+from encompass.strict_json import JsonRefused, parse_json
 
 FORCE_USER_PREFIX: Final = "encompass-force-"
 # The same bound as an HTTP body: a report is a few kB; anything larger is a mistake.
@@ -94,8 +95,9 @@ async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clo
     """Ingest one report published by a force over AMQP.
 
     Raises :class:`Refused` for a message that can never succeed (no ``message_id``, a user
-    that is not a registered force's, a body that is not a valid report, different content
-    under a version already received); any other exception is transient (the database or
+    that is not a registered force's or whose force is revoked, a body the HTTP door would
+    refuse or that is not a valid report, different content under a version already
+    received); any other exception is transient (the database or
     the broker), and the message should be tried again.
     """
     if not message.message_id:
@@ -106,9 +108,19 @@ async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clo
     if code is None:
         raise Refused("not published by a force's user: user_id is missing or is not "
                       f"{FORCE_USER_PREFIX}<CODE>")
+    try:
+        # The HTTP door's rules (too deep, huge numbers, repeated keys, NUL, lone
+        # surrogates); plain syntax errors are left to the report's own parse below.
+        parse_json(message.body)
+    except JsonRefused as exc:
+        if exc.code != "invalid_json":
+            raise Refused(f"{exc} ({exc.code})") from None
     async with sessions() as session:
-        if await session.get(Force, code) is None:
+        force = await session.get(Force, code)
+        if force is None:
             raise Refused("the publishing user's force is not registered")
+        if force.revoked_at is not None:
+            raise Refused("the publishing user's force is revoked")
     try:
         report = parse_report(message.body, now=clock.now())
     except ValidationError as exc:

@@ -7,13 +7,13 @@ file, with the embedded broker; its notices are sealed by the dispatcher's own r
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
 import subprocess
 import sys
-import threading
+import urllib.error
+import urllib.request
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,41 +22,26 @@ from typing import Any, TypeVar
 
 import pytest
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from encompass.adapters.db.tables import Acknowledgement, KeyAdultRow, Notice
-from encompass.adapters.keys import public_key_pem
+from encompass.adapters.db.tables import Acknowledgement, AuditEntry, KeyAdultRow, Notice
+from encompass.adapters.keys import load_public_key_bundle, public_key_pem
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
+from encompass.domain.envelope import seal
 from encompass.services.at_rest import open_reply
 from encompass.services.credentials import add_force
 from encompass.services.directory_import import import_directory
+from tests.loop_thread import LoopThread
 from tests.receiving_fixtures import add_child, add_notice, send_due
 
 NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # a Friday
 TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
 T = TypeVar("T")
-
-
-class LoopThread:
-    """An event loop in a thread: the live app keeps serving while the test thread waits
-    for a subprocess."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=120)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=10)
-        self.loop.close()
 
 
 @dataclass
@@ -270,3 +255,105 @@ def test_release_sends_a_held_notice_now(live: Live) -> None:
     assert "only a scheduled notice" in one_line_failure(
         live.cli("release", live.notice_id, now=soon))
     assert "no notice 'nothing'" in one_line_failure(live.cli("release", "nothing"))
+
+
+def test_forces_and_admins_revoke_from_the_command_line(live: Live) -> None:
+    added = live.cli("forces", "add", "E2ER", "--name", "Revoked Constabulary")
+    token = token_line(added.stdout, "token")
+    assert _status(live, "/v1/incidents/nothing", token) == 404
+    # When the force is revoked, its token stops working at once,
+    revoked = live.cli("forces", "revoke", "E2ER")
+    assert revoked.returncode == 0, revoked.stderr
+    assert "force E2ER revoked" in revoked.stdout
+    assert _status(live, "/v1/incidents/nothing", token) == 401
+    assert "already revoked" in live.cli("forces", "revoke", "e2er").stdout
+    # re-adding it gives a new token (the old one stays dead),
+    readded = live.cli("forces", "add", "E2ER", "--name", "Revoked Constabulary")
+    assert _status(live, "/v1/incidents/nothing", token_line(readded.stdout, "token")) == 404
+    assert _status(live, "/v1/incidents/nothing", token) == 401
+    # and unknown names are one clear line.
+    assert "no force 'NOPE' is registered" in one_line_failure(
+        live.cli("forces", "revoke", "NOPE"))
+    admin = token_line(live.cli("admins", "add", "E2E Revoker", "--area", "all").stdout,
+                       "token")
+    assert _status(live, "/v1/admin/review", admin) == 200
+    assert live.cli("admins", "revoke", "E2E Revoker").returncode == 0
+    assert _status(live, "/v1/admin/review", admin) == 401
+    assert "no admin named 'Nobody'" in one_line_failure(live.cli("admins", "revoke",
+                                                                  "Nobody"))
+
+
+def _status(live: Live, path: str, token: str) -> int:
+    request = urllib.request.Request(live.url + path,
+                                     headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def test_audit_verify_names_the_first_entry_that_does_not_verify(live: Live) -> None:
+    assert live.cli("forces", "revoke", "E2EF").returncode == 0  # at least one entry
+    assert live.cli("forces", "add", "E2EF", "--name", "E2E Police").returncode == 0
+    result = live.cli("audit", "verify")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("audit chain intact: ")
+    entries = int(result.stdout.split(": ")[1].split()[0])
+    assert entries >= 2
+
+    async def tamper(action: str) -> tuple[int, str]:
+        async with live.container.sessions.begin() as session:
+            entry = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
+                     ).first()
+            assert entry is not None
+            was, entry.action = entry.action, action
+            return entry.seq, was
+
+    seq, was = live.query(tamper("incident.read.altered"))
+    try:
+        line = one_line_failure(live.cli("audit", "verify"))
+        assert f"audit chain broken at entry {seq}" in line
+    finally:
+        live.query(tamper(was))
+    assert live.cli("audit", "verify").returncode == 0
+
+
+def test_open_fails_closed_without_a_service_key(live: Live, oak_token: str,
+                                                 tmp_path: Path) -> None:
+    # Given the Key Adult's key in a folder of its own (nothing pinned there yet),
+    folder, box = tmp_path / "oak", tmp_path / "box"
+    folder.mkdir()
+    key = folder / "private.pem"
+    key.write_bytes((live.keys / "KA-OAK-1.private.pem").read_bytes())
+    envelope = str(box / f"{live.notice_id}.json")
+    fetched = live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key),
+                       "--out", str(box))
+    assert fetched.returncode == 0, fetched.stderr
+    # the first inbox pinned the service's key beside the private key,
+    pin = folder / "service-key.pem"
+    assert pin.read_text() == public_key_pem(live.container.signing_key)
+    assert f"pinned the service's key in {pin}" in fetched.stderr
+    # so open checks the origin without --service-key;
+    opened = live.cli("open", envelope, "--key", str(key))
+    assert opened.returncode == 0, opened.stderr
+    notice = json.loads(opened.stdout)
+    # with no pin and no --service-key nothing opens,
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "private.pem").write_bytes(key.read_bytes())
+    assert "cannot check who sealed this envelope" in one_line_failure(
+        live.cli("open", envelope, "--key", str(bare / "private.pem")))
+    # an envelope sealed by anyone else to this Key Adult's key is refused,
+    public = load_public_key_bundle((live.keys / "KA-OAK-1.public.pem").read_bytes())
+    forged = seal(notice, notice_id=notice["notice_id"], recipient_id="KA-OAK-1",
+                  recipient_public_key=public.recipient,
+                  signing_key=Ed25519PrivateKey.generate(), now=TUESDAY)
+    (tmp_path / "forged.json").write_text(forged.model_dump_json())
+    assert "signature" in one_line_failure(
+        live.cli("open", str(tmp_path / "forged.json"), "--key", str(key)))
+    # and a service key other than the pinned one is refused by inbox, in one line.
+    pin.write_text(public_key_pem(Ed25519PrivateKey.generate()))
+    assert "differs from the one pinned" in one_line_failure(
+        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key)))
+    assert "signature" in one_line_failure(live.cli("open", envelope, "--key", str(key)))

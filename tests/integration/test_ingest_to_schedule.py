@@ -50,7 +50,8 @@ class Stack:
     log: io.StringIO
 
     def headers(self, token: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token or self.token}"}
+        return {"Authorization": f"Bearer {token or self.token}",
+                "Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ def test_defaults_are_the_embedded_ones() -> None:
     assert settings.database_kind == "sqlite"
     assert settings.database_url == "sqlite+aiosqlite:///./encompass.db"
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)
+    assert (settings.rate_limit_credential, settings.rate_limit_credential_burst) == (20, 200)
+    assert (settings.rate_limit_address, settings.rate_limit_address_burst) == (50, 500)
 
 
 @pytest.mark.parametrize("given,expected", [
@@ -35,7 +37,8 @@ def test_plain_database_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, given
 @pytest.mark.parametrize("name,value", [
     ("HTTP_PORT", "eighty"), ("HTTP_PORT", "70000"), ("LOG_FORMAT", "xml"),
     ("NOW", "yesterday"), ("NOW", "2026-11-23T07:00:00"), ("DATABASE_URL", "mysql://x"),
-    ("AMQP_URL", "http://localhost"),
+    ("AMQP_URL", "http://localhost"), ("RATE_LIMIT_CREDENTIAL", "-1"),
+    ("RATE_LIMIT_ADDRESS_BURST", "0"), ("RATE_LIMIT_ADDRESS", "fast"),
 ])
 def test_a_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
                                                      name: str, value: str) -> None:

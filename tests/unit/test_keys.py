@@ -160,12 +160,17 @@ def test_open_envelope_end_to_end(tmp_path: Path, post_quantum: bool) -> None:
                            tmp_path / "service.pub.pem")
     assert opened["notice_id"] == "N-1" and opened["child"]["given_name"] == "Amelia"
     json.dumps(opened)  # JSON-ready as returned
+    # Without --service-key it fails closed until a key is pinned beside the private key.
+    with pytest.raises(OpenError, match="cannot check who sealed this envelope"):
+        open_envelope(tmp_path / "N-1.json", tmp_path / "ka" / "private.pem", None)
+    (tmp_path / "ka" / "service-key.pem").write_text(public_key_pem(service))
     assert open_envelope(str(tmp_path / "N-1.json"), str(tmp_path / "ka" / "private.pem"),
                          None) == opened
 
     keys_generate(tmp_path / "other", post_quantum=False)
     failures = [
-        ((tmp_path / "N-1.json", tmp_path / "other" / "private.pem", None), "not for this key"),
+        ((tmp_path / "N-1.json", tmp_path / "other" / "private.pem",
+          tmp_path / "service.pub.pem"), "not for this key"),
         ((tmp_path / "N-1.json", tmp_path / "ka" / "private.pem",
           tmp_path / "other" / "public.pem"), "must be one Ed25519"),
         ((tmp_path / "missing.json", tmp_path / "ka" / "private.pem", None), "cannot read"),

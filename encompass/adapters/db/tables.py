@@ -70,6 +70,8 @@ class Force(Base):
     name: Mapped[str] = mapped_column(String(200))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set by ``encompass forces revoke``: the token stops working; the row stays.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Admin(Base):
@@ -79,6 +81,8 @@ class Admin(Base):
     area: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Set by ``encompass admins revoke``: the token stops working; the row stays.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class SettingRow(Base):
