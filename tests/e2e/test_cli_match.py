@@ -137,3 +137,20 @@ def test_an_out_that_cannot_be_written_fails_before_matching(
     assert out == "" and "roster:" not in err
     assert err.splitlines() == [f"encompass: {roster / 'no-such-dir' / 'r.jsonl'}: cannot "
                                 "write there (No such file or directory)"]
+
+
+def test_a_review_lists_its_candidates_best_first(roster: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    moved = {"ref": "moved", "given_name": "Amelia", "family_name": "Example",
+             "date_of_birth": "2015-03-02", "postcode": "EX1 1AA"}
+    children = _jsonl(roster / "children.jsonl", [moved, CHILDREN[2]])
+    assert main(["match", str(children)]) == 0
+    review, stranger = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert review["decision"] == "review" and review["setting_ids"] == []
+    assert review["candidates"][0]["setting_id"] == "URN100001"
+    assert 1 <= len(review["candidates"]) <= 5
+    scores = [c["score"] for c in review["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(c["reasons"] for c in review["candidates"])
+    assert "candidates" not in stranger
