@@ -57,6 +57,14 @@ SHOWN_BELOW = 4.0
 _NAME_OK_GIVEN = (GivenLevel.EXACT, GivenLevel.MIDDLE, GivenLevel.NICKNAME, GivenLevel.VARIANT)
 _NAME_OK_FAMILY = (FamilyLevel.EXACT, FamilyLevel.PART, FamilyLevel.VARIANT, FamilyLevel.FUZZY)
 _DOB_OK = (DobLevel.EXACT, DobLevel.TRANSPOSED, DobLevel.ONE_DIGIT)
+# Agreements that are a name's usual forms, not an error: they cost nothing of the budget.
+_GIVEN_FORMS = (GivenLevel.EXACT, GivenLevel.MIDDLE, GivenLevel.NICKNAME, GivenLevel.VARIANT)
+_FAMILY_FORMS = (FamilyLevel.EXACT, FamilyLevel.PART, FamilyLevel.VARIANT)
+# Never matched automatically on their own evidence: another given name at one address and
+# birthday is a twin; a name known only by a middle name or an initial is a sibling as often.
+_GIVEN_NEVER = (GivenLevel.BY_MIDDLE, GivenLevel.INITIAL, GivenLevel.DIFFERENT)
+_FAMILY_NEVER: tuple[FamilyLevel, ...] = ()
+_DOB_NEVER = (DobLevel.DIFFERENT,)
 _PLACE_OK = (PostcodeLevel.EXACT, PostcodeLevel.TYPO, PostcodeLevel.OUTWARD)
 OUTWARD_MAY_MATCH = False
 """A family that moved within its district agrees only on the outward code; so does another
@@ -74,6 +82,25 @@ class Outcome:
     reasons: tuple[str, ...]
 
 
+def defects(best: Scored) -> list[str]:
+    """The differences in the identifying fields (given name, family name, date of birth)
+    that are errors rather than a name's usual forms: a typing slip, a missing value, a
+    transposed or slipped date, another family name. One is what a real record carries; two
+    independent ones (Sophia Browne 2017-05-01 for Sophie Brown 2017-01-05) are as likely to
+    be another child, so a person checks."""
+    found: list[str] = []
+    if best.given not in _GIVEN_FORMS:
+        found.append("given name missing" if best.given == GivenLevel.MISSING
+                     else "given name")
+    if best.family not in _FAMILY_FORMS:
+        found.append("family name missing" if best.family == FamilyLevel.MISSING
+                     else "family name")
+    if best.dob != DobLevel.EXACT:
+        found.append("date of birth missing" if best.dob == DobLevel.MISSING
+                     else "date of birth")
+    return found
+
+
 def blockers(best: Scored) -> list[str]:
     """Why this candidate, on its own, may not be matched automatically (empty: it may)."""
     why: list[str] = []
@@ -85,10 +112,14 @@ def blockers(best: Scored) -> list[str]:
     if best.upn == UpnLevel.EXACT and best.dob in _DOB_OK and (
             best.given in _NAME_OK_GIVEN or best.family in _NAME_OK_FAMILY):
         return why
-    if best.given not in _NAME_OK_GIVEN or best.family not in _NAME_OK_FAMILY:
+    found = defects(best)
+    if best.given in _GIVEN_NEVER or best.family in _FAMILY_NEVER:
         why.append("names do not agree well enough for an automatic match")
-    if best.dob not in _DOB_OK:
+    if best.dob in _DOB_NEVER:
         why.append("date of birth does not agree")
+    if len(found) > 1 and not best.hint:
+        why.append(f"{len(found)} independent differences in name and date of birth "
+                   f"({', '.join(found)}): a person must check")
     if best.gender_differs:
         why.append("gender differs: perhaps a twin or sibling of the other sex")
     place_ok = best.postcode == PostcodeLevel.EXACT or (
