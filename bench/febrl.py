@@ -19,7 +19,9 @@ Each data set holds originals (``rec-N-org``) and duplicates of them with errors
 * the four-digit Australian postcode becomes a UK-shaped one, one character per digit (area
   letter, district digit, then sector digit and unit letter, and a fixed last letter), so a
   one-digit slip stays a one-character slip and the district is the first two digits;
-* given name and family name as they are (missing ones stay missing); nothing else is used.
+* given name and family name as they are (missing ones stay missing); nothing else is used;
+* the originals' postcodes (held-out ones included) stand for the national postcode
+  directory, so a reported postcode that is in none of them is known to be a slip.
 """
 
 from __future__ import annotations
@@ -87,7 +89,8 @@ class FebrlRoster:
     name: str
     _pupils: list[Pupil] = field(default_factory=list)
     queries: list[LabelledQuery] = field(default_factory=list)
-    postcodes: None = None
+    postcodes: list[str] = field(default_factory=list)
+    """Every real postcode (as the ONS Postcode Directory lists them): the originals' own."""
 
     def pupils(self) -> Iterator[Pupil]:
         """The roster, in row order."""
@@ -114,6 +117,8 @@ def load(name: str, directory: Path | None = None) -> FebrlRoster:
             duplicates.append((parts[1], record))
     duplicated = {entity for entity, _ in duplicates}
     data = FebrlRoster(name)
+    data.postcodes = sorted({p for p in (uk_postcode(o["postcode"]) for o in originals.values())
+                             if p})
     row_of: dict[str, int] = {}
     for entity in sorted(originals, key=int):
         if entity in duplicated and _held_out(entity):

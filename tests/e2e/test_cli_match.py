@@ -154,3 +154,24 @@ def test_a_review_lists_its_candidates_best_first(roster: Path,
     assert scores == sorted(scores, reverse=True)
     assert all(c["reasons"] for c in review["candidates"])
     assert "candidates" not in stranger
+
+
+def test_explain_model_prints_every_level_fitted_on_the_roster_and_the_children(
+        roster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["match", "--explain-model"]) == 0
+    alone = capsys.readouterr().out.splitlines()
+    assert alone[0].startswith("Fellegi-Sunter model: u from 28 random roster pairs")
+    assert any(line.startswith("postcode       exact") for line in alone)
+    children = _jsonl(roster / "children.jsonl", CHILDREN)
+    assert main(["match", str(children), "--explain-model"]) == 0
+    out = capsys.readouterr().out
+    assert "date of birth  transposed" in out and "hand-set bits" in out
+    assert "Noah" not in out and "Sample" not in out  # levels only, no one's data
+
+
+def test_match_without_a_file_says_what_to_give(roster: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["match"]) == 1
+    assert "give CHILDREN.jsonl" in capsys.readouterr().err

@@ -17,6 +17,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -72,7 +74,20 @@ COMPARISONS: tuple[Comparison, ...] = (
 """The compared fields, in the column order of :data:`Levels`."""
 
 
-def pair_levels(a: Pupil, b: Pupil) -> tuple[int, int, int, int]:
+class Record(Protocol):
+    """What is compared: a roster's pupil or a reported child."""
+
+    @property
+    def given_name(self) -> str: ...
+    @property
+    def family_name(self) -> str: ...
+    @property
+    def date_of_birth(self) -> date | None: ...
+    @property
+    def postcode(self) -> str: ...
+
+
+def pair_levels(a: Record, b: Record) -> tuple[int, int, int, int]:
     """The level of each comparison for two records (:data:`MISSING` when a value is missing);
     ``a`` plays the reported child."""
     given = compare_given(name_tokens(a.given_name), name_tokens(b.given_name)).level
@@ -216,7 +231,51 @@ def fit_model(random_pairs: Levels, rounds: Sequence[tuple[int, Levels]],
                        pairs, iterations, converged)
 
 
-def levels_of(pairs: Iterable[tuple[Pupil, Pupil]]) -> Levels:
+def levels_of(pairs: Iterable[tuple[Record, Record]]) -> Levels:
     """The :data:`Levels` of record pairs (the first of each plays the reported child)."""
     rows = [pair_levels(a, b) for a, b in pairs]
     return np.array(rows, dtype=np.int64).reshape(len(rows), len(COMPARISONS))
+
+
+RANDOM_PAIRS = 50_000
+"""Random roster pairs drawn for ``u`` (Splink's default order of magnitude)."""
+MAX_BLOCKED_PAIRS = 200_000
+"""Blocked pairs kept per EM round: enough for every level, bounded in time."""
+
+
+def fit_roster(pupils: Sequence[Pupil], children: Sequence[Record] = (), *,
+               seed: int = 1) -> FittedModel:
+    """The model of a roster: ``u`` from random pairs of its records, ``m`` by EM over the
+    pairs blocked on the date of birth, then on the postcode. The pairs are the reported
+    ``children`` against the roster when there are any (the incoming children), else the
+    roster against itself (then few pairs are matches and ``m`` stays near its prior).
+    Seeded: the same roster and children give the same model."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(pupils)
+    if n < 2:
+        return fit_model(np.zeros((0, len(COMPARISONS)), np.int64), [])
+    random_pairs = levels_of((pupils[a], pupils[b]) for a, b in (
+        rng.sample(range(n), 2) for _ in range(min(RANDOM_PAIRS, n * (n - 1) // 2))))
+    by_dob: dict[object, list[int]] = {}
+    by_postcode: dict[str, list[int]] = {}
+    for row, p in enumerate(pupils):
+        by_dob.setdefault(p.date_of_birth, []).append(row)
+        if p.postcode:
+            by_postcode.setdefault(normalise_postcode(p.postcode), []).append(row)
+    reported: list[Record] = list(children) or list(pupils)
+    own = not children
+    rounds: list[tuple[int, Levels]] = []
+    for column in (2, 3):
+        pairs: list[tuple[Record, Record]] = []
+        for i, child in enumerate(reported):
+            rows = by_dob.get(child.date_of_birth, []) if column == 2 else \
+                by_postcode.get(normalise_postcode(child.postcode), []) if child.postcode else []
+            for row in rows:
+                if not (own and row == i):
+                    pairs.append((child, pupils[row]))
+            if len(pairs) >= MAX_BLOCKED_PAIRS:
+                break
+        rounds.append((column, levels_of(pairs)))
+    return fit_model(random_pairs, rounds)

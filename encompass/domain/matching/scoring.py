@@ -10,7 +10,9 @@ plus a prior for one pupil among a million, is the candidate's match weight; its
 The ``m`` values are the error rates children's records are known to carry (see
 ``encompass.testing.population`` for the rates we simulate), the ``u`` values the chance
 agreement rates of a roster of a million children; both are fixed here, readable and
-reviewable, rather than re-estimated on each roster.
+reviewable. ``fit.py`` estimates them from a roster and reported children as Splink does
+(``encompass match --explain-model`` shows the two side by side); the fitted values do not
+replace these yet.
 """
 
 from __future__ import annotations
