@@ -2,15 +2,15 @@
 
     python -m bench.morning_burst [--notices 20000] [--amqp-url URL] [--database-url URL]
 
-The first school morning after a long weekend releases several days of notices at once
-(BRIEF §4 "Peaks"). This creates a scratch PostgreSQL database (``encompass_bench_<random>``,
-dropped afterwards), inserts that many notices due now across settings whose Key Adults
-hold real X25519 keys and receive by webhook on a loopback aiohttp server, then runs the
-real dispatcher worker — release and seal, outbox relay, RabbitMQ ``deliveries``, webhook
-POST — until every notice is ``delivered``. In the same run it measures raw aio-pika on
-the same broker (persistent messages on a quorum queue, publisher confirms, consumer
-acks) and prints both, with the ratio. One dispatcher (this process) does all the work;
-the receiver runs in a process of its own.
+The first school morning after a long weekend releases several days of notices at once (the
+peak after a long weekend). This creates a scratch PostgreSQL database
+(``encompass_bench_<random>``, dropped afterwards), inserts that many notices due now across
+settings whose Key Adults hold real X25519 keys and receive by webhook on a loopback aiohttp
+server, then runs the real dispatcher worker — release and seal, outbox relay, RabbitMQ
+``deliveries``, webhook POST — until every notice is ``delivered``. In the same run it
+measures raw aio-pika on the same broker (persistent messages on a quorum queue, publisher
+confirms, consumer acks) and prints both, with the ratio. One dispatcher (this process) does
+all the work; the receiver runs in a process of its own.
 """
 
 from __future__ import annotations

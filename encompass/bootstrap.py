@@ -30,7 +30,7 @@ class Container:
     sessions: async_sessionmaker[AsyncSession]
     broker: Broker
     roster: Roster
-    # The service's Ed25519 key: signs every sealed envelope (BRIEF §6).
+    # The service's Ed25519 key: signs every sealed envelope (schemas/envelope.md).
     signing_key: Ed25519PrivateKey
 
     async def close(self) -> None:

@@ -1,4 +1,4 @@
-"""Settings from the environment, read once at start (INTERFACE.md, Configuration).
+"""Settings from the environment, read once at start (docs/configuration.md).
 
 A bad value stops the program with one line naming the variable: see :func:`load_settings`.
 """
@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     signing_key: Path | None = None
     log_format: Literal["console", "json"] = "console"
     now: AwareDatetime | None = None
-    # Extensions beyond INTERFACE.md: names every queue with a prefix so that test runs and
-    # side-by-side deployments on one broker never see each other's messages.
+    # Names every queue with a prefix, so that test runs and side-by-side deployments on
+    # one broker never see each other's messages.
     queue_prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]*$", max_length=64)] = ""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Delivery (the dispatcher worker). E-mail pointers are sent only when smtp_host is

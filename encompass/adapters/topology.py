@@ -1,7 +1,7 @@
 """The queues we run on, as typed specs, and the RabbitMQ arguments they declare with.
 
 Every work queue is a durable quorum queue that dead-letters, at least once, through a
-direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance; BRIEF §7).
+direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance).
 ``deploy/rabbitmq/definitions.json`` is :func:`Topology.definitions` for the empty prefix,
 and a test keeps the two equal.
 """

@@ -11,7 +11,7 @@ from html import escape
 from typing import Annotated, Final
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from encompass.api.auth import actor, authenticated_admin
 from encompass.api.errors import ApiError, read_body
@@ -31,8 +31,12 @@ class ResolveRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    setting_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
-    local_authority_contact: bool = False
+    setting_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None, description="The setting the child attends; the notice is released by "
+        "the rule from the time the child was reported.", examples=["URN100001"])
+    local_authority_contact: bool = Field(
+        default=False, description="True for a child on no roll: resolved to the local "
+        "authority's contact.", examples=[False])
 
 
 async def refresh_review_metrics(app: web.Application) -> None:

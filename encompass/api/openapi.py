@@ -21,14 +21,29 @@ def build_openapi() -> dict[str, Any]:
     components["IncidentReport"] = report
     components["Error"] = {
         "type": "object", "required": ["error"],
-        "properties": {"error": {"type": "object", "required": ["code", "message"],
-                                 "properties": {"code": {"type": "string"},
-                                                "message": {"type": "string"},
-                                                "details": {"type": "array"}}}}}
+        "description": "Every error: a stable code, a sentence, and for invalid bodies where "
+                       "and why (never the submitted values).",
+        "properties": {"error": _field(
+            {"type": "object", "required": ["code", "message"],
+             "properties": {
+                 "code": _field({"type": "string"}, "A stable, machine-readable code.",
+                                "invalid_incident"),
+                 "message": _field({"type": "string"}, "One sentence for a person.",
+                                   "the incident report is not valid"),
+                 "details": _field({"type": "array", "items": {"type": "object"}},
+                                   "For an invalid body: each field and its problem.",
+                                   [{"field": "children.0.date_of_birth",
+                                     "problem": "Input should be a valid date"}])}},
+            "The error.", {"code": "not_found", "message": "no such incident for this force"})}}
     components["Accepted"] = {
         "type": "object", "required": ["incident_id"],
-        "properties": {"incident_id": {"type": "string"}, "version": {"type": "integer"},
-                       "duplicate": {"type": "boolean"}}}
+        "description": "The report is stored and queued.",
+        "properties": {
+            "incident_id": _field({"type": "string"}, "Our id of the incident (the same for "
+                                  "every version).", "6f1c2e4a-0b7d-4c1e-9a55-2d8f0e3b7c10"),
+            "version": _field({"type": "integer"}, "The version accepted.", 1),
+            "duplicate": _field({"type": "boolean"}, "True when this version had been "
+                                "received before (nothing new was queued).", False)}}
     bearer: list[dict[str, list[str]]] = [{"bearer": []}]
     components.update(_receiving_components())
     return {
@@ -51,8 +66,7 @@ def build_openapi() -> dict[str, Any]:
             "/v1/incidents/{incident_id}": {"get": {
                 "summary": "Per-child, per-setting status of the force's own incident",
                 "security": bearer,
-                "parameters": [{"name": "incident_id", "in": "path", "required": True,
-                                "schema": {"type": "string"}}],
+                "parameters": _path_id("incident_id"),
                 "responses": {"200": {"description": "the incident's status: per child, "
                                                      "per notice status, release time, overdue "
                                                      "flag, delivery failures, the Key Adult's "
@@ -77,15 +91,29 @@ def _receiving_components() -> dict[str, Any]:
             "ResolveRequest": ResolveRequest.model_json_schema(ref_template=REF),
             "ServedEnvelope": {
                 "type": "object",
+                "description": "A sealed envelope as served to its Key Adult.",
                 "required": ["notice_id", "status", "kind", "created_at", "delivered_at",
                              "envelope"],
                 "properties": {
-                    "notice_id": {"type": "string"}, "status": {"type": "string"},
-                    "kind": {"enum": ["notice", "retraction"]},
-                    "created_at": {"type": "string", "format": "date-time"},
-                    "delivered_at": {"type": "string", "format": "date-time"},
-                    "envelope": {"type": "object",
-                                 "description": "the sealed envelope (schemas/envelope.md)"}}}}
+                    "notice_id": _field({"type": "string"}, "The notice's id.",
+                                        "0b5e8f7a-3c2d-4e1f-8a9b-7c6d5e4f3a21"),
+                    "status": _field({"type": "string"}, "The notice's status.", "delivered"),
+                    "kind": _field({"enum": ["notice", "retraction"]},
+                                   "A notice, or the retraction of one.", "notice"),
+                    "created_at": _field({"type": "string", "format": "date-time"},
+                                         "When the envelope was sealed.",
+                                         "2026-11-23T07:30:00+00:00"),
+                    "delivered_at": _field({"type": "string", "format": "date-time"},
+                                           "When it was first handed over.",
+                                           "2026-11-23T07:30:02+00:00"),
+                    "envelope": _field({"type": "object"},
+                                       "The sealed envelope (encompass-envelope/1).",
+                                       {"format": "encompass-envelope/1"})}}}
+
+
+def _field(schema: dict[str, Any], description: str, example: Any) -> dict[str, Any]:
+    """A schema with the description and example every field of the document carries."""
+    return {**schema, "description": description, "examples": [example]}
 
 
 def _json(description: str, model: str | None = None) -> dict[str, Any]:
@@ -96,7 +124,15 @@ def _json(description: str, model: str | None = None) -> dict[str, Any]:
 
 
 def _path_id(name: str) -> list[dict[str, Any]]:
-    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+    return [_param(name, "path", {"type": "string"}, f"The {name.replace('_', ' ')}.",
+                   "6f1c2e4a-0b7d-4c1e-9a55-2d8f0e3b7c10", required=True)]
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, example: Any,
+           *, required: bool = False) -> dict[str, Any]:
+    param = {"name": name, "in": where, "schema": schema, "description": description,
+             "example": example}
+    return {**param, "required": True} if required else param
 
 
 def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
@@ -104,10 +140,12 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
         return {"required": True, "content": {"application/json": {
             "schema": {"$ref": REF.format(model=model)}}}}
 
-    query = [{"name": "status", "in": "query", "schema": {"type": "string"}},
-             {"name": "overdue", "in": "query", "schema": {"enum": ["true", "false"]}},
-             {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                                                         "maximum": 1000}}]
+    query = [_param("status", "query", {"type": "string"}, "Only notices in this status.",
+                    "scheduled"),
+             _param("overdue", "query", {"enum": ["true", "false"]},
+                    "Only overdue (true) or only not overdue (false) notices.", "true"),
+             _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "At most this many notices.", 100)]
     return {
         "/v1/incidents/{incident_id}/withdraw": {"post": {
             "summary": "Withdraw the force's incident: cancel unsent notices, retract sent "
@@ -123,15 +161,17 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
             "summary": "The Key Adult's sent envelopes (notices and retractions), newest "
                        "first; handing one over the first time marks it delivered",
             "security": bearer,
-            "parameters": [{"name": "limit", "in": "query", "schema": {
-                "type": "integer", "minimum": 1, "maximum": 500}}],
+            "parameters": [_param("limit", "query",
+                                  {"type": "integer", "minimum": 1, "maximum": 500},
+                                  "At most this many envelopes.", 50)],
             "responses": {"200": _json("{\"notices\": [ServedEnvelope]}"),
                           "400": _error(), "401": _error(), "403": _error()}}},
         "/v1/notices/{notice_id}": {"get": {
             "summary": "One envelope of this Key Adult (404 for anything not theirs)",
             "security": bearer,
-            "parameters": [*_path_id("notice_id"), {"name": "kind", "in": "query", "schema": {
-                "enum": ["notice", "retraction"], "default": "notice"}}],
+            "parameters": [*_path_id("notice_id"), _param(
+                "kind", "query", {"enum": ["notice", "retraction"], "default": "notice"},
+                "The notice itself, or its retraction.", "notice")],
             "responses": {"200": _json("the envelope", "ServedEnvelope"), "400": _error(),
                           "401": _error(), "403": _error(), "404": _error()}}},
         "/v1/notices/{notice_id}/ack": {"post": {
@@ -168,7 +208,8 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
         "/admin": {"get": {
             "summary": "The admin dashboard (HTML); the admin token as a bearer header or "
                        "?token=",
-            "parameters": [{"name": "token", "in": "query", "schema": {"type": "string"}}],
+            "parameters": [_param("token", "query", {"type": "string"},
+                                  "The admin token (prefer the bearer header).", "…")],
             "responses": {"200": {"description": "HTML", "content": {
                 "text/html": {"schema": {"type": "string"}}}},
                 "401": _error(), "403": _error()}}},

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from encompass.adapters.keys import public_key_pem
 from encompass.api.auth import authenticated_key_adult
@@ -30,10 +30,18 @@ class AckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: AckKind
-    reply: Annotated[str, StringConstraints(max_length=500)] | None = None
-    envelope_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-    signature: Annotated[str, StringConstraints(min_length=4, max_length=200)]
+    kind: AckKind = Field(description="What the Key Adult says: received, not_our_pupil "
+                          "(sends the notice back to review) or child_absent.",
+                          examples=["received"])
+    reply: Annotated[str, StringConstraints(max_length=500)] | None = Field(
+        default=None, description="An optional short reply to the force.",
+        examples=["Child not in school today; we will follow up."])
+    envelope_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
+        description="SHA-256 (hex) of the sealed envelope as served, so the acknowledgement "
+        "names exactly what was read.", examples=["9f2c" + "0" * 60])
+    signature: Annotated[str, StringConstraints(min_length=4, max_length=200)] = Field(
+        description="Base64 Ed25519 signature by the Key Adult's key over "
+        "ack_payload(notice_id, envelope_hash, kind, reply).", examples=["q83vEjRWeJA="])
 
 
 def _notice_id(request: web.Request) -> str:

@@ -1,13 +1,14 @@
 """The release-time rule: when a notice reaches a setting (the "next school day").
 
-Pure: the standard library and the ``holidays`` package only. The rule, as INTERFACE.md
-states it: let T be the time the incident reached us, in Europe/London. A day is *open* when
-the setting's calendar has it in a term (the ``weekdays`` calendar: every weekday), it is a
-weekday, it is not a bank holiday of the setting's nation and no ``closed`` span covers it.
-On an open day with ``dispatch_at <= T < day_ends`` the notice goes at once; otherwise at
-``dispatch_at`` on the first open day whose dispatch moment is after T. With the
-``holiday_contact`` policy, a *closed weekday* (not open, not a bank holiday) that comes
-first takes the notice instead, for the holiday contact, by the same timing.
+Pure: the standard library and the ``holidays`` package only. The rule, as
+docs/release-rule.md states it: let T be the time the incident reached us, in Europe/London.
+A day is *open* when the setting's calendar has it in a term (the ``weekdays`` calendar:
+every weekday), it is a weekday, it is not a bank holiday of the setting's nation and no
+``closed`` span covers it. On an open day with ``dispatch_at <= T < day_ends`` the notice
+goes at once; otherwise at ``dispatch_at`` on the first open day whose dispatch moment is
+after T. With the ``holiday_contact`` policy, a *closed weekday* (not open, not a bank
+holiday) that comes first takes the notice instead, for the holiday contact, by the same
+timing.
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ class OfficerContact(_Frozen):
 
 
 class NoticeContent(_Frozen):
-    """What a Key Adult reads (BRIEF §4 "Content"), and nothing more."""
+    """What a Key Adult reads (docs/receiving.md), and nothing more."""
 
     notice_id: Identifier
     setting_id: Identifier

@@ -1,7 +1,8 @@
 """Every notice status, its groupings and the legal transitions, in one place.
 
-One notice is one child at one setting (BRIEF §5). Every path that changes a status asks
-:func:`check_transition` first, so an illegal move is refused the same way everywhere.
+One notice is one child at one setting (docs/http.md, the status lifecycle). Every path that
+changes a status asks :func:`check_transition` first, so an illegal move is refused the same
+way everywhere.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The audit log: append-only and hash-chained, one entry per read or change (BRIEF §6).
+"""The audit log: append-only and hash-chained, one entry per read or change (docs/security.md).
 
 Each entry's hash is SHA-256 over the previous entry's hash followed by the canonical JSON
 of the entry itself (``at``, ``actor``, ``action``, ``subject``, ``detail``), so changing,

@@ -1,4 +1,4 @@
-"""Reading the directory CSV files (INTERFACE.md, "CSV formats") into validated rows.
+"""Reading the directory CSV files (docs/directory.md) into validated rows.
 
 One pydantic boundary model per file. Reading is pure (files in, rows out, no database):
 :func:`read_rows` yields ``(line, row)`` and stops at the first bad row with a

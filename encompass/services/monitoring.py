@@ -1,8 +1,9 @@
 """What admins watch: notices by status with their flags, and the dashboard's figures.
 
 Nothing here names a child: notices are shown by id, setting and times. Every read is
-audited. The overdue flag (BRIEF §5) is "set by the escalation sweep and the notice still
-not acknowledged": ``overdue_at`` stays as history once the notice is answered.
+audited. The overdue flag (docs/http.md, the status lifecycle) is "set by the escalation
+sweep and the notice still not acknowledged": ``overdue_at`` stays as history once the
+notice is answered.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """What a Key Adult reads: the sealed notice built from one child of one incident version.
 
-BRIEF §4 "Content", and nothing more (data minimisation, need to know): the child's name and
+docs/receiving.md, and nothing more (data minimisation, need to know): the child's name and
 date of birth; the police reference; when and where; whether the child was present and
 where; the child's voice; brief circumstances; police actions; whom to contact; guidance.
 Not the child's postcode, UPN, gender or injuries, nor any other child of the incident:

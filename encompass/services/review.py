@@ -1,4 +1,4 @@
-"""The review queue: what a person must decide, and their decision (BRIEF §4 "Matching").
+"""The review queue: what a person must decide, and their decision (docs/http.md, "Admins").
 
 Two kinds of item wait here, oldest first:
 

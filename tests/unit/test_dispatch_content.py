@@ -1,4 +1,4 @@
-"""What a Key Adult reads: BRIEF §4 "Content" and nothing more (no I/O)."""
+"""What a Key Adult reads: what docs/receiving.md lists and nothing more (no I/O)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The release-time rule ("next school day") of INTERFACE.md, case by case and by property.
+"""The release-time rule ("next school day") of docs/release-rule.md, case by case and by property.
 
 Bank holiday facts asserted here were read from the installed ``holidays`` package, not
 from memory. Term dates are a fictional but typical English school year.
@@ -484,7 +484,7 @@ INSTANTS = st.datetimes(datetime(2025, 9, 1), datetime(2027, 6, 30), timezones=Z
 
 
 def _reference_open(cal: SettingCalendar, day: date) -> bool:
-    """The rule read straight from INTERFACE.md, independently of the module."""
+    """The rule read straight from docs/release-rule.md, independently of the module."""
     s = cal.setting
     bank = holidays.country_holidays(
         "GB", subdiv={"england": "ENG", "wales": "WLS", "scotland": "SCT",

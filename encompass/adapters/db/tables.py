@@ -192,7 +192,7 @@ class Child(Base):
 
 
 class Notice(Base):
-    """One child at one setting: the unit of the status lifecycle (BRIEF §5)."""
+    """One child at one setting: the unit of the status lifecycle (domain/status.py)."""
 
     __tablename__ = "notices"
     __table_args__ = (
@@ -209,7 +209,7 @@ class Notice(Base):
     release_reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    # The overdue flag (BRIEF §5) and its two escalations; set by the escalation sweep.
+    # The overdue flag (domain/status.py) and its two escalations; set by the escalation sweep.
     overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     admins_alerted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
@@ -304,7 +304,7 @@ class Alert(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained record of every read and change (BRIEF §6)."""
+    """Append-only, hash-chained record of every read and change (services/audit.py)."""
 
     __tablename__ = "audit_log"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
