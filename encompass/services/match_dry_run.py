@@ -30,7 +30,7 @@ from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.tables import PupilRow
 from encompass.domain.match import ChildQuery, Decision, RosterIndex
 from encompass.domain.matching.dry_run import match_children, parse_child
-from encompass.domain.matching.fit import fit_roster
+from encompass.domain.matching.fit import explain_weights, fit_roster
 from encompass.services.roster import load_roster_index
 
 PROGRESS_EVERY = 10_000
@@ -219,4 +219,4 @@ async def explain_model(database_url: str, children: Path | None, *, stdout: Tex
         await engine.dispose()
     pupils = [index.columns.pupil(row) for row in range(len(index))]
     model = fit_roster(pupils, reported)
-    stdout.write("\n".join(model.explain()) + "\n")
+    stdout.write("\n".join([*model.explain(), *explain_weights(index.weights)]) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -12,11 +13,14 @@ from encompass.domain.matching.fit import (
     MISSING,
     Comparison,
     estimate_u,
+    explain_weights,
     fit_m,
     fit_model,
     levels_of,
     pair_levels,
+    roster_weights,
 )
+from encompass.domain.matching.scoring import RosterWeights
 
 KNOWN = (
     Comparison("a", ("exact", "close", "differs"), (0.8, 0.15, 0.05), (0.05, 0.15, 0.8)),
@@ -83,3 +87,33 @@ def test_the_roster_model_explains_every_level() -> None:
     lines = model.explain()
     assert len(lines) == 2 + sum(len(c.levels) for c in COMPARISONS) + 1
     assert any(line.startswith("date of birth  transposed") for line in lines)
+
+
+def test_a_small_roster_keeps_the_hand_set_weights() -> None:
+    assert roster_weights(np.zeros((0, 4), np.int64), 500) == RosterWeights()
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 7), st.integers(-1, 4), st.integers(-1, 3),
+                          st.integers(-1, 3)), min_size=1, max_size=300),
+       st.integers(1_000, 5_000_000))
+def test_a_roster_never_makes_a_level_bolder_than_the_hand_set_weight(
+        rows: list[tuple[int, int, int, int]], population: int) -> None:
+    fitted = roster_weights(np.array(rows, dtype=np.int64), population)
+    hand = RosterWeights()
+    assert all(fitted.dob[level] <= hand.dob[level] + 1e-9 for level in hand.dob)
+    assert all(fitted.postcode[level] <= hand.postcode[level] + 1e-9 for level in hand.postcode)
+    assert fitted.prior == max(hand.prior, -np.log2(population))
+
+
+def test_a_roster_where_many_share_a_postcode_weighs_postcode_agreement_less() -> None:
+    rng = np.random.default_rng(3)
+    rows = np.stack([rng.integers(0, 8, 20_000), rng.integers(0, 5, 20_000),
+                     np.where(rng.random(20_000) < 0.002, 0, 3),
+                     np.where(rng.random(20_000) < 0.01, 0, 3)], axis=1)
+    fitted = roster_weights(rows.astype(np.int64), 2_000)
+    hand = RosterWeights()
+    assert fitted.postcode[0] < hand.postcode[0] - 5  # 1 in 100 share it, not 1 in 50,000
+    assert fitted.prior == pytest.approx(-np.log2(2_000))
+    lines = explain_weights(fitted)
+    assert lines[0].startswith("in use by the matcher for this roster: prior -10.97 bits")

@@ -15,9 +15,10 @@ Pure: levels in, numbers out. ``encompass match --explain-model`` fits and shows
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from enum import IntEnum
 from typing import Protocol
 
 import numpy as np
@@ -37,7 +38,14 @@ from encompass.domain.matching.postcodes import (
     compare_postcode,
     normalise_postcode,
 )
-from encompass.domain.matching.scoring import DOB_MU, FAMILY_MU, GIVEN_MU, POSTCODE_MU
+from encompass.domain.matching.scoring import (
+    DOB_MU,
+    FAMILY_MU,
+    GIVEN_MU,
+    POSTCODE_MU,
+    PRIOR_WEIGHT,
+    RosterWeights,
+)
 
 MISSING = -1
 """The level code of a comparison with a value missing on one side: neutral."""
@@ -279,3 +287,53 @@ def fit_roster(pupils: Sequence[Pupil], children: Sequence[Record] = (), *,
                 break
         rounds.append((column, levels_of(pairs)))
     return fit_model(random_pairs, rounds)
+
+
+FIT_MIN_POPULATION = 1_000
+"""Below this many pupils chance agreement cannot be measured: the hand-set weights are used."""
+
+
+def random_pair_levels(pupil: Callable[[int], Record], n: int, *, seed: int = 1,
+                       pairs: int = RANDOM_PAIRS) -> Levels:
+    """The levels of up to ``pairs`` random pairs of distinct rows of a roster of ``n`` rows
+    (``pupil(row)`` reads one). Seeded: one roster gives one sample."""
+    import random
+
+    rng = random.Random(seed)
+    count = min(pairs, n * (n - 1) // 2) if n > 1 else 0
+    return levels_of((pupil(a), pupil(b)) for a, b in (rng.sample(range(n), 2)
+                                                       for _ in range(count)))
+
+
+def roster_weights(random_pairs: Levels, population: int) -> RosterWeights:
+    """The weights a roster of ``population`` pupils gives its matcher: the prior one in
+    ``population`` (never above one in :data:`FIT_MIN_POPULATION`), and the date-of-birth and
+    postcode levels' bits with ``u`` estimated from ``random_pairs`` of its records. ``m``
+    stays the hand-set one (a roster alone holds no matches to learn it from), and a fitted
+    ``u`` is never taken below the hand-set one (the weight of a level only ever falls), so
+    this is never bolder than the hand-set model but for the prior of a smaller roster."""
+    if population < FIT_MIN_POPULATION:
+        return RosterWeights()
+    u = estimate_u(random_pairs)
+
+    def bits(table: dict[int, tuple[float, float]],
+             fitted: npt.NDArray[np.float64]) -> dict[int, float]:
+        # the levels of a comparison are numbered as its columns of u
+        return {level: math.log2(m / max(hand_u, float(fitted[level])))
+                for level, (m, hand_u) in table.items()}
+
+    return RosterWeights(prior=max(PRIOR_WEIGHT, -math.log2(population)),
+                         dob=bits(DOB_MU, u[2]), postcode=bits(POSTCODE_MU, u[3]))
+
+
+def _level_bits(bits: Mapping[int, float], names: type[IntEnum]) -> str:
+    return ", ".join(f"{names(level).name.lower()} {value:.2f}"
+                     for level, value in sorted(bits.items()))
+
+
+def explain_weights(weights: RosterWeights) -> list[str]:
+    """The roster-dependent weights the matcher uses, as lines for people."""
+    return [f"in use by the matcher for this roster: prior {weights.prior:.2f} bits; "
+            f"date of birth {_level_bits(weights.dob, DobLevel)}; "
+            f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; names: the hand-set m "
+            f"with u from the roster's name frequencies"]
