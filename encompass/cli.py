@@ -171,11 +171,20 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
 
 async def _match(args: argparse.Namespace) -> None:
-    from encompass.services.match_dry_run import DryRunError, match_file
+    from encompass.services.match_dry_run import DryRunError, explain_model, match_file
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.explain_model:
+        try:
+            await explain_model(_settings().database_url, args.children, stdout=sys.stdout,
+                                progress=progress)
+        except DryRunError as exc:
+            raise CommandError(str(exc)) from None
+        return
+    if args.children is None:
+        raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
     try:
         report = await match_file(_settings().database_url, args.children, out=args.out,
                                   stdout=sys.stdout, progress=progress)
@@ -450,9 +459,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     match = sub.add_parser("match", help="dry run: match a JSON-lines file of children "
                            "against the imported roster; one JSON line per child")
-    match.add_argument("children", type=Path, metavar="CHILDREN.jsonl")
+    match.add_argument("children", type=Path, metavar="CHILDREN.jsonl", nargs="?")
     match.add_argument("--out", type=Path, metavar="FILE",
                        help="write the lines to FILE (whole or not at all), not stdout")
+    match.add_argument("--explain-model", action="store_true",
+                       help="print the matching model fitted on the roster (and the children, "
+                            "if given): m, u and weight of every level beside the hand-set "
+                            "ones; nothing is matched")
     match.set_defaults(run=_match)
 
     nd = sub.add_parser("next-delivery", help="when a notice reported then would be released")

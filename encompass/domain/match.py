@@ -12,9 +12,9 @@ The model, in three steps (details in ``encompass.domain.matching``):
    outward code, ...), each level adds ``log2(m/u)`` bits, exact names weighted by how common
    they are on the roster ("Smith" counts for less than "Okonkwo").
 3. **Decision**: ``match`` when the best candidate reaches the threshold, agrees on more than
-   name and date of birth, has no conflicting UPN and clearly beats every other child (a twin
-   included); ``review`` when a person must look; ``none`` below. The same child on a second
-   roster is matched too.
+   name and date of birth, carries at most one error in name and date of birth, has no
+   conflicting UPN and clearly beats every other child (a twin included); ``review`` when a
+   person must look; ``none`` below. The same child on a second roster is matched too.
 
 Every result carries the match probability and the reasons, in words a reviewer can check.
 """

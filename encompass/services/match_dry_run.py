@@ -28,8 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.tables import PupilRow
-from encompass.domain.match import Decision, RosterIndex
+from encompass.domain.match import ChildQuery, Decision, RosterIndex
 from encompass.domain.matching.dry_run import match_children, parse_child
+from encompass.domain.matching.fit import explain_weights, fit_roster
 from encompass.services.roster import load_roster_index
 
 PROGRESS_EVERY = 10_000
@@ -196,3 +197,26 @@ async def match_file(database_url: str, children: Path, *, out: Path | None, std
                              progress=progress)
     finally:
         await engine.dispose()
+
+
+def _children(path: Path, label: str) -> list[ChildQuery]:
+    """Every child of a checked CHILDREN.jsonl file."""
+    check_children(path, label)
+    return [parse_child(line, number) for number, line in enumerate(_lines(path, label), 1)
+            if line.strip()]
+
+
+async def explain_model(database_url: str, children: Path | None, *, stdout: TextIO,
+                        progress: Progress | None = None) -> None:
+    """Fit the Fellegi-Sunter model on the imported roster (and the children of ``children``,
+    when given: the incoming children) and print it, level by level, beside the hand-set
+    values. Reads the database, writes nothing to it. Failures as for :func:`match_file`."""
+    reported = _children(children, str(children)) if children is not None else []
+    engine = make_engine(database_url)
+    try:
+        index = await _load_index(make_sessions(engine), len(reported), progress)
+    finally:
+        await engine.dispose()
+    pupils = [index.columns.pupil(row) for row in range(len(index))]
+    model = fit_roster(pupils, reported)
+    stdout.write("\n".join([*model.explain(), *explain_weights(index.weights)]) + "\n")

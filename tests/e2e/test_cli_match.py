@@ -137,3 +137,41 @@ def test_an_out_that_cannot_be_written_fails_before_matching(
     assert out == "" and "roster:" not in err
     assert err.splitlines() == [f"encompass: {roster / 'no-such-dir' / 'r.jsonl'}: cannot "
                                 "write there (No such file or directory)"]
+
+
+def test_a_review_lists_its_candidates_best_first(roster: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    moved = {"ref": "moved", "given_name": "Amelia", "family_name": "Example",
+             "date_of_birth": "2015-03-02", "postcode": "EX1 1AA"}
+    children = _jsonl(roster / "children.jsonl", [moved, CHILDREN[2]])
+    assert main(["match", str(children)]) == 0
+    review, stranger = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert review["decision"] == "review" and review["setting_ids"] == []
+    assert review["candidates"][0]["setting_id"] == "URN100001"
+    assert 1 <= len(review["candidates"]) <= 5
+    scores = [c["score"] for c in review["candidates"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(c["reasons"] for c in review["candidates"])
+    assert "candidates" not in stranger
+
+
+def test_explain_model_prints_every_level_fitted_on_the_roster_and_the_children(
+        roster: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["match", "--explain-model"]) == 0
+    alone = capsys.readouterr().out.splitlines()
+    assert alone[0].startswith("Fellegi-Sunter model: u from 28 random roster pairs")
+    assert any(line.startswith("postcode       exact") for line in alone)
+    children = _jsonl(roster / "children.jsonl", CHILDREN)
+    assert main(["match", str(children), "--explain-model"]) == 0
+    out = capsys.readouterr().out
+    assert "date of birth  transposed" in out and "hand-set bits" in out
+    assert "Noah" not in out and "Sample" not in out  # levels only, no one's data
+
+
+def test_match_without_a_file_says_what_to_give(roster: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    capsys.readouterr()
+    assert main(["match"]) == 1
+    assert "give CHILDREN.jsonl" in capsys.readouterr().err

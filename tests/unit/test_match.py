@@ -301,3 +301,33 @@ def test_a_namesake_at_another_school_in_the_district_is_not_a_second_enrolment(
     result = run(ALFRED, namesake)
     assert result.decision == Decision.REVIEW
     assert said(result, "another child scores close")
+
+
+# -- the error budget: one difference in name or date, never two --------------------------
+SOPHIE = Pupil("PRI-LS6-1", None, "Sophie", "Brown", date(2017, 1, 5), "LS6 2QT", "F")
+
+
+def test_two_independent_slips_go_to_review() -> None:
+    # A slip in the family name and the day and month transposed: perhaps another child.
+    result = run(SOPHIE, given_name="Sophia", family_name="Browne",
+                 date_of_birth=date(2017, 5, 1))
+    assert result.decision == Decision.REVIEW
+    assert said(result, "2 independent differences in name and date of birth")
+    assert result.candidates and result.candidates[0].pupil == SOPHIE
+
+
+def test_one_slip_alone_still_matches() -> None:
+    assert matched(run(SOPHIE, given_name="Sophie", family_name="Browne",
+                       date_of_birth=date(2017, 1, 5)), "PRI-LS6-1")
+    assert matched(run(SOPHIE, given_name="Sophie", family_name="Brown",
+                       date_of_birth=date(2017, 5, 1)), "PRI-LS6-1")
+
+
+def test_a_typing_slip_in_the_given_name_alone_matches() -> None:
+    assert matched(run(given_name="Alfrde"), "PRI-LS6-1")
+
+
+def test_a_missing_given_name_is_neutral_when_the_rest_agrees() -> None:
+    assert matched(run(given_name=""), "PRI-LS6-1")
+    # ...but not with a second difference as well
+    assert run(given_name="", date_of_birth=date(2015, 7, 3)).decision == Decision.REVIEW

@@ -6,8 +6,11 @@ Each input line is one reported child as JSON::
      "postcode": "LS6 2QT", "upn": null, "gender": "M", "school_hint": null}
 
 ``date_of_birth`` may be null, ``upn``, ``gender`` and ``school_hint`` may be absent. Each
-output is ``{"ref", "decision", "setting_ids", "score", "reasons"}``; a line that cannot be
-read gives ``decision: "error"`` with the reason, and the run goes on.
+output is ``{"ref", "decision", "setting_ids", "score", "reasons"}``; a ``review`` also carries
+``candidates``, ``[{"setting_id", "score", "reasons"}, ...]``, best first, at most
+:data:`SHOWN_CANDIDATES` (one per setting; empty when there is none), so that a council can see
+where an unsure child might be. A line that cannot be read gives ``decision: "error"`` with
+the reason, and the run goes on.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ from datetime import date
 from typing import Any
 
 from encompass.domain.matching.index import RosterIndex
-from encompass.domain.matching.model import ChildQuery
+from encompass.domain.matching.model import Candidate, ChildQuery, Decision
 
+SHOWN_CANDIDATES = 5
 _REQUIRED = ("given_name", "family_name", "postcode")
 
 
@@ -68,6 +72,20 @@ def match_children(index: RosterIndex, lines: Iterable[str]) -> Iterator[dict[st
                    "score": 0.0, "reasons": [f"invalid line: {exc}"]}
             continue
         result = index.match(query)
-        yield {"ref": query.ref, "decision": result.decision.value,
-               "setting_ids": list(result.setting_ids), "score": result.score,
-               "reasons": list(result.reasons)}
+        out: dict[str, Any] = {"ref": query.ref, "decision": result.decision.value,
+                               "setting_ids": list(result.setting_ids), "score": result.score,
+                               "reasons": list(result.reasons)}
+        if result.decision == Decision.REVIEW:
+            out["candidates"] = candidates_json(result.candidates)
+        yield out
+
+
+def candidates_json(candidates: Iterable[Candidate]) -> list[dict[str, Any]]:
+    """A reviewer's candidates as the dry run prints them: best first, one per setting (its
+    best record), at most :data:`SHOWN_CANDIDATES`."""
+    ranked = sorted(candidates, key=lambda c: c.score, reverse=True)
+    best: dict[str, Candidate] = {}
+    for c in ranked:
+        best.setdefault(c.pupil.setting_id, c)
+    return [{"setting_id": c.pupil.setting_id, "score": c.score, "reasons": list(c.reasons)}
+            for c in list(best.values())[:SHOWN_CANDIDATES]]

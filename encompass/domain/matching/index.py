@@ -25,6 +25,11 @@ from encompass.domain.matching.columns import (
     RosterColumns,
     columns_from_pupils,
 )
+from encompass.domain.matching.fit import (
+    FIT_MIN_POPULATION,
+    random_pair_levels,
+    roster_weights,
+)
 from encompass.domain.matching.model import ChildQuery, MatchResult
 from encompass.domain.matching.names import name_tokens, skeleton
 from encompass.domain.matching.nicknames import related_names
@@ -33,6 +38,8 @@ from encompass.domain.matching.scoring import PreparedQuery, TermFrequencies, pr
 
 MAX_BLOCK = 400
 """A blocking key shared by more pupils than this says too little to be worth scoring."""
+INDEX_RANDOM_PAIRS = 20_000
+"""Random roster pairs behind the roster's own date and postcode weights (about a second)."""
 TF_MIN_POPULATION = 10_000
 """Below this many pupils name frequencies are noise: the default weights are used."""
 
@@ -115,6 +122,9 @@ class RosterIndex:
         self._keys = bk.SortedKeys(np.concatenate([k for k, _ in parts]),
                                    np.concatenate([r for _, r in parts]))
         self.frequencies = self._frequencies(given_first, f_part, n)
+        # the prior and the chance agreement of dates and postcodes, measured on this roster
+        self.weights = roster_weights(random_pair_levels(
+            self.columns.pupil, n if n >= FIT_MIN_POPULATION else 0, pairs=INDEX_RANDOM_PAIRS), n)
 
     def _skeleton_id(self, token: str) -> int:
         return self._skeleton_ids.setdefault(skeleton(token), len(self._skeleton_ids))
@@ -224,7 +234,8 @@ class RosterIndex:
         from encompass.domain.matching.decision import PRUNE_BELOW, result_of
 
         q = self.prepare(query)
-        scored = (score(q, self.columns.pupil(r), self.frequencies, floor=PRUNE_BELOW)
+        scored = (score(q, self.columns.pupil(r), self.frequencies, floor=PRUNE_BELOW,
+                        weights=self.weights)
                   for r in self.candidate_rows(q).tolist())
         return result_of(q, [s for s in scored if s is not None])
 

@@ -115,6 +115,24 @@ def _similar(a: str, b: str) -> bool:
     return min(len(a), len(b)) >= 6 and JaroWinkler.similarity(a, b) >= 0.93
 
 
+def _short_slip(a: str, b: str) -> bool:
+    """A slip in a short given name (three or four letters): one letter dropped or doubled
+    inside the name, the first two letters kept ('aprl'/'april', 'ammy'/'amy'). A letter
+    added at the end is not one: Leo and Leon, Eli and Elia are names of their own (twins')."""
+    short, long = sorted((a, b), key=len)
+    if len(short) < 3 or len(long) != len(short) + 1 or short[:2] != long[:2]:
+        return False
+    return any(long[:i] + long[i + 1:] == short for i in range(2, len(long) - 1))
+
+
+def _family_slip(a: str, b: str) -> bool:
+    """A slip in a family name: as for given names, or one edit in a name of three or four
+    letters ('webbm'/'webb', 'hoep'/'hope'): a child of the same given name, birthday and
+    postcode under a family name one letter away is not a plausible other child."""
+    return _similar(a, b) or (
+        min(len(a), len(b)) >= 3 and DamerauLevenshtein.distance(a, b, score_cutoff=1) <= 1)
+
+
 def _variant(a: str, b: str) -> bool:
     """Transliterations: one skeleton with two consonants or more (Mohammed/Muhammad), or
     names of five letters or more that also look alike (Aisha/Ayesha). Never Mia/Mya (a short
@@ -158,8 +176,11 @@ def compare_given(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgreem
     if not conflict and _variant(q0, r0):
         return NameAgreement(GivenLevel.VARIANT, r0,
                              "given name: another spelling or transliteration")
-    if _similar(q0, r0):
+    if _similar(q0, r0) or _short_slip(q0, r0):
         return NameAgreement(GivenLevel.FUZZY, r0, "given name: one typing slip")
+    if (len(query) > 1 or len(roster) > 1) and _similar("".join(query), "".join(roster)):
+        return NameAgreement(GivenLevel.FUZZY, r0, "given name: one typing slip across a "
+                                                   "space or hyphen")
     return NameAgreement(GivenLevel.DIFFERENT, "", "given name: differs")
 
 
@@ -188,7 +209,7 @@ def compare_family(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgree
     if _variant(q, r):
         return NameAgreement(FamilyLevel.VARIANT, r,
                              "family name: another spelling or transliteration")
-    if _similar(q, r):
+    if _family_slip(q, r):
         return NameAgreement(FamilyLevel.FUZZY, r, "family name: one typing slip")
     for qt in query:
         for rt in roster:

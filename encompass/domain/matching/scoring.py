@@ -9,8 +9,11 @@ plus a prior for one pupil among a million, is the candidate's match weight; its
 
 The ``m`` values are the error rates children's records are known to carry (see
 ``encompass.testing.population`` for the rates we simulate), the ``u`` values the chance
-agreement rates of a roster of a million children; both are fixed here, readable and
-reviewable, rather than re-estimated on each roster.
+agreement rates of a roster of a million children: readable and reviewable. Each roster
+replaces what depends on it (``RosterWeights``: the prior, and the ``u`` of date-of-birth and
+postcode levels measured on random pairs of its records, never below the values here); exact
+names use its name frequencies. ``fit.py`` estimates the whole model from a roster and
+reported children as Splink does (``encompass match --explain-model`` shows it).
 """
 
 from __future__ import annotations
@@ -106,6 +109,23 @@ class TermFrequencies:
 
 
 DEFAULT_FREQUENCIES = TermFrequencies()
+
+
+@dataclass(frozen=True, slots=True)
+class RosterWeights:
+    """The weights that depend on the roster's size and shape: the prior (one pupil among the
+    roster's) and the bits of each date-of-birth and postcode level, whose chance agreement
+    ``u`` is estimated on the roster (``fit.roster_weights``). The defaults are the hand-set
+    values for a roster of a million."""
+
+    prior: float = PRIOR_WEIGHT
+    dob: Mapping[int, float] = field(
+        default_factory=lambda: {level: _bits(*mu) for level, mu in DOB_MU.items()})
+    postcode: Mapping[int, float] = field(
+        default_factory=lambda: {level: _bits(*mu) for level, mu in POSTCODE_MU.items()})
+
+
+DEFAULT_WEIGHTS = RosterWeights()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +236,8 @@ def _names(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...]
 
 
 def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQUENCIES,
-          floor: float | None = None) -> Scored | None:
+          floor: float | None = None,
+          weights: RosterWeights = DEFAULT_WEIGHTS) -> Scored | None:
     """Compare a prepared query with one roster entry: levels, weight and reasons.
 
     With a ``floor``, a candidate whose weight cannot reach it even with the best possible
@@ -232,11 +253,11 @@ def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQ
     elif pc_level == PostcodeLevel.TYPO and query.postcode_exists is False:
         pc_reason = "postcode: one character differs (the reported one does not exist)"
     upn_level, upn_reason = compare_upn(query.upn, pupil.upn)
-    weight = PRIOR_WEIGHT
+    weight = weights.prior
     if dob_level != DobLevel.MISSING:
-        weight += _bits(*DOB_MU[dob_level])
+        weight += weights.dob[dob_level]
     if pc_level != PostcodeLevel.MISSING:
-        weight += _bits(*POSTCODE_MU[pc_level])
+        weight += weights.postcode[pc_level]
     if upn_level in UPN_MU:
         weight += _bits(*UPN_MU[upn_level])
     pupil_gender = normalise_gender(pupil.gender)
