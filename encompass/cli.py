@@ -67,8 +67,24 @@ async def _forces_add(args: argparse.Namespace) -> None:
             raise CommandError(str(exc)) from None
         print(f"force {issued.subject_id} registered; keep this token, it is shown once")
         print(f"token: {issued.token}")
+        if args.amqp:
+            _print_amqp_user(issued.subject_id, container.settings)
 
     await _with_container(run)
+
+
+def _print_amqp_user(code: str, settings: Settings) -> None:
+    from urllib.parse import unquote, urlsplit
+
+    from encompass.adapters.topology import Topology
+    from encompass.services.intake import force_user, rabbitmqctl_commands
+
+    path = urlsplit(settings.amqp_url).path if settings.amqp_url else ""
+    vhost = unquote(path[1:]) if len(path) > 1 else "/"
+    print(f"# the force's RabbitMQ user {force_user(code)}: may publish to the incidents "
+          "exchange only; run these once on the broker and give the force the password")
+    for command in rabbitmqctl_commands(code, Topology(settings.queue_prefix), vhost=vhost):
+        print(command)
 
 
 async def _admins_add(args: argparse.Namespace) -> None:
@@ -294,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)
 
     worker = sub.add_parser("worker", help="run a worker")
-    worker.add_argument("name", choices=["matcher", "dispatcher", "all"])
+    worker.add_argument("name", choices=["matcher", "dispatcher", "intake", "all"])
     worker.set_defaults(run=_worker)
 
     sub.add_parser("migrate", help="create or upgrade the database schema"
@@ -305,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     add = forces.add_parser("add", help="register a force; prints its token once")
     add.add_argument("code")
     add.add_argument("--name", required=True)
+    add.add_argument("--amqp", action="store_true",
+                     help="also print the rabbitmqctl commands that create the force's "
+                          "RabbitMQ user, allowed to publish incident reports only")
     add.set_defaults(run=_forces_add)
 
     admins = sub.add_parser("admins", help="admins").add_subparsers(dest="action",

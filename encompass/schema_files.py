@@ -9,6 +9,7 @@ import json
 import sys
 from pathlib import Path
 
+from encompass.api.asyncapi import build_asyncapi
 from encompass.api.openapi import build_openapi
 from encompass.domain.incident import IncidentReport
 
@@ -25,6 +26,7 @@ def render_all() -> dict[str, str]:
     return {
         "incident_report.schema.json": _dump(report),
         "openapi.json": _dump(build_openapi()),
+        "asyncapi.json": _dump(build_asyncapi()),
     }
 
 

@@ -8,7 +8,7 @@ from encompass.adapters.topology import Topology
 
 
 async def delete_topologies(declared: list[tuple[str, Topology]]) -> None:
-    """Delete the queues and dead-letter exchanges of these topologies."""
+    """Delete the queues and exchanges of these topologies."""
     connection = await aio_pika.connect(declared[0][0], timeout=10)
     try:
         channel = await connection.channel()
@@ -18,6 +18,7 @@ async def delete_topologies(declared: list[tuple[str, Topology]]) -> None:
                 # (and RabbitMQ closes the whole connection to say so).
                 await channel.queue_delete(topology.name(spec.name), if_unused=False,
                                            if_empty=False)
-            await channel.exchange_delete(topology.dead_letter_exchange, if_unused=False)
+            for exchange in topology.exchanges():
+                await channel.exchange_delete(exchange.name, if_unused=False)
     finally:
         await connection.close()

@@ -15,13 +15,13 @@ from encompass.logging import configure_logging
 
 log = structlog.get_logger()
 
-WORKERS = ("matcher", "dispatcher")
+WORKERS = ("matcher", "dispatcher", "intake")
 
 
 def starters() -> dict[str, Callable[[Container], Awaitable[Consumer]]]:
-    from workers import dispatcher, matcher
+    from workers import dispatcher, intake, matcher
 
-    return {"matcher": matcher.start, "dispatcher": dispatcher.start}
+    return {"matcher": matcher.start, "dispatcher": dispatcher.start, "intake": intake.start}
 
 
 async def start_workers(container: Container, names: Sequence[str]) -> list[Consumer]:

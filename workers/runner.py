@@ -3,11 +3,12 @@ dead-letter, so that a handler sees a :class:`Message` and never the transport.
 
 A handler that returns has succeeded: the message is acked. One that raises
 :class:`Poison` has met a message that can never succeed: it goes to the queue's ``.dead``
-queue at once, with the reason. Any other exception is transient: the message is published
-again to the same queue with its attempt count raised, until ``max_attempts``, and then
-dead-lettered with the reason "gave up after N attempts: <ExceptionClass>". An exception
-that says the database or the broker is unreachable is not the message's fault: the
-message goes round again after a pause, its attempt count unchanged.
+queue at once, with the reason (and, for a message we did not write, without its body).
+Any other exception is transient: the message is published again to the same queue with
+its attempt count raised, until ``max_attempts``, and then dead-lettered with the reason
+"gave up after N attempts: <ExceptionClass>". An exception that says the database or the
+broker is unreachable is not the message's fault: the message goes round again after a
+pause, its attempt count unchanged.
 
 We count attempts in our own header rather than trusting the broker: RabbitMQ ignores an
 ``x-death`` set by a client, and from RabbitMQ 4.3 a requeueing nack no longer counts
@@ -29,6 +30,8 @@ from encompass.adapters.unavailable import unavailable
 
 ATTEMPTS_HEADER = "x-encompass-attempts"
 DEAD_REASON_HEADER = "x-encompass-dead-reason"
+# On a dead letter whose body and headers were dropped: how many bytes the body had.
+DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
@@ -38,11 +41,16 @@ log = structlog.get_logger()
 
 class Poison(Exception):
     """A message that can never succeed (unparseable, invalid). ``reason`` is stored on the
-    dead letter and logged, so it must hold no personal data."""
+    dead letter and logged, so it must hold no personal data.
 
-    def __init__(self, reason: str) -> None:
+    ``keep_body=False`` dead-letters an empty body without the message's own headers (only
+    ours, and the dropped body's size): for a message we did not write, which could hold
+    anything, a child's details included, and should not lie in a dead-letter queue."""
+
+    def __init__(self, reason: str, *, keep_body: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.keep_body = keep_body
 
 
 def default_backoff(attempt: int) -> float:
@@ -85,7 +93,8 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
             await handler(message)
         except Poison as exc:
             await _forward(broker, delivery, bound, dead, outcome="dead", headers={
-                DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt})
+                DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
+                keep_body=exc.keep_body)
         except Exception as exc:
             # Only the class: an exception's text may quote personal data from the body.
             error = type(exc).__name__
@@ -117,14 +126,19 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
 
 
 async def _forward(broker: Broker, delivery: Delivery, bound: FilteringBoundLogger, target: str, *,
-                   outcome: str, headers: Mapping[str, Any], error: str | None = None) -> None:
+                   outcome: str, headers: Mapping[str, Any], error: str | None = None,
+                   keep_body: bool = True) -> None:
     """Publish a copy of the delivery to ``target`` with ``headers`` added, confirmed, then
-    ack the original; if the broker does not confirm, give the original back."""
+    ack the original; if the broker does not confirm, give the original back. Without
+    ``keep_body`` the copy has an empty body and none of the original's headers."""
     message = delivery.message
     extra = {} if error is None else {"error": error}
+    body, all_headers = message.body, {**message.headers, **headers}
+    if not keep_body:
+        body, all_headers = b"", {**headers, DROPPED_HEADER: len(message.body)}
     try:
-        await broker.publish(target, message.body, message_id=message.message_id,
-                             headers={**message.headers, **headers})
+        await broker.publish(target, body, message_id=message.message_id,
+                             headers=all_headers)
     except PublishError as exc:
         # The copy may not exist: keep the original. Its requeue counts toward the
         # broker's delivery limit, which dead-letters it if this keeps happening.

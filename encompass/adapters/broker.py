@@ -33,6 +33,10 @@ class Message:
     # x-delivery-count, …) is left out so both adapters show the same thing.
     headers: Mapping[str, Any] = field(default_factory=dict)
     redelivered: bool = False
+    # The AMQP ``user_id`` property. RabbitMQ refuses a message whose user_id is not the
+    # publishing connection's user, so when set it is who published. The service never sets
+    # it, and the embedded broker has no users: ``None`` there.
+    user_id: str | None = None
 
 
 class Delivery(Protocol):

@@ -60,7 +60,8 @@ class _RabbitDelivery:
     def __init__(self, incoming: AbstractIncomingMessage) -> None:
         self.message = Message(body=incoming.body, message_id=incoming.message_id or "",
                                headers=_app_headers(incoming.headers),
-                               redelivered=bool(incoming.redelivered))
+                               redelivered=bool(incoming.redelivered),
+                               user_id=incoming.user_id or None)
         self._incoming = incoming
         self._settled = False
 
@@ -166,15 +167,17 @@ class RabbitBroker:
             self._admin = await self._connection.channel(publisher_confirms=False)
         admin = _require(self._admin)
         try:
-            dlx = await admin.declare_exchange(self.topology.dead_letter_exchange,
-                                               aio_pika.ExchangeType.DIRECT, durable=True)
+            exchanges = {e.name: await admin.declare_exchange(
+                e.name, aio_pika.ExchangeType(e.type), durable=True)
+                for e in self.topology.exchanges()}
             for spec in self.topology.queues:
                 self._queues[spec.name] = await admin.declare_queue(
                     self.topology.name(spec.name), durable=True,
                     arguments=self.topology.arguments(spec.name))
             by_real = {self.topology.name(name): q for name, q in self._queues.items()}
             for binding in self.topology.bindings():
-                await by_real[binding.queue].bind(dlx, routing_key=binding.routing_key)
+                await by_real[binding.queue].bind(exchanges[binding.exchange],
+                                                  routing_key=binding.routing_key)
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
             raise RuntimeError(f"RabbitMQ refused our topology ({exc}); a queue or exchange "
                                "exists with other arguments: delete it or change the "

@@ -2,6 +2,10 @@
 
 Every work queue is a durable quorum queue that dead-letters, at least once, through a
 direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance).
+Police systems publish to the fanout exchange ``encompass.incidents`` (as their own
+RabbitMQ user, allowed to write there and nowhere else), bound to the ``intake`` work queue;
+the service itself publishes to its queues through the default exchange.
+
 ``deploy/rabbitmq/definitions.json`` is :func:`Topology.definitions` for the empty prefix,
 and a test keeps the two equal.
 """
@@ -15,7 +19,9 @@ from typing import Any
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_SUFFIX = ".dead"
 # Logical names of the work queues; each gets a ``.dead`` companion.
-WORK_QUEUES = ("incidents", "deliveries")
+WORK_QUEUES = ("incidents", "deliveries", "intake")
+# The queue the police exchange feeds.
+INTAKE = "intake"
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -31,6 +37,14 @@ class QueueSpec:
     delivery_limit: int | None = None
     # Logical name of the queue that receives this queue's dead letters.
     dead_letter: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeSpec:
+    """An exchange, with its real name."""
+
+    name: str
+    type: str  # "direct" | "fanout"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +66,8 @@ class Topology:
             raise ValueError(f"queue prefix {prefix!r} may hold only letters, digits, _ . -")
         self.prefix = prefix
         self.dead_letter_exchange = f"{prefix}encompass.dlx"
+        # Where police systems publish reports; fanout, so the routing key is ignored.
+        self.incidents_exchange = f"{prefix}encompass.incidents"
         specs: list[QueueSpec] = []
         for work in WORK_QUEUES:
             dead = work + DEAD_SUFFIX
@@ -100,15 +116,21 @@ class Topology:
             args["x-delivery-limit"] = spec.delivery_limit
         return args
 
+    def exchanges(self) -> list[ExchangeSpec]:
+        """The dead-letter exchange and the police systems' incidents exchange."""
+        return [ExchangeSpec(self.dead_letter_exchange, "direct"),
+                ExchangeSpec(self.incidents_exchange, "fanout")]
+
     def bindings(self) -> list[Binding]:
-        """Dead-letter exchange → ``.dead`` queue, routed by the dead queue's real name."""
+        """Dead-letter exchange → ``.dead`` queue, routed by the dead queue's real name;
+        the incidents exchange → ``intake``."""
         targets = sorted({s.dead_letter for s in self.queues if s.dead_letter is not None})
         return [Binding(self.dead_letter_exchange, self.name(t), self.name(t))
-                for t in targets]
+                for t in targets] + [Binding(self.incidents_exchange, self.name(INTAKE), "")]
 
     def definitions(self, vhost: str = "/") -> dict[str, Any]:
         """The topology in RabbitMQ's definitions format (``rabbitmqctl import_definitions``
-        or ``load_definitions``): queues, the dead-letter exchange and its bindings."""
+        or ``load_definitions``): queues, exchanges and bindings."""
         return {
             "queues": [
                 {"name": self.name(spec.name), "vhost": vhost, "durable": True,
@@ -116,8 +138,9 @@ class Topology:
                 for spec in self.queues
             ],
             "exchanges": [
-                {"name": self.dead_letter_exchange, "vhost": vhost, "type": "direct",
-                 "durable": True, "auto_delete": False, "internal": False, "arguments": {}}
+                {"name": e.name, "vhost": vhost, "type": e.type, "durable": True,
+                 "auto_delete": False, "internal": False, "arguments": {}}
+                for e in self.exchanges()
             ],
             "bindings": [
                 {"source": b.exchange, "vhost": vhost, "destination": b.queue,

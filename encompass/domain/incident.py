@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -148,3 +149,22 @@ def parse_report(body: bytes | str, *, now: datetime) -> IncidentReport:
 
 def report_context(now: datetime) -> dict[str, Any]:
     return {"now": now}
+
+
+_FIELD_NAMES = frozenset(IncidentReport.model_fields) | frozenset(
+    ChildReport.model_fields) | frozenset(Officer.model_fields)
+
+
+def describe_invalid(exc: ValidationError, what: str = "invalid incident report") -> str:
+    """Where and why a report is invalid, for a dead-letter reason or a log line.
+
+    Only positions, counts, pydantic's fixed error codes and the field names of our own
+    model appear: a key the sender invented is shown as ``*`` (it could be anything, a
+    child's name included), and no submitted value is ever quoted.
+    """
+    places = []
+    for error in exc.errors()[:10]:
+        parts = [str(part) if isinstance(part, int) or part in _FIELD_NAMES else "*"
+                 for part in error["loc"]]
+        places.append(f"{'.'.join(parts) or 'body'} ({error['type']})")
+    return f"{what}: {exc.error_count()} error(s) at {', '.join(places)}"

@@ -1,9 +1,15 @@
-"""Ingest: a force reports an incident (or a new version of one).
+"""Ingest: a force reports an incident (or a new version of one), over HTTP or AMQP.
 
-The version is stored first, then published to the ``incidents`` queue; the caller hears
-"accepted" only after the broker confirmed it, so an accepted incident is never lost.
-Reporting the same force + ``incident_ref`` + ``version`` again is harmless: the stored
-version is returned, and published again only if the first publish never confirmed.
+The version is stored first, with an audit entry in the same transaction, then its id alone
+(:class:`~encompass.domain.queued.VersionQueued`) is published to the ``incidents`` queue:
+the report and the force that sent it stay in the database row, so the queue carries neither
+trust nor personal data. The caller hears "accepted" only after the broker confirmed it, so
+an accepted incident is never lost. Reporting the same force + ``incident_ref`` +
+``version`` again is harmless: the stored version is returned, and published again only if
+the first publish never confirmed.
+
+The stored payload is written by :func:`canonical_payload`; the matcher reads it back with
+:func:`load_report`.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 import structlog
 from sqlalchemy import select
@@ -21,11 +28,15 @@ from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import Incident, IncidentVersion
 from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
+from encompass.domain.queued import VersionQueued
+from encompass.services import audit
+from encompass.services.notice_content import parse_stored_report
 
 log = structlog.get_logger()
 
 INCIDENTS = "incidents"
-FORCE_HEADER = "x-encompass-force"
+
+Channel = Literal["http", "amqp"]
 
 
 class VersionConflict(Exception):
@@ -44,8 +55,14 @@ class Accepted:
 
 
 def canonical_payload(report: IncidentReport) -> str:
-    """The report as stored and published: normalised JSON, one form per content."""
+    """The report as stored: normalised JSON, one form per content."""
     return report.model_dump_json()
+
+
+def load_report(version: IncidentVersion) -> IncidentReport:
+    """The report a stored version holds, checked again against the clock of the moment it
+    was received (see :func:`parse_stored_report`)."""
+    return parse_stored_report(version.payload, version.received_at)
 
 
 async def record_version(session: AsyncSession, force_id: str, report: IncidentReport,
@@ -82,20 +99,30 @@ async def record_version(session: AsyncSession, force_id: str, report: IncidentR
 
 
 async def report_incident(sessions: async_sessionmaker[AsyncSession], broker: Broker,
-                          clock: Clock, force_id: str, report: IncidentReport) -> Accepted:
-    """Store and publish one incident version; return only once the broker confirmed it."""
+                          clock: Clock, force_id: str, report: IncidentReport, *,
+                          channel: Channel = "http") -> Accepted:
+    """Store one incident version and audit the report (one transaction), then publish the
+    version's id; return only once the broker confirmed it. Raises :class:`VersionConflict`
+    (nothing stored) or :class:`BrokerUnavailable` (stored; report it again)."""
     payload = canonical_payload(report)
     async with sessions.begin() as session:
+        now = clock.now()
         incident, version, existed = await record_version(session, force_id, report, payload,
-                                                          clock.now())
+                                                          now)
         incident_id, version_id, queued = (incident.incident_id, version.version_id,
                                            version.queued_at is not None)
+        await audit.record(session, actor=f"force:{force_id}", action="incident.reported",
+                           subject=f"incident:{incident_id}",
+                           detail={"version": report.version, "version_id": version_id,
+                                   "children_count": len(report.children),
+                                   "channel": channel, "duplicate": existed},
+                           at=now)
     if queued:
         log.info("incident.duplicate", incident_id=incident_id, version_id=version_id)
         return Accepted(incident_id, version_id, duplicate=True)
     try:
-        await broker.publish(INCIDENTS, payload.encode(), message_id=version_id,
-                             headers={FORCE_HEADER: force_id})
+        await broker.publish(INCIDENTS, VersionQueued(version_id=version_id).to_bytes(),
+                             message_id=version_id)
     except PublishError as exc:
         log.warning("incident.publish_failed", incident_id=incident_id, version_id=version_id)
         raise BrokerUnavailable("the message broker did not confirm; retry shortly") from exc
@@ -104,5 +131,6 @@ async def report_incident(sessions: async_sessionmaker[AsyncSession], broker: Br
         if stored is not None and stored.queued_at is None:
             stored.queued_at = clock.now()
     log.info("incident.accepted", incident_id=incident_id, version_id=version_id,
-             version=report.version, children=len(report.children), duplicate=existed)
+             version=report.version, children_count=len(report.children), duplicate=existed,
+             channel=channel)
     return Accepted(incident_id, version_id, duplicate=existed)

@@ -1,8 +1,16 @@
-"""The matcher's use case: one incident version in, children matched, notices scheduled.
+"""The matcher's use case: one stored incident version in, children matched, notices scheduled.
+
+The message names the version only (:class:`~encompass.domain.queued.VersionQueued`); the
+report and the force are read from the database row that ingest wrote, never from the
+message, so a message published by anyone else can make us say nothing a force did not say.
+A body that is not a version message, or names a version we do not hold, is dead-lettered
+with a reason that quotes nothing of it, and without its body or headers (the message
+id stays).
 
 Everything for one version happens in one transaction and the version is marked processed
-in it, so a redelivered message creates nothing twice. A later version replaces the unsent
-notices of earlier ones; an earlier version arriving late is kept for the audit trail only.
+in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
+version replaces the unsent notices of earlier ones; an earlier version arriving late is
+kept for the audit trail only.
 """
 
 from __future__ import annotations
@@ -18,23 +26,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message
 from encompass.adapters.db.directory_repo import load_setting_calendar
-from encompass.adapters.db.tables import Child, Force, Incident, Notice
+from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
-from encompass.domain.incident import ChildReport, IncidentReport, parse_report
+from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
+from encompass.domain.queued import VersionQueued
 from encompass.domain.status import UNSENT, NoticeStatus
-from encompass.services.ingest import FORCE_HEADER, canonical_payload, record_version
+from encompass.services.ingest import load_report
 from encompass.services.notices import schedule_notice, transition
 from encompass.services.roster import Roster
 from workers.runner import Poison
 
 log = structlog.get_logger()
-
-
-def describe_invalid(exc: ValidationError) -> str:
-    """Where and why a report is invalid, without quoting any of its values."""
-    places = [".".join(str(part) for part in error["loc"]) or "body" for error in exc.errors()]
-    return f"invalid incident report: {exc.error_count()} error(s) at {', '.join(places[:10])}"
 
 
 def _query(ref: str, child: ChildReport) -> ChildQuery:
@@ -60,26 +63,35 @@ class MatchIncident:
         self._clock = clock
 
     async def __call__(self, message: Message) -> None:
-        force_id = message.headers.get(FORCE_HEADER)
-        if not isinstance(force_id, str) or not force_id:
-            raise Poison(f"no {FORCE_HEADER} header: the sending force is unknown")
         try:
-            report = parse_report(message.body, now=self._clock.now())
+            queued = VersionQueued.from_bytes(message.body)
         except ValidationError as exc:
-            raise Poison(describe_invalid(exc)) from None
+            # Not ours, so it could hold anything (a whole forged report, a child's name):
+            # the reason counts only, and the dead letter keeps neither body nor headers.
+            raise Poison(f"not a version message: {exc.error_count()} error(s)",
+                         keep_body=False) from None
         async with self._sessions.begin() as session:
-            if await session.get(Force, force_id) is None:
-                raise Poison(f"force {force_id} is not registered")
-            await self._process(session, force_id, report)
+            version = (await session.execute(
+                select(IncidentVersion)
+                .where(IncidentVersion.version_id == queued.version_id)
+                # Locked, so two copies handled at once by two matchers run one at a time
+                # and the second sees the version processed.
+                .with_for_update())).scalar_one_or_none()
+            if version is None:
+                # Its headers are not ours either: none of it is kept.
+                raise Poison("unknown incident version: no stored version has this id",
+                             keep_body=False)
+            if version.processed_at is not None:
+                log.info("incident.already_processed", version_id=version.version_id)
+                return
+            incident = await session.get(Incident, version.incident_id)
+            if incident is None:  # the foreign key makes this impossible; refuse, never guess
+                raise Poison("the stored version has no incident", keep_body=False)
+            await self._process(session, incident, version, load_report(version))
 
-    async def _process(self, session: AsyncSession, force_id: str,
-                       report: IncidentReport) -> None:
+    async def _process(self, session: AsyncSession, incident: Incident,
+                       version: IncidentVersion, report: IncidentReport) -> None:
         now = self._clock.now()
-        incident, version, _ = await record_version(session, force_id, report,
-                                                    canonical_payload(report), now)
-        if version.processed_at is not None:
-            log.info("incident.already_processed", version_id=version.version_id)
-            return
         version.processed_at = now
         if report.version < incident.latest_version:
             log.info("incident.stale_version", incident_id=incident.incident_id,

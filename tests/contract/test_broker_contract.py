@@ -223,3 +223,11 @@ async def test_dead_letters_are_never_dropped_by_redelivery(broker: Broker) -> N
     kept = await must_get(broker, "incidents.dead")
     await kept.ack()
     assert kept.message.message_id == "k-1"
+
+
+async def test_a_message_the_service_publishes_names_no_user(broker: Broker) -> None:
+    # The intake trusts user_id as the broker-validated sender: the service never sets it
+    await broker.publish("intake", b"x", message_id="uid-1")
+    delivery = await must_get(broker, "intake")
+    assert delivery.message.user_id is None
+    await delivery.ack()

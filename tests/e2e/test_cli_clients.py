@@ -143,6 +143,18 @@ def test_forces_add_prints_the_token_once(live: Live) -> None:
         live.cli("forces", "add", "E2EX", "--name", "Example Constabulary"))
 
 
+def test_forces_add_amqp_prints_the_token_first_then_the_brokers_commands(live: Live) -> None:
+    result = live.cli("forces", "add", "E2EQ", "--name", "Queue Constabulary", "--amqp")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[1].startswith("token: force_")
+    commands = [line for line in lines if line.startswith("rabbitmqctl ")]
+    assert commands[0].startswith("rabbitmqctl add_user encompass-force-E2EQ ")
+    # configure nothing, write the incidents exchange only, read nothing
+    assert commands[1] == ("rabbitmqctl set_permissions -p / encompass-force-E2EQ "
+                           "'' '^encompass\\.incidents$' ''")
+
+
 def test_key_adult_credentials_print_both_and_revoke_the_old(live: Live) -> None:
     first = live.cli("key-adults", "credentials", "KA-OAK-2")
     assert first.returncode == 0, first.stderr

@@ -19,17 +19,19 @@ import structlog
 from aiohttp import web
 from sqlalchemy import func, select
 
-from encompass.adapters.db.tables import IncidentVersion, Notice
+from encompass.adapters.db.tables import AuditEntry, Child, Incident, IncidentVersion, Notice
 from encompass.adapters.topology import Topology
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
+from encompass.domain.queued import VersionQueued
 from encompass.logging import configure_logging
+from encompass.services.audit import verify_chain
 from encompass.services.credentials import add_force
 from encompass.services.directory_import import import_directory
-from encompass.services.ingest import FORCE_HEADER, INCIDENTS
+from encompass.services.ingest import INCIDENTS
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from workers.main import start_workers
@@ -221,49 +223,114 @@ async def test_a_force_sees_only_its_own_incidents(stack: Stack) -> None:
     assert status == 404 and answer["error"]["code"] == "not_found"
 
 
-async def test_a_redelivered_message_creates_nothing_twice(stack: Stack) -> None:
-    body = json.dumps(report(ref(), AMELIA)).encode()
-    message_id = str(uuid.uuid4())
-    for _ in range(2):
-        await stack.container.broker.publish(INCIDENTS, body, message_id=message_id,
-                                             headers={FORCE_HEADER: stack.force_id})
-    incident_ref = json.loads(body)["incident_ref"]
-    for _ in range(200):
-        async with stack.container.sessions() as session:
-            from encompass.adapters.db.tables import Incident
-
-            incident_id = await session.scalar(select(Incident.incident_id).where(
-                Incident.incident_ref == incident_ref))
-        if incident_id:
-            break
-        await asyncio.sleep(0.05)
-    assert incident_id is not None
-    await settled(stack, incident_id)
-    await asyncio.sleep(0.3)  # let the second copy be consumed too
+async def counts_of(stack: Stack, incident_id: str) -> tuple[int, int, int]:
+    """(versions, children, notices) stored for one incident."""
     async with stack.container.sessions() as session:
         versions = await session.scalar(select(func.count()).select_from(IncidentVersion)
                                         .where(IncidentVersion.incident_id == incident_id))
+        children = await session.scalar(
+            select(func.count()).select_from(Child)
+            .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+            .where(IncidentVersion.incident_id == incident_id))
         notices = await session.scalar(select(func.count()).select_from(Notice)
                                        .where(Notice.incident_id == incident_id))
-    assert (versions, notices) == (1, 1)
+    return versions or 0, children or 0, notices or 0
 
 
-async def test_a_poison_message_reaches_the_dead_letter_queue_with_its_reason(
-        stack: Stack) -> None:
+async def total_rows(stack: Stack) -> tuple[int, int, int]:
+    """(incidents, versions, notices) in the whole database."""
+    async with stack.container.sessions() as session:
+        counts = [await session.scalar(select(func.count()).select_from(table)) or 0
+                  for table in (Incident, IncidentVersion, Notice)]
+    return counts[0], counts[1], counts[2]
+
+
+async def dead_letter(stack: Stack, message_id: str) -> tuple[dict[str, Any], bytes]:
+    """The headers and body of the dead letter with ``message_id`` on ``incidents.dead``."""
     broker = stack.container.broker
-    message_id = str(uuid.uuid4())
-    await broker.publish(INCIDENTS, b'{"incident_ref": "x", "given_name": "Amelia"}',
-                         message_id=message_id, headers={FORCE_HEADER: stack.force_id})
     for _ in range(100):
         delivery = await broker.get(f"{INCIDENTS}.dead", timeout=0.1)
         if delivery is not None:
             await delivery.ack()
             if delivery.message.message_id == message_id:
-                break
-    else:
-        raise AssertionError("the poison message never reached incidents.dead")
-    reason = delivery.message.headers["x-encompass-dead-reason"]
-    assert reason.startswith("invalid incident report") and "Amelia" not in reason
+                return dict(delivery.message.headers), delivery.message.body
+    raise AssertionError(f"{message_id} never reached incidents.dead")
+
+
+async def test_a_redelivered_message_creates_nothing_twice(stack: Stack) -> None:
+    # Given an incident reported and matched
+    _, body = await post(stack, report(ref(), AMELIA))
+    await settled(stack, body["incident_id"])
+    async with stack.container.sessions() as session:
+        version_id = await session.scalar(select(IncidentVersion.version_id).where(
+            IncidentVersion.incident_id == body["incident_id"]))
+    assert version_id is not None
+    # When its queue message arrives twice more (a redelivery, a replay)
+    queued = VersionQueued(version_id=version_id)
+    for _ in range(2):
+        await stack.container.broker.publish(INCIDENTS, queued.to_bytes(),
+                                             message_id=version_id)
+    for _ in range(100):
+        if await stack.container.broker.depth(INCIDENTS) == 0:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # let the last copy be handled
+    # Then both are acked as no-ops: one version, one child, one notice
+    assert await counts_of(stack, body["incident_id"]) == (1, 1, 1)
+
+
+FORCE_HEADER = "x-encompass-force"  # the header the queue used to trust
+
+
+@pytest.mark.parametrize("body,headers", [
+    # a whole report, claiming to come from a registered force (the issue's finding)
+    (None, "force"),
+    # a well-formed version message naming a version nobody stored
+    (VersionQueued(version_id=str(uuid.uuid4())).to_bytes(), "force"),
+    (b'{"version_id": "not-a-uuid"}', None),
+    (b'{"version_id": "' + str(uuid.uuid4()).encode() + b'", "Amelia Smith": 1}', None),
+    (b"\x00\xff garbage", "garbage"),
+    (b"", None),
+])
+async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettered(
+        stack: Stack, body: bytes | None, headers: str | None) -> None:
+    # Given a message published straight to the incidents queue, not through ingest
+    forged = json.dumps(report(ref(), AMELIA)).encode() if body is None else body
+    header_values = {"force": {FORCE_HEADER: stack.force_id},
+                     "garbage": {FORCE_HEADER: "Amelia Smith", "x-other": b"\x01"},
+                     None: {}}[headers]
+    before = await total_rows(stack)
+    message_id = str(uuid.uuid4())
+    await stack.container.broker.publish(INCIDENTS, forged, message_id=message_id,
+                                         headers=header_values)
+    # Then it is dead-lettered with a reason that quotes nothing of it
+    dead, dead_body = await dead_letter(stack, message_id)
+    reason = dead["x-encompass-dead-reason"]
+    assert reason.startswith(("not a version message", "unknown incident version")), reason
+    for quoted in ("Amelia", "Smith", stack.force_id, "version_id", "not-a-uuid"):
+        assert quoted not in reason
+    # And neither its body nor its headers are kept
+    assert dead_body == b"" and FORCE_HEADER not in dead and "x-other" not in dead
+    assert dead["x-encompass-dropped-bytes"] == len(forged)
+    # And nothing was created
+    assert await total_rows(stack) == before
+
+
+async def test_every_report_is_an_audit_entry_and_the_chain_holds(stack: Stack) -> None:
+    incident = report(ref(), AMELIA, FREDDIE)
+    _, first = await post(stack, incident)
+    _, again = await post(stack, incident)
+    async with stack.container.sessions() as session:
+        entries = (await session.scalars(select(AuditEntry).where(
+            AuditEntry.subject == f"incident:{first['incident_id']}",
+            AuditEntry.action == "incident.reported").order_by(AuditEntry.seq))).all()
+        chain = await verify_chain(session)
+    assert [(e.actor, e.detail["version"], e.detail["children_count"], e.detail["channel"],
+             e.detail["duplicate"]) for e in entries] == [
+        (f"force:{stack.force_id}", 1, 2, "http", False),
+        (f"force:{stack.force_id}", 1, 2, "http", True)]
+    assert chain.ok
+    assert "Amelia" not in json.dumps([e.detail for e in entries])
 
 
 async def test_no_personal_data_reached_the_log(stack: Stack) -> None:

@@ -100,7 +100,8 @@ def test_the_api_is_probed_for_liveness_and_readiness() -> None:
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
 
 
-@pytest.mark.parametrize("name", ["encompass-matcher", "encompass-dispatcher"])
+@pytest.mark.parametrize("name", ["encompass-matcher", "encompass-dispatcher",
+                                  "encompass-intake"])
 def test_workers_scale_out_and_have_time_to_stop(name: str) -> None:
     worker = deployment(name)
     assert worker["spec"]["replicas"] >= 2
@@ -121,13 +122,13 @@ def test_rabbitmq_is_a_three_node_cluster_and_postgres_is_external() -> None:
 def test_the_compose_file_runs_a_cluster_and_every_role() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"rabbitmq1", "rabbitmq2", "rabbitmq3", "postgres", "migrate", "api", "matcher",
-            "dispatcher"} <= set(services)
+    assert {"rabbitmq1", "rabbitmq2", "rabbitmq3", "postgres", "migrate", "api", "intake",
+            "matcher", "dispatcher"} <= set(services)
     cluster_conf = (DEPLOY / "rabbitmq" / "cluster.conf").read_text()
     for node in ("rabbitmq1", "rabbitmq2", "rabbitmq3"):
         assert services[node]["hostname"] == node
         assert f"rabbit@{node}" in cluster_conf
-    for name in ("migrate", "api", "matcher", "dispatcher"):
+    for name in ("migrate", "api", "intake", "matcher", "dispatcher"):
         command_is_ours(services[name]["command"])
         assert set(services[name]["environment"]) <= SETTINGS
     for name in ("matcher", "dispatcher"):

@@ -45,7 +45,9 @@ def test_deployed_exchange_and_bindings_equal_the_code() -> None:
     definitions = deployed()
 
     assert [(e["name"], e["type"], e["durable"]) for e in definitions["exchanges"]] == [
-        (topology.dead_letter_exchange, "direct", True)]
+        (topology.dead_letter_exchange, "direct", True),
+        (topology.incidents_exchange, "fanout", True)]
+    assert topology.incidents_exchange == "encompass.incidents"  # the public name
     assert sorted((b["source"], b["destination"], b["routing_key"])
                   for b in definitions["bindings"]) == sorted(
         (b.exchange, b.queue, b.routing_key) for b in topology.bindings())
@@ -58,7 +60,7 @@ def test_the_whole_file_is_what_the_code_generates() -> None:
 def test_every_work_queue_is_a_dead_lettering_quorum_queue() -> None:
     # The operational promises, read straight from the deployed file.
     queues = by_name(deployed()["queues"])
-    for name in ("incidents", "deliveries"):
+    for name in ("incidents", "deliveries", "intake"):
         args = queues[name]["arguments"]
         assert args["x-queue-type"] == "quorum"
         assert args["x-dead-letter-strategy"] == "at-least-once"
@@ -66,3 +68,9 @@ def test_every_work_queue_is_a_dead_lettering_quorum_queue() -> None:
         assert args["x-dead-letter-routing-key"] == f"{name}.dead"
         assert args["x-delivery-limit"] >= 1
         assert queues[f"{name}.dead"]["arguments"] == {"x-queue-type": "quorum"}
+
+
+def test_the_police_exchange_feeds_the_intake_queue_only() -> None:
+    bindings = [b for b in deployed()["bindings"] if b["source"] == "encompass.incidents"]
+    assert [(b["destination"], b["destination_type"]) for b in bindings] == [
+        ("intake", "queue")]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from encompass.domain.incident import IncidentReport, age_on, parse_report
+from encompass.domain.incident import IncidentReport, age_on, describe_invalid, parse_report
 
 NOW = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)
 
@@ -126,3 +126,30 @@ def test_age_on_counts_whole_years() -> None:
     born = datetime(2010, 2, 28).date()
     assert age_on(born, datetime(2028, 2, 27).date()) == 17
     assert age_on(born, datetime(2028, 2, 28).date()) == 18
+
+
+def test_a_dead_letter_reason_names_our_fields_and_positions_only() -> None:
+    # Given a report with a key the sender invented (it could be a child's name), a value
+    # of the wrong type and a missing field
+    data = valid()
+    data["Amelia Smith 2015-03-02"] = "TF3 4NT"
+    data["children"][0]["present"] = "Amelia"
+    del data["officer"]["contact"]
+    with pytest.raises(ValidationError) as info:
+        parse(data)
+    reason = describe_invalid(info.value)
+    # Then the reason counts the errors and names where, in our own vocabulary
+    assert reason.startswith("invalid incident report: 3 error(s) at ")
+    assert "children.0.present (bool_parsing)" in reason
+    assert "officer.contact (missing)" in reason
+    assert "* (extra_forbidden)" in reason
+    # And quotes nothing the sender wrote
+    for quoted in ("Amelia", "Smith", "2015", "TF3"):
+        assert quoted not in reason
+
+
+def test_a_body_that_is_not_json_is_described_without_quoting_it() -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_report(b'{"Amelia": ', now=NOW)
+    reason = describe_invalid(info.value)
+    assert reason == "invalid incident report: 1 error(s) at body (json_invalid)"

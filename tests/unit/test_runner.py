@@ -17,6 +17,7 @@ from encompass.adapters.topology import Topology
 from workers.runner import (
     ATTEMPTS_HEADER,
     DEAD_REASON_HEADER,
+    DROPPED_HEADER,
     Poison,
     attempts_of,
     default_backoff,
@@ -176,3 +177,23 @@ async def test_logs_name_the_message_but_never_its_body_or_error_text() -> None:
     assert all(e["message_id"] == "log-1" and e["queue"] == "incidents" for e in logs)
     assert logs[0]["error"] == "RuntimeError"
     assert "Lovelace" not in repr(logs)
+
+
+async def test_a_poison_message_we_did_not_write_is_dead_lettered_without_body_or_headers(
+        ) -> None:
+    broker = await started(embedded())
+
+    async def handler(message: Message) -> None:
+        raise Poison("not ours", keep_body=False)
+
+    consumer = await run_consumer(broker, "incidents", handler)
+    await broker.publish("incidents", SECRET, message_id="drop-1",
+                         headers={"x-encompass-force": "Ada Lovelace"})
+    await broker.join("incidents")
+    await consumer.cancel()
+    dead = await broker.get("incidents.dead", timeout=0.1)
+    assert dead is not None
+    assert dead.message.body == b""
+    assert dict(dead.message.headers) == {DEAD_REASON_HEADER: "not ours", ATTEMPTS_HEADER: 1,
+                                          DROPPED_HEADER: len(SECRET)}
+    assert dead.message.message_id == "drop-1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from encompass.api.asyncapi import build_asyncapi
 from encompass.api.openapi import build_openapi
 
 
@@ -32,6 +33,10 @@ def test_every_openapi_field_has_a_description_and_an_example() -> None:
     # Given the OpenAPI document, When every property and parameter is walked,
     # Then none lacks a description or an example.
     assert list(_undocumented(build_openapi())) == []
+
+
+def test_every_asyncapi_field_has_a_description_and_an_example() -> None:
+    assert list(_undocumented(build_asyncapi())) == []
 
 
 def test_the_walker_notices_a_missing_description() -> None:
