@@ -59,9 +59,10 @@ class Tally:
 
     def row(self) -> str:
         codes = ",".join(f"{k}x{v}" for k, v in sorted(self.statuses.items()))
+        hung = f"; {self.hangs} unanswered in {CLIENT_TIMEOUT:.0f}s" if self.hangs else ""
         return (f"| {self.fault} | {self.attempted} | {self.accepted} | {self.lost} | "
                 f"{self.duplicated} | {self.unexpected} | {self.late} | {self.redelivered} | "
-                f"{codes}; slowest {self.slowest:.1f}s | {self.note} |")
+                f"{codes}; slowest {self.slowest:.1f}s{hung} | {self.note} |")
 
 
 def say(line: str) -> None:
