@@ -37,11 +37,21 @@ def _instant(text: str) -> datetime:
 
 
 async def _migrate(args: argparse.Namespace) -> None:
+    from encompass.adapters.data_keys import load_or_create_data_keys
     from encompass.adapters.db.migrate import migrate
+    from encompass.adapters.keys import KeyFileError, load_or_create_signing_key
+    from encompass.bootstrap import DEFAULT_SIGNING_KEY, data_key_path
 
     settings = _settings()
     revision = await migrate(settings.database_url)
     print(f"database ({settings.database_kind}) at revision {revision}")
+    # The keys too: a deployment runs migrate once before the other processes start, so
+    # they all find the same signing key and data key instead of racing to make their own.
+    try:
+        load_or_create_signing_key(settings.signing_key or DEFAULT_SIGNING_KEY)
+        load_or_create_data_keys(data_key_path(settings))
+    except KeyFileError as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def _with_container(fn: Callable[[Any], Awaitable[None]]) -> None:

@@ -24,6 +24,11 @@ DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
 DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--faults-in-flight", type=int, default=None,
+                     help="incidents reported per fault in tests/faults (default 120)")
+
+
 def _docker_available() -> bool:
     if os.environ.get("ENCOMPASS_TEST_NO_DOCKER") or shutil.which("docker") is None:
         return False

@@ -6,7 +6,9 @@ A handler that returns has succeeded: the message is acked. One that raises
 queue at once, with the reason (and, for a message we did not write, without its body).
 Any other exception is transient: the message is published again to the same queue with
 its attempt count raised, until ``max_attempts``, and then dead-lettered with the reason
-"gave up after N attempts: <ExceptionClass>".
+"gave up after N attempts: <ExceptionClass>". An exception that says the database or the
+broker is unreachable is not the message's fault: the message goes round again after a
+pause, its attempt count unchanged.
 
 We count attempts in our own header rather than trusting the broker: RabbitMQ ignores an
 ``x-death`` set by a client, and from RabbitMQ 4.3 a requeueing nack no longer counts
@@ -24,6 +26,7 @@ import structlog
 from structlog.typing import FilteringBoundLogger
 
 from encompass.adapters.broker import Broker, Consumer, Delivery, Message, PublishError
+from encompass.adapters.unavailable import unavailable
 
 ATTEMPTS_HEADER = "x-encompass-attempts"
 DEAD_REASON_HEADER = "x-encompass-dead-reason"
@@ -31,6 +34,7 @@ DEAD_REASON_HEADER = "x-encompass-dead-reason"
 DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
+UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
 
@@ -94,7 +98,14 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
         except Exception as exc:
             # Only the class: an exception's text may quote personal data from the body.
             error = type(exc).__name__
-            if attempt < max_attempts:
+            if unavailable(exc) is not None:
+                # The database or broker is away, not the message at fault: put it back
+                # after a pause without counting an attempt, so an outage of any length
+                # dead-letters nothing.
+                await asyncio.sleep(UNAVAILABLE_PAUSE)
+                await _forward(broker, delivery, bound, queue, outcome="retry", error=error,
+                               headers={ATTEMPTS_HEADER: attempt - 1})
+            elif attempt < max_attempts:
                 # The retry copy goes to the back of the queue. Order does not matter:
                 # each message stands alone and is idempotent by its message_id.
                 pause = wait(attempt)

@@ -192,6 +192,10 @@ class RabbitBroker:
         amqp_headers: HeadersType = {key: bytearray(value) if isinstance(value, bytes) else value
                         for key, value in checked_headers(headers).items()}
         publisher = _require(self._publisher)
+        if not _require(self._connection).connected.is_set():
+            # Reconnecting: say so now rather than hold the caller (an HTTP request) until
+            # the broker is back; the caller retries or answers 503.
+            raise PublishError(f"{queue}: not connected to the broker")
         message = aio_pika.Message(body, message_id=message_id, headers=amqp_headers,
                                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
         try:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
+
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
 
 from encompass.api import admin_routes, door, police, settings_routes
-from encompass.api.errors import json_errors
+from encompass.api.errors import error_response, json_errors
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.ingest import INCIDENTS
 
 log = structlog.get_logger()
 MAX_BODY = 256 * 1024  # an incident report is a few kB; anything larger is a mistake
@@ -19,6 +24,31 @@ MAX_BODY = 256 * 1024  # an incident report is a few kB; anything larger is a mi
 
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+READY_TIMEOUT = 2.0  # seconds each dependency has to answer a readiness probe
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready when the database and the broker both answer within ``READY_TIMEOUT``;
+    otherwise 503 naming the first that did not (a load balancer stops sending here)."""
+    container = request.app[CONTAINER]
+    checks: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
+        ("database", lambda: _database_answers(container)),
+        ("broker", lambda: container.broker.depth(INCIDENTS)))
+    for name, check in checks:
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await check()
+        except Exception as exc:
+            log.warning("readyz.not_ready", dependency=name, error=type(exc).__name__)
+            return error_response(503, "not_ready", f"the {name} does not answer")
+    return web.json_response({"status": "ready"})
+
+
+async def _database_answers(container: Container) -> None:
+    async with container.engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -42,6 +72,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
     app.add_routes(police.routes)

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm.exc import StaleDataError
 
+from encompass.adapters.unavailable import unavailable
 from encompass.strict_json import JsonRefused, parse_json
 
 log = structlog.get_logger()
@@ -30,7 +31,13 @@ def error_response(status: int, code: str, message: str,
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
+    if status == 503:
+        # A 503 is always "the database or the broker is away": say when to try again.
+        headers = {"Retry-After": RETRY_AFTER, **(headers or {})}
     return web.json_response({"error": body}, status=status, headers=headers)
+
+
+RETRY_AFTER = "5"  # seconds; a broker or database restart takes about that long
 
 
 _HTTP_CODES = {400: "bad_request", 401: "unauthorised", 403: "forbidden", 404: "not_found",
@@ -59,7 +66,12 @@ async def json_errors(request: web.Request,
         # Another writer changed the same notice first (see tables.Notice): safe to retry.
         return error_response(409, "conflict", "the notice changed while this request was "
                               "handled; retry")
-    except Exception:
+    except Exception as exc:
+        if (dependency := unavailable(exc)) is not None:
+            log.warning("http.unavailable", path=request.path, dependency=dependency,
+                        error=type(exc).__name__)
+            return error_response(503, "unavailable", f"the {dependency} is unavailable; "
+                                  "retry after the time in Retry-After")
         log.exception("http.unhandled", path=request.path, method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")
 
