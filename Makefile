@@ -33,7 +33,7 @@ schemas: $(STAMP)
 	$(BIN)/python -m encompass.schema_files schemas
 
 bench: $(STAMP)
-	$(BIN)/python -m bench.import_bench
+	$(BIN)/python -m bench.fair_bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache encompass.db
