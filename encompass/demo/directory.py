@@ -65,10 +65,16 @@ def write_directory(folder: Path, webhook_base: str | None = None) -> dict[str, 
         (keys / f"{key_adult_id}.public.pem").write_bytes(public_keys_pem(pair.public_keys()))
         email = f"{key_adult_id.lower()}@settings.example"
         hook = f"{webhook_base}/{key_adult_id}" if webhook_base else ""
-        rows.append(f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
-                    f"keys/{key_adult_id}.public.pem")
-    files = {"settings": SETTINGS, "calendars": CALENDARS,
-             "key_adults": "\n".join(rows) + "\n", "pupils": PUPILS}
+        rows.append(
+            f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
+            f"keys/{key_adult_id}.public.pem"
+        )
+    files = {
+        "settings": SETTINGS,
+        "calendars": CALENDARS,
+        "key_adults": "\n".join(rows) + "\n",
+        "pupils": PUPILS,
+    }
     paths = {}
     for label, text in files.items():
         path = folder / f"{label}.csv"

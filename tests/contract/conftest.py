@@ -33,8 +33,7 @@ def _declared() -> Iterator[list[tuple[str, Topology]]]:
 
 
 @pytest.fixture(scope="session", autouse=True)
-async def _delete_rabbit_topologies(
-        _declared: list[tuple[str, Topology]]) -> AsyncIterator[None]:
+async def _delete_rabbit_topologies(_declared: list[tuple[str, Topology]]) -> AsyncIterator[None]:
     yield
     if _declared:
         await delete_topologies(_declared)
@@ -51,8 +50,9 @@ def rabbit_or_none(request: pytest.FixtureRequest) -> RabbitTarget | None:
 
 
 @pytest.fixture
-async def broker(rabbit_or_none: RabbitTarget | None,
-                 _declared: list[tuple[str, Topology]]) -> AsyncIterator[Broker]:
+async def broker(
+    rabbit_or_none: RabbitTarget | None, _declared: list[tuple[str, Topology]]
+) -> AsyncIterator[Broker]:
     """A started broker on fresh, empty queues; closed after the test."""
     made: Broker
     rabbit = rabbit_or_none

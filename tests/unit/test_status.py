@@ -8,8 +8,14 @@ from encompass.domain.status import FINAL, IllegalTransition, NoticeStatus, chec
 
 
 def test_the_happy_path_is_allowed() -> None:
-    path = [None, NoticeStatus.SCHEDULED, NoticeStatus.SEALED, NoticeStatus.SENDING,
-            NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED]
+    path = [
+        None,
+        NoticeStatus.SCHEDULED,
+        NoticeStatus.SEALED,
+        NoticeStatus.SENDING,
+        NoticeStatus.DELIVERED,
+        NoticeStatus.ACKNOWLEDGED,
+    ]
     for current, new in zip(path, path[1:], strict=False):
         check_transition(current, new)  # type: ignore[arg-type]
 

@@ -39,7 +39,6 @@ NAMING = {
 }
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware instant, stored in UTC; SQLite keeps no offset, so we restore it on read."""
 
@@ -189,8 +188,7 @@ class IncidentKey(Base):
     """
 
     __tablename__ = "incident_keys"
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"),
-                                             primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), primary_key=True)
     wrapped_key: Mapped[str | None] = mapped_column(Text)
     kek_id: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -203,8 +201,7 @@ class Child(Base):
     __tablename__ = "children"
     __table_args__ = (UniqueConstraint("version_id", "position"),)
     child_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    version_id: Mapped[str] = mapped_column(ForeignKey("incident_versions.version_id"),
-                                            index=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("incident_versions.version_id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
     score: Mapped[float] = mapped_column(Float)
@@ -262,8 +259,7 @@ class SealedEnvelope(Base):
     __table_args__ = (UniqueConstraint("notice_id", "key_adult_id", "kind"),)
     envelope_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
-    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"),
-                                              index=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"), index=True)
     role: Mapped[str] = mapped_column(String(16))  # key_adult | deputy | holiday_contact
     kind: Mapped[str] = mapped_column(String(16))  # notice | retraction
     body: Mapped[str] = mapped_column(Text)  # the envelope JSON, as sent
