@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test test-unit test-integration test-contract test-e2e test-browser lint schemas bench clean
 
 LINT_PATHS := encompass workers tests bench
-TYPED_PATHS := encompass workers
+TYPED_PATHS := encompass workers tests bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

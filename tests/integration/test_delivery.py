@@ -307,8 +307,8 @@ async def test_the_email_pointer_carries_no_personal_data(stack: Stack) -> None:
     text = (
         email.message_from_bytes(raw, policy=email.policy.default)
         .get_body(preferencelist=("plain",))
-        .get_content()
-    )  # type: ignore[union-attr]
+        .get_content()  # type: ignore[union-attr]
+    )
     # Then the whole raw message, and its decoded text, hold the id and link only
     for whole in (raw.decode("utf-8", "replace"), text):
         assert notice_id in whole and "https://encompass.example/v1/notices/" in whole

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -66,7 +67,7 @@ class Door:
         token: str | None = None,
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
         sent = dict(headers or {})
         if role or token:
             sent["Authorization"] = f"Bearer {token or self.tokens[role or '']}"

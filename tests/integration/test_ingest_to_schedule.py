@@ -352,11 +352,12 @@ async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettere
 ) -> None:
     # Given a message published straight to the incidents queue, not through ingest
     forged = json.dumps(report(ref(), AMELIA)).encode() if body is None else body
-    header_values = {
+    choices: dict[str | None, dict[str, Any]] = {
         "force": {FORCE_HEADER: stack.force_id},
         "garbage": {FORCE_HEADER: "Amelia Smith", "x-other": b"\x01"},
         None: {},
-    }[headers]
+    }
+    header_values = choices[headers]
     before = await total_rows(stack)
     message_id = str(uuid.uuid4())
     await stack.container.broker.publish(

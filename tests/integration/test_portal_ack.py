@@ -167,9 +167,9 @@ async def signed(
         stack.key(key_adult_id).signing,
         notice_id=notice_id,
         envelope_hash=digest,
-        kind=kind,
+        kind=kind,  # type: ignore[arg-type]
         reply=reply,
-    )  # type: ignore[arg-type]
+    )
     return {"kind": kind, "reply": reply, "envelope_hash": digest, "signature": signature}
 
 

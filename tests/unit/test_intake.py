@@ -123,8 +123,8 @@ async def handled(
     broker.refuse = refuse
     container = SimpleNamespace(broker=broker, sessions=None, clock=None)
     consumer = await workers.intake.start(
-        container,
-        retry_pause=0,  # type: ignore[arg-type]
+        container,  # type: ignore[arg-type]
+        retry_pause=0,
         ingest=fake_intake,
     )
     delivery = FakeDelivery(Message(body=SECRET, message_id="m-1", user_id="encompass-force-CH"))

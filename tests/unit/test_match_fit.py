@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -80,14 +82,14 @@ def test_m_and_u_are_distributions_whatever_the_data(seed: int, share: float) ->
 
 
 def test_a_missing_value_is_neutral() -> None:
-    a = Pupil("S", None, "", "Smith", np.datetime64("2015-03-07").item(), "LS6 2QT", None)
-    b = Pupil("S", None, "Jack", "Smith", np.datetime64("2015-03-07").item(), "", None)
+    a = Pupil("S", None, "", "Smith", date.fromisoformat("2015-03-07"), "LS6 2QT", None)
+    b = Pupil("S", None, "Jack", "Smith", date.fromisoformat("2015-03-07"), "", None)
     assert pair_levels(a, b) == (MISSING, 0, 0, MISSING)
 
 
 def test_the_roster_model_explains_every_level() -> None:
     pupils = [
-        Pupil("S", None, g, f, np.datetime64(d).item(), p, None)
+        Pupil("S", None, g, f, date.fromisoformat(d), p, None)
         for g, f, d, p in [
             ("Jack", "Smith", "2015-03-07", "LS6 2QT"),
             ("Jack", "Smith", "2015-07-03", "LS6 2QT"),

@@ -57,12 +57,12 @@ json_values = st.recursive(
     | st.booleans()
     | st.integers(-(10**18), 10**18)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")),
+    | st.text(st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")),
     lambda inner: (
         st.lists(inner, max_size=4)
         | st.dictionaries(
             st.text(
-                st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=5
+                st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00"), max_size=5
             ),
             inner,
             max_size=4,
