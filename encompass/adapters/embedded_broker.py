@@ -60,7 +60,7 @@ class _Queue:
 
 
 class _EmbeddedDelivery:
-    __slots__ = ("message", "_broker", "_queue", "_stored", "_owner")
+    __slots__ = ("_broker", "_owner", "_queue", "_stored", "message")
 
     def __init__(
         self,

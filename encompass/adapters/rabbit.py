@@ -55,7 +55,7 @@ def _app_headers(raw: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 class _RabbitDelivery:
-    __slots__ = ("message", "_incoming", "_settled")
+    __slots__ = ("_incoming", "_settled", "message")
 
     def __init__(self, incoming: AbstractIncomingMessage) -> None:
         self.message = Message(

@@ -51,13 +51,13 @@ from encompass.services.review_resolve import (
 __all__ = [
     "LA_CONTACT_REASON",
     "QueueSummary",
-    "ResolveRefused",
     "Resolution",
+    "ResolveRefused",
     "ReviewItem",
     "list_review",
     "queue_summary",
-    "resolve",
     "resolution_of",
+    "resolve",
 ]
 
 _UNPLACED: Final = ("review", "none")

@@ -48,7 +48,7 @@ class Swept:
     requeued: int = 0
     gave_up: int = 0
     expired: int = 0
-    escalated: Escalated = Escalated()
+    escalated: Escalated = Escalated()  # noqa: RUF009 (frozen: one shared value is safe)
 
 
 def _pending_envelope() -> ColumnElement[bool]:

@@ -378,7 +378,7 @@ class Population:
                     avoid=child.postcode,
                 )
 
-    def _report(
+    def _report(  # noqa: C901 (one draw per kind of reporting error)
         self,
         rng: random.Random,
         data: NameData,

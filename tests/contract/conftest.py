@@ -8,7 +8,7 @@ Every queue and exchange this run declared is deleted at the end of the session.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,10 +26,9 @@ _numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def _declared() -> Iterator[list[tuple[str, Topology]]]:
+def _declared() -> list[tuple[str, Topology]]:
     """The (url, topology) of every RabbitMQ broker the suite made, for the clean-up."""
-    declared: list[tuple[str, Topology]] = []
-    yield declared
+    return []
 
 
 @pytest.fixture(scope="session", autouse=True)

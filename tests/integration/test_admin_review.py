@@ -153,7 +153,7 @@ async def test_the_review_queue_shows_candidates_reasons_and_age(stack: Stack) -
 
 
 @pytest.mark.parametrize(
-    "path,method",
+    ("path", "method"),
     [
         ("/v1/admin/review", "GET"),
         ("/v1/admin/notices", "GET"),

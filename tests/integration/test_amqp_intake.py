@@ -300,7 +300,7 @@ async def test_a_user_cannot_publish_as_another_force(stack: Intake) -> None:
 
 
 @pytest.mark.parametrize(
-    "exchange,queue",
+    ("exchange", "queue"),
     [
         ("", "incidents"),  # the matcher's own queue, through the default exchange
         ("", "intake"),

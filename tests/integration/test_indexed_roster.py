@@ -187,7 +187,7 @@ async def test_a_failed_pupils_import_leaves_the_version(
     assert before
     bad = [prefixed(row, prefix) for row in read_sample("pupils")]
     bad[-1]["date_of_birth"] = "not a date"
-    with pytest.raises(DirectoryImportError, match="pupils-bad.csv:9"):
+    with pytest.raises(DirectoryImportError, match=r"pupils-bad.csv:9"):
         await import_directory(sessions, pupils=write_csv(tmp_path / "pupils-bad.csv", bad))
     async with sessions() as session:
         assert await repo.roster_version(session) == before

@@ -226,7 +226,7 @@ async def test_a_new_version_replaces_the_unsent_notices(stack: Stack) -> None:
 
 
 @pytest.mark.parametrize(
-    "mutate,code",
+    ("mutate", "code"),
     [
         (lambda r: r.update(surprise=1), "invalid_incident"),
         (lambda r: r["children"][0].update(date_of_birth="2000-01-01"), "invalid_incident"),
@@ -335,7 +335,7 @@ FORCE_HEADER = "x-encompass-force"  # the header the queue used to trust
 
 
 @pytest.mark.parametrize(
-    "body,headers",
+    ("body", "headers"),
     [
         # a whole report, claiming to come from a registered force (the finding)
         (None, "force"),
@@ -379,7 +379,7 @@ async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettere
 async def test_every_report_is_an_audit_entry_and_the_chain_holds(stack: Stack) -> None:
     incident = report(ref(), AMELIA, FREDDIE)
     _, first = await post(stack, incident)
-    _, again = await post(stack, incident)
+    _, _again = await post(stack, incident)
     async with stack.container.sessions() as session:
         entries = (
             await session.scalars(

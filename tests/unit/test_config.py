@@ -24,7 +24,7 @@ def test_defaults_are_the_embedded_ones() -> None:
 
 
 @pytest.mark.parametrize(
-    "given,expected",
+    ("given", "expected"),
     [
         ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
         ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
@@ -39,7 +39,7 @@ def test_plain_database_urls_are_accepted(
 
 
 @pytest.mark.parametrize(
-    "name,value",
+    ("name", "value"),
     [
         ("HTTP_PORT", "eighty"),
         ("HTTP_PORT", "70000"),

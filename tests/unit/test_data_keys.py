@@ -83,7 +83,7 @@ def test_the_key_file_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content,problem",
+    ("content", "problem"),
     [
         (b"", "not an Encompass data key file"),
         (

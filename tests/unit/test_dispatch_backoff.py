@@ -29,7 +29,7 @@ def test_backoff_jitter_spreads_retries() -> None:
 
 
 @pytest.mark.parametrize(
-    "status,outcome",
+    ("status", "outcome"),
     [
         (200, "delivered"),
         (202, "delivered"),
@@ -63,7 +63,7 @@ def test_the_signature_verifies_with_the_secret_and_nothing_else() -> None:
 
 
 @pytest.mark.parametrize(
-    "url,ok",
+    ("url", "ok"),
     [
         ("https://cpoms.example/hook", True),
         ("http://127.0.0.1:8080/hook", True),

@@ -21,7 +21,7 @@ def _sources() -> list[Path]:
             for p in (ROOT / folder).rglob("*")
             if p.suffix in {".py", ".md", ".json", ".yaml", ".toml"} and p.is_file()
         ]
-    return found + [ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
+    return [*found, ROOT / "README.md", ROOT / "Makefile", ROOT / "pyproject.toml"]
 
 
 def test_no_file_cites_a_document_outside_the_repository() -> None:

@@ -122,7 +122,7 @@ def test_at_least_one_child() -> None:
 
 
 @pytest.mark.parametrize(
-    "field,value",
+    ("field", "value"),
     [
         ("incident_ref", ""),
         ("incident_ref", "has spaces"),

@@ -162,7 +162,7 @@ async def test_a_transient_failure_gives_the_message_back_with_its_user() -> Non
 
 
 async def test_a_refusal_the_broker_will_not_dead_letter_keeps_the_message() -> None:
-    delivery, broker = await handled(Refused("no message_id"), refuse=True)
+    delivery, _broker = await handled(Refused("no message_id"), refuse=True)
     assert delivery.outcome == "requeued"
 
 

@@ -307,7 +307,7 @@ def test_first_day_of_term_is_open_last_day_too() -> None:
 
 def test_spans_of_another_calendar_are_ignored() -> None:
     stray = CalendarSpan("other", date(2026, 7, 20), date(2026, 8, 28), TERM)
-    cal = replace(SCHOOL, spans=SCHOOL.spans + (stray,))
+    cal = replace(SCHOOL, spans=(*SCHOOL.spans, stray))
     assert not is_open_day(cal, date(2026, 7, 21))
     assert release_time(cal, at(2026, 7, 17, 16)).at == at(2026, 9, 4, 7, 30)
 

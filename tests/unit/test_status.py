@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from encompass.domain.status import FINAL, IllegalTransition, NoticeStatus, check_transition
@@ -16,7 +18,7 @@ def test_the_happy_path_is_allowed() -> None:
         NoticeStatus.DELIVERED,
         NoticeStatus.ACKNOWLEDGED,
     ]
-    for current, new in zip(path, path[1:], strict=False):
+    for current, new in itertools.pairwise(path):
         check_transition(current, new)  # type: ignore[arg-type]
 
 

@@ -26,7 +26,7 @@ def raised_in(module: str, exc: BaseException) -> BaseException:
     """``exc`` with a traceback frame in ``module``, as if that library had raised it."""
     code = compile("def fail(exc):\n    raise exc\n", module, "exec")
     scope: dict[str, object] = {"__name__": module}
-    exec(code, scope)  # noqa: S102 (a fixed two-line function)
+    exec(code, scope)
     try:
         scope["fail"](exc)  # type: ignore[operator]
     except BaseException as raised:

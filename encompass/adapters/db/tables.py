@@ -60,7 +60,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 (SQLAlchemy's)
 
 
 class Force(Base):
@@ -237,7 +237,7 @@ class Notice(Base):
     # Every UPDATE of a notice carries "WHERE status = <the status we read>": a writer that
     # read a status another has since changed (a delivery racing an acknowledgement) fails
     # with StaleDataError and retries, instead of silently moving the lifecycle backwards.
-    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}  # noqa: RUF012
 
 
 class NoticeEvent(Base):

@@ -33,7 +33,7 @@ ASCII_SPELLINGS = str.maketrans(
         "Đ": "d",
         "œ": "oe",
         "Œ": "oe",
-        "ı": "i",
+        "ı": "i",  # noqa: RUF001 (the Turkish dotless i, on purpose)
         "ð": "d",
         "þ": "th",
         "ɔ": "o",

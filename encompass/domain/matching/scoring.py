@@ -260,7 +260,7 @@ def _names(
     return g, f, weight, False
 
 
-def score(
+def score(  # noqa: C901 (to split with the matcher benchmarked before and after)
     query: PreparedQuery,
     pupil: Pupil,
     tf: TermFrequencies = DEFAULT_FREQUENCIES,
