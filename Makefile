@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-unit test-integration test-browser lint schemas bench clean
+.PHONY: demo test test-unit test-integration test-contract test-e2e test-browser lint schemas bench clean
+
+LINT_PATHS := encompass workers tests bench
+TYPED_PATHS := encompass workers tests bench
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,9 +18,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/encompass demo
 
-test: $(STAMP)
-	$(BIN)/ruff check encompass workers tests bench
-	$(BIN)/mypy encompass workers
+# The same checks run by .pre-commit-config.yaml.
+lint: $(STAMP)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/mypy $(TYPED_PATHS)
+
+test: lint
 	$(BIN)/pytest -q
 
 test-unit: $(STAMP)
@@ -25,6 +32,12 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration tests/contract
+
+test-contract: $(STAMP)
+	$(BIN)/pytest -q tests/contract
+
+test-e2e: $(STAMP)
+	$(BIN)/pytest -q tests/e2e
 
 test-browser: $(STAMP)
 	$(BIN)/pytest -q tests/browser

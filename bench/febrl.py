@@ -105,8 +105,9 @@ def load(name: str, directory: Path | None = None) -> FebrlRoster:
     """The FEBRL data set ``name`` (``dataset1``..``dataset3``) as a roster with reports."""
     path = (directory or febrl_dir()) / f"{name}.csv"
     with path.open(encoding="utf-8", newline="") as handle:
-        records = [{k.strip(): (v or "").strip() for k, v in row.items()}
-                   for row in csv.DictReader(handle)]
+        records = [
+            {k.strip(): (v or "").strip() for k, v in row.items()} for row in csv.DictReader(handle)
+        ]
     originals: dict[str, dict[str, str]] = {}
     duplicates: list[tuple[str, dict[str, str]]] = []
     for record in records:
@@ -117,8 +118,9 @@ def load(name: str, directory: Path | None = None) -> FebrlRoster:
             duplicates.append((parts[1], record))
     duplicated = {entity for entity, _ in duplicates}
     data = FebrlRoster(name)
-    data.postcodes = sorted({p for p in (uk_postcode(o["postcode"]) for o in originals.values())
-                             if p})
+    data.postcodes = sorted(
+        {p for p in (uk_postcode(o["postcode"]) for o in originals.values()) if p}
+    )
     row_of: dict[str, int] = {}
     for entity in sorted(originals, key=int):
         if entity in duplicated and _held_out(entity):
@@ -128,16 +130,33 @@ def load(name: str, directory: Path | None = None) -> FebrlRoster:
         if dob is None:  # a roster always knows the date: this child is on no roster
             continue
         row_of[entity] = len(data._pupils)
-        data._pupils.append(Pupil(setting_id=f"FEBRL{entity:0>5}", upn=None,
-                                  given_name=o["given_name"], family_name=o["surname"],
-                                  date_of_birth=dob, postcode=uk_postcode(o["postcode"]),
-                                  gender=None))
+        data._pupils.append(
+            Pupil(
+                setting_id=f"FEBRL{entity:0>5}",
+                upn=None,
+                given_name=o["given_name"],
+                family_name=o["surname"],
+                date_of_birth=dob,
+                postcode=uk_postcode(o["postcode"]),
+                gender=None,
+            )
+        )
     for entity, d in duplicates:
         row = row_of.get(entity)
         truth = frozenset() if row is None else frozenset({f"FEBRL{entity:0>5}"})
-        data.queries.append(LabelledQuery(
-            ChildQuery(d["rec_id"], d["given_name"], d["surname"],
-                       school_date(d["date_of_birth"]), uk_postcode(d["postcode"])),
-            truth, frozenset() if row is None else frozenset({row}),
-            "enrolled" if row is not None else "unenrolled", ()))
+        data.queries.append(
+            LabelledQuery(
+                ChildQuery(
+                    d["rec_id"],
+                    d["given_name"],
+                    d["surname"],
+                    school_date(d["date_of_birth"]),
+                    uk_postcode(d["postcode"]),
+                ),
+                truth,
+                frozenset() if row is None else frozenset({row}),
+                "enrolled" if row is not None else "unenrolled",
+                (),
+            )
+        )
     return data

@@ -40,28 +40,71 @@ def write_directory(folder: Path, rows: int, settings: int, prefix: str) -> tupl
     settings_path, pupils_path = folder / "settings.csv", folder / "pupils.csv"
     with settings_path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting_id", "name", "kind", "nation", "postcode", "day_starts",
-                         "day_ends", "dispatch_at", "calendar_id", "holiday_policy"])
+        writer.writerow(
+            [
+                "setting_id",
+                "name",
+                "kind",
+                "nation",
+                "postcode",
+                "day_starts",
+                "day_ends",
+                "dispatch_at",
+                "calendar_id",
+                "holiday_policy",
+            ]
+        )
         for n in range(settings):
-            writer.writerow([f"{prefix}{n}", f"Bench School {n}", "school", "england",
-                             "TF3 4NT", "08:45", "15:15", "07:30", "weekdays", "hold"])
+            writer.writerow(
+                [
+                    f"{prefix}{n}",
+                    f"Bench School {n}",
+                    "school",
+                    "england",
+                    "TF3 4NT",
+                    "08:45",
+                    "15:15",
+                    "07:30",
+                    "weekdays",
+                    "hold",
+                ]
+            )
     born_from = date(2008, 9, 1)
     with pupils_path.open("w", encoding="utf-8", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["setting_id", "upn", "given_name", "family_name", "date_of_birth",
-                         "postcode", "gender"])
+        writer.writerow(
+            [
+                "setting_id",
+                "upn",
+                "given_name",
+                "family_name",
+                "date_of_birth",
+                "postcode",
+                "gender",
+            ]
+        )
         for n in range(rows):
             born = born_from + timedelta(days=chance.randrange(16 * 365))
             postcode = f"TF{chance.randrange(1, 13)} {chance.randrange(10)}" + "".join(
-                chance.choice("ABDEFGHJLNPQRSTUWXYZ") for _ in range(2))
-            writer.writerow([f"{prefix}{n % settings}", f"A{n:012d}" if n % 4 else "",
-                             chance.choice(GIVEN), chance.choice(FAMILY), born.isoformat(),
-                             postcode, chance.choice(["F", "M", ""])])
+                chance.choice("ABDEFGHJLNPQRSTUWXYZ") for _ in range(2)
+            )
+            writer.writerow(
+                [
+                    f"{prefix}{n % settings}",
+                    f"A{n:012d}" if n % 4 else "",
+                    chance.choice(GIVEN),
+                    chance.choice(FAMILY),
+                    born.isoformat(),
+                    postcode,
+                    chance.choice(["F", "M", ""]),
+                ]
+            )
     return settings_path, pupils_path
 
 
-async def bench(url: str, settings_path: Path, pupils_path: Path, prefix: str
-                ) -> list[tuple[str, int, float]]:
+async def bench(
+    url: str, settings_path: Path, pupils_path: Path, prefix: str
+) -> list[tuple[str, int, float]]:
     """Import into ``url``: (what, rows, seconds) for the first import and the re-import."""
     await migrate(url)
     engine = make_engine(url)
@@ -77,8 +120,9 @@ async def bench(url: str, settings_path: Path, pupils_path: Path, prefix: str
         # Leave a shared database as we found it.
         async with sessions.begin() as session:
             await session.execute(delete(PupilRow).where(PupilRow.setting_id.startswith(prefix)))
-            await session.execute(delete(SettingRow)
-                                  .where(SettingRow.setting_id.startswith(prefix)))
+            await session.execute(
+                delete(SettingRow).where(SettingRow.setting_id.startswith(prefix))
+            )
         await engine.dispose()
     return results
 
@@ -101,8 +145,11 @@ def cli() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--settings", type=int, default=300, help="settings the rows span")
-    parser.add_argument("--database-url", default=os.environ.get("ENCOMPASS_DATABASE_URL"),
-                        help="also import here (default: $ENCOMPASS_DATABASE_URL)")
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("ENCOMPASS_DATABASE_URL"),
+        help="also import here (default: $ENCOMPASS_DATABASE_URL)",
+    )
     args = parser.parse_args()
     asyncio.run(main(args.rows, args.settings, args.database_url))
 

@@ -43,15 +43,28 @@ from workers.main import start_workers
 
 def incident(n: int, pupil: dict[str, str]) -> dict[str, Any]:
     return {
-        "incident_ref": f"BENCH-{n:07d}", "version": 1,
-        "occurred_at": "2026-11-20T22:10:00+00:00", "location": "the family home",
-        "circumstances": "Argument between adults. " * 20, "police_actions": "Attended.",
+        "incident_ref": f"BENCH-{n:07d}",
+        "version": 1,
+        "occurred_at": "2026-11-20T22:10:00+00:00",
+        "location": "the family home",
+        "circumstances": "Argument between adults. " * 20,
+        "police_actions": "Attended.",
         "officer": {"name": "PC 1 Bench", "contact": "0300 000 0000"},
-        "children": [{"given_name": pupil["given_name"], "family_name": pupil["family_name"],
-                      "date_of_birth": pupil["date_of_birth"], "postcode": pupil["postcode"],
-                      "upn": pupil["upn"] or None, "gender": None, "present": True,
-                      "where_during": None, "voice": None, "injured": False,
-                      "school_hint": None}],
+        "children": [
+            {
+                "given_name": pupil["given_name"],
+                "family_name": pupil["family_name"],
+                "date_of_birth": pupil["date_of_birth"],
+                "postcode": pupil["postcode"],
+                "upn": pupil["upn"] or None,
+                "gender": None,
+                "present": True,
+                "where_during": None,
+                "voice": None,
+                "injured": False,
+                "school_hint": None,
+            }
+        ],
     }
 
 
@@ -60,11 +73,15 @@ async def run(args: argparse.Namespace) -> list[tuple[str, float, str]]:
     admin = await asyncpg.connect(args.admin_url)
     await admin.execute(f'CREATE DATABASE "{name}"')
     base = args.admin_url.rsplit("/", 1)[0].removeprefix("postgresql://")
-    settings = load_settings(database_url=f"postgresql+asyncpg://{base}/{name}",
-                             amqp_url=args.amqp_url, queue_prefix=f"{name}.",
-                             now="2026-11-20T23:30:00+00:00",
-                             # measuring throughput, not the door's rate limit
-                             rate_limit_credential=0, rate_limit_address=0)
+    settings = load_settings(
+        database_url=f"postgresql+asyncpg://{base}/{name}",
+        amqp_url=args.amqp_url,
+        queue_prefix=f"{name}.",
+        now="2026-11-20T23:30:00+00:00",
+        # measuring throughput, not the door's rate limit
+        rate_limit_credential=0,
+        rate_limit_address=0,
+    )
     configure_logging("console", "warning")
     container = await bootstrap(settings)
     runner = None
@@ -74,27 +91,27 @@ async def run(args: argparse.Namespace) -> list[tuple[str, float, str]]:
             await import_directory(container.sessions, settings=settings_csv, pupils=pupils_csv)
             with pupils_csv.open(encoding="utf-8") as handle:
                 # Only children under 18 on the night can be reported.
-                pupils = [p for p in csv.DictReader(handle)
-                          if p["date_of_birth"] > "2009-01-01"]
+                pupils = [p for p in csv.DictReader(handle) if p["date_of_birth"] > "2009-01-01"]
         force = await add_force(container.sessions, container.clock, "BENCH", "Bench Police")
         runner = web.AppRunner(create_app(container), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
         consumers = await start_workers(container, ["matcher"])
-        reports = [incident(n, pupils[(n * 7919) % len(pupils)])
-                   for n in range(args.incidents)]
+        reports = [incident(n, pupils[(n * 7919) % len(pupils)]) for n in range(args.incidents)]
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for report in reports:
             queue.put_nowait(report)
 
         async def client() -> None:
             async with aiohttp.ClientSession(
-                    headers={"Authorization": f"Bearer {force.token}"}) as session:
+                headers={"Authorization": f"Bearer {force.token}"}
+            ) as session:
                 while not queue.empty():
                     body = queue.get_nowait()
-                    async with session.post(f"http://{host}:{port}/v1/incidents",
-                                            json=body) as response:
+                    async with session.post(
+                        f"http://{host}:{port}/v1/incidents", json=body
+                    ) as response:
                         if response.status != 202:
                             raise RuntimeError(f"refused: {await response.text()}")
 
@@ -103,8 +120,11 @@ async def run(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         accepted = time.perf_counter() - started
         while True:
             async with container.sessions() as session:
-                pending = await session.scalar(select(func.count()).select_from(
-                    IncidentVersion).where(IncidentVersion.processed_at.is_(None)))
+                pending = await session.scalar(
+                    select(func.count())
+                    .select_from(IncidentVersion)
+                    .where(IncidentVersion.processed_at.is_(None))
+                )
             if not pending:
                 break
             await asyncio.sleep(0.05)
@@ -124,10 +144,16 @@ async def run(args: argparse.Namespace) -> list[tuple[str, float, str]]:
         ("raw aio-pika publish (confirms)", raw.published_per_s, "1.00"),
         ("raw aio-pika consume (acks)", raw.consumed_per_s, "1.00"),
         ("raw aio-pika publish + consume", raw.round_trip_per_s, "1.00"),
-        ("ingest: HTTP 202 after confirm", n / accepted,
-         f"{n / accepted / raw.published_per_s:.2f} of raw publish"),
-        ("end to end: HTTP -> matched, scheduled", n / processed,
-         f"{n / processed / raw.round_trip_per_s:.2f} of raw publish + consume"),
+        (
+            "ingest: HTTP 202 after confirm",
+            n / accepted,
+            f"{n / accepted / raw.published_per_s:.2f} of raw publish",
+        ),
+        (
+            "end to end: HTTP -> matched, scheduled",
+            n / processed,
+            f"{n / processed / raw.round_trip_per_s:.2f} of raw publish + consume",
+        ),
     ]
 
 

@@ -62,9 +62,16 @@ def upper_bound(wrong: int, total: int, confidence: float = 0.95) -> float:
         return 1.0
 
     def cdf(p: float) -> float:  # P(X <= wrong) for X ~ Binomial(total, p)
-        return sum(math.exp(math.lgamma(total + 1) - math.lgamma(k + 1)
-                            - math.lgamma(total - k + 1) + k * math.log(p)
-                            + (total - k) * math.log1p(-p)) for k in range(wrong + 1))
+        return sum(
+            math.exp(
+                math.lgamma(total + 1)
+                - math.lgamma(k + 1)
+                - math.lgamma(total - k + 1)
+                + k * math.log(p)
+                + (total - k) * math.log1p(-p)
+            )
+            for k in range(wrong + 1)
+        )
 
     lo, hi = wrong / total, 1.0
     for _ in range(60):
@@ -94,8 +101,14 @@ class Quality:
     dual_complete: int = 0
     notes: list[str] = field(default_factory=list)
 
-    def add(self, lq: LabelledQuery, decision: str, settings: set[str], blocked: set[int],
-            shown: set[str] | None = None) -> None:
+    def add(
+        self,
+        lq: LabelledQuery,
+        decision: str,
+        settings: set[str],
+        blocked: set[int],
+        shown: set[str] | None = None,
+    ) -> None:
         """Count one decision; ``shown`` are the settings of the candidates a reviewer sees."""
         self.queries += 1
         self.on_roster += bool(lq.truth)
@@ -120,21 +133,37 @@ class Quality:
 
     def row(self) -> list[str]:
         precision = self.auto_correct / self.auto if self.auto else float("nan")
-        return [self.name, f"{self.auto}", f"{self.wrong}", f"{precision:.4%}",
-                f"{upper_bound(self.wrong, self.auto):.3%}",
-                f"{self.blocked_rows / self.truth_rows:.2%}",
-                f"{self.auto_correct / self.on_roster:.2%}",
-                f"{(self.auto_correct + self.review_found) / self.on_roster:.2%}",
-                f"{self.review / self.queries:.2%}",
-                f"{self.none_on / self.on_roster:.2%}",
-                f"{self.dual_complete}/{self.dual}" if self.dual_complete or self.name.startswith(
-                    "Encompass") else "n/a"]
+        return [
+            self.name,
+            f"{self.auto}",
+            f"{self.wrong}",
+            f"{precision:.4%}",
+            f"{upper_bound(self.wrong, self.auto):.3%}",
+            f"{self.blocked_rows / self.truth_rows:.2%}",
+            f"{self.auto_correct / self.on_roster:.2%}",
+            f"{(self.auto_correct + self.review_found) / self.on_roster:.2%}",
+            f"{self.review / self.queries:.2%}",
+            f"{self.none_on / self.on_roster:.2%}",
+            f"{self.dual_complete}/{self.dual}"
+            if self.dual_complete or self.name.startswith("Encompass")
+            else "n/a",
+        ]
 
 
-HEADER = ["data set", "matcher", "auto matches", "false matches", "precision",
-          "wrong-match rate, 95% upper", "candidate recall (blocking)", "recall, automatic",
-          "recall counting review (true setting among the candidates)", "review rate",
-          "none, children on a roster", "both enrolments"]
+HEADER = [
+    "data set",
+    "matcher",
+    "auto matches",
+    "false matches",
+    "precision",
+    "wrong-match rate, 95% upper",
+    "candidate recall (blocking)",
+    "recall, automatic",
+    "recall counting review (true setting among the candidates)",
+    "review rate",
+    "none, children on a roster",
+    "both enrolments",
+]
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -152,19 +181,28 @@ def ours(population: Labelled) -> tuple[Quality, float]:
     for lq in population.queries:
         blocked = set(index.candidate_rows(lq.query).tolist())
         result = index.match(lq.query)
-        quality.add(lq, result.decision.value, set(result.setting_ids), blocked,
-                    {c.pupil.setting_id for c in result.candidates})
+        quality.add(
+            lq,
+            result.decision.value,
+            set(result.setting_ids),
+            blocked,
+            {c.pupil.setting_id for c in result.candidates},
+        )
     return quality, build
 
 
-def _splink_record(uid: str, given: str, family: str, dob: object, postcode: str,
-                   upn: str | None) -> dict[str, object]:
+def _splink_record(
+    uid: str, given: str, family: str, dob: object, postcode: str, upn: str | None
+) -> dict[str, object]:
     pc = normalise_postcode(postcode)
-    return {"unique_id": uid, "given_name": given.strip().lower() or None,
-            "family_name": family.strip().lower() or None,
-            "date_of_birth": dob.isoformat() if dob is not None else None,  # type: ignore[attr-defined]
-            "postcode": f"{pc[:-3]} {pc[-3:]}" if len(pc) >= 5 else None,
-            "upn": (upn or "").replace(" ", "").upper() or None}
+    return {
+        "unique_id": uid,
+        "given_name": given.strip().lower() or None,
+        "family_name": family.strip().lower() or None,
+        "date_of_birth": dob.isoformat() if dob is not None else None,  # type: ignore[attr-defined]
+        "postcode": f"{pc[:-3]} {pc[-3:]}" if len(pc) >= 5 else None,
+        "upn": (upn or "").replace(" ", "").upper() or None,
+    }
 
 
 def splink(population: Labelled) -> list[Quality]:
@@ -174,11 +212,21 @@ def splink(population: Labelled) -> list[Quality]:
     from splink import DuckDBAPI, Linker, SettingsCreator, block_on
 
     pupils = list(population.pupils())
-    roster = [_splink_record(f"r{i}", p.given_name, p.family_name, p.date_of_birth, p.postcode,
-                             p.upn) for i, p in enumerate(pupils)]
-    reports = [_splink_record(f"q{i}", lq.query.given_name, lq.query.family_name,
-                              lq.query.date_of_birth, lq.query.postcode, lq.query.upn)
-               for i, lq in enumerate(population.queries)]
+    roster = [
+        _splink_record(f"r{i}", p.given_name, p.family_name, p.date_of_birth, p.postcode, p.upn)
+        for i, p in enumerate(pupils)
+    ]
+    reports = [
+        _splink_record(
+            f"q{i}",
+            lq.query.given_name,
+            lq.query.family_name,
+            lq.query.date_of_birth,
+            lq.query.postcode,
+            lq.query.upn,
+        )
+        for i, lq in enumerate(population.queries)
+    ]
     connection = duckdb.connect()
     connection.execute("SET threads TO 2")
     db = DuckDBAPI(connection=connection)
@@ -192,21 +240,24 @@ def splink(population: Labelled) -> list[Quality]:
             cl.ExactMatch("upn"),
         ],
         blocking_rules_to_generate_predictions=[
-            block_on("date_of_birth"), block_on("postcode"),
-            block_on("family_name", "given_name"), block_on("upn"),
+            block_on("date_of_birth"),
+            block_on("postcode"),
+            block_on("family_name", "given_name"),
+            block_on("upn"),
         ],
         retain_intermediate_calculation_columns=False,
     )
-    linker = Linker([db.register(roster, table_name="roster"),
-                     db.register(reports, table_name="reports")], settings,
-                    log_level="ERROR")
+    linker = Linker(
+        [db.register(roster, table_name="roster"), db.register(reports, table_name="reports")],
+        settings,
+        log_level="ERROR",
+    )
     linker.training.estimate_probability_two_random_records_match(
-        [block_on("given_name", "family_name", "date_of_birth")], recall=0.7)
+        [block_on("given_name", "family_name", "date_of_birth")], recall=0.7
+    )
     linker.training.estimate_u_using_random_sampling(max_pairs=2e6, seed=1)
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("date_of_birth"))
-    linker.training.estimate_parameters_using_expectation_maximisation(
-        block_on("postcode"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("date_of_birth"))
+    linker.training.estimate_parameters_using_expectation_maximisation(block_on("postcode"))
     pairs = linker.inference.predict().as_duckdbpyrelation()
     rows = pairs.project("unique_id_l, unique_id_r, match_probability").fetchall()
     blocked: dict[int, set[int]] = {}
@@ -219,17 +270,22 @@ def splink(population: Labelled) -> list[Quality]:
             best[q] = (probability, r)
 
     def wrong_at(threshold: float) -> int:
-        return sum(1 for q, (p, r) in best.items() if p >= threshold
-                   and pupils[r].setting_id not in population.queries[q].truth)
+        return sum(
+            1
+            for q, (p, r) in best.items()
+            if p >= threshold and pupils[r].setting_id not in population.queries[q].truth
+        )
 
-    wrong_scores = sorted(p for q, (p, r) in best.items()
-                          if pupils[r].setting_id not in population.queries[q].truth)
+    wrong_scores = sorted(
+        p for q, (p, r) in best.items() if pupils[r].setting_id not in population.queries[q].truth
+    )
     zero = math.nextafter(wrong_scores[-1], 2.0) if wrong_scores else 0.5
     out = []
     zero_weight = math.log2(zero / (1 - zero)) if zero < 1 else float("inf")
-    for name, threshold in ((f"Splink, own zero-false-match threshold (match weight >= "
-                             f"{zero_weight:.1f})", zero),
-                            ("Splink, p >= 0.99", 0.99)):
+    for name, threshold in (
+        (f"Splink, own zero-false-match threshold (match weight >= {zero_weight:.1f})", zero),
+        ("Splink, p >= 0.99", 0.99),
+    ):
         quality = Quality(name)
         for i, lq in enumerate(population.queries):
             p, r = best.get(i, (0.0, -1))
@@ -285,12 +341,18 @@ def speed(seed: int, roster: int, queries: int) -> dict[str, float]:
         latencies.append(time.perf_counter() - t)
     elapsed = time.perf_counter() - start
     latencies.sort()
-    return {"pupils": count, "generate_s": generate, "load_s": load,
-            "index_mb": index.nbytes / 2**20, "rss_growth_mb": after - before,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "queries": len(reports), "per_second": len(reports) / elapsed,
-            "p50_ms": latencies[len(latencies) // 2] * 1e3,
-            "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3}
+    return {
+        "pupils": count,
+        "generate_s": generate,
+        "load_s": load,
+        "index_mb": index.nbytes / 2**20,
+        "rss_growth_mb": after - before,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "queries": len(reports),
+        "per_second": len(reports) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1e3,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1e3,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -300,8 +362,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quality-queries", type=int, default=10_000)
     parser.add_argument("--roster", type=int, default=1_000_000, help="pupils for speed")
     parser.add_argument("--speed-queries", type=int, default=20_000)
-    parser.add_argument("--datasets", default="synthetic,febrl1,febrl2,febrl3",
-                        help="comma-separated: synthetic, febrl1, febrl2, febrl3")
+    parser.add_argument(
+        "--datasets",
+        default="synthetic,febrl1,febrl2,febrl3",
+        help="comma-separated: synthetic, febrl1, febrl2, febrl3",
+    )
     parser.add_argument("--no-splink", action="store_true")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--speed-only-json", action="store_true", help=argparse.SUPPRESS)
@@ -312,8 +377,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     sets: list[tuple[str, Labelled]] = []
     wanted = args.datasets.split(",")
     if "synthetic" in wanted:
-        sets.append((f"synthetic (seed {args.seed})", Population(
-            seed=args.seed, roster_size=args.quality_roster, n_queries=args.quality_queries)))
+        sets.append(
+            (
+                f"synthetic (seed {args.seed})",
+                Population(
+                    seed=args.seed, roster_size=args.quality_roster, n_queries=args.quality_queries
+                ),
+            )
+        )
     for name in (w for w in wanted if w.startswith("febrl")):
         try:
             sets.append((f"FEBRL {name[5:]}", febrl.load(f"dataset{name[5:]}")))
@@ -330,11 +401,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             splink_s = time.perf_counter() - start
         rows += [[label, *q.row()] for q in found]
         on = sum(1 for q in data.queries if q.truth)
-        notes.append(f"{label}: roster {sum(1 for _ in data.pupils()):,} pupils, "
-                     f"{len(data.queries):,} reports ({len(data.queries) - on:,} of children "
-                     f"on no roster); Encompass index built in {build:.1f} s"
-                     + ("" if args.no_splink else f"; Splink trained and predicted in "
-                                                  f"{splink_s:.0f} s"))
+        notes.append(
+            f"{label}: roster {sum(1 for _ in data.pupils()):,} pupils, "
+            f"{len(data.queries):,} reports ({len(data.queries) - on:,} of children "
+            f"on no roster); Encompass index built in {build:.1f} s"
+            + ("" if args.no_splink else f"; Splink trained and predicted in {splink_s:.0f} s")
+        )
     print("## Quality\n")
     print(table(HEADER, rows))
     print()
@@ -342,21 +414,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.no_speed:
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "bench.match_bench", "--speed-only-json",
-                          "--seed", str(args.seed), "--roster", str(args.roster),
-                          "--speed-queries", str(args.speed_queries)],
-                         check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.match_bench",
+            "--speed-only-json",
+            "--seed",
+            str(args.seed),
+            "--roster",
+            str(args.roster),
+            "--speed-queries",
+            str(args.speed_queries),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     s = json.loads(out.stdout)
-    print(f"\n## Speed and memory: {int(s['pupils']):,} pupils, {int(s['queries']):,} reports, "
-          "one process on one core\n")
-    print(table(["measure", "value"], [
-        ["roster load (columns + blocking index, generation excluded)", f"{s['load_s']:.1f} s"],
-        ["matches per second", f"{s['per_second']:,.0f}"],
-        ["latency of one child, p50 / p99", f"{s['p50_ms']:.2f} ms / {s['p99_ms']:.2f} ms"],
-        ["index arrays", f"{s['index_mb']:.0f} MB"],
-        ["memory held by the loaded index (RSS growth)", f"{s['rss_growth_mb']:.0f} MB"],
-        ["peak memory of the process (generator included)", f"{s['peak_rss_mb']:.0f} MB"],
-    ]))
+    print(
+        f"\n## Speed and memory: {int(s['pupils']):,} pupils, {int(s['queries']):,} reports, "
+        "one process on one core\n"
+    )
+    print(
+        table(
+            ["measure", "value"],
+            [
+                [
+                    "roster load (columns + blocking index, generation excluded)",
+                    f"{s['load_s']:.1f} s",
+                ],
+                ["matches per second", f"{s['per_second']:,.0f}"],
+                ["latency of one child, p50 / p99", f"{s['p50_ms']:.2f} ms / {s['p99_ms']:.2f} ms"],
+                ["index arrays", f"{s['index_mb']:.0f} MB"],
+                ["memory held by the loaded index (RSS growth)", f"{s['rss_growth_mb']:.0f} MB"],
+                ["peak memory of the process (generator included)", f"{s['peak_rss_mb']:.0f} MB"],
+            ],
+        )
+    )
 
 
 if __name__ == "__main__":

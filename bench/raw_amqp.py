@@ -31,15 +31,16 @@ async def measure(url: str, count: int, *, size: int = 2048, window: int = 256) 
     body = b"x" * size
     try:
         channel = await connection.channel(publisher_confirms=True)
-        await channel.declare_queue(name, durable=True,
-                                    arguments={"x-queue-type": "quorum"})
+        await channel.declare_queue(name, durable=True, arguments={"x-queue-type": "quorum"})
         started = time.perf_counter()
         pending: list[asyncio.Future[object]] = []
         for n in range(count):
-            message = aio_pika.Message(body, message_id=str(n),
-                                       delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
-            pending.append(asyncio.ensure_future(
-                channel.default_exchange.publish(message, routing_key=name)))
+            message = aio_pika.Message(
+                body, message_id=str(n), delivery_mode=aio_pika.DeliveryMode.PERSISTENT
+            )
+            pending.append(
+                asyncio.ensure_future(channel.default_exchange.publish(message, routing_key=name))
+            )
             if len(pending) >= window:
                 await asyncio.gather(*pending)
                 pending.clear()

@@ -65,11 +65,16 @@ def make_broker(settings: Settings) -> Broker:
     return RabbitBroker(settings.amqp_url, topology)
 
 
-async def bootstrap(settings: Settings, *, clock: Clock | None = None,
-                    broker: Broker | None = None, run_migrations: bool = True,
-                    signing_key: Ed25519PrivateKey | None = None,
-                    roster: Roster | None = None,
-                    data_keys: DataKeys | None = None) -> Container:
+async def bootstrap(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    broker: Broker | None = None,
+    run_migrations: bool = True,
+    signing_key: Ed25519PrivateKey | None = None,
+    roster: Roster | None = None,
+    data_keys: DataKeys | None = None,
+) -> Container:
     """Build every adapter for ``settings``, migrate the database and start the broker.
 
     The roster is ``roster`` when given (e.g. a ``DatabaseRoster``), else an
@@ -105,6 +110,13 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     broker = broker or make_broker(settings)
     await broker.start()
     roster = roster or IndexedRoster(sessions, check_every=settings.roster_check_interval)
-    return Container(settings=settings, clock=clock, engine=engine,
-                     sessions=sessions, broker=broker, roster=roster, signing_key=key,
-                     data_keys=keys)
+    return Container(
+        settings=settings,
+        clock=clock,
+        engine=engine,
+        sessions=sessions,
+        broker=broker,
+        roster=roster,
+        signing_key=key,
+        data_keys=keys,
+    )

@@ -91,8 +91,10 @@ def _print_amqp_user(code: str, settings: Settings) -> None:
 
     path = urlsplit(settings.amqp_url).path if settings.amqp_url else ""
     vhost = unquote(path[1:]) if len(path) > 1 else "/"
-    print(f"# the force's RabbitMQ user {force_user(code)}: may publish to the incidents "
-          "exchange only; run these once on the broker and give the force the password")
+    print(
+        f"# the force's RabbitMQ user {force_user(code)}: may publish to the incidents "
+        "exchange only; run these once on the broker and give the force the password"
+    )
     for command in rabbitmqctl_commands(code, Topology(settings.queue_prefix), vhost=vhost):
         print(command)
 
@@ -120,10 +122,14 @@ async def _forces_revoke(args: argparse.Namespace) -> None:
         if done.already:
             print(f"force {done.subject_id} was already revoked ({done.at.isoformat()})")
         else:
-            print(f"force {done.subject_id} revoked: its token no longer works, and the "
-                  "service refuses what its RabbitMQ user publishes")
-        print(f"# to remove its RabbitMQ user too: rabbitmqctl delete_user "
-              f"{force_user(done.subject_id)}")
+            print(
+                f"force {done.subject_id} revoked: its token no longer works, and the "
+                "service refuses what its RabbitMQ user publishes"
+            )
+        print(
+            f"# to remove its RabbitMQ user too: rabbitmqctl delete_user "
+            f"{force_user(done.subject_id)}"
+        )
 
     await _with_container(run)
 
@@ -151,9 +157,11 @@ async def _audit_verify(args: argparse.Namespace) -> None:
         async with container.sessions() as session:
             report = await verify_chain(session)
         if not report.ok:
-            raise CommandError(f"audit chain broken at entry {report.broken_at}: "
-                               f"{report.problem} ({report.entries} entries before it "
-                               "verify)")
+            raise CommandError(
+                f"audit chain broken at entry {report.broken_at}: "
+                f"{report.problem} ({report.entries} entries before it "
+                "verify)"
+            )
         print(f"audit chain intact: {report.entries} entries (head {report.head})")
 
     await _with_container(run)
@@ -164,8 +172,9 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
     files = {k: getattr(args, k) for k in ("settings", "key_adults", "calendars", "pupils")}
     if not any(files.values()):
-        raise CommandError("name at least one file: --settings, --key-adults, --calendars "
-                           "or --pupils")
+        raise CommandError(
+            "name at least one file: --settings, --key-adults, --calendars or --pupils"
+        )
 
     def progress(label: str, rows: int) -> None:
         print(f"  {label}: {rows:,} rows", file=sys.stderr, flush=True)
@@ -188,16 +197,22 @@ async def _match(args: argparse.Namespace) -> None:
 
     if args.explain_model:
         try:
-            await explain_model(_settings().database_url, args.children, stdout=sys.stdout,
-                                progress=progress)
+            await explain_model(
+                _settings().database_url, args.children, stdout=sys.stdout, progress=progress
+            )
         except DryRunError as exc:
             raise CommandError(str(exc)) from None
         return
     if args.children is None:
         raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
     try:
-        report = await match_file(_settings().database_url, args.children, out=args.out,
-                                  stdout=sys.stdout, progress=progress)
+        report = await match_file(
+            _settings().database_url,
+            args.children,
+            out=args.out,
+            stdout=sys.stdout,
+            progress=progress,
+        )
     except DryRunError as exc:
         raise CommandError(str(exc)) from None
     print(report.summary(), file=sys.stderr)
@@ -241,8 +256,10 @@ async def _keys_generate(args: argparse.Namespace) -> None:
     except (KeyFileError, OSError) as exc:
         raise CommandError(str(exc)) from None
     kind = "ML-KEM-768 + X25519 hybrid" if args.post_quantum else "X25519"
-    print(f"{kind} key pair written: {args.out / 'private.pem'} (keep it, mode 0600) and "
-          f"{args.out / 'public.pem'} (give it to your local authority)")
+    print(
+        f"{kind} key pair written: {args.out / 'private.pem'} (keep it, mode 0600) and "
+        f"{args.out / 'public.pem'} (give it to your local authority)"
+    )
 
 
 async def _open(args: argparse.Namespace) -> None:
@@ -265,18 +282,22 @@ async def _demo(args: argparse.Namespace) -> None:
 
 # --- The receiving side: Key Adult credentials, urgent release, the Key Adult's client ---
 
+
 async def _key_adults_credentials(args: argparse.Namespace) -> None:
     from encompass.services.credentials import CredentialError
     from encompass.services.portal import issue_key_adult_credentials
 
     async def run(container: Any) -> None:
         try:
-            issued = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                       args.key_adult_id)
+            issued = await issue_key_adult_credentials(
+                container.sessions, container.clock, args.key_adult_id
+            )
         except CredentialError as exc:
             raise CommandError(str(exc)) from None
-        print(f"Key Adult {issued.key_adult_id}: new credentials (any earlier ones no longer "
-              "work); keep them, they are shown once")
+        print(
+            f"Key Adult {issued.key_adult_id}: new credentials (any earlier ones no longer "
+            "work); keep them, they are shown once"
+        )
         print(f"token: {issued.token}")
         print(f"webhook_secret: {issued.webhook_secret}")
 
@@ -291,18 +312,28 @@ async def _purge(args: argparse.Namespace) -> None:
         verb = "would purge" if args.dry_run else "purged"
         total = 0
         while True:
-            batch = await purge_due(container.sessions, container.clock, retention_days=days,
-                                    dry_run=args.dry_run, actor="admin:cli", vacuum=False)
+            batch = await purge_due(
+                container.sessions,
+                container.clock,
+                retention_days=days,
+                dry_run=args.dry_run,
+                actor="admin:cli",
+                vacuum=False,
+            )
             for item in batch:
-                print(f"{verb} incident {item.incident_id} (force {item.force_id}, closed "
-                      f"{item.closed_at.isoformat()})")
+                print(
+                    f"{verb} incident {item.incident_id} (force {item.force_id}, closed "
+                    f"{item.closed_at.isoformat()})"
+                )
             total += len(batch)
             if args.dry_run or not batch:
                 break
         if total and not args.dry_run:
             await forget_purged(container.sessions)
-        print(f"{total} incident(s) {'to purge' if args.dry_run else 'purged'}: closed more "
-              f"than {days} day(s) ago (ENCOMPASS_RETENTION_DAYS)")
+        print(
+            f"{total} incident(s) {'to purge' if args.dry_run else 'purged'}: closed more "
+            f"than {days} day(s) ago (ENCOMPASS_RETENTION_DAYS)"
+        )
 
     await _with_container(run)
 
@@ -312,13 +343,16 @@ async def _release(args: argparse.Namespace) -> None:
 
     async def run(container: Any) -> None:
         try:
-            done = await release_now(container.sessions, container.clock, args.notice_id,
-                                     actor="admin:cli")
+            done = await release_now(
+                container.sessions, container.clock, args.notice_id, actor="admin:cli"
+            )
         except ReleaseRefused as exc:
             raise CommandError(str(exc)) from None
         was = done.was_due_at.isoformat() if done.was_due_at else "no time"
-        print(f"notice {done.notice_id} released now ({done.deliver_at.isoformat()}); it was "
-              f"due at {was}; the dispatcher sends it on its next pass")
+        print(
+            f"notice {done.notice_id} released now ({done.deliver_at.isoformat()}); it was "
+            f"due at {was}; the dispatcher sends it on its next pass"
+        )
 
     await _with_container(run)
 
@@ -329,14 +363,22 @@ def _portal(args: argparse.Namespace) -> Any:
 
     # Without --service-key the service's key is pinned beside the private key on first
     # use, and a changed one is refused (service_pin.py).
-    return Portal(args.url, args.token, load_keys(args.key), load_pinned(args.service_key),
-                  pin=None if args.service_key else pin_path_for(args.key))
+    return Portal(
+        args.url,
+        args.token,
+        load_keys(args.key),
+        load_pinned(args.service_key),
+        pin=None if args.service_key else pin_path_for(args.key),
+    )
 
 
 def _pinned_note(portal: Any) -> None:
     if portal.pinned_now:
-        print(f"encompass: pinned the service's key in {portal.pin}; later runs refuse a "
-              "different one", file=sys.stderr)
+        print(
+            f"encompass: pinned the service's key in {portal.pin}; later runs refuse a "
+            "different one",
+            file=sys.stderr,
+        )
 
 
 async def _inbox(args: argparse.Namespace) -> None:
@@ -371,20 +413,27 @@ async def _ack(args: argparse.Namespace) -> None:
 
 def _add_receiving_commands(sub: Any) -> None:
     key_adults = sub.add_parser("key-adults", help="Key Adults").add_subparsers(
-        dest="action", required=True)
-    cred = key_adults.add_parser("credentials", help="issue a Key Adult's API token and "
-                                 "webhook secret (printed once; revokes earlier ones)")
+        dest="action", required=True
+    )
+    cred = key_adults.add_parser(
+        "credentials",
+        help="issue a Key Adult's API token and "
+        "webhook secret (printed once; revokes earlier ones)",
+    )
     cred.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
     cred.set_defaults(run=_key_adults_credentials)
 
-    purge = sub.add_parser("purge", help="retention: destroy the data keys of incidents "
-                           "closed more than ENCOMPASS_RETENTION_DAYS ago (audited)")
-    purge.add_argument("--dry-run", action="store_true",
-                       help="only list the incidents that would be purged")
+    purge = sub.add_parser(
+        "purge",
+        help="retention: destroy the data keys of incidents "
+        "closed more than ENCOMPASS_RETENTION_DAYS ago (audited)",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="only list the incidents that would be purged"
+    )
     purge.set_defaults(run=_purge)
 
-    release = sub.add_parser("release", help="release a held (scheduled) notice now, "
-                             "audited")
+    release = sub.add_parser("release", help="release a held (scheduled) notice now, audited")
     release.add_argument("notice_id", metavar="NOTICE_ID")
     release.set_defaults(run=_release)
 
@@ -392,24 +441,34 @@ def _add_receiving_commands(sub: Any) -> None:
         parser.add_argument("--url", required=True, help="the Encompass service's base URL")
         parser.add_argument("--token", required=True, help="the Key Adult's API token")
         parser.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
-        parser.add_argument("--service-key", type=Path, metavar="PUBLIC.pem",
-                            help="the service's public key (default: fetch it from the "
-                                 "service, pinned on first use in service-key.pem beside "
-                                 "the private key; a changed key is refused)")
+        parser.add_argument(
+            "--service-key",
+            type=Path,
+            metavar="PUBLIC.pem",
+            help="the service's public key (default: fetch it from the "
+            "service, pinned on first use in service-key.pem beside "
+            "the private key; a changed key is refused)",
+        )
 
     box = sub.add_parser("inbox", help="fetch, verify and open this Key Adult's notices")
     portal_args(box)
-    box.add_argument("--out", type=Path, metavar="DIR",
-                     help="also save each sealed envelope as DIR/NOTICE_ID.json")
+    box.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="also save each sealed envelope as DIR/NOTICE_ID.json",
+    )
     box.set_defaults(run=_inbox)
 
     acker = sub.add_parser("ack", help="sign and send an acknowledgement")
     acker.add_argument("notice_id", metavar="NOTICE_ID")
     portal_args(acker)
-    acker.add_argument("--kind", default="received",
-                       choices=["received", "not_our_pupil", "child_absent"])
+    acker.add_argument(
+        "--kind", default="received", choices=["received", "not_our_pupil", "child_absent"]
+    )
     acker.add_argument("--reply", help="a short reply to the force (up to 500 characters)")
     acker.set_defaults(run=_ack)
+
 
 # --- end of the receiving side ---
 
@@ -428,25 +487,32 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("name", choices=["matcher", "dispatcher", "intake", "all"])
     worker.set_defaults(run=_worker)
 
-    sub.add_parser("migrate", help="create or upgrade the database schema"
-                   ).set_defaults(run=_migrate)
+    sub.add_parser("migrate", help="create or upgrade the database schema").set_defaults(
+        run=_migrate
+    )
 
     forces = sub.add_parser("forces", help="police forces").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     add = forces.add_parser("add", help="register a force; prints its token once")
     add.add_argument("code")
     add.add_argument("--name", required=True)
-    add.add_argument("--amqp", action="store_true",
-                     help="also print the rabbitmqctl commands that create the force's "
-                          "RabbitMQ user, allowed to publish incident reports only")
+    add.add_argument(
+        "--amqp",
+        action="store_true",
+        help="also print the rabbitmqctl commands that create the force's "
+        "RabbitMQ user, allowed to publish incident reports only",
+    )
     add.set_defaults(run=_forces_add)
-    revoke = forces.add_parser("revoke", help="revoke a force's token at once (audited); "
-                               "'forces add CODE' later reinstates it with a new token")
+    revoke = forces.add_parser(
+        "revoke",
+        help="revoke a force's token at once (audited); "
+        "'forces add CODE' later reinstates it with a new token",
+    )
     revoke.add_argument("code")
     revoke.set_defaults(run=_forces_revoke)
 
-    admins = sub.add_parser("admins", help="admins").add_subparsers(dest="action",
-                                                                    required=True)
+    admins = sub.add_parser("admins", help="admins").add_subparsers(dest="action", required=True)
     add = admins.add_parser("add", help="register an admin; prints the token once")
     add.add_argument("name")
     add.add_argument("--area", required=True, help="local authority code, or 'all'")
@@ -455,27 +521,40 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("name", help="the admin's name, or its id when several share it")
     revoke.set_defaults(run=_admins_revoke)
 
-    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action",
-                                                                         required=True)
-    audit.add_parser("verify", help="walk the hash chain; exit 1 naming the first entry "
-                     "that does not verify").set_defaults(run=_audit_verify)
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
+    audit.add_parser(
+        "verify", help="walk the hash chain; exit 1 naming the first entry that does not verify"
+    ).set_defaults(run=_audit_verify)
 
     directory = sub.add_parser("directory", help="the directory").add_subparsers(
-        dest="action", required=True)
+        dest="action", required=True
+    )
     imp = directory.add_parser("import", help="load settings, Key Adults, calendars, pupils")
     for flag in ("--settings", "--key-adults", "--calendars", "--pupils"):
         imp.add_argument(flag, type=Path, metavar="FILE")
     imp.set_defaults(run=_directory_import)
 
-    match = sub.add_parser("match", help="dry run: match a JSON-lines file of children "
-                           "against the imported roster; one JSON line per child")
+    match = sub.add_parser(
+        "match",
+        help="dry run: match a JSON-lines file of children "
+        "against the imported roster; one JSON line per child",
+    )
     match.add_argument("children", type=Path, metavar="CHILDREN.jsonl", nargs="?")
-    match.add_argument("--out", type=Path, metavar="FILE",
-                       help="write the lines to FILE (whole or not at all), not stdout")
-    match.add_argument("--explain-model", action="store_true",
-                       help="print the matching model fitted on the roster (and the children, "
-                            "if given): m, u and weight of every level beside the hand-set "
-                            "ones; nothing is matched")
+    match.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write the lines to FILE (whole or not at all), not stdout",
+    )
+    match.add_argument(
+        "--explain-model",
+        action="store_true",
+        help="print the matching model fitted on the roster (and the children, "
+        "if given): m, u and weight of every level beside the hand-set "
+        "ones; nothing is matched",
+    )
     match.set_defaults(run=_match)
 
     nd = sub.add_parser("next-delivery", help="when a notice reported then would be released")
@@ -483,20 +562,26 @@ def build_parser() -> argparse.ArgumentParser:
     nd.add_argument("--reported-at", required=True, type=_instant)
     nd.set_defaults(run=_next_delivery)
 
-    keys = sub.add_parser("keys", help="Key Adult keys").add_subparsers(dest="action",
-                                                                       required=True)
+    keys = sub.add_parser("keys", help="Key Adult keys").add_subparsers(
+        dest="action", required=True
+    )
     gen = keys.add_parser("generate", help="a Key Adult's key pair")
     gen.add_argument("--out", required=True, type=Path, metavar="DIR")
-    gen.add_argument("--post-quantum", action="store_true",
-                     help="ML-KEM-768 + X25519 hybrid instead of X25519")
+    gen.add_argument(
+        "--post-quantum", action="store_true", help="ML-KEM-768 + X25519 hybrid instead of X25519"
+    )
     gen.set_defaults(run=_keys_generate)
 
     opener = sub.add_parser("open", help="open and verify a sealed notice")
     opener.add_argument("envelope", type=Path)
     opener.add_argument("--key", required=True, type=Path, metavar="PRIVATE.pem")
-    opener.add_argument("--service-key", type=Path, metavar="PUBLIC.pem",
-                        help="the service's public key (default: the one 'encompass inbox' "
-                             "pinned beside the private key; without either, nothing opens)")
+    opener.add_argument(
+        "--service-key",
+        type=Path,
+        metavar="PUBLIC.pem",
+        help="the service's public key (default: the one 'encompass inbox' "
+        "pinned beside the private key; without either, nothing opens)",
+    )
     opener.set_defaults(run=_open)
     _add_receiving_commands(sub)
     return parser

@@ -59,19 +59,23 @@ class Portal:
     pinned_now: bool = False
 
     async def _get(self, client: aiohttp.ClientSession, path: str) -> aiohttp.ClientResponse:
-        return await client.get(self.url.rstrip("/") + path,
-                                headers={"Authorization": f"Bearer {self.token}"})
+        return await client.get(
+            self.url.rstrip("/") + path, headers={"Authorization": f"Bearer {self.token}"}
+        )
 
     async def _json(self, response: aiohttp.ClientResponse) -> Any:
         try:
             data = await response.json(content_type=None)
         except (json.JSONDecodeError, aiohttp.ContentTypeError, UnicodeDecodeError):
-            raise ClientError(f"the service answered HTTP {response.status} without JSON "
-                              f"({response.url})") from None
+            raise ClientError(
+                f"the service answered HTTP {response.status} without JSON ({response.url})"
+            ) from None
         if response.status >= 400:
             error = data.get("error", {}) if isinstance(data, dict) else {}
-            raise ClientError(f"the service refused (HTTP {response.status}, "
-                              f"{error.get('code', '?')}): {error.get('message', '')}")
+            raise ClientError(
+                f"the service refused (HTTP {response.status}, "
+                f"{error.get('code', '?')}): {error.get('message', '')}"
+            )
         return data
 
     async def service_public_key(self, client: aiohttp.ClientSession) -> Ed25519PublicKey:
@@ -93,8 +97,9 @@ class Portal:
 
     def open(self, envelope: Envelope, service_key: Ed25519PublicKey) -> dict[str, Any]:
         try:
-            notice = open_sealed(envelope, private_key=self.keys.recipient,
-                                 service_public_key=service_key)
+            notice = open_sealed(
+                envelope, private_key=self.keys.recipient, service_public_key=service_key
+            )
         except EnvelopeError as exc:
             raise ClientError(f"notice {envelope.notice_id}: {exc}") from None
         return notice.model_dump(mode="json")
@@ -116,8 +121,9 @@ def load_pinned(service_key_path: Path | str | None) -> Ed25519PublicKey | None:
     try:
         return load_service_public_key(Path(service_key_path).read_bytes())
     except OSError as exc:
-        raise ClientError(f"cannot read the service key {service_key_path}: "
-                          f"{exc.strerror}") from None
+        raise ClientError(
+            f"cannot read the service key {service_key_path}: {exc.strerror}"
+        ) from None
     except KeyFileError as exc:
         raise ClientError(str(exc)) from None
 
@@ -126,8 +132,12 @@ def _connection_error(portal: Portal, exc: Exception) -> ClientError:
     return ClientError(f"cannot reach {portal.url}: {exc.__class__.__name__}")
 
 
-async def inbox(portal: Portal, *, out_dir: Path | None = None,
-                emit: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+async def inbox(
+    portal: Portal,
+    *,
+    out_dir: Path | None = None,
+    emit: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Fetch, verify and open every envelope the portal holds for this Key Adult; returns
     ``{"notice_id","status","notice"}`` per envelope (a retraction's ``notice.kind`` says
     so), handing each to ``emit`` as soon as it is open. With ``out_dir`` each envelope is
@@ -145,8 +155,11 @@ async def inbox(portal: Portal, *, out_dir: Path | None = None,
     for item in items:
         try:
             envelope = parse_envelope(item["envelope"])
-            line = {"notice_id": item["notice_id"], "status": item["status"],
-                    "notice": portal.open(envelope, service_key)}
+            line = {
+                "notice_id": item["notice_id"],
+                "status": item["status"],
+                "notice": portal.open(envelope, service_key),
+            }
         except (EnvelopeError, ClientError) as exc:
             problems.append(str(exc))
             continue
@@ -160,8 +173,9 @@ async def inbox(portal: Portal, *, out_dir: Path | None = None,
         if emit is not None:
             emit(line)
     if problems:
-        raise ClientError(f"{len(problems)} notice(s) could not be opened: "
-                          + "; ".join(problems[:5]))
+        raise ClientError(
+            f"{len(problems)} notice(s) could not be opened: " + "; ".join(problems[:5])
+        )
     return opened
 
 
@@ -173,8 +187,9 @@ def _save(path: Path, envelope: dict[str, Any]) -> None:
         raise ClientError(f"cannot write {path}: {exc.strerror}") from None
 
 
-async def ack(portal: Portal, notice_id: str, *, kind: AckKind = "received",
-              reply: str | None = None) -> dict[str, Any]:
+async def ack(
+    portal: Portal, notice_id: str, *, kind: AckKind = "received", reply: str | None = None
+) -> dict[str, Any]:
     """Fetch the notice's envelope, check it opens with this Key Adult's key (so they sign
     only what they can read), sign its hash with ``kind`` and ``reply`` and send it.
     Returns the service's record of the acknowledgement; ClientError otherwise."""
@@ -183,26 +198,38 @@ async def ack(portal: Portal, notice_id: str, *, kind: AckKind = "received",
     try:
         async with aiohttp.ClientSession(timeout=TIMEOUT) as client:
             service_key = await portal.service_public_key(client)
-            async with await portal._get(client, f"/v1/notices/{quote(notice_id, safe='')}"
-                                     ) as response:
+            async with await portal._get(
+                client, f"/v1/notices/{quote(notice_id, safe='')}"
+            ) as response:
                 item = await portal._json(response)
             try:
                 envelope = parse_envelope(item["envelope"])
             except (EnvelopeError, KeyError, TypeError) as exc:
                 raise ClientError(f"the service sent no valid envelope: {exc}") from None
             if envelope.notice_id != notice_id:
-                raise ClientError(f"the service sent the envelope of another notice "
-                                  f"({envelope.notice_id}); nothing was signed")
+                raise ClientError(
+                    f"the service sent the envelope of another notice "
+                    f"({envelope.notice_id}); nothing was signed"
+                )
             portal.open(envelope, service_key)
             digest = envelope_hash(envelope)
-            body = {"kind": kind, "reply": reply, "envelope_hash": digest,
-                    "signature": sign_ack(portal.keys.signing, notice_id=envelope.notice_id,
-                                          envelope_hash=digest, kind=kind, reply=reply)}
+            body = {
+                "kind": kind,
+                "reply": reply,
+                "envelope_hash": digest,
+                "signature": sign_ack(
+                    portal.keys.signing,
+                    notice_id=envelope.notice_id,
+                    envelope_hash=digest,
+                    kind=kind,
+                    reply=reply,
+                ),
+            }
             async with client.post(
-                    f"{portal.url.rstrip('/')}/v1/notices/"
-                    f"{quote(envelope.notice_id, safe='')}/ack",
-                    json=body, headers={"Authorization": f"Bearer {portal.token}"}
-                    ) as response:
+                f"{portal.url.rstrip('/')}/v1/notices/{quote(envelope.notice_id, safe='')}/ack",
+                json=body,
+                headers={"Authorization": f"Bearer {portal.token}"},
+            ) as response:
                 result: dict[str, Any] = await portal._json(response)
                 return result
     except aiohttp.ClientError as exc:

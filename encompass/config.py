@@ -22,20 +22,22 @@ class ConfigError(Exception):
 def normalise_database_url(url: str) -> str:
     """Accept the plain ``sqlite:///`` and ``postgresql://`` forms and add the async driver."""
     url = url.strip()
-    for plain, driver in (("sqlite://", "sqlite+aiosqlite://"),
-                          ("postgresql://", "postgresql+asyncpg://"),
-                          ("postgres://", "postgresql+asyncpg://")):
+    for plain, driver in (
+        ("sqlite://", "sqlite+aiosqlite://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgres://", "postgresql+asyncpg://"),
+    ):
         if url.startswith(plain):
-            return driver + url[len(plain):]
+            return driver + url[len(plain) :]
     if url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
         return url
-    raise ValueError("must start with sqlite+aiosqlite:///, sqlite:///, "
-                     "postgresql+asyncpg:// or postgresql://")
+    raise ValueError(
+        "must start with sqlite+aiosqlite:///, sqlite:///, postgresql+asyncpg:// or postgresql://"
+    )
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ENCOMPASS_", extra="ignore",
-                                      frozen=True)
+    model_config = SettingsConfigDict(env_prefix="ENCOMPASS_", extra="ignore", frozen=True)
 
     amqp_url: str | None = None
     database_url: str = DEFAULT_DATABASE_URL

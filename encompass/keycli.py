@@ -38,8 +38,9 @@ def keys_generate(out_dir: Path | str, post_quantum: bool) -> None:
     try:
         write_secret_file(private_path, private_keys_pem(keys))
     except FileExistsError:
-        raise KeyFileError(f"{private_path} already exists; not overwriting a private key") \
-            from None
+        raise KeyFileError(
+            f"{private_path} already exists; not overwriting a private key"
+        ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot write {private_path}: {exc.strerror}") from None
     try:
@@ -56,8 +57,9 @@ def _read(path: Path | str, what: str) -> bytes:
         raise OpenError(f"cannot read the {what} {path}: {exc.strerror}") from None
 
 
-def open_envelope(envelope_path: Path | str, key_path: Path | str,
-                  service_key_path: Path | str | None) -> dict[str, Any]:
+def open_envelope(
+    envelope_path: Path | str, key_path: Path | str, service_key_path: Path | str | None
+) -> dict[str, Any]:
     """Open the sealed notice in ``envelope_path`` with the Key Adult's ``private.pem`` and
     return the notice as a JSON-ready dict, after checking the service's signature against
     ``service_key_path`` or, without it, the key an earlier ``encompass inbox`` pinned beside
@@ -74,8 +76,11 @@ def open_envelope(envelope_path: Path | str, key_path: Path | str,
     except (KeyFileError, PinError) as exc:
         raise OpenError(str(exc)) from None
     try:
-        notice = open_sealed(parse_envelope(envelope_text), private_key=keys.recipient,
-                             service_public_key=service_key)
+        notice = open_sealed(
+            parse_envelope(envelope_text),
+            private_key=keys.recipient,
+            service_public_key=service_key,
+        )
     except EnvelopeError as exc:
         raise OpenError(str(exc)) from None
     return notice.model_dump(mode="json")

@@ -19,12 +19,38 @@ import structlog
 REDACTED = "[redacted]"
 
 # Fields whose whole value is personal data or free text that may hold it.
-PERSONAL_KEYS = frozenset({
-    "name", "given_name", "family_name", "full_name", "child", "children", "pupil",
-    "date_of_birth", "dob", "birth_date", "postcode", "address", "location",
-    "circumstances", "police_actions", "voice", "where_during", "officer", "contact",
-    "email", "phone", "body", "payload", "report", "notice", "reply", "upn", "school_hint",
-})
+PERSONAL_KEYS = frozenset(
+    {
+        "name",
+        "given_name",
+        "family_name",
+        "full_name",
+        "child",
+        "children",
+        "pupil",
+        "date_of_birth",
+        "dob",
+        "birth_date",
+        "postcode",
+        "address",
+        "location",
+        "circumstances",
+        "police_actions",
+        "voice",
+        "where_during",
+        "officer",
+        "contact",
+        "email",
+        "phone",
+        "body",
+        "payload",
+        "report",
+        "notice",
+        "reply",
+        "upn",
+        "school_hint",
+    }
+)
 
 _POSTCODE = re.compile(r"\b[A-Z]{1,2}[0-9][A-Z0-9]?\s*[0-9][A-Z]{2}\b", re.IGNORECASE)
 _DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}/\d{1,2}/\d{2,4}\b")
@@ -46,8 +72,9 @@ def _clean(key: str, value: Any) -> Any:
     return value
 
 
-def safe_exception(_logger: Any, _method: str,
-                   event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def safe_exception(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """Render ``exc_info`` as frames and the exception's class only.
 
     Exception messages often quote the input (pydantic does), so the message is dropped.
@@ -62,14 +89,16 @@ def safe_exception(_logger: Any, _method: str,
     kind, _value, tb = exc_info
     if kind is not None:
         # Frames as file:line in function only; source lines can quote data too.
-        frames = "".join(f"  {f.filename}:{f.lineno} in {f.name}\n"
-                         for f in traceback.extract_tb(tb))
+        frames = "".join(
+            f"  {f.filename}:{f.lineno} in {f.name}\n" for f in traceback.extract_tb(tb)
+        )
         event_dict["exception"] = f"{frames}{kind.__module__}.{kind.__qualname__}: {REDACTED}"
     return event_dict
 
 
-def redact_personal_data(_logger: Any, _method: str,
-                         event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def redact_personal_data(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """A structlog processor: personal fields dropped, postcodes and dates masked."""
     for key in list(event_dict):
         if key == "timestamp":
@@ -78,13 +107,17 @@ def redact_personal_data(_logger: Any, _method: str,
     return event_dict
 
 
-def configure_logging(fmt: Literal["console", "json"] = "console", level: str = "info",
-                      stream: TextIO | None = None) -> None:
+def configure_logging(
+    fmt: Literal["console", "json"] = "console", level: str = "info", stream: TextIO | None = None
+) -> None:
     """Configure structlog (and the standard library's loggers) once, for the whole process."""
     stream = stream or sys.stderr
     numeric = getattr(logging, level.upper(), logging.INFO)
-    renderer: Any = (structlog.processors.JSONRenderer() if fmt == "json"
-                     else structlog.dev.ConsoleRenderer(colors=False))
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -100,10 +133,12 @@ def configure_logging(fmt: Literal["console", "json"] = "console", level: str = 
     )
     # Library loggers (aio-pika, aiohttp, sqlalchemy) go through the same redaction.
     handler = logging.StreamHandler(stream)
-    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
-        foreign_pre_chain=shared,
-    ))
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(numeric, logging.WARNING))

@@ -29,8 +29,13 @@ async def serve(settings: Settings) -> None:
         consumers = []
         if container.broker.kind == "embedded":
             consumers = await start_workers(container, ["all"])
-        log.info("serve.listening", host=settings.http_host, port=settings.http_port,
-                 broker=container.broker.kind, database=settings.database_kind)
+        log.info(
+            "serve.listening",
+            host=settings.http_host,
+            port=settings.http_port,
+            broker=container.broker.kind,
+            database=settings.database_kind,
+        )
         await stop_event().wait()
         for consumer in consumers:
             await consumer.cancel()

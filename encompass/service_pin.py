@@ -65,9 +65,11 @@ def check_or_pin(path: Path, served: Ed25519PublicKey) -> bool:
             handle.write(public_key_pem(served))
         return True
     if _raw(pinned) != _raw(served):
-        raise PinError(f"the service's key differs from the one pinned in {path}; nothing "
-                       "was opened. If the service really changed its key, check the new "
-                       "one with your local authority, then delete that file")
+        raise PinError(
+            f"the service's key differs from the one pinned in {path}; nothing "
+            "was opened. If the service really changed its key, check the new "
+            "one with your local authority, then delete that file"
+        )
     return False
 
 
@@ -77,7 +79,9 @@ def pinned_for_opening(private_key_path: Path | str) -> Ed25519PublicKey:
     path = pin_path_for(private_key_path)
     pinned = read_pin(path)
     if pinned is None:
-        raise PinError("cannot check who sealed this envelope: give --service-key "
-                       f"PUBLIC.pem, or run 'encompass inbox' once to pin the service's "
-                       f"key in {path}")
+        raise PinError(
+            "cannot check who sealed this envelope: give --service-key "
+            f"PUBLIC.pem, or run 'encompass inbox' once to pin the service's "
+            f"key in {path}"
+        )
     return pinned

@@ -46,8 +46,9 @@ def _depth(raw: bytes) -> int:
 
 def _number(text: str) -> None:
     if len(text) > MAX_NUMBER_CHARS:
-        raise JsonRefused("number_too_large",
-                          f"a number in the body has more than {MAX_NUMBER_CHARS} characters")
+        raise JsonRefused(
+            "number_too_large", f"a number in the body has more than {MAX_NUMBER_CHARS} characters"
+        )
 
 
 def _int(text: str) -> int:
@@ -77,8 +78,9 @@ def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _check_strings(value: Any) -> None:
     if isinstance(value, str):
         if bad_characters(value):
-            raise JsonRefused("invalid_characters",
-                              "a string in the body holds NUL or a lone surrogate")
+            raise JsonRefused(
+                "invalid_characters", "a string in the body holds NUL or a lone surrogate"
+            )
     elif isinstance(value, list):
         for item in value:
             _check_strings(item)
@@ -101,8 +103,13 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError:
         raise JsonRefused("invalid_json", "the body is not UTF-8") from None
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_int=_int,
-                           parse_float=_float, parse_constant=_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_object,
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_constant,
+        )
     except json.JSONDecodeError:
         raise JsonRefused("invalid_json", "the body is not valid JSON") from None
     except RecursionError:  # the depth check above should make this unreachable

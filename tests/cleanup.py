@@ -16,8 +16,9 @@ async def delete_topologies(declared: list[tuple[str, Topology]]) -> None:
             for spec in topology.queues:
                 # if_unused must be False: quorum queues refuse queue.delete with it set
                 # (and RabbitMQ closes the whole connection to say so).
-                await channel.queue_delete(topology.name(spec.name), if_unused=False,
-                                           if_empty=False)
+                await channel.queue_delete(
+                    topology.name(spec.name), if_unused=False, if_empty=False
+                )
             for exchange in topology.exchanges():
                 await channel.exchange_delete(exchange.name, if_unused=False)
     finally:

@@ -25,8 +25,12 @@ DEFAULT_AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--faults-in-flight", type=int, default=None,
-                     help="incidents reported per fault in tests/faults (default 120)")
+    parser.addoption(
+        "--faults-in-flight",
+        type=int,
+        default=None,
+        help="incidents reported per fault in tests/faults (default 120)",
+    )
 
 
 def _docker_available() -> bool:
@@ -106,9 +110,11 @@ def _check_rabbit(url: str) -> None:
     try:
         asyncio.run(probe())
     except Exception as exc:
-        pytest.fail(f"RabbitMQ does not answer at {url} ({exc.__class__.__name__}: {exc}); "
-                    "start it (rabbitmq-server -detached) or set ENCOMPASS_TEST_AMQP_URL",
-                    pytrace=False)
+        pytest.fail(
+            f"RabbitMQ does not answer at {url} ({exc.__class__.__name__}: {exc}); "
+            "start it (rabbitmq-server -detached) or set ENCOMPASS_TEST_AMQP_URL",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -121,8 +127,11 @@ async def pg_url(admin_pg_url: str) -> AsyncIterator[str]:
     try:
         admin = await asyncpg.connect(dsn, timeout=10)
     except Exception as exc:
-        pytest.fail(f"PostgreSQL does not answer at {dsn} ({exc.__class__.__name__}: {exc}); "
-                    "start it or set ENCOMPASS_TEST_DATABASE_URL", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL does not answer at {dsn} ({exc.__class__.__name__}: {exc}); "
+            "start it or set ENCOMPASS_TEST_DATABASE_URL",
+            pytrace=False,
+        )
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:

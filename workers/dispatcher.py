@@ -37,8 +37,15 @@ PURGE_EVERY = 24 * 3600.0  # seconds: retention counts in days
 class Dispatcher:
     """The running worker; ``cancel()`` stops the loop and the consumer cleanly."""
 
-    def __init__(self, container: Container, *, interval: float, sweep_every: float,
-                 policy: SweepPolicy, purge_every: float = PURGE_EVERY) -> None:
+    def __init__(
+        self,
+        container: Container,
+        *,
+        interval: float,
+        sweep_every: float,
+        policy: SweepPolicy,
+        purge_every: float = PURGE_EVERY,
+    ) -> None:
         self._container = container
         self._interval, self._sweep_every, self._policy = interval, sweep_every, policy
         self._purge_every = purge_every
@@ -49,16 +56,26 @@ class Dispatcher:
 
     async def start(self, *, backoff: Callable[[int], float], mail: MailPort | None) -> None:
         settings = self._container.settings
-        self._webhook = WebhookSender(timeout=settings.webhook_timeout,
-                                      signing_key=self._container.signing_key)
-        handler = DeliverEnvelope(self._container.sessions, self._container.clock,
-                                  self._webhook, mail,
-                                  max_attempts=settings.delivery_max_attempts)
+        self._webhook = WebhookSender(
+            timeout=settings.webhook_timeout, signing_key=self._container.signing_key
+        )
+        handler = DeliverEnvelope(
+            self._container.sessions,
+            self._container.clock,
+            self._webhook,
+            mail,
+            max_attempts=settings.delivery_max_attempts,
+        )
         # The runner's own limit is a backstop above the handler's, which counts attempts
         # in the database and records the failure itself.
         self._consumer = await run_consumer(
-            self._container.broker, DELIVERIES, handler,
-            max_attempts=settings.delivery_max_attempts + 2, backoff=backoff, prefetch=64)
+            self._container.broker,
+            DELIVERIES,
+            handler,
+            max_attempts=settings.delivery_max_attempts + 2,
+            backoff=backoff,
+            prefetch=64,
+        )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
 
@@ -69,8 +86,9 @@ class Dispatcher:
         while True:
             try:
                 purged = 0
-                while batch := await purge_due(c.sessions, c.clock, vacuum=False,
-                                               retention_days=c.settings.retention_days):
+                while batch := await purge_due(
+                    c.sessions, c.clock, vacuum=False, retention_days=c.settings.retention_days
+                ):
                     purged += len(batch)
                 if purged:
                     await forget_purged(c.sessions)
@@ -130,18 +148,31 @@ def mailer_for(container: Container) -> MailPort | None:
     settings = container.settings
     if settings.smtp_host is None:
         return None
-    return SmtpSender(host=settings.smtp_host, port=settings.smtp_port,
-                      sender=settings.smtp_from, portal_url=settings.portal_url)
+    return SmtpSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        portal_url=settings.portal_url,
+    )
 
 
-async def start(container: Container, *, backoff: Callable[[int], float] | None = None,
-                mail: MailPort | None = None, interval: float | None = None,
-                sweep_every: float = SWEEP_EVERY,
-                policy: SweepPolicy | None = None) -> Dispatcher:
+async def start(
+    container: Container,
+    *,
+    backoff: Callable[[int], float] | None = None,
+    mail: MailPort | None = None,
+    interval: float | None = None,
+    sweep_every: float = SWEEP_EVERY,
+    policy: SweepPolicy | None = None,
+) -> Dispatcher:
     """Start the loop and the ``deliveries`` consumer; the returned worker's ``cancel()``
     stops both. Tests pass a near-zero ``backoff``, their own ``mail`` and ``policy``."""
-    worker = Dispatcher(container, interval=interval or container.settings.dispatch_interval,
-                        sweep_every=sweep_every, policy=policy or SweepPolicy())
+    worker = Dispatcher(
+        container,
+        interval=interval or container.settings.dispatch_interval,
+        sweep_every=sweep_every,
+        policy=policy or SweepPolicy(),
+    )
     await worker.start(backoff=backoff or delivery_backoff, mail=mail or mailer_for(container))
     return worker
 

@@ -47,8 +47,14 @@ RETRY_PAUSE = 1.0
 
 def dead_record(message_id: str, user_id: str | None, reason: str) -> bytes:
     """The body of a refused message's dead letter: who, which message, why; no report."""
-    return json.dumps({"message_id": shown_id(message_id) if message_id else None,
-                       "user_id": user_id, "reason": reason}, sort_keys=True).encode()
+    return json.dumps(
+        {
+            "message_id": shown_id(message_id) if message_id else None,
+            "user_id": user_id,
+            "reason": reason,
+        },
+        sort_keys=True,
+    ).encode()
 
 
 def _dead_id(message_id: str) -> str:
@@ -57,12 +63,16 @@ def _dead_id(message_id: str) -> str:
     return message_id if shown_id(message_id) == message_id else str(uuid.uuid4())
 
 
-Ingest = Callable[[async_sessionmaker[AsyncSession], Broker, Clock, Message],
-                  Awaitable[Accepted]]
+Ingest = Callable[[async_sessionmaker[AsyncSession], Broker, Clock, Message], Awaitable[Accepted]]
 
 
-async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
-                prefetch: int = 16, ingest: Ingest = intake) -> Consumer:
+async def start(
+    container: Container,
+    *,
+    retry_pause: float = RETRY_PAUSE,
+    prefetch: int = 16,
+    ingest: Ingest = intake,
+) -> Consumer:
     """Start consuming ``intake`` (each message through ``ingest``, by default
     :func:`~encompass.services.intake.intake`); the returned consumer's ``cancel()`` stops
     it."""
@@ -70,17 +80,19 @@ async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
 
     async def on_delivery(delivery: Delivery) -> None:
         message = delivery.message
-        bound = log.bind(message_id=shown_id(message.message_id), queue=INTAKE,
-                         user_id=message.user_id)
+        bound = log.bind(
+            message_id=shown_id(message.message_id), queue=INTAKE, user_id=message.user_id
+        )
         try:
             accepted = await ingest(container.sessions, broker, container.clock, message)
         except Refused as exc:
             try:
-                await broker.publish(INTAKE + DEAD_SUFFIX,
-                                     dead_record(message.message_id, message.user_id,
-                                                 exc.reason),
-                                     message_id=_dead_id(message.message_id),
-                                     headers={DEAD_REASON_HEADER: exc.reason})
+                await broker.publish(
+                    INTAKE + DEAD_SUFFIX,
+                    dead_record(message.message_id, message.user_id, exc.reason),
+                    message_id=_dead_id(message.message_id),
+                    headers={DEAD_REASON_HEADER: exc.reason},
+                )
             except PublishError:
                 await delivery.reject(requeue=True)
                 bound.warning("message.requeued", outcome="requeued")
@@ -94,8 +106,12 @@ async def start(container: Container, *, retry_pause: float = RETRY_PAUSE,
             await delivery.reject(requeue=True)
         else:
             await delivery.ack()
-            bound.info("message.processed", outcome="acked",
-                       incident_id=accepted.incident_id, duplicate=accepted.duplicate)
+            bound.info(
+                "message.processed",
+                outcome="acked",
+                incident_id=accepted.incident_id,
+                duplicate=accepted.duplicate,
+            )
 
     return await broker.consume(INTAKE, on_delivery, prefetch=prefetch)
 

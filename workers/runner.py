@@ -69,9 +69,15 @@ def attempts_of(message: Message) -> int:
         return 0
 
 
-async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
-                       max_attempts: int = 5, backoff: Callable[[int], float] | None = None,
-                       prefetch: int = 16) -> Consumer:
+async def run_consumer(
+    broker: Broker,
+    queue: str,
+    handler: Handler,
+    *,
+    max_attempts: int = 5,
+    backoff: Callable[[int], float] | None = None,
+    prefetch: int = 16,
+) -> Consumer:
     """Consume ``queue`` with ``handler`` under the retry and dead-letter policy above.
 
     Every message ends acked exactly when its outcome (success, a retry copy, or a dead
@@ -92,9 +98,15 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
         try:
             await handler(message)
         except Poison as exc:
-            await _forward(broker, delivery, bound, dead, outcome="dead", headers={
-                DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
-                keep_body=exc.keep_body)
+            await _forward(
+                broker,
+                delivery,
+                bound,
+                dead,
+                outcome="dead",
+                headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
+                keep_body=exc.keep_body,
+            )
         except Exception as exc:
             # Only the class: an exception's text may quote personal data from the body.
             error = type(exc).__name__
@@ -103,21 +115,43 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
                 # after a pause without counting an attempt, so an outage of any length
                 # dead-letters nothing.
                 await asyncio.sleep(UNAVAILABLE_PAUSE)
-                await _forward(broker, delivery, bound, queue, outcome="retry", error=error,
-                               headers={ATTEMPTS_HEADER: attempt - 1})
+                await _forward(
+                    broker,
+                    delivery,
+                    bound,
+                    queue,
+                    outcome="retry",
+                    error=error,
+                    headers={ATTEMPTS_HEADER: attempt - 1},
+                )
             elif attempt < max_attempts:
                 # The retry copy goes to the back of the queue. Order does not matter:
                 # each message stands alone and is idempotent by its message_id.
                 pause = wait(attempt)
                 if pause > 0:
                     await asyncio.sleep(pause)
-                await _forward(broker, delivery, bound, queue, outcome="retry", error=error,
-                               headers={ATTEMPTS_HEADER: attempt})
+                await _forward(
+                    broker,
+                    delivery,
+                    bound,
+                    queue,
+                    outcome="retry",
+                    error=error,
+                    headers={ATTEMPTS_HEADER: attempt},
+                )
             else:
-                await _forward(broker, delivery, bound, dead, outcome="dead", error=error,
-                               headers={DEAD_REASON_HEADER:
-                                        f"gave up after {attempt} attempts: {error}",
-                                        ATTEMPTS_HEADER: attempt})
+                await _forward(
+                    broker,
+                    delivery,
+                    bound,
+                    dead,
+                    outcome="dead",
+                    error=error,
+                    headers={
+                        DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
+                        ATTEMPTS_HEADER: attempt,
+                    },
+                )
         else:
             await delivery.ack()
             bound.info("message.processed", outcome="acked")
@@ -125,9 +159,17 @@ async def run_consumer(broker: Broker, queue: str, handler: Handler, *,
     return await broker.consume(queue, on_delivery, prefetch=prefetch)
 
 
-async def _forward(broker: Broker, delivery: Delivery, bound: FilteringBoundLogger, target: str, *,
-                   outcome: str, headers: Mapping[str, Any], error: str | None = None,
-                   keep_body: bool = True) -> None:
+async def _forward(
+    broker: Broker,
+    delivery: Delivery,
+    bound: FilteringBoundLogger,
+    target: str,
+    *,
+    outcome: str,
+    headers: Mapping[str, Any],
+    error: str | None = None,
+    keep_body: bool = True,
+) -> None:
     """Publish a copy of the delivery to ``target`` with ``headers`` added, confirmed, then
     ack the original; if the broker does not confirm, give the original back. Without
     ``keep_body`` the copy has an empty body and none of the original's headers."""
@@ -137,18 +179,17 @@ async def _forward(broker: Broker, delivery: Delivery, bound: FilteringBoundLogg
     if not keep_body:
         body, all_headers = b"", {**headers, DROPPED_HEADER: len(message.body)}
     try:
-        await broker.publish(target, body, message_id=message.message_id,
-                             headers=all_headers)
+        await broker.publish(target, body, message_id=message.message_id, headers=all_headers)
     except PublishError as exc:
         # The copy may not exist: keep the original. Its requeue counts toward the
         # broker's delivery limit, which dead-letters it if this keeps happening.
         await delivery.reject(requeue=True)
-        bound.warning("message.requeued", outcome="requeued", target=target,
-                      publish_error=str(exc), **extra)
+        bound.warning(
+            "message.requeued", outcome="requeued", target=target, publish_error=str(exc), **extra
+        )
         return
     await delivery.ack()
     if outcome == "dead":
-        bound.warning("message.dead", outcome=outcome, reason=headers[DEAD_REASON_HEADER],
-                      **extra)
+        bound.warning("message.dead", outcome=outcome, reason=headers[DEAD_REASON_HEADER], **extra)
     else:
         bound.info("message.retry", outcome=outcome, **extra)

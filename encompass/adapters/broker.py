@@ -94,20 +94,26 @@ class Broker(Protocol):
         :meth:`close`) neither fails nor loses messages."""
         ...
 
-    async def publish(self, queue: str, body: bytes, *, message_id: str,
-                      headers: Mapping[str, Any] | None = None) -> None:
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
         """Store one persistent message on ``queue``; return only once the broker has
         confirmed it. Raise :class:`PublishError` when it did not."""
         ...
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *,
-                      prefetch: int = 16) -> Consumer:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int = 16
+    ) -> Consumer:
         """Call ``handler`` for each message of ``queue``, with at most ``prefetch``
         deliveries unsettled at once."""
         ...
 
-    async def get(self, queue: str, *,  # the wait for a message is part of the port
-                  timeout: float = 1.0) -> Delivery | None:  # noqa: ASYNC109
+    async def get(
+        self,
+        queue: str,
+        *,  # the wait for a message is part of the port
+        timeout: float = 1.0,  # noqa: ASYNC109
+    ) -> Delivery | None:
         """Take one message from ``queue`` (waiting up to ``timeout`` seconds for one), or
         ``None``. The delivery must be settled like a consumed one."""
         ...
@@ -128,7 +134,8 @@ def checked_headers(headers: Mapping[str, Any] | None) -> dict[str, HeaderValue]
     result: dict[str, HeaderValue] = {}
     for key, value in (headers or {}).items():
         if not isinstance(key, str) or not isinstance(value, str | int | bytes):
-            raise TypeError(f"header {key!r}: values must be str, int or bytes, "
-                            f"not {type(value).__name__}")
+            raise TypeError(
+                f"header {key!r}: values must be str, int or bytes, not {type(value).__name__}"
+            )
         result[key] = value
     return result

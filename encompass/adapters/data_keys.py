@@ -76,7 +76,7 @@ def open_value(key: bytes, token: str, *, purpose: str, subject: str) -> bytes:
     if not token.startswith(PREFIX):
         raise DataUnreadable(f"{purpose} of {subject} is not a sealed value")
     try:
-        raw = _unb64(token[len(PREFIX):])
+        raw = _unb64(token[len(PREFIX) :])
     except (ValueError, binascii.Error):
         raise DataUnreadable(f"{purpose} of {subject} is not valid base64") from None
     if len(raw) < _NONCE + 16:
@@ -84,8 +84,10 @@ def open_value(key: bytes, token: str, *, purpose: str, subject: str) -> bytes:
     try:
         return AESGCM(key).decrypt(raw[:_NONCE], raw[_NONCE:], _aad(purpose, subject))
     except InvalidTag:
-        raise DataUnreadable(f"{purpose} of {subject} does not decrypt (altered, moved, or "
-                             "sealed under another data key file)") from None
+        raise DataUnreadable(
+            f"{purpose} of {subject} does not decrypt (altered, moved, or "
+            "sealed under another data key file)"
+        ) from None
 
 
 class DataKeys:
@@ -108,14 +110,14 @@ class DataKeys:
 
     def wrap(self, data_key: bytes, *, incident_id: str) -> str:
         """``data_key`` sealed under the KEK, bound to ``incident_id``."""
-        return seal_value(self._kek, data_key, purpose="incident_keys.data_key",
-                          subject=incident_id)
+        return seal_value(
+            self._kek, data_key, purpose="incident_keys.data_key", subject=incident_id
+        )
 
     def unwrap(self, wrapped: str, *, incident_id: str) -> bytes:
         """The data key of ``incident_id``; DataUnreadable when it was not wrapped by this
         KEK for this incident."""
-        return open_value(self._kek, wrapped, purpose="incident_keys.data_key",
-                          subject=incident_id)
+        return open_value(self._kek, wrapped, purpose="incident_keys.data_key", subject=incident_id)
 
     def seal_secret(self, secret: bytes, *, purpose: str, subject: str) -> str:
         """A service secret (not incident data, never purged) sealed under the KEK."""
@@ -135,8 +137,10 @@ def parse_data_key_file(data: bytes, path: Path) -> DataKeys:
     """The KEK in ``data`` (the text of ``path``); KeyFileError (one line) otherwise."""
     lines = data.decode("ascii", "replace").split()
     if len(lines) != 2 or lines[0] != _FILE_LABEL:
-        raise KeyFileError(f"the data key {path} is not an Encompass data key file "
-                           f"(expected '{_FILE_LABEL}' and one base64 line)")
+        raise KeyFileError(
+            f"the data key {path} is not an Encompass data key file "
+            f"(expected '{_FILE_LABEL}' and one base64 line)"
+        )
     try:
         kek = base64.b64decode(lines[1], validate=True)
     except (ValueError, binascii.Error):

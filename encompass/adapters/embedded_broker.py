@@ -60,12 +60,21 @@ class _Queue:
 
 
 class _EmbeddedDelivery:
-    __slots__ = ("message", "_broker", "_queue", "_stored", "_owner")
+    __slots__ = ("_broker", "_owner", "_queue", "_stored", "message")
 
-    def __init__(self, broker: EmbeddedBroker, queue: _Queue, stored: _Stored,
-                 owner: _EmbeddedConsumer | None) -> None:
-        self.message = Message(body=stored.body, message_id=stored.message_id,
-                               headers=dict(stored.headers), redelivered=stored.redelivered)
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        queue: _Queue,
+        stored: _Stored,
+        owner: _EmbeddedConsumer | None,
+    ) -> None:
+        self.message = Message(
+            body=stored.body,
+            message_id=stored.message_id,
+            headers=dict(stored.headers),
+            redelivered=stored.redelivered,
+        )
         self._broker, self._queue, self._stored, self._owner = broker, queue, stored, owner
 
     async def ack(self) -> None:
@@ -76,8 +85,14 @@ class _EmbeddedDelivery:
 
 
 class _EmbeddedConsumer:
-    def __init__(self, broker: EmbeddedBroker, queue: _Queue, handler: DeliveryHandler,
-                 prefetch: int, grace: float) -> None:
+    def __init__(
+        self,
+        broker: EmbeddedBroker,
+        queue: _Queue,
+        handler: DeliveryHandler,
+        prefetch: int,
+        grace: float,
+    ) -> None:
         self._broker, self.queue, self._handler = broker, queue, handler
         self.prefetch, self._grace = prefetch, grace
         self.holding: set[_EmbeddedDelivery] = set()
@@ -92,9 +107,13 @@ class _EmbeddedConsumer:
             await self._handler(delivery)
         except Exception as exc:
             self._broker._record(exc)
-            log.error("broker.handler_failed", queue=self.queue.spec.name,
-                      message_id=delivery.message.message_id, error=type(exc).__name__,
-                      outcome="requeued")
+            log.error(
+                "broker.handler_failed",
+                queue=self.queue.spec.name,
+                message_id=delivery.message.message_id,
+                error=type(exc).__name__,
+                outcome="requeued",
+            )
             await delivery.reject(requeue=True)
 
     async def cancel(self) -> None:
@@ -119,8 +138,7 @@ class EmbeddedBroker:
 
     kind: Literal["rabbitmq", "embedded"] = "embedded"
 
-    def __init__(self, topology: Topology | None = None, *,
-                 cancel_grace: float = 10.0) -> None:
+    def __init__(self, topology: Topology | None = None, *, cancel_grace: float = 10.0) -> None:
         self.topology = topology if topology is not None else Topology()
         self._queues = {spec.name: _Queue(spec) for spec in self.topology.queues}
         self._cancel_grace = cancel_grace
@@ -137,15 +155,17 @@ class EmbeddedBroker:
         """Ready the broker; the queues already exist, so this is idempotent."""
         self._started = True
 
-    async def publish(self, queue: str, body: bytes, *, message_id: str,
-                      headers: Mapping[str, Any] | None = None) -> None:
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
         """Append the message to ``queue``; confirmed as soon as this returns."""
         target = self._queue(queue)
         target.ready.append(_Stored(bytes(body), message_id, checked_headers(headers)))
         self._dispatch(target)
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *,
-                      prefetch: int = 16) -> Consumer:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int = 16
+    ) -> Consumer:
         """Run ``handler`` in a task per delivery, at most ``prefetch`` unsettled."""
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
@@ -156,8 +176,12 @@ class EmbeddedBroker:
         self._dispatch(source)
         return consumer
 
-    async def get(self, queue: str, *,  # the wait for a message is part of the port
-                  timeout: float = 1.0) -> _EmbeddedDelivery | None:  # noqa: ASYNC109
+    async def get(
+        self,
+        queue: str,
+        *,  # the wait for a message is part of the port
+        timeout: float = 1.0,  # noqa: ASYNC109
+    ) -> _EmbeddedDelivery | None:
         """Take the next message, waiting up to ``timeout`` seconds; ``None`` if none."""
         source = self._queue(queue)
         loop = asyncio.get_running_loop()
@@ -197,8 +221,10 @@ class EmbeddedBroker:
             if not source and not source.unacked and not source.tasks:
                 return
             if not await self._wait_for_change(deadline - loop.time()):
-                raise TimeoutError(f"{queue}: {len(source)} ready and {len(source.unacked)} "
-                                   f"unsettled after {timeout}s")
+                raise TimeoutError(
+                    f"{queue}: {len(source)} ready and {len(source.unacked)} "
+                    f"unsettled after {timeout}s"
+                )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -235,8 +261,9 @@ class EmbeddedBroker:
     def _dead_letter(self, queue: _Queue, stored: _Stored, reason: str) -> None:
         if queue.spec.dead_letter is None:
             # RabbitMQ drops a dead letter that has nowhere to go; so do we, loudly.
-            log.warning("broker.dropped", queue=queue.spec.name, message_id=stored.message_id,
-                        reason=reason)
+            log.warning(
+                "broker.dropped", queue=queue.spec.name, message_id=stored.message_id, reason=reason
+            )
             return
         target = self._queues[queue.spec.dead_letter]
         target.ready.append(_Stored(stored.body, stored.message_id, stored.headers))

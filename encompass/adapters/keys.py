@@ -60,8 +60,9 @@ class KeyAdultPrivateKeys:
 def generate_key_adult_keys(post_quantum: bool) -> KeyAdultPrivateKeys:
     """Fresh keys: X25519 (plus ML-KEM-768 when ``post_quantum``) and Ed25519."""
     mlkem = MLKEM768PrivateKey.generate() if post_quantum else None
-    return KeyAdultPrivateKeys(RecipientPrivateKey(X25519PrivateKey.generate(), mlkem),
-                               Ed25519PrivateKey.generate())
+    return KeyAdultPrivateKeys(
+        RecipientPrivateKey(X25519PrivateKey.generate(), mlkem), Ed25519PrivateKey.generate()
+    )
 
 
 def private_keys_pem(keys: KeyAdultPrivateKeys) -> bytes:
@@ -70,9 +71,14 @@ def private_keys_pem(keys: KeyAdultPrivateKeys) -> bytes:
     if keys.recipient.mlkem768 is not None:
         parts.append(keys.recipient.mlkem768)
     parts += [keys.recipient.x25519, keys.signing]
-    blocks = b"".join(part.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()) for part in parts)
+    blocks = b"".join(
+        part.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        for part in parts
+    )
     return _header(keys.recipient.mlkem768 is not None, "private") + blocks
 
 
@@ -82,17 +88,22 @@ def public_keys_pem(keys: KeyAdultPublicKeys) -> bytes:
     if keys.recipient.mlkem768 is not None:
         parts.append(keys.recipient.mlkem768)
     parts += [keys.recipient.x25519, keys.signing]
-    blocks = b"".join(part.public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-                      for part in parts)
+    blocks = b"".join(
+        part.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for part in parts
+    )
     return _header(keys.recipient.mlkem768 is not None, "public") + blocks
 
 
 def _header(post_quantum: bool, half: str) -> bytes:
     # RFC 7468 allows explanatory text outside the blocks; it tells a person what this is.
     sealing = "ML-KEM-768 + X25519 (hybrid)" if post_quantum else "X25519"
-    return (f"Encompass Key Adult {half} keys: {sealing} for sealed notices, "
-            "Ed25519 for acknowledgements.\n").encode()
+    return (
+        f"Encompass Key Adult {half} keys: {sealing} for sealed notices, "
+        "Ed25519 for acknowledgements.\n"
+    ).encode()
 
 
 def _blocks(pem_text: str | bytes, what: str) -> list[tuple[str, bytes]]:
@@ -111,16 +122,21 @@ def load_private_key_bundle(pem_text: str | bytes) -> KeyAdultPrivateKeys:
     signing: list[Ed25519PrivateKey] = []
     for number, (label, block) in enumerate(_blocks(pem_text, "the private key file"), 1):
         if label == "ENCRYPTED PRIVATE KEY":
-            raise KeyFileError("the private key file is encrypted; Encompass reads unencrypted "
-                               "PKCS#8 keys (protect the file with its 0600 mode)")
+            raise KeyFileError(
+                "the private key file is encrypted; Encompass reads unencrypted "
+                "PKCS#8 keys (protect the file with its 0600 mode)"
+            )
         if label != "PRIVATE KEY":
-            raise KeyFileError(f"the private key file's block {number} is a {label!r}, "
-                               "not a 'PRIVATE KEY' (was public.pem given?)")
+            raise KeyFileError(
+                f"the private key file's block {number} is a {label!r}, "
+                "not a 'PRIVATE KEY' (was public.pem given?)"
+            )
         try:
             key = serialization.load_pem_private_key(block, password=None)
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise KeyFileError(f"the private key file's block {number} is not a readable "
-                               "private key") from None
+            raise KeyFileError(
+                f"the private key file's block {number} is not a readable private key"
+            ) from None
         if isinstance(key, X25519PrivateKey):
             x25519.append(key)
         elif isinstance(key, MLKEM768PrivateKey):
@@ -128,11 +144,14 @@ def load_private_key_bundle(pem_text: str | bytes) -> KeyAdultPrivateKeys:
         elif isinstance(key, Ed25519PrivateKey):
             signing.append(key)
         else:
-            raise KeyFileError(f"the private key file's block {number} is a "
-                               f"{type(key).__name__}, not X25519, ML-KEM-768 or Ed25519")
+            raise KeyFileError(
+                f"the private key file's block {number} is a "
+                f"{type(key).__name__}, not X25519, ML-KEM-768 or Ed25519"
+            )
     _check_counts("private key file", len(x25519), len(mlkem), len(signing))
-    return KeyAdultPrivateKeys(RecipientPrivateKey(x25519[0], mlkem[0] if mlkem else None),
-                               signing[0])
+    return KeyAdultPrivateKeys(
+        RecipientPrivateKey(x25519[0], mlkem[0] if mlkem else None), signing[0]
+    )
 
 
 def load_public_key_bundle(pem_text: str | bytes) -> KeyAdultPublicKeys:
@@ -143,16 +162,20 @@ def load_public_key_bundle(pem_text: str | bytes) -> KeyAdultPublicKeys:
     signing: list[Ed25519PublicKey] = []
     for number, (label, block) in enumerate(_blocks(pem_text, "the public key"), 1):
         if "PRIVATE" in label:
-            raise KeyFileError("the public key holds a private key: give public.pem, and keep "
-                               "private.pem with the Key Adult")
+            raise KeyFileError(
+                "the public key holds a private key: give public.pem, and keep "
+                "private.pem with the Key Adult"
+            )
         if label != "PUBLIC KEY":
-            raise KeyFileError(f"the public key's block {number} is a {label!r}, "
-                               "not a 'PUBLIC KEY'")
+            raise KeyFileError(
+                f"the public key's block {number} is a {label!r}, not a 'PUBLIC KEY'"
+            )
         try:
             key = serialization.load_pem_public_key(block)
         except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise KeyFileError(f"the public key's block {number} is not a readable "
-                               "public key") from None
+            raise KeyFileError(
+                f"the public key's block {number} is not a readable public key"
+            ) from None
         if isinstance(key, X25519PublicKey):
             x25519.append(key)
         elif isinstance(key, MLKEM768PublicKey):
@@ -160,22 +183,27 @@ def load_public_key_bundle(pem_text: str | bytes) -> KeyAdultPublicKeys:
         elif isinstance(key, Ed25519PublicKey):
             signing.append(key)
         else:
-            raise KeyFileError(f"the public key's block {number} is a {type(key).__name__}, "
-                               "not X25519, ML-KEM-768 or Ed25519")
+            raise KeyFileError(
+                f"the public key's block {number} is a {type(key).__name__}, "
+                "not X25519, ML-KEM-768 or Ed25519"
+            )
     _check_counts("public key", len(x25519), len(mlkem), len(signing))
-    return KeyAdultPublicKeys(RecipientPublicKey(x25519[0], mlkem[0] if mlkem else None),
-                              signing[0])
+    return KeyAdultPublicKeys(
+        RecipientPublicKey(x25519[0], mlkem[0] if mlkem else None), signing[0]
+    )
 
 
 def _check_counts(what: str, x25519: int, mlkem: int, signing: int) -> None:
     if x25519 != 1:
-        raise KeyFileError(f"the {what} must hold exactly one X25519 key (sealing), "
-                           f"it holds {x25519}")
+        raise KeyFileError(
+            f"the {what} must hold exactly one X25519 key (sealing), it holds {x25519}"
+        )
     if mlkem > 1:
         raise KeyFileError(f"the {what} holds {mlkem} ML-KEM-768 keys; at most one")
     if signing != 1:
-        raise KeyFileError(f"the {what} must hold exactly one Ed25519 key "
-                           f"(acknowledgements), it holds {signing}")
+        raise KeyFileError(
+            f"the {what} must hold exactly one Ed25519 key (acknowledgements), it holds {signing}"
+        )
 
 
 def load_service_public_key(pem_text: str | bytes) -> Ed25519PublicKey:
@@ -183,8 +211,10 @@ def load_service_public_key(pem_text: str | bytes) -> Ed25519PublicKey:
     block, so neither a private key nor a Key Adult's public.pem is taken for it."""
     blocks = _blocks(pem_text, "the service key")
     if len(blocks) != 1 or blocks[0][0] != "PUBLIC KEY":
-        raise KeyFileError("the service key must be one Ed25519 'PUBLIC KEY' block, "
-                           f"it holds {len(blocks)} block(s) ({blocks[0][0]!r} first)")
+        raise KeyFileError(
+            "the service key must be one Ed25519 'PUBLIC KEY' block, "
+            f"it holds {len(blocks)} block(s) ({blocks[0][0]!r} first)"
+        )
     try:
         key = serialization.load_pem_public_key(blocks[0][1])
     except (ValueError, TypeError, UnsupportedAlgorithm):
@@ -197,8 +227,9 @@ def load_service_public_key(pem_text: str | bytes) -> Ed25519PublicKey:
 def public_key_pem(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
     """The Ed25519 public key as a SubjectPublicKeyInfo PEM block (what receivers pin)."""
     public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return public.public_bytes(serialization.Encoding.PEM,
-                               serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return public.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode("ascii")
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
@@ -231,7 +262,7 @@ def _write_exclusive(path: Path, data: bytes) -> None:
         os.fchmod(fd, 0o600)
         view = memoryview(data)
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -242,8 +273,11 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     the file is absent. KeyFileError (one line) when it exists but is not one."""
     if not path.exists():
         key = Ed25519PrivateKey.generate()
-        data = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                 serialization.NoEncryption())
+        data = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         try:
             write_secret_file(path, data)
             return key
@@ -258,8 +292,9 @@ def load_or_create_signing_key(path: Path) -> Ed25519PrivateKey:
     try:
         loaded = serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise KeyFileError(f"the signing key {path} is not an unencrypted PEM private key") \
-            from None
+        raise KeyFileError(
+            f"the signing key {path} is not an unencrypted PEM private key"
+        ) from None
     if not isinstance(loaded, Ed25519PrivateKey):
         raise KeyFileError(f"the signing key {path} is a {type(loaded).__name__}, not Ed25519")
     return loaded

@@ -38,8 +38,7 @@ _T = TypeVar("_T")
 
 # What a lost channel or connection raises; a settle or cancel that meets one has nothing
 # left to do, because the broker gives the unsettled messages back by itself.
-_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError,
-         ConnectionError)
+_GONE = (aiormq.exceptions.AMQPError, aiormq.exceptions.ChannelInvalidStateError, ConnectionError)
 
 
 def _app_headers(raw: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -48,20 +47,24 @@ def _app_headers(raw: Mapping[str, Any] | None) -> dict[str, Any]:
     headers: dict[str, Any] = {}
     for key, value in (raw or {}).items():
         if key in ("x-death", "x-delivery-count") or key.startswith(
-                ("x-first-death-", "x-last-death-")):
+            ("x-first-death-", "x-last-death-")
+        ):
             continue
         headers[key] = bytes(value) if isinstance(value, bytearray) else value
     return headers
 
 
 class _RabbitDelivery:
-    __slots__ = ("message", "_incoming", "_settled")
+    __slots__ = ("_incoming", "_settled", "message")
 
     def __init__(self, incoming: AbstractIncomingMessage) -> None:
-        self.message = Message(body=incoming.body, message_id=incoming.message_id or "",
-                               headers=_app_headers(incoming.headers),
-                               redelivered=bool(incoming.redelivered),
-                               user_id=incoming.user_id or None)
+        self.message = Message(
+            body=incoming.body,
+            message_id=incoming.message_id or "",
+            headers=_app_headers(incoming.headers),
+            redelivered=bool(incoming.redelivered),
+            user_id=incoming.user_id or None,
+        )
         self._incoming = incoming
         self._settled = False
 
@@ -83,13 +86,24 @@ class _RabbitDelivery:
 
 
 def _settle_lost(message: Message, exc: BaseException) -> None:
-    log.warning("broker.settle_lost", message_id=message.message_id,
-                error=type(exc).__name__, outcome="broker will redeliver")
+    log.warning(
+        "broker.settle_lost",
+        message_id=message.message_id,
+        error=type(exc).__name__,
+        outcome="broker will redeliver",
+    )
 
 
 class _RabbitConsumer:
-    def __init__(self, broker: RabbitBroker, logical: str, channel: AbstractRobustChannel,
-                 queue: AbstractQueue, handler: DeliveryHandler, grace: float) -> None:
+    def __init__(
+        self,
+        broker: RabbitBroker,
+        logical: str,
+        channel: AbstractRobustChannel,
+        queue: AbstractQueue,
+        handler: DeliveryHandler,
+        grace: float,
+    ) -> None:
         self._broker, self._logical, self._channel = broker, logical, channel
         self._queue, self._handler, self._grace = queue, handler, grace
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -107,9 +121,13 @@ class _RabbitConsumer:
         try:
             await self._handler(delivery)
         except Exception as exc:
-            log.error("broker.handler_failed", queue=self._logical,
-                      message_id=delivery.message.message_id, error=type(exc).__name__,
-                      outcome="requeued")
+            log.error(
+                "broker.handler_failed",
+                queue=self._logical,
+                message_id=delivery.message.message_id,
+                error=type(exc).__name__,
+                outcome="requeued",
+            )
             await delivery.reject(requeue=True)
         finally:
             self._inflight.discard(task)
@@ -138,9 +156,16 @@ class RabbitBroker:
 
     kind: Literal["rabbitmq", "embedded"] = "rabbitmq"
 
-    def __init__(self, url: str, topology: Topology, *, publish_timeout: float = 10.0,
-                 connect_timeout: float = 10.0, cancel_grace: float = 10.0,
-                 poll_interval: float = 0.02) -> None:
+    def __init__(
+        self,
+        url: str,
+        topology: Topology,
+        *,
+        publish_timeout: float = 10.0,
+        connect_timeout: float = 10.0,
+        cancel_grace: float = 10.0,
+        poll_interval: float = 0.02,
+    ) -> None:
         self.topology = topology
         self._url = url
         self._publish_timeout = publish_timeout
@@ -160,47 +185,65 @@ class RabbitBroker:
         """Connect (once) and declare every exchange, queue and binding of the topology.
         Raise ``RuntimeError`` when a queue exists with other arguments."""
         if self._connection is None or self._connection.is_closed:
-            self._connection = await aio_pika.connect_robust(self._url,
-                                                             timeout=self._connect_timeout)
-            self._publisher = await self._connection.channel(publisher_confirms=True,
-                                                             on_return_raises=True)
+            self._connection = await aio_pika.connect_robust(
+                self._url, timeout=self._connect_timeout
+            )
+            self._publisher = await self._connection.channel(
+                publisher_confirms=True, on_return_raises=True
+            )
             self._admin = await self._connection.channel(publisher_confirms=False)
         admin = _require(self._admin)
         try:
-            exchanges = {e.name: await admin.declare_exchange(
-                e.name, aio_pika.ExchangeType(e.type), durable=True)
-                for e in self.topology.exchanges()}
+            exchanges = {
+                e.name: await admin.declare_exchange(
+                    e.name, aio_pika.ExchangeType(e.type), durable=True
+                )
+                for e in self.topology.exchanges()
+            }
             for spec in self.topology.queues:
                 self._queues[spec.name] = await admin.declare_queue(
-                    self.topology.name(spec.name), durable=True,
-                    arguments=self.topology.arguments(spec.name))
+                    self.topology.name(spec.name),
+                    durable=True,
+                    arguments=self.topology.arguments(spec.name),
+                )
             by_real = {self.topology.name(name): q for name, q in self._queues.items()}
             for binding in self.topology.bindings():
-                await by_real[binding.queue].bind(exchanges[binding.exchange],
-                                                  routing_key=binding.routing_key)
+                await by_real[binding.queue].bind(
+                    exchanges[binding.exchange], routing_key=binding.routing_key
+                )
         except aiormq.exceptions.ChannelPreconditionFailed as exc:
-            raise RuntimeError(f"RabbitMQ refused our topology ({exc}); a queue or exchange "
-                               "exists with other arguments: delete it or change the "
-                               "prefix") from exc
+            raise RuntimeError(
+                f"RabbitMQ refused our topology ({exc}); a queue or exchange "
+                "exists with other arguments: delete it or change the "
+                "prefix"
+            ) from exc
 
-    async def publish(self, queue: str, body: bytes, *, message_id: str,
-                      headers: Mapping[str, Any] | None = None) -> None:
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
         """Publish persistently to ``queue`` and wait for the broker's confirm; raise
         :class:`PublishError` on a nack, a return (unroutable), a timeout or a lost
         connection."""
         routing_key = self.topology.name(queue)
-        amqp_headers: HeadersType = {key: bytearray(value) if isinstance(value, bytes) else value
-                        for key, value in checked_headers(headers).items()}
+        amqp_headers: HeadersType = {
+            key: bytearray(value) if isinstance(value, bytes) else value
+            for key, value in checked_headers(headers).items()
+        }
         publisher = _require(self._publisher)
         if not _require(self._connection).connected.is_set():
             # Reconnecting: say so now rather than hold the caller (an HTTP request) until
             # the broker is back; the caller retries or answers 503.
             raise PublishError(f"{queue}: not connected to the broker")
-        message = aio_pika.Message(body, message_id=message_id, headers=amqp_headers,
-                                   delivery_mode=aio_pika.DeliveryMode.PERSISTENT)
+        message = aio_pika.Message(
+            body,
+            message_id=message_id,
+            headers=amqp_headers,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
         try:
-            await publisher.default_exchange.publish(message, routing_key, mandatory=True,
-                                                     timeout=self._publish_timeout)
+            await publisher.default_exchange.publish(
+                message, routing_key, mandatory=True, timeout=self._publish_timeout
+            )
         except aiormq.exceptions.PublishError as exc:
             raise PublishError(f"{queue}: returned by the broker as unroutable") from exc
         except aiormq.exceptions.DeliveryError as exc:
@@ -210,8 +253,9 @@ class RabbitBroker:
         except _GONE as exc:
             raise PublishError(f"{queue}: connection lost ({type(exc).__name__})") from exc
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *,
-                      prefetch: int = 16) -> Consumer:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int = 16
+    ) -> Consumer:
         """Consume ``queue`` on a channel of its own with QoS ``prefetch``."""
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
@@ -221,16 +265,20 @@ class RabbitBroker:
         await channel.set_qos(prefetch_count=prefetch)
         # Declared with the full arguments (idempotent), so the robust channel can
         # re-declare it after a reconnection before restoring the consumer.
-        amqp_queue = await channel.declare_queue(real, durable=True,
-                                                 arguments=self.topology.arguments(queue))
-        consumer = _RabbitConsumer(self, queue, channel, amqp_queue, handler,
-                                   self._cancel_grace)
+        amqp_queue = await channel.declare_queue(
+            real, durable=True, arguments=self.topology.arguments(queue)
+        )
+        consumer = _RabbitConsumer(self, queue, channel, amqp_queue, handler, self._cancel_grace)
         self._consumers.add(consumer)
         await consumer.start()
         return consumer
 
-    async def get(self, queue: str, *,  # the wait for a message is part of the port
-                  timeout: float = 1.0) -> _RabbitDelivery | None:  # noqa: ASYNC109
+    async def get(
+        self,
+        queue: str,
+        *,  # the wait for a message is part of the port
+        timeout: float = 1.0,  # noqa: ASYNC109
+    ) -> _RabbitDelivery | None:
         """Take one message with basic.get, polling until ``timeout``; ``None`` if none."""
         self.topology.spec(queue)
         amqp_queue = self._queues.get(queue)
@@ -239,8 +287,7 @@ class RabbitBroker:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            incoming = await amqp_queue.get(no_ack=False, fail=False,
-                                            timeout=self._publish_timeout)
+            incoming = await amqp_queue.get(no_ack=False, fail=False, timeout=self._publish_timeout)
             if incoming is not None:
                 return _RabbitDelivery(incoming)
             remaining = deadline - loop.time()
@@ -272,4 +319,3 @@ def _require(value: _T | None) -> _T:
     if value is None:
         raise RuntimeError("RabbitBroker.start() has not been called")
     return value
-

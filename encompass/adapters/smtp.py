@@ -44,7 +44,8 @@ def pointer_message(*, sender: str, to: str, notice_id: str, portal_url: str) ->
         f"Open it: {link}\n\n"
         "This e-mail deliberately says nothing about the notice itself. Sign in with\n"
         "your Encompass credentials, open the notice with your own key (for example\n"
-        "with `encompass inbox`), then acknowledge it.\n")
+        "with `encompass inbox`), then acknowledge it.\n"
+    )
     return message
 
 
@@ -54,8 +55,10 @@ def classify_error(exc: Exception) -> SendResult:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         codes = [r.code for r in exc.recipients]
         permanent = bool(codes) and all(code >= 500 for code in codes)
-        return SendResult("failed" if permanent else "retry",
-                          f"SMTP {codes[0] if codes else '?'} recipient refused")
+        return SendResult(
+            "failed" if permanent else "retry",
+            f"SMTP {codes[0] if codes else '?'} recipient refused",
+        )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return SendResult("failed" if exc.code >= 500 else "retry", f"SMTP {exc.code}")
     return SendResult("retry", type(exc).__name__)
@@ -64,18 +67,21 @@ def classify_error(exc: Exception) -> SendResult:
 class SmtpSender:
     """Sends pointer e-mails through one SMTP server (STARTTLS when it offers it)."""
 
-    def __init__(self, *, host: str, port: int, sender: str, portal_url: str,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, host: str, port: int, sender: str, portal_url: str, timeout: float = 30.0
+    ) -> None:
         self._host, self._port, self._sender = host, port, sender
         self._portal_url, self._timeout = portal_url, timeout
 
     async def send_pointer(self, to: str, notice_id: str) -> SendResult:
         """Send the pointer for ``notice_id`` to ``to`` once and classify the outcome."""
-        message = pointer_message(sender=self._sender, to=to, notice_id=notice_id,
-                                  portal_url=self._portal_url)
+        message = pointer_message(
+            sender=self._sender, to=to, notice_id=notice_id, portal_url=self._portal_url
+        )
         try:
-            await aiosmtplib.send(message, hostname=self._host, port=self._port,
-                                  timeout=self._timeout)
+            await aiosmtplib.send(
+                message, hostname=self._host, port=self._port, timeout=self._timeout
+            )
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_error(exc)
         return SendResult("sent", "SMTP 250")

@@ -60,8 +60,7 @@ class Topology:
     """The queue specs of one deployment, named with ``prefix`` so that test runs and
     side-by-side deployments on one broker never share a queue."""
 
-    def __init__(self, prefix: str = "", *,
-                 delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
+    def __init__(self, prefix: str = "", *, delivery_limit: int = DEFAULT_DELIVERY_LIMIT) -> None:
         if not _PREFIX.match(prefix):
             raise ValueError(f"queue prefix {prefix!r} may hold only letters, digits, _ . -")
         self.prefix = prefix
@@ -86,8 +85,9 @@ class Topology:
         try:
             return self._by_name[logical]
         except KeyError:
-            raise ValueError(f"unknown queue {logical!r}; known: "
-                             f"{', '.join(self._by_name)}") from None
+            raise ValueError(
+                f"unknown queue {logical!r}; known: {', '.join(self._by_name)}"
+            ) from None
 
     def name(self, logical: str) -> str:
         """The real (prefixed) name of a logical queue."""
@@ -118,33 +118,54 @@ class Topology:
 
     def exchanges(self) -> list[ExchangeSpec]:
         """The dead-letter exchange and the police systems' incidents exchange."""
-        return [ExchangeSpec(self.dead_letter_exchange, "direct"),
-                ExchangeSpec(self.incidents_exchange, "fanout")]
+        return [
+            ExchangeSpec(self.dead_letter_exchange, "direct"),
+            ExchangeSpec(self.incidents_exchange, "fanout"),
+        ]
 
     def bindings(self) -> list[Binding]:
         """Dead-letter exchange → ``.dead`` queue, routed by the dead queue's real name;
         the incidents exchange → ``intake``."""
         targets = sorted({s.dead_letter for s in self.queues if s.dead_letter is not None})
-        return [Binding(self.dead_letter_exchange, self.name(t), self.name(t))
-                for t in targets] + [Binding(self.incidents_exchange, self.name(INTAKE), "")]
+        return [Binding(self.dead_letter_exchange, self.name(t), self.name(t)) for t in targets] + [
+            Binding(self.incidents_exchange, self.name(INTAKE), "")
+        ]
 
     def definitions(self, vhost: str = "/") -> dict[str, Any]:
         """The topology in RabbitMQ's definitions format (``rabbitmqctl import_definitions``
         or ``load_definitions``): queues, exchanges and bindings."""
         return {
             "queues": [
-                {"name": self.name(spec.name), "vhost": vhost, "durable": True,
-                 "auto_delete": False, "arguments": self.arguments(spec.name)}
+                {
+                    "name": self.name(spec.name),
+                    "vhost": vhost,
+                    "durable": True,
+                    "auto_delete": False,
+                    "arguments": self.arguments(spec.name),
+                }
                 for spec in self.queues
             ],
             "exchanges": [
-                {"name": e.name, "vhost": vhost, "type": e.type, "durable": True,
-                 "auto_delete": False, "internal": False, "arguments": {}}
+                {
+                    "name": e.name,
+                    "vhost": vhost,
+                    "type": e.type,
+                    "durable": True,
+                    "auto_delete": False,
+                    "internal": False,
+                    "arguments": {},
+                }
                 for e in self.exchanges()
             ],
             "bindings": [
-                {"source": b.exchange, "vhost": vhost, "destination": b.queue,
-                 "destination_type": "queue", "routing_key": b.routing_key, "arguments": {}}
+                {
+                    "source": b.exchange,
+                    "vhost": vhost,
+                    "destination": b.queue,
+                    "destination_type": "queue",
+                    "routing_key": b.routing_key,
+                    "arguments": {},
+                }
                 for b in self.bindings()
             ],
         }

@@ -15,20 +15,29 @@ from sqlalchemy import exc as sa
 
 Dependency = Literal["database", "broker"]
 
-_BROKER = (aiormq.exceptions.AMQPConnectionError, aiormq.exceptions.ChannelInvalidStateError,
-           aiormq.exceptions.ConnectionClosed)
-_DATABASE = (asyncpg.exceptions.PostgresConnectionError,
-             # 57P0x: shutting down, starting up, terminated by an administrator
-             asyncpg.exceptions.OperatorInterventionError,
-             asyncpg.exceptions.InterfaceError,
-             asyncpg.exceptions.ConnectionDoesNotExistError)
+_BROKER = (
+    aiormq.exceptions.AMQPConnectionError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    aiormq.exceptions.ConnectionClosed,
+)
+_DATABASE = (
+    asyncpg.exceptions.PostgresConnectionError,
+    # 57P0x: shutting down, starting up, terminated by an administrator
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+)
 
 
 # Where a bare socket error comes from tells whose it is: a ConnectionRefusedError raised
 # inside asyncpg's connect is the database being away; one raised by our own code is not.
-_DRIVERS: dict[str, Dependency] = {"asyncpg": "database", "sqlalchemy": "database",
-                                   "aiormq": "broker", "aio_pika": "broker",
-                                   "pamqp": "broker"}
+_DRIVERS: dict[str, Dependency] = {
+    "asyncpg": "database",
+    "sqlalchemy": "database",
+    "aiormq": "broker",
+    "aio_pika": "broker",
+    "pamqp": "broker",
+}
 
 
 def unavailable(exc: BaseException) -> Dependency | None:
@@ -47,12 +56,15 @@ def unavailable(exc: BaseException) -> Dependency | None:
             return "database"
         if isinstance(current, sa.TimeoutError):  # the pool found no connection in time
             return "database"
-        if isinstance(current, OSError | TimeoutError) and (
-                driver := _raised_by_driver(current)) is not None:
+        if (
+            isinstance(current, OSError | TimeoutError)
+            and (driver := _raised_by_driver(current)) is not None
+        ):
             return driver
         orig = getattr(current, "orig", None)
-        current = orig if isinstance(orig, BaseException) else (
-            current.__cause__ or current.__context__)
+        current = (
+            orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+        )
     return None
 
 

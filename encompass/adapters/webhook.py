@@ -82,8 +82,9 @@ def verify(body: bytes, header: str, *, secret: str, now: int, tolerance: int = 
         return False
     if abs(now - timestamp) > tolerance:
         return False
-    expected = hmac.new(signature_key(secret), f"{timestamp}.".encode("ascii") + body,
-                        hashlib.sha256).hexdigest()
+    expected = hmac.new(
+        signature_key(secret), f"{timestamp}.".encode("ascii") + body, hashlib.sha256
+    ).hexdigest()
     return hmac.compare_digest(expected, given)
 
 
@@ -91,20 +92,31 @@ def signed_bytes(body: bytes, *, timestamp: int, idempotency_key: str, kind: str
     """What the service signs: five lines joined by LF, no final LF — the label
     ``encompass-webhook/1``, ``t`` in decimal, the ``Idempotency-Key``, the
     ``X-Encompass-Envelope-Kind``, and the lowercase hex SHA-256 of the raw body."""
-    return "\n".join((SIGNED_LABEL, str(timestamp), idempotency_key, kind,
-                      hashlib.sha256(body).hexdigest())).encode("utf-8")
+    return "\n".join(
+        (SIGNED_LABEL, str(timestamp), idempotency_key, kind, hashlib.sha256(body).hexdigest())
+    ).encode("utf-8")
 
 
-def service_sign(body: bytes, *, signing_key: Ed25519PrivateKey, timestamp: int,
-                 idempotency_key: str, kind: str) -> str:
+def service_sign(
+    body: bytes, *, signing_key: Ed25519PrivateKey, timestamp: int, idempotency_key: str, kind: str
+) -> str:
     """The ``X-Encompass-Service-Signature`` value: ``t=<t>,ed25519=<standard base64>``."""
-    signature = signing_key.sign(signed_bytes(body, timestamp=timestamp,
-                                              idempotency_key=idempotency_key, kind=kind))
+    signature = signing_key.sign(
+        signed_bytes(body, timestamp=timestamp, idempotency_key=idempotency_key, kind=kind)
+    )
     return f"t={timestamp},ed25519={base64.b64encode(signature).decode('ascii')}"
 
 
-def verify_service(body: bytes, header: str, *, idempotency_key: str, kind: str,
-                   service_key: Ed25519PublicKey, now: int, tolerance: int = 300) -> bool:
+def verify_service(
+    body: bytes,
+    header: str,
+    *,
+    idempotency_key: str,
+    kind: str,
+    service_key: Ed25519PublicKey,
+    now: int,
+    tolerance: int = 300,
+) -> bool:
     """The receiver's origin check: the Ed25519 signature in ``header`` is the service's
     over this body, idempotency key and kind, made within ``tolerance`` seconds of
     ``now``. A reference for receivers."""
@@ -117,9 +129,10 @@ def verify_service(body: bytes, header: str, *, idempotency_key: str, kind: str,
     if abs(now - timestamp) > tolerance:
         return False
     try:
-        service_key.verify(signature, signed_bytes(body, timestamp=timestamp,
-                                                   idempotency_key=idempotency_key,
-                                                   kind=kind))
+        service_key.verify(
+            signature,
+            signed_bytes(body, timestamp=timestamp, idempotency_key=idempotency_key, kind=kind),
+        )
     except InvalidSignature:
         return False
     return True
@@ -157,26 +170,42 @@ class WebhookSender:
         self._signing_key = signing_key
         self._client: aiohttp.ClientSession | None = None
 
-    async def post(self, url: str, body: bytes, *, envelope_id: str, kind: str,
-                   hmac_key: bytes | None, timestamp: int) -> PostResult:
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        envelope_id: str,
+        kind: str,
+        hmac_key: bytes | None,
+        timestamp: int,
+    ) -> PostResult:
         """POST ``body`` to ``url`` once, signed by the service (and with ``hmac_key`` when
         given), and classify the answer. Timeouts and connection errors are ``retry``; an
         unacceptable URL is ``failed`` without sending."""
         if not acceptable_url(url):
             return PostResult("failed", "refused: webhook URL is not https")
-        headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: envelope_id,
-                   KIND_HEADER: kind,
-                   SERVICE_SIGNATURE_HEADER: service_sign(
-                       body, signing_key=self._signing_key, timestamp=timestamp,
-                       idempotency_key=envelope_id, kind=kind)}
+        headers = {
+            "Content-Type": "application/json",
+            IDEMPOTENCY_HEADER: envelope_id,
+            KIND_HEADER: kind,
+            SERVICE_SIGNATURE_HEADER: service_sign(
+                body,
+                signing_key=self._signing_key,
+                timestamp=timestamp,
+                idempotency_key=envelope_id,
+                kind=kind,
+            ),
+        }
         if hmac_key:
             headers[SIGNATURE_HEADER] = sign(body, key=hmac_key, timestamp=timestamp)
         if self._client is None:
             self._client = aiohttp.ClientSession(timeout=self._timeout)
         try:
             # No redirects: a 3xx could carry the envelope to a host nobody registered.
-            async with self._client.post(url, data=body, headers=headers,
-                                         allow_redirects=False) as response:
+            async with self._client.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 await response.read()
                 return classify(response.status)
         except TimeoutError as exc:

@@ -32,11 +32,16 @@ class ResolveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     setting_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
-        default=None, description="The setting the child attends; the notice is released by "
-        "the rule from the time the child was reported.", examples=["URN100001"])
+        default=None,
+        description="The setting the child attends; the notice is released by "
+        "the rule from the time the child was reported.",
+        examples=["URN100001"],
+    )
     local_authority_contact: bool = Field(
-        default=False, description="True for a child on no roll: resolved to the local "
-        "authority's contact.", examples=[False])
+        default=False,
+        description="True for a child on no roll: resolved to the local authority's contact.",
+        examples=[False],
+    )
 
 
 async def refresh_review_metrics(app: web.Application) -> None:
@@ -55,22 +60,28 @@ async def get_admin_notices(request: web.Request) -> web.Response:
     try:
         status = NoticeStatus(status_text) if status_text else None
     except ValueError:
-        raise ApiError(400, "bad_request", "status must be one of "
-                       + ", ".join(s.value for s in NoticeStatus)) from None
+        raise ApiError(
+            400, "bad_request", "status must be one of " + ", ".join(s.value for s in NoticeStatus)
+        ) from None
     overdue_text = request.query.get("overdue")
     if overdue_text not in (None, "true", "false"):
         raise ApiError(400, "bad_request", "overdue must be true or false")
     limit_text = request.query.get("limit", "200")
     # "²".isdigit() is True yet int("²") raises, as does int() of 5,000 digits.
-    if not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9) \
-            or not 1 <= int(limit_text) <= MAX_NOTICES:
-        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to "
-                       f"{MAX_NOTICES}")
+    if (
+        not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9)
+        or not 1 <= int(limit_text) <= MAX_NOTICES
+    ):
+        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_NOTICES}")
     container = request.app[CONTAINER]
     notices = await admin_notices(
-        container.sessions, container.clock, actor(admin), status=status,
+        container.sessions,
+        container.clock,
+        actor(admin),
+        status=status,
         overdue=None if overdue_text is None else overdue_text == "true",
-        limit=int(limit_text))
+        limit=int(limit_text),
+    )
     return web.json_response({"notices": notices})
 
 
@@ -80,8 +91,9 @@ async def get_review(request: web.Request) -> web.Response:
     container = request.app[CONTAINER]
     items = await list_review(container.sessions, container.clock, actor(admin))
     await refresh_review_metrics(request.app)
-    return web.json_response({"items": [item.as_json() for item in items]},
-                             headers={"Cache-Control": "no-store"})
+    return web.json_response(
+        {"items": [item.as_json() for item in items]}, headers={"Cache-Control": "no-store"}
+    )
 
 
 @routes.post("/v1/admin/review/{item_id}/resolve")
@@ -90,13 +102,19 @@ async def post_resolve(request: web.Request) -> web.Response:
     item_id = request.match_info["item_id"]
     if len(item_id) > MAX_ID:
         raise ApiError(404, "not_found", "no such review item")
-    body = await read_body(request, ResolveRequest, code="invalid_resolution",
-                           what="the resolution")
+    body = await read_body(
+        request, ResolveRequest, code="invalid_resolution", what="the resolution"
+    )
     container = request.app[CONTAINER]
     try:
-        done = await resolve(container.sessions, container.clock, actor(admin), item_id,
-                             setting_id=body.setting_id,
-                             local_authority_contact=body.local_authority_contact)
+        done = await resolve(
+            container.sessions,
+            container.clock,
+            actor(admin),
+            item_id,
+            setting_id=body.setting_id,
+            local_authority_contact=body.local_authority_contact,
+        )
     except ResolveRefused as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
     request.app[METRICS].review_resolved.labels(done.resolution).inc()
@@ -110,15 +128,19 @@ async def get_dashboard(request: web.Request) -> web.Response:
     container = request.app[CONTAINER]
     figures = await dashboard(container.sessions, container.clock, actor(admin))
     await refresh_review_metrics(request.app)
-    return web.Response(text=render_dashboard(figures), content_type="text/html",
-                        charset="utf-8", headers={
-                            "Cache-Control": "no-store",
-                            # The token may ride in the URL: never hand it to another site.
-                            "Referrer-Policy": "no-referrer",
-                            "Content-Security-Policy": "default-src 'none'; "
-                                                       "style-src 'unsafe-inline'",
-                            "X-Content-Type-Options": "nosniff",
-                            "X-Frame-Options": "DENY"})
+    return web.Response(
+        text=render_dashboard(figures),
+        content_type="text/html",
+        charset="utf-8",
+        headers={
+            "Cache-Control": "no-store",
+            # The token may ride in the URL: never hand it to another site.
+            "Referrer-Policy": "no-referrer",
+            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
+            "X-Content-Type-Options": "nosniff",
+            "X-Frame-Options": "DENY",
+        },
+    )
 
 
 _STYLE: Final = """
@@ -150,8 +172,9 @@ def _table(headings: list[str], rows: list[list[object]], empty: str) -> str:
     if not rows:
         return f"<p>{_e(empty)}</p>"
     head = "".join(f"<th>{_e(h)}</th>" for h in headings)
-    body = "".join("<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>"
-                   for row in rows)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -162,29 +185,61 @@ def render_dashboard(figures: Dashboard) -> str:
     attention = [
         ("Overdue (not acknowledged by the day's start)", figures.overdue),
         ("Failed deliveries", figures.failed),
-        ("Review queue", f"{review.items} item(s)" + (
-            f", oldest waiting {_age(review.oldest_age_seconds)}" if review.items else "")),
+        (
+            "Review queue",
+            f"{review.items} item(s)"
+            + (f", oldest waiting {_age(review.oldest_age_seconds)}" if review.items else ""),
+        ),
         ("Unresolved alerts", len(figures.alerts)),
     ]
-    items = [[i.type, i.id, i.incident_id, i.force_id, i.decision, f"{i.score:.2f}",
-              len(i.candidates), (i.notice or {}).get("setting_id", ""),
-              _age(i.age_seconds)] for i in figures.review_items]
-    alerts = [[_local(a["created_at"]), a["kind"], a["audience"], a["notice_id"] or "",
-               a["message"]] for a in figures.alerts]
+    items = [
+        [
+            i.type,
+            i.id,
+            i.incident_id,
+            i.force_id,
+            i.decision,
+            f"{i.score:.2f}",
+            len(i.candidates),
+            (i.notice or {}).get("setting_id", ""),
+            _age(i.age_seconds),
+        ]
+        for i in figures.review_items
+    ]
+    alerts = [
+        [_local(a["created_at"]), a["kind"], a["audience"], a["notice_id"] or "", a["message"]]
+        for a in figures.alerts
+    ]
     warn = ' class="warn"' if figures.overdue or figures.failed or review.items else ""
-    return "".join([
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width,initial-scale=1">',
-        '<meta http-equiv="refresh" content="60"><title>Encompass admin</title>',
-        f"<style>{_STYLE}</style></head><body><h1>Encompass</h1>",
-        f"<p>As of {_e(_local(figures.at))} (UK time); refreshes every minute.</p>",
-        f"<h2{warn}>Needs attention</h2>",
-        _table(["what", "how many"], [[k, v] for k, v in attention], ""),
-        "<h2>Notices by status</h2>",
-        _table(["status", "notices"], [[k, v] for k, v in figures.by_status.items()], ""),
-        "<h2>Review queue</h2>",
-        _table(["type", "item", "incident", "force", "decision", "score", "candidates",
-                "setting", "waiting"], items, "Nothing waits for review."),
-        "<h2>Alerts</h2>",
-        _table(["raised", "kind", "for", "notice", "message"], alerts, "No open alerts."),
-        "</body></html>"])
+    return "".join(
+        [
+            '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+            '<meta name="viewport" content="width=device-width,initial-scale=1">',
+            '<meta http-equiv="refresh" content="60"><title>Encompass admin</title>',
+            f"<style>{_STYLE}</style></head><body><h1>Encompass</h1>",
+            f"<p>As of {_e(_local(figures.at))} (UK time); refreshes every minute.</p>",
+            f"<h2{warn}>Needs attention</h2>",
+            _table(["what", "how many"], [[k, v] for k, v in attention], ""),
+            "<h2>Notices by status</h2>",
+            _table(["status", "notices"], [[k, v] for k, v in figures.by_status.items()], ""),
+            "<h2>Review queue</h2>",
+            _table(
+                [
+                    "type",
+                    "item",
+                    "incident",
+                    "force",
+                    "decision",
+                    "score",
+                    "candidates",
+                    "setting",
+                    "waiting",
+                ],
+                items,
+                "Nothing waits for review.",
+            ),
+            "<h2>Alerts</h2>",
+            _table(["raised", "kind", "for", "notice", "message"], alerts, "No open alerts."),
+            "</body></html>",
+        ]
+    )

@@ -35,7 +35,8 @@ async def readyz(request: web.Request) -> web.Response:
     container = request.app[CONTAINER]
     checks: tuple[tuple[str, Callable[[], Awaitable[object]]], ...] = (
         ("database", lambda: _database_answers(container)),
-        ("broker", lambda: container.broker.depth(INCIDENTS)))
+        ("broker", lambda: container.broker.depth(INCIDENTS)),
+    )
     for name, check in checks:
         try:
             async with asyncio.timeout(READY_TIMEOUT):

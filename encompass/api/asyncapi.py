@@ -33,64 +33,84 @@ def build_asyncapi() -> dict[str, Any]:
                 "user_id, never from the body or a header. Validation and idempotency "
                 "(force + incident_ref + version) are those of HTTP. A refused message is "
                 "dead-lettered as a record of its message_id, user and reason (never the "
-                "report) for the operator, who tells the force."),
+                "report) for the operator, who tells the force."
+            ),
         },
         "defaultContentType": "application/json",
-        "servers": {"rabbitmq": {
-            "host": "rabbitmq.example:5671",
-            "protocol": "amqps",
-            "protocolVersion": "0-9-1",
-            "description": "The deployment's RabbitMQ (TLS). Each force has its own user, "
-                           "allowed to write to the encompass.incidents exchange only "
-                           "(configure and read: none).",
-            "security": [{"$ref": "#/components/securitySchemes/forceUser"}],
-        }},
-        "channels": {"incidents": {
-            "address": EXCHANGE,
-            "title": "Incident reports from police forces",
-            "description": "A durable fanout exchange (the routing key is ignored) that "
-                           "feeds the service's intake queue. A deployment with a queue "
-                           "prefix names it <prefix>encompass.incidents.",
-            "messages": {"incidentReport": {"$ref": "#/components/messages/IncidentReport"}},
-            "bindings": {"amqp": {
-                "is": "routingKey",
-                "exchange": {"name": EXCHANGE, "type": "fanout", "durable": True,
-                             "autoDelete": False, "vhost": "/"},
-                "bindingVersion": AMQP_BINDING,
-            }},
-        }},
-        "operations": {"reportIncident": {
-            "action": "send",
-            "channel": {"$ref": "#/channels/incidents"},
-            "title": "Report an incident or a new version of one",
-            "summary": "Publish one incident report as the force's own RabbitMQ user.",
-            "description": "Use publisher confirms: a confirmed message is stored. The same "
-                           "force + incident_ref + version again is harmless; different "
-                           "content under a version already received is refused.",
-            "messages": [{"$ref": "#/channels/incidents/messages/incidentReport"}],
-            "bindings": {"amqp": {"deliveryMode": 2, "mandatory": True,
-                                  "bindingVersion": AMQP_BINDING}},
-        }},
+        "servers": {
+            "rabbitmq": {
+                "host": "rabbitmq.example:5671",
+                "protocol": "amqps",
+                "protocolVersion": "0-9-1",
+                "description": "The deployment's RabbitMQ (TLS). Each force has its own user, "
+                "allowed to write to the encompass.incidents exchange only "
+                "(configure and read: none).",
+                "security": [{"$ref": "#/components/securitySchemes/forceUser"}],
+            }
+        },
+        "channels": {
+            "incidents": {
+                "address": EXCHANGE,
+                "title": "Incident reports from police forces",
+                "description": "A durable fanout exchange (the routing key is ignored) that "
+                "feeds the service's intake queue. A deployment with a queue "
+                "prefix names it <prefix>encompass.incidents.",
+                "messages": {"incidentReport": {"$ref": "#/components/messages/IncidentReport"}},
+                "bindings": {
+                    "amqp": {
+                        "is": "routingKey",
+                        "exchange": {
+                            "name": EXCHANGE,
+                            "type": "fanout",
+                            "durable": True,
+                            "autoDelete": False,
+                            "vhost": "/",
+                        },
+                        "bindingVersion": AMQP_BINDING,
+                    }
+                },
+            }
+        },
+        "operations": {
+            "reportIncident": {
+                "action": "send",
+                "channel": {"$ref": "#/channels/incidents"},
+                "title": "Report an incident or a new version of one",
+                "summary": "Publish one incident report as the force's own RabbitMQ user.",
+                "description": "Use publisher confirms: a confirmed message is stored. The same "
+                "force + incident_ref + version again is harmless; different "
+                "content under a version already received is refused.",
+                "messages": [{"$ref": "#/channels/incidents/messages/incidentReport"}],
+                "bindings": {
+                    "amqp": {"deliveryMode": 2, "mandatory": True, "bindingVersion": AMQP_BINDING}
+                },
+            }
+        },
         "components": {
             "schemas": schemas,
-            "messages": {"IncidentReport": {
-                "name": "IncidentReport",
-                "title": "An incident report",
-                "summary": "The body of POST /v1/incidents, as a persistent AMQP message.",
-                "description": "Required AMQP properties: message_id and user_id (see "
-                               "x-amqp-properties). Headers are ignored: nothing in them "
-                               "is trusted.",
-                "contentType": "application/json",
-                "payload": {"$ref": REF.format(model="IncidentReport")},
-                "x-amqp-properties": {"$ref": REF.format(model="PublishProperties")},
-                "bindings": {"amqp": {"messageType": "incident_report",
-                                      "bindingVersion": AMQP_BINDING}},
-            }},
-            "securitySchemes": {"forceUser": {
-                "type": "userPassword",
-                "description": f"The force's RabbitMQ user {FORCE_USER_PREFIX}<CODE> and "
-                               "its password, issued by the operator (encompass forces add "
-                               "CODE --name NAME --amqp prints the commands).",
-            }},
+            "messages": {
+                "IncidentReport": {
+                    "name": "IncidentReport",
+                    "title": "An incident report",
+                    "summary": "The body of POST /v1/incidents, as a persistent AMQP message.",
+                    "description": "Required AMQP properties: message_id and user_id (see "
+                    "x-amqp-properties). Headers are ignored: nothing in them "
+                    "is trusted.",
+                    "contentType": "application/json",
+                    "payload": {"$ref": REF.format(model="IncidentReport")},
+                    "x-amqp-properties": {"$ref": REF.format(model="PublishProperties")},
+                    "bindings": {
+                        "amqp": {"messageType": "incident_report", "bindingVersion": AMQP_BINDING}
+                    },
+                }
+            },
+            "securitySchemes": {
+                "forceUser": {
+                    "type": "userPassword",
+                    "description": f"The force's RabbitMQ user {FORCE_USER_PREFIX}<CODE> and "
+                    "its password, issued by the operator (encompass forces add "
+                    "CODE --name NAME --amqp prints the commands).",
+                }
+            },
         },
     }

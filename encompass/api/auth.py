@@ -65,13 +65,13 @@ async def _holder(session: AsyncSession, token: str) -> Caller | None:
     return await session.scalar(select(Admin).where(Admin.token_hash == digest))
 
 
-async def _authenticated(request: web.Request, kind: type[_C], *,
-                         allow_query: bool = False) -> _C:
+async def _authenticated(request: web.Request, kind: type[_C], *, allow_query: bool = False) -> _C:
     token = bearer_token(request, allow_query=allow_query)
     if token is None:
         _failed(request, "missing")
-        raise ApiError(401, "unauthorised",
-                       f"send {_WHAT[kind]} token as 'Authorization: Bearer …'")
+        raise ApiError(
+            401, "unauthorised", f"send {_WHAT[kind]} token as 'Authorization: Bearer …'"
+        )
     async with request.app[CONTAINER].sessions() as session:
         caller = await _holder(session, token)
     if caller is None or _revoked(caller):
@@ -87,9 +87,14 @@ def _failed(request: web.Request, reason: str, who: str | None = None) -> None:
     # Never the token, nor any part of it: a log line must not become a credential.
     request.app[METRICS].auth_failures.labels(reason).inc()
     resource = request.match_info.route.resource
-    log.warning("auth.failed", reason=reason, method=request.method,
-                route=resource.canonical if resource else request.path,
-                remote=request.remote, caller=who)
+    log.warning(
+        "auth.failed",
+        reason=reason,
+        method=request.method,
+        route=resource.canonical if resource else request.path,
+        remote=request.remote,
+        caller=who,
+    )
 
 
 async def authenticated_force(request: web.Request) -> Force:
@@ -112,9 +117,12 @@ async def authenticated_admin(request: web.Request, *, allow_query: bool = False
     """
     admin = await _authenticated(request, Admin, allow_query=allow_query)
     if admin.area != "all":
-        raise ApiError(403, "area_scoping_unavailable",
-                       "admin tokens scoped to one area cannot be served yet (settings carry "
-                       "no local authority); use an admin registered with --area all")
+        raise ApiError(
+            403,
+            "area_scoping_unavailable",
+            "admin tokens scoped to one area cannot be served yet (settings carry "
+            "no local authority); use an admin registered with --area all",
+        )
     return admin
 
 

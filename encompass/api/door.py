@@ -38,10 +38,13 @@ class Limiters:
     @classmethod
     def from_settings(cls, settings: Settings) -> Limiters:
         return cls(
-            address=RateLimiter(Limit(settings.rate_limit_address,
-                                      settings.rate_limit_address_burst)),
-            credential=RateLimiter(Limit(settings.rate_limit_credential,
-                                         settings.rate_limit_credential_burst)))
+            address=RateLimiter(
+                Limit(settings.rate_limit_address, settings.rate_limit_address_burst)
+            ),
+            credential=RateLimiter(
+                Limit(settings.rate_limit_credential, settings.rate_limit_credential_burst)
+            ),
+        )
 
 
 LIMITERS = web.AppKey("limiters", Limiters)
@@ -56,15 +59,18 @@ def _credential_key(request: web.Request) -> str | None:
 
 def _refuse(request: web.Request, which: str, wait: float) -> ApiError:
     request.app[METRICS].rate_limited.labels(which).inc()
-    return ApiError(429, "rate_limited",
-                    f"too many requests from this {which}; retry after the time in "
-                    "Retry-After", headers={"Retry-After": retry_after_header(wait)})
+    return ApiError(
+        429,
+        "rate_limited",
+        f"too many requests from this {which}; retry after the time in Retry-After",
+        headers={"Retry-After": retry_after_header(wait)},
+    )
 
 
 @web.middleware
-async def door(request: web.Request,
-               handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-               ) -> web.StreamResponse:
+async def door(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     """Rate limits and character checks, before any route runs (inside ``json_errors``)."""
     limiters, now = request.app[LIMITERS], time.monotonic()
     wait = limiters.address.take(request.remote or "?", now)
@@ -76,9 +82,9 @@ async def door(request: web.Request,
         if wait:
             raise _refuse(request, "credential", wait)
     if bad_characters(request.path) or any(
-            bad_characters(k) or bad_characters(v) for k, v in request.query.items()):
-        raise ApiError(400, "invalid_characters",
-                       "the path or query holds NUL or a lone surrogate")
+        bad_characters(k) or bad_characters(v) for k, v in request.query.items()
+    ):
+        raise ApiError(400, "invalid_characters", "the path or query holds NUL or a lone surrogate")
     return await handler(request)
 
 

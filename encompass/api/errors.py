@@ -17,17 +17,26 @@ log = structlog.get_logger()
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str,
-                 details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details
         self.headers = headers
 
 
-def error_response(status: int, code: str, message: str,
-                   details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> web.Response:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
     body: dict[str, Any] = {"code": code, "message": message}
     if details:
         body["details"] = details
@@ -40,18 +49,25 @@ def error_response(status: int, code: str, message: str,
 RETRY_AFTER = "5"  # seconds; a broker or database restart takes about that long
 
 
-_HTTP_CODES = {400: "bad_request", 401: "unauthorised", 403: "forbidden", 404: "not_found",
-               405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type",
-               429: "rate_limited"}
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorised",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
 # Headers of aiohttp's own errors that the JSON error must keep (RFC 9110 requires Allow
 # on a 405).
 _KEPT_HEADERS = ("Allow", "Retry-After")
 
 
 @web.middleware
-async def json_errors(request: web.Request,
-                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                      ) -> web.StreamResponse:
+async def json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -64,14 +80,22 @@ async def json_errors(request: web.Request,
         return error_response(exc.status, code, exc.reason, headers=kept or None)
     except StaleDataError:
         # Another writer changed the same notice first (see tables.Notice): safe to retry.
-        return error_response(409, "conflict", "the notice changed while this request was "
-                              "handled; retry")
+        return error_response(
+            409, "conflict", "the notice changed while this request was handled; retry"
+        )
     except Exception as exc:
         if (dependency := unavailable(exc)) is not None:
-            log.warning("http.unavailable", path=request.path, dependency=dependency,
-                        error=type(exc).__name__)
-            return error_response(503, "unavailable", f"the {dependency} is unavailable; "
-                                  "retry after the time in Retry-After")
+            log.warning(
+                "http.unavailable",
+                path=request.path,
+                dependency=dependency,
+                error=type(exc).__name__,
+            )
+            return error_response(
+                503,
+                "unavailable",
+                f"the {dependency} is unavailable; retry after the time in Retry-After",
+            )
         log.exception("http.unhandled", path=request.path, method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")
 
@@ -81,8 +105,13 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     """Where and why, never echoing the submitted values back."""
-    return [{"field": ".".join(str(p) for p in e["loc"]) or "body",
-             "problem": str(e["msg"]).removeprefix("Value error, ")} for e in exc.errors()]
+    return [
+        {
+            "field": ".".join(str(p) for p in e["loc"]) or "body",
+            "problem": str(e["msg"]).removeprefix("Value error, "),
+        }
+        for e in exc.errors()
+    ]
 
 
 def require_json(request: web.Request) -> None:
@@ -90,12 +119,21 @@ def require_json(request: web.Request) -> None:
     ``application/json`` (charset, if given, UTF-8)."""
     charset = (request.charset or "utf-8").lower()
     if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
-        raise ApiError(415, "unsupported_media_type",
-                       "send the body as 'Content-Type: application/json' (UTF-8)")
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send the body as 'Content-Type: application/json' (UTF-8)",
+        )
 
 
-async def read_body(request: web.Request, model: type[Model], *, code: str, what: str,
-                    context: dict[str, Any] | None = None) -> Model:
+async def read_body(
+    request: web.Request,
+    model: type[Model],
+    *,
+    code: str,
+    what: str,
+    context: dict[str, Any] | None = None,
+) -> Model:
     """The request's JSON body validated as ``model``: ``ApiError`` 415 when it is not
     declared JSON, 400 when it is not strict JSON (``invalid_json``, ``too_deep``,
     ``number_too_large``, ``duplicate_key``, ``invalid_characters``: see

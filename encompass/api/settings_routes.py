@@ -30,18 +30,26 @@ class AckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: AckKind = Field(description="What the Key Adult says: received, not_our_pupil "
-                          "(sends the notice back to review) or child_absent.",
-                          examples=["received"])
+    kind: AckKind = Field(
+        description="What the Key Adult says: received, not_our_pupil "
+        "(sends the notice back to review) or child_absent.",
+        examples=["received"],
+    )
     reply: Annotated[str, StringConstraints(max_length=500)] | None = Field(
-        default=None, description="An optional short reply to the force.",
-        examples=["Child not in school today; we will follow up."])
+        default=None,
+        description="An optional short reply to the force.",
+        examples=["Child not in school today; we will follow up."],
+    )
     envelope_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] = Field(
         description="SHA-256 (hex) of the sealed envelope as served, so the acknowledgement "
-        "names exactly what was read.", examples=["9f2c" + "0" * 60])
+        "names exactly what was read.",
+        examples=["9f2c" + "0" * 60],
+    )
     signature: Annotated[str, StringConstraints(min_length=4, max_length=200)] = Field(
         description="Base64 Ed25519 signature by the Key Adult's key over "
-        "ack_payload(notice_id, envelope_hash, kind, reply).", examples=["q83vEjRWeJA="])
+        "ack_payload(notice_id, envelope_hash, kind, reply).",
+        examples=["q83vEjRWeJA="],
+    )
 
 
 def _notice_id(request: web.Request) -> str:
@@ -62,16 +70,22 @@ def _limit(request: web.Request, default: int, most: int) -> int:
 @routes.get("/v1/service-key")
 async def service_key(request: web.Request) -> web.Response:
     """The service's Ed25519 public key (PEM), which signs every envelope."""
-    return web.Response(text=public_key_pem(request.app[CONTAINER].signing_key),
-                        content_type="application/x-pem-file")
+    return web.Response(
+        text=public_key_pem(request.app[CONTAINER].signing_key),
+        content_type="application/x-pem-file",
+    )
 
 
 @routes.get("/v1/notices")
 async def get_notices(request: web.Request) -> web.Response:
     key_adult = await authenticated_key_adult(request)
     container = request.app[CONTAINER]
-    served = await list_envelopes(container.sessions, container.clock, key_adult.key_adult_id,
-                                  limit=_limit(request, 100, MAX_LIST))
+    served = await list_envelopes(
+        container.sessions,
+        container.clock,
+        key_adult.key_adult_id,
+        limit=_limit(request, 100, MAX_LIST),
+    )
     request.app[METRICS].portal_envelopes_served.inc(len(served))
     return web.json_response({"notices": [item.as_json() for item in served]})
 
@@ -83,8 +97,9 @@ async def get_notice(request: web.Request) -> web.Response:
     if kind not in ("notice", "retraction"):
         raise ApiError(400, "bad_request", "kind must be notice or retraction")
     container = request.app[CONTAINER]
-    served = await fetch_envelope(container.sessions, container.clock, key_adult.key_adult_id,
-                                  _notice_id(request), kind=kind)
+    served = await fetch_envelope(
+        container.sessions, container.clock, key_adult.key_adult_id, _notice_id(request), kind=kind
+    )
     if served is None:
         raise ApiError(404, "not_found", "no such notice for this Key Adult")
     request.app[METRICS].portal_envelopes_served.inc()
@@ -95,21 +110,37 @@ async def get_notice(request: web.Request) -> web.Response:
 async def post_ack(request: web.Request) -> web.Response:
     key_adult = await authenticated_key_adult(request)
     notice_id = _notice_id(request)
-    body = await read_body(request, AckRequest, code="invalid_acknowledgement",
-                           what="the acknowledgement")
+    body = await read_body(
+        request, AckRequest, code="invalid_acknowledgement", what="the acknowledgement"
+    )
     container, metrics = request.app[CONTAINER], request.app[METRICS]
     try:
         recorded = await acknowledge(
-            container.sessions, container.clock, key_adult.key_adult_id, notice_id=notice_id,
-            kind=body.kind, reply=body.reply, envelope_hash=body.envelope_hash,
-            signature=body.signature)
+            container.sessions,
+            container.clock,
+            key_adult.key_adult_id,
+            notice_id=notice_id,
+            kind=body.kind,
+            reply=body.reply,
+            envelope_hash=body.envelope_hash,
+            signature=body.signature,
+        )
     except AckRefused as exc:
         metrics.acknowledgements_refused.labels(exc.code).inc()
         raise ApiError(exc.status, exc.code, str(exc)) from None
     metrics.acknowledgements.labels(recorded.kind).inc()
     result: Literal["acknowledged", "returned_to_review"] = (
-        "returned_to_review" if recorded.kind == "not_our_pupil" else "acknowledged")
-    return web.json_response({"ack_id": recorded.ack_id, "notice_id": recorded.notice_id,
-                              "key_adult_id": recorded.key_adult_id, "kind": recorded.kind,
-                              "at": recorded.at.isoformat(), "result": result,
-                              "notice_status": recorded.notice_status}, status=201)
+        "returned_to_review" if recorded.kind == "not_our_pupil" else "acknowledged"
+    )
+    return web.json_response(
+        {
+            "ack_id": recorded.ack_id,
+            "notice_id": recorded.notice_id,
+            "key_adult_id": recorded.key_adult_id,
+            "kind": recorded.kind,
+            "at": recorded.at.isoformat(),
+            "result": result,
+            "notice_status": recorded.notice_status,
+        },
+        status=201,
+    )

@@ -7,6 +7,7 @@ run time (the private halves stay in the demo's temporary folder, as with a real
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from encompass.adapters.keys import (
     generate_key_adult_keys,
@@ -52,7 +53,16 @@ URN100003,,Cerys,Evans,2014-10-09,LL11 1AB,F
 """
 
 
-def write_directory(folder: Path, webhook_base: str | None = None) -> dict[str, Path]:
+class DirectoryFiles(TypedDict):
+    """The four CSV files of a directory, named as ``import_directory`` takes them."""
+
+    settings: Path
+    calendars: Path
+    key_adults: Path
+    pupils: Path
+
+
+def write_directory(folder: Path, webhook_base: str | None = None) -> DirectoryFiles:
     """Write the four CSV files (and a key pair per Key Adult) into ``folder``; with
     ``webhook_base``, each Key Adult receives by webhook at ``webhook_base/ID``."""
     keys = folder / "keys"
@@ -65,13 +75,24 @@ def write_directory(folder: Path, webhook_base: str | None = None) -> dict[str, 
         (keys / f"{key_adult_id}.public.pem").write_bytes(public_keys_pem(pair.public_keys()))
         email = f"{key_adult_id.lower()}@settings.example"
         hook = f"{webhook_base}/{key_adult_id}" if webhook_base else ""
-        rows.append(f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
-                    f"keys/{key_adult_id}.public.pem")
-    files = {"settings": SETTINGS, "calendars": CALENDARS,
-             "key_adults": "\n".join(rows) + "\n", "pupils": PUPILS}
+        rows.append(
+            f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
+            f"keys/{key_adult_id}.public.pem"
+        )
+    files = {
+        "settings": SETTINGS,
+        "calendars": CALENDARS,
+        "key_adults": "\n".join(rows) + "\n",
+        "pupils": PUPILS,
+    }
     paths = {}
     for label, text in files.items():
         path = folder / f"{label}.csv"
         path.write_text(text, encoding="utf-8")
         paths[label] = path
-    return paths
+    return DirectoryFiles(
+        settings=paths["settings"],
+        calendars=paths["calendars"],
+        key_adults=paths["key_adults"],
+        pupils=paths["pupils"],
+    )

@@ -86,54 +86,59 @@ class DemoReceiver:
         _token, secret = self.credentials[key_adult_id]
         now = int(self.clock.now().timestamp())
         if self.service_key is None or not verify_service(
-                body, request.headers.get(SERVICE_SIGNATURE_HEADER, ""),
-                idempotency_key=request.headers.get(IDEMPOTENCY_HEADER, ""),
-                kind=request.headers.get(KIND_HEADER, ""), service_key=self.service_key,
-                now=now):
-            self.problems.append(f"{key_adult_id}: the service's webhook signature did not "
-                                 "verify")
+            body,
+            request.headers.get(SERVICE_SIGNATURE_HEADER, ""),
+            idempotency_key=request.headers.get(IDEMPOTENCY_HEADER, ""),
+            kind=request.headers.get(KIND_HEADER, ""),
+            service_key=self.service_key,
+            now=now,
+        ):
+            self.problems.append(f"{key_adult_id}: the service's webhook signature did not verify")
             return web.Response(status=401)
-        if not verify(body, request.headers.get(SIGNATURE_HEADER, ""), secret=secret,
-                      now=now):
+        if not verify(body, request.headers.get(SIGNATURE_HEADER, ""), secret=secret, now=now):
             self.problems.append(f"{key_adult_id}: webhook HMAC did not verify")
             return web.Response(status=401)
         try:
             envelope = parse_envelope(body)
             keys = self._keys(key_adult_id)
-            content = open_sealed(envelope, private_key=keys.recipient,
-                                  service_public_key=self.service_key)
+            content = open_sealed(
+                envelope, private_key=keys.recipient, service_public_key=self.service_key
+            )
         except EnvelopeError as exc:
             self.problems.append(f"{key_adult_id}: {exc}")
             return web.Response(status=400)
-        self.opened.append(Opened(self.clock.now(), key_adult_id, content.notice_id,
-                                  content.kind, content.setting_id))
+        self.opened.append(
+            Opened(
+                self.clock.now(), key_adult_id, content.notice_id, content.kind, content.setting_id
+            )
+        )
         if content.kind == "notice" and self.roles[key_adult_id] != "deputy":
             # Answer the webhook first: the receipt is sent once the delivery is recorded.
-            task = asyncio.create_task(self._acknowledge(key_adult_id, keys,
-                                                         content.notice_id,
-                                                         envelope_hash(envelope)))
+            task = asyncio.create_task(
+                self._acknowledge(key_adult_id, keys, content.notice_id, envelope_hash(envelope))
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return web.Response(status=200)
 
-    async def _acknowledge(self, key_adult_id: str, keys: KeyAdultPrivateKeys,
-                           notice_id: str, digest: str) -> None:
+    async def _acknowledge(
+        self, key_adult_id: str, keys: KeyAdultPrivateKeys, notice_id: str, digest: str
+    ) -> None:
         token, _secret = self.credentials[key_adult_id]
-        signature = sign_ack(keys.signing, notice_id=notice_id, envelope_hash=digest,
-                             kind="received", reply=None)
-        body = {"kind": "received", "reply": None, "envelope_hash": digest,
-                "signature": signature}
-        async with aiohttp.ClientSession(
-                headers={"Authorization": f"Bearer {token}"}) as client:
+        signature = sign_ack(
+            keys.signing, notice_id=notice_id, envelope_hash=digest, kind="received", reply=None
+        )
+        body = {"kind": "received", "reply": None, "envelope_hash": digest, "signature": signature}
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client:
             for _ in range(100):
-                async with client.post(f"{self.api_url}/v1/notices/{notice_id}/ack",
-                                       json=body) as response:
+                async with client.post(
+                    f"{self.api_url}/v1/notices/{notice_id}/ack", json=body
+                ) as response:
                     if response.status in (200, 201):
                         self.acknowledged.add(notice_id)
                         return
                     if response.status != 409:
-                        self.problems.append(f"{key_adult_id}: ack refused "
-                                             f"({response.status})")
+                        self.problems.append(f"{key_adult_id}: ack refused ({response.status})")
                         return
                 await asyncio.sleep(0.05)
         self.problems.append(f"{key_adult_id}: ack never accepted")

@@ -76,88 +76,116 @@ async def _until(what: str, check: Callable[[], Any], seconds: float = 60) -> No
 
 async def _seed(container: Container, folder: Path, receiver: DemoReceiver) -> None:
     paths = write_directory(folder, webhook_base=await receiver.start())
-    await import_directory(container.sessions, settings=paths["settings"],
-                           calendars=paths["calendars"], key_adults=paths["key_adults"],
-                           pupils=paths["pupils"])
+    await import_directory(
+        container.sessions,
+        settings=paths["settings"],
+        calendars=paths["calendars"],
+        key_adults=paths["key_adults"],
+        pupils=paths["pupils"],
+    )
     for key_adult_id, *_ in KEY_ADULTS:
-        issued = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                   key_adult_id, actor="system:demo")
+        issued = await issue_key_adult_credentials(
+            container.sessions, container.clock, key_adult_id, actor="system:demo"
+        )
         receiver.credentials[key_adult_id] = (issued.token, issued.webhook_secret)
 
 
 async def _report_night(container: Container, url: str, say: Say) -> list[str]:
     """Report the night's incidents over HTTP; withdraw the last. Returns incident ids."""
-    force = await add_force(container.sessions, container.clock,
-                            f"DEMO{secrets.token_hex(2).upper()}", "Demo Constabulary")
-    say(f"night of {_local(container.clock.now())}: force {force.subject_id} reports "
-        f"to {url}")
+    force = await add_force(
+        container.sessions,
+        container.clock,
+        f"DEMO{secrets.token_hex(2).upper()}",
+        "Demo Constabulary",
+    )
+    say(f"night of {_local(container.clock.now())}: force {force.subject_id} reports to {url}")
     ids: list[str] = []
-    async with aiohttp.ClientSession(
-            headers={"Authorization": f"Bearer {force.token}"}) as client:
-        for report in night_of_incidents(container.clock.now(),
-                                         run=secrets.token_hex(3).upper()):
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {force.token}"}) as client:
+        for report in night_of_incidents(container.clock.now(), run=secrets.token_hex(3).upper()):
             async with client.post(f"{url}/v1/incidents", json=report) as response:
                 body = await response.json()
                 if response.status != 202:
                     raise RuntimeError(f"ingest refused a demo incident: {body}")
             ids.append(body["incident_id"])
-            say(f"  {_local(datetime.fromisoformat(report['occurred_at']))}  "
-                f"{report['incident_ref']}: {len(report['children'])} child(ren) -> 202")
+            say(
+                f"  {_local(datetime.fromisoformat(report['occurred_at']))}  "
+                f"{report['incident_ref']}: {len(report['children'])} child(ren) -> 202"
+            )
 
         async def matched() -> bool:
             async with container.sessions() as session:
                 pending = await session.scalar(
-                    select(func.count()).select_from(IncidentVersion)
-                    .where(IncidentVersion.incident_id.in_(ids),
-                           IncidentVersion.processed_at.is_(None)))
+                    select(func.count())
+                    .select_from(IncidentVersion)
+                    .where(
+                        IncidentVersion.incident_id.in_(ids), IncidentVersion.processed_at.is_(None)
+                    )
+                )
             return not pending
 
         await _until("the matcher", matched)
         async with client.post(f"{url}/v1/incidents/{ids[-1]}/withdraw") as response:
             body = await response.json()
-        say(f"  {_local(container.clock.now())}  the force withdraws the last incident: "
-            f"{body.get('cancelled', 0)} unsent notice(s) cancelled")
+        say(
+            f"  {_local(container.clock.now())}  the force withdraws the last incident: "
+            f"{body.get('cancelled', 0)} unsent notice(s) cancelled"
+        )
     return ids
 
 
 async def _schedule(container: Container, ids: list[str], say: Say) -> list[datetime]:
     """Print each child's match and each notice's release time; return the release times."""
     async with container.sessions() as session:
-        names = dict((await session.execute(select(SettingRow.setting_id,
-                                                   SettingRow.name))).all())
-        rows = (await session.execute(
-            select(Incident.incident_ref, Child, Notice)
-            .join(IncidentVersion, IncidentVersion.incident_id == Incident.incident_id)
-            .join(Child, Child.version_id == IncidentVersion.version_id)
-            .outerjoin(Notice, Notice.child_id == Child.child_id)
-            .where(Incident.incident_id.in_(ids))
-            .order_by(Incident.incident_ref, Child.position))).all()
+        names = dict((await session.execute(select(SettingRow.setting_id, SettingRow.name))).all())
+        rows = (
+            await session.execute(
+                select(Incident.incident_ref, Child, Notice)
+                .join(IncidentVersion, IncidentVersion.incident_id == Incident.incident_id)
+                .join(Child, Child.version_id == IncidentVersion.version_id)
+                .outerjoin(Notice, Notice.child_id == Child.child_id)
+                .where(Incident.incident_id.in_(ids))
+                .order_by(Incident.incident_ref, Child.position)
+            )
+        ).all()
     say("matched and scheduled:")
     times = set()
     for ref, child, notice in rows:
         if notice is None:
-            say(f"  {ref} child {child.position + 1}: {child.decision} -> review queue "
-                f"({'; '.join(child.reasons[:2])})")
+            say(
+                f"  {ref} child {child.position + 1}: {child.decision} -> review queue "
+                f"({'; '.join(child.reasons[:2])})"
+            )
             continue
-        say(f"  {ref} child {child.position + 1}: {child.decision} -> "
+        say(
+            f"  {ref} child {child.position + 1}: {child.decision} -> "
             f"{names.get(notice.setting_id, notice.setting_id)}: {notice.status}"
-            + (f", release {_local(notice.deliver_at)}" if notice.deliver_at else ""))
+            + (f", release {_local(notice.deliver_at)}" if notice.deliver_at else "")
+        )
         if notice.status == "scheduled" and notice.deliver_at is not None:
             say(f"      why: {notice.release_reason}")
             times.add(notice.deliver_at)
     return sorted(times)
 
 
-async def _morning(container: Container, receiver: DemoReceiver, ids: list[str],
-                   times: list[datetime], say: Say) -> None:
+async def _morning(
+    container: Container, receiver: DemoReceiver, ids: list[str], times: list[datetime], say: Say
+) -> None:
     """Move the clock to each release time and wait until its notices are acknowledged."""
     roles = {ka_id: role for ka_id, _, _, role in KEY_ADULTS}
     for moment in times:
         container.clock.set(moment + timedelta(seconds=1))
         async with container.sessions() as session:
-            due = set((await session.scalars(select(Notice.notice_id).where(
-                Notice.incident_id.in_(ids), Notice.deliver_at == moment,
-                Notice.status != "cancelled"))).all())
+            due = set(
+                (
+                    await session.scalars(
+                        select(Notice.notice_id).where(
+                            Notice.incident_id.in_(ids),
+                            Notice.deliver_at == moment,
+                            Notice.status != "cancelled",
+                        )
+                    )
+                ).all()
+            )
         say(f"{_local(moment)}: {len(due)} notice(s) released")
         seen = len(receiver.opened)
 
@@ -167,24 +195,33 @@ async def _morning(container: Container, receiver: DemoReceiver, ids: list[str],
         await _until("the acknowledgements", answered)
         for opened in receiver.opened[seen:]:
             who = "deputy" if roles[opened.key_adult_id] == "deputy" else "Key Adult"
-            say(f"  {opened.key_adult_id} ({who}) opened and verified notice "
+            say(
+                f"  {opened.key_adult_id} ({who}) opened and verified notice "
                 f"{opened.notice_id[:8]} for {opened.setting_id}"
-                + (", acknowledged" if who != "deputy" else ""))
+                + (", acknowledged" if who != "deputy" else "")
+            )
     if receiver.problems:
         raise RuntimeError("; ".join(receiver.problems))
 
 
 async def _summary(container: Container, ids: list[str]) -> dict[str, Any]:
     async with container.sessions() as session:
-        decisions = list((await session.scalars(
-            select(Child.decision).join(IncidentVersion,
-                                        IncidentVersion.version_id == Child.version_id)
-            .where(IncidentVersion.incident_id.in_(ids)))).all())
-        statuses = list((await session.scalars(select(Notice.status).where(
-            Notice.incident_id.in_(ids)))).all())
+        decisions = list(
+            (
+                await session.scalars(
+                    select(Child.decision)
+                    .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+                    .where(IncidentVersion.incident_id.in_(ids))
+                )
+            ).all()
+        )
+        statuses = list(
+            (await session.scalars(select(Notice.status).where(Notice.incident_id.in_(ids)))).all()
+        )
     live = [s for s in statuses if s != "cancelled"]
     return {
-        "incidents": len(ids), "children": len(decisions),
+        "incidents": len(ids),
+        "children": len(decisions),
         "matched": decisions.count("match"),
         "review": decisions.count("review") + decisions.count("none"),
         "notices": len(live),
@@ -207,18 +244,30 @@ async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
     # The demo's service key lives with its scratch files unless one is configured.
     key = load_or_create_signing_key(settings.signing_key or scratch / "service-key.pem")
     # Its data key file likewise (the data at rest of a demo is the demo's own).
-    data_key = (data_key_path(settings) if settings.data_key or settings.signing_key
-                else scratch / "data-key")
-    container = await bootstrap(settings, clock=Clock(settings.now or DEFAULT_NIGHT),
-                                signing_key=key, data_keys=load_or_create_data_keys(data_key))
-    receiver = DemoReceiver(scratch / "directory" / "keys", container.clock,
-                            {ka_id: role for ka_id, _, _, role in KEY_ADULTS},
-                            service_key=container.signing_key.public_key())
+    data_key = (
+        data_key_path(settings)
+        if settings.data_key or settings.signing_key
+        else scratch / "data-key"
+    )
+    container = await bootstrap(
+        settings,
+        clock=Clock(settings.now or DEFAULT_NIGHT),
+        signing_key=key,
+        data_keys=load_or_create_data_keys(data_key),
+    )
+    receiver = DemoReceiver(
+        scratch / "directory" / "keys",
+        container.clock,
+        {ka_id: role for ka_id, _, _, role in KEY_ADULTS},
+        service_key=container.signing_key.public_key(),
+    )
     runner = None
     try:
         await _seed(container, scratch / "directory", receiver)
-        say(f"directory imported: 3 settings, {len(KEY_ADULTS)} Key Adults with fresh keys, "
-            f"8 pupils (broker: {container.broker.kind}, database: {settings.database_kind})")
+        say(
+            f"directory imported: 3 settings, {len(KEY_ADULTS)} Key Adults with fresh keys, "
+            f"8 pupils (broker: {container.broker.kind}, database: {settings.database_kind})"
+        )
         runner, url = await _serve(container)
         receiver.api_url = url
         workers = await start_workers(container, ["all"])

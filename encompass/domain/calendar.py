@@ -44,8 +44,20 @@ _SUBDIVISIONS = {
 }
 # Hard-coded rather than strftime's %A/%B, which follow the process locale.
 _DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
-                "September", "October", "November", "December")
+_MONTH_NAMES = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
 
 
 class Recipient(StrEnum):
@@ -158,16 +170,20 @@ def release_time(calendar: SettingCalendar, reported_at: datetime) -> Release:
         recipient = Recipient.KEY_ADULTS if why is None else Recipient.HOLIDAY_CONTACT
         kind = "an open day" if why is None else f"{why.one}, a closed weekday"
         if moment == t_utc:
-            reason = (f"{opening}, during {kind} after its dispatch time "
-                      f"{setting.dispatch_at:%H:%M} and before it ends at "
-                      f"{setting.day_ends:%H:%M}: released at once")
+            reason = (
+                f"{opening}, during {kind} after its dispatch time "
+                f"{setting.dispatch_at:%H:%M} and before it ends at "
+                f"{setting.day_ends:%H:%M}: released at once"
+            )
             release_at = t_local
         else:
-            which = ("the next open day" if offset else "an open day, before its dispatch time")
+            which = "the next open day" if offset else "an open day, before its dispatch time"
             if why is not None:
                 which = f"{kind} before any open day"
-            reason = (f"{opening}; {_skips(skipped)}{_day(day)} is {which}; "
-                      f"released at its dispatch time {setting.dispatch_at:%H:%M}")
+            reason = (
+                f"{opening}; {_skips(skipped)}{_day(day)} is {which}; "
+                f"released at its dispatch time {setting.dispatch_at:%H:%M}"
+            )
             release_at = moment.astimezone(LONDON)
         if recipient is Recipient.HOLIDAY_CONTACT:
             reason += " to the holiday contact (policy holiday_contact)"
@@ -204,7 +220,8 @@ def _skips(skipped: Sequence[tuple[date, _Shut]]) -> str:
         else:
             runs.append((day, day, label))
     return "".join(
-        f"{_day(first)} is {label.one}; " if first == last
+        f"{_day(first)} is {label.one}; "
+        if first == last
         else f"the weekdays from {_day(first)} to {_day(last)} are {label.many}; "
         for first, last, label in runs
     )
@@ -218,6 +235,8 @@ def _no_release_message(calendar: SettingCalendar, days: _Days, start: date) -> 
         known = f"its last term ended on {_day(max(last for _, last in days.terms))}"
     else:
         known = "none of its term days in that time is open"
-    return (f"no open day within {HORIZON_DAYS} days of {_day(start)} for setting "
-            f"{setting.setting_id} (calendar {setting.calendar_id!r}: {known}; policy "
-            f"{setting.holiday_policy.value}): the notice needs an admin's review")
+    return (
+        f"no open day within {HORIZON_DAYS} days of {_day(start)} for setting "
+        f"{setting.setting_id} (calendar {setting.calendar_id!r}: {known}; policy "
+        f"{setting.holiday_policy.value}): the notice needs an admin's review"
+    )

@@ -47,8 +47,9 @@ AckKind = Literal["received", "not_our_pupil", "child_absent"]
 
 _SUITES: dict[str, hpke.Suite] = {
     X25519_ALGORITHM: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
-    HYBRID_ALGORITHM: hpke.Suite(hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256,
-                                 hpke.AEAD.AES_256_GCM),
+    HYBRID_ALGORITHM: hpke.Suite(
+        hpke.KEM.MLKEM768_X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
+    ),
 }
 
 
@@ -74,11 +75,13 @@ def _canonical_b64(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=200,
-                                              pattern=r"^[^\x00-\x1f\x7f]+$")]
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 KeyId = Annotated[str, StringConstraints(pattern=r"^sha256:[0-9a-f]{64}$")]
-B64 = Annotated[str, StringConstraints(min_length=4, max_length=1_000_000),
-                AfterValidator(_canonical_b64)]
+B64 = Annotated[
+    str, StringConstraints(min_length=4, max_length=1_000_000), AfterValidator(_canonical_b64)
+]
 Instant = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
@@ -149,7 +152,8 @@ class RecipientPublicKey:
     mlkem768: MLKEM768PublicKey | None = None
     key_id: str = field(init=False, compare=False)
     hpke_key: X25519PublicKey | hpke.MLKEM768X25519PublicKey = field(
-        init=False, repr=False, compare=False)
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # Computed once: seal() is the hot path and both are pure functions of the key.
@@ -187,8 +191,9 @@ class RecipientPrivateKey:
 def canonical_bytes(value: Mapping[str, Any]) -> bytes:
     """The canonical form: JSON, keys sorted, no whitespace, UTF-8, non-ASCII unescaped.
     For the string-only, ASCII-keyed objects signed here this equals RFC 8785 (JCS)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
 
 
 def signer_key_id(public_key: Ed25519PublicKey) -> str:
@@ -197,8 +202,15 @@ def signer_key_id(public_key: Ed25519PublicKey) -> str:
 
 
 def _hpke_info(notice_id: str, recipient: str, recipient_key_id: str, algorithm: str) -> bytes:
-    return canonical_bytes({"format": FORMAT, "notice_id": notice_id, "recipient": recipient,
-                            "recipient_key_id": recipient_key_id, "algorithm": algorithm})
+    return canonical_bytes(
+        {
+            "format": FORMAT,
+            "notice_id": notice_id,
+            "recipient": recipient,
+            "recipient_key_id": recipient_key_id,
+            "algorithm": algorithm,
+        }
+    )
 
 
 def signed_bytes(envelope: Envelope) -> bytes:
@@ -212,14 +224,21 @@ def envelope_hash(envelope: Envelope) -> str:
     return hashlib.sha256(canonical_bytes(envelope.model_dump(mode="json"))).hexdigest()
 
 
-def seal(content: NoticeContent | Mapping[str, Any], *, notice_id: str, recipient_id: str,
-         recipient_public_key: RecipientPublicKey | X25519PublicKey,
-         signing_key: Ed25519PrivateKey, now: datetime) -> Envelope:
+def seal(
+    content: NoticeContent | Mapping[str, Any],
+    *,
+    notice_id: str,
+    recipient_id: str,
+    recipient_public_key: RecipientPublicKey | X25519PublicKey,
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> Envelope:
     """Seal ``content`` to one recipient and sign it. The algorithm follows the key (hybrid
     when it has ML-KEM-768). Raises ValueError (pydantic's ValidationError for bad content)
     when ``content`` is invalid or names another notice, or ``now`` is naive."""
-    notice = content if isinstance(content, NoticeContent) else NoticeContent.model_validate(
-        content)
+    notice = (
+        content if isinstance(content, NoticeContent) else NoticeContent.model_validate(content)
+    )
     if notice.notice_id != notice_id:
         raise ValueError("content.notice_id differs from the envelope's notice_id")
     if now.tzinfo is None:
@@ -231,11 +250,15 @@ def seal(content: NoticeContent | Mapping[str, Any], *, notice_id: str, recipien
     info = _hpke_info(notice_id, recipient_id, key.key_id, key.algorithm)
     # The plaintext needs no canonical form (only the receiver parses it), so pydantic's
     # fast serialiser does.
-    sealed = _SUITES[key.algorithm].encrypt(notice.model_dump_json().encode(), key.hpke_key,
-                                            info=info)
+    sealed = _SUITES[key.algorithm].encrypt(
+        notice.model_dump_json().encode(), key.hpke_key, info=info
+    )
     fields: dict[str, Any] = {
-        "format": FORMAT, "notice_id": notice_id, "recipient": recipient_id,
-        "recipient_key_id": key.key_id, "algorithm": key.algorithm,
+        "format": FORMAT,
+        "notice_id": notice_id,
+        "recipient": recipient_id,
+        "recipient_key_id": key.key_id,
+        "algorithm": key.algorithm,
         "sealed_at": now.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat() + "Z",
         "ciphertext": base64.b64encode(sealed).decode("ascii"),
         "signer_key_id": signer_key_id(signing_key.public_key()),
@@ -257,12 +280,16 @@ def parse_envelope(data: str | bytes | Mapping[str, Any]) -> Envelope:
     if not isinstance(data, Mapping):
         raise EnvelopeError("malformed", "not a valid envelope: not a JSON object")
     if data.get("format") != FORMAT:
-        raise EnvelopeError("unknown_format", "unknown envelope format "
-                            f"{str(data.get('format'))[:80]!r} (this version reads {FORMAT})")
+        raise EnvelopeError(
+            "unknown_format",
+            "unknown envelope format "
+            f"{str(data.get('format'))[:80]!r} (this version reads {FORMAT})",
+        )
     algorithm = data.get("algorithm")
     if not isinstance(algorithm, str) or algorithm not in _SUITES:
-        raise EnvelopeError("unknown_algorithm",
-                            f"unknown envelope algorithm {str(algorithm)[:80]!r}")
+        raise EnvelopeError(
+            "unknown_algorithm", f"unknown envelope algorithm {str(algorithm)[:80]!r}"
+        )
     try:
         return Envelope.model_validate(data)
     except ValidationError as exc:
@@ -271,8 +298,12 @@ def parse_envelope(data: str | bytes | Mapping[str, Any]) -> Envelope:
         raise EnvelopeError("malformed", f"not a valid envelope: {where}: {first['msg']}") from None
 
 
-def open_sealed(envelope: Envelope, *, private_key: RecipientPrivateKey | X25519PrivateKey,
-                service_public_key: Ed25519PublicKey | None) -> NoticeContent:
+def open_sealed(
+    envelope: Envelope,
+    *,
+    private_key: RecipientPrivateKey | X25519PrivateKey,
+    service_public_key: Ed25519PublicKey | None,
+) -> NoticeContent:
     """Verify and open. Checks, in order: format and algorithm; the service's signature
     (when ``service_public_key`` is given; without it origin is NOT verified); that the
     envelope is sealed to this key; the HPKE tag. Raises EnvelopeError with one line."""
@@ -282,37 +313,45 @@ def open_sealed(envelope: Envelope, *, private_key: RecipientPrivateKey | X25519
     if service_public_key is not None:
         expected = signer_key_id(service_public_key)
         if envelope.signer_key_id != expected:
-            raise EnvelopeError("bad_signature", "signature does not verify: signed by "
-                                f"{envelope.signer_key_id}, not the service key {expected}")
+            raise EnvelopeError(
+                "bad_signature",
+                "signature does not verify: signed by "
+                f"{envelope.signer_key_id}, not the service key {expected}",
+            )
         try:
-            service_public_key.verify(base64.b64decode(envelope.signature),
-                                      signed_bytes(envelope))
+            service_public_key.verify(base64.b64decode(envelope.signature), signed_bytes(envelope))
         except InvalidSignature:
-            raise EnvelopeError("altered", "envelope altered: the service's signature does "
-                                "not match its content") from None
+            raise EnvelopeError(
+                "altered", "envelope altered: the service's signature does not match its content"
+            ) from None
     key = private_key
     if isinstance(key, X25519PrivateKey):
         key = RecipientPrivateKey(key)
     ours = key.public_key()
     if envelope.recipient_key_id != ours.key_id:
-        raise EnvelopeError("not_for_this_key", f"not for this key: sealed to "
-                            f"{envelope.recipient_key_id}, this key is {ours.key_id}")
+        raise EnvelopeError(
+            "not_for_this_key",
+            f"not for this key: sealed to {envelope.recipient_key_id}, this key is {ours.key_id}",
+        )
     if envelope.algorithm != ours.algorithm:  # the key id fixes the algorithm
         raise EnvelopeError("altered", "envelope altered: its algorithm does not match its key")
-    info = _hpke_info(envelope.notice_id, envelope.recipient, envelope.recipient_key_id,
-                      envelope.algorithm)
+    info = _hpke_info(
+        envelope.notice_id, envelope.recipient, envelope.recipient_key_id, envelope.algorithm
+    )
     try:
         plaintext = suite.decrypt(base64.b64decode(envelope.ciphertext), key.hpke_key(), info=info)
     except InvalidTag:
-        raise EnvelopeError("altered", "envelope altered: the sealed content fails its "
-                            "integrity check") from None
+        raise EnvelopeError(
+            "altered", "envelope altered: the sealed content fails its integrity check"
+        ) from None
     try:
         notice = NoticeContent.model_validate_json(plaintext)
     except ValidationError:
         raise EnvelopeError("malformed", "the sealed content is not a valid notice") from None
     if notice.notice_id != envelope.notice_id:
-        raise EnvelopeError("altered", "envelope altered: the sealed notice names another "
-                            "notice_id")
+        raise EnvelopeError(
+            "altered", "envelope altered: the sealed notice names another notice_id"
+        )
     return notice
 
 
@@ -321,19 +360,39 @@ def ack_payload(notice_id: str, envelope_hash: str, kind: AckKind, reply: str | 
     ``{"format":"encompass-ack/1","notice_id","envelope_hash","kind","reply"}``."""
     if kind not in ("received", "not_our_pupil", "child_absent"):
         raise ValueError(f"unknown acknowledgement kind {kind!r}")
-    return canonical_bytes({"format": ACK_FORMAT, "notice_id": notice_id,
-                            "envelope_hash": envelope_hash, "kind": kind, "reply": reply})
+    return canonical_bytes(
+        {
+            "format": ACK_FORMAT,
+            "notice_id": notice_id,
+            "envelope_hash": envelope_hash,
+            "kind": kind,
+            "reply": reply,
+        }
+    )
 
 
-def sign_ack(private_key: Ed25519PrivateKey, *, notice_id: str, envelope_hash: str,
-             kind: AckKind, reply: str | None) -> str:
+def sign_ack(
+    private_key: Ed25519PrivateKey,
+    *,
+    notice_id: str,
+    envelope_hash: str,
+    kind: AckKind,
+    reply: str | None,
+) -> str:
     """The Key Adult's Ed25519 signature over :func:`ack_payload`, base64."""
     payload = ack_payload(notice_id, envelope_hash, kind, reply)
     return base64.b64encode(private_key.sign(payload)).decode("ascii")
 
 
-def verify_ack(public_key: Ed25519PublicKey, signature: str, *, notice_id: str,
-               envelope_hash: str, kind: AckKind, reply: str | None) -> None:
+def verify_ack(
+    public_key: Ed25519PublicKey,
+    signature: str,
+    *,
+    notice_id: str,
+    envelope_hash: str,
+    kind: AckKind,
+    reply: str | None,
+) -> None:
     """Returns when ``signature`` is the Key Adult's over exactly these values; otherwise
     EnvelopeError (reason ``bad_signature``)."""
     payload = ack_payload(notice_id, envelope_hash, kind, reply)

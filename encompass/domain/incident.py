@@ -26,13 +26,19 @@ Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Postcode = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, to_upper=True, min_length=2, max_length=10,
-                      pattern=r"^[A-Za-z0-9 ]+$"),
+    StringConstraints(
+        strip_whitespace=True,
+        to_upper=True,
+        min_length=2,
+        max_length=10,
+        pattern=r"^[A-Za-z0-9 ]+$",
+    ),
 ]
 IncidentRef = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=1, max_length=64,
-                      pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]*$"
+    ),
 ]
 
 
@@ -43,10 +49,14 @@ class _Strict(BaseModel):
 class Officer(_Strict):
     """The officer or team the Key Adult may contact about the incident."""
 
-    name: ShortText = Field(description="The officer or team, as the Key Adult should ask "
-                            "for them.", examples=["PC 1234 Jones"])
-    contact: ShortText = Field(description="How to reach them: a telephone number or a "
-                               "secure e-mail address.", examples=["0300 000 0000"])
+    name: ShortText = Field(
+        description="The officer or team, as the Key Adult should ask for them.",
+        examples=["PC 1234 Jones"],
+    )
+    contact: ShortText = Field(
+        description="How to reach them: a telephone number or a secure e-mail address.",
+        examples=["0300 000 0000"],
+    )
 
 
 class ChildReport(_Strict):
@@ -56,30 +66,48 @@ class ChildReport(_Strict):
     family_name: ShortText = Field(description="The child's family name.", examples=["Smith"])
     date_of_birth: date | None = Field(
         description="The child's date of birth (YYYY-MM-DD), or null when unknown; the child "
-        "must be under 18 on occurred_at.", examples=["2015-03-02"])
+        "must be under 18 on occurred_at.",
+        examples=["2015-03-02"],
+    )
     postcode: Postcode = Field(description="The child's home postcode.", examples=["TF3 4NT"])
-    upn: Annotated[str, StringConstraints(strip_whitespace=True, to_upper=True,
-                                          pattern=r"^[A-Za-z0-9]{13}$")] | None = Field(
-        default=None, description="The child's Unique Pupil Number (13 characters), when the "
+    upn: (
+        Annotated[
+            str,
+            StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z0-9]{13}$"),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="The child's Unique Pupil Number (13 characters), when the "
         "force knows it; an exact UPN on a roster places the child.",
-        examples=["A123456789012"])
+        examples=["A123456789012"],
+    )
     gender: Annotated[str, StringConstraints(max_length=20)] | None = Field(
-        default=None, description="The child's gender as recorded, or null.",
-        examples=["female"])
-    present: bool = Field(description="Whether the child was present at the incident.",
-                          examples=[True])
+        default=None, description="The child's gender as recorded, or null.", examples=["female"]
+    )
+    present: bool = Field(
+        description="Whether the child was present at the incident.", examples=[True]
+    )
     where_during: Text | None = Field(
-        default=None, description="Where the child was during the incident.",
-        examples=["upstairs bedroom"])
+        default=None,
+        description="Where the child was during the incident.",
+        examples=["upstairs bedroom"],
+    )
     voice: Text | None = Field(
-        default=None, description="The child's voice: whether they were spoken to, what they "
-        "said, who else was there.", examples=["said she was scared"])
-    injured: bool = Field(default=False, description="Whether the child was injured.",
-                          examples=[False])
+        default=None,
+        description="The child's voice: whether they were spoken to, what they "
+        "said, who else was there.",
+        examples=["said she was scared"],
+    )
+    injured: bool = Field(
+        default=False, description="Whether the child was injured.", examples=[False]
+    )
     school_hint: ShortText | None = Field(
-        default=None, description="The school or nursery the force believes the child "
+        default=None,
+        description="The school or nursery the force believes the child "
         "attends, if any; a hint for matching, never trusted alone.",
-        examples=["Hollinswood Primary"])
+        examples=["Hollinswood Primary"],
+    )
 
 
 def _now(info: ValidationInfo) -> datetime:
@@ -98,28 +126,51 @@ class IncidentReport(_Strict):
 
     incident_ref: IncidentRef = Field(
         description="The force's own reference for the incident; with the force and the "
-        "version it makes a report idempotent.", examples=["CH-2026-000123"])
+        "version it makes a report idempotent.",
+        examples=["CH-2026-000123"],
+    )
     version: Annotated[int, Field(ge=1, le=10_000)] = Field(
-        default=1, description="The report's version: a higher version amends the incident "
-        "and replaces its unsent notices.", examples=[1])
+        default=1,
+        description="The report's version: a higher version amends the incident "
+        "and replaces its unsent notices.",
+        examples=[1],
+    )
     occurred_at: AwareDatetime = Field(
         description="When the incident happened, with its UTC offset; not in the future.",
-        examples=["2026-11-22T23:10:00+00:00"])
-    location: ShortText = Field(description="Where the incident happened.",
-                                examples=["the family home"])
-    circumstances: Text = Field(description="Brief circumstances, written for the Key "
-                                "Adult.", examples=["Verbal argument between adults; "
-                                                    "neighbours called police."])
-    police_actions: Text = Field(description="What the police did.",
-                                 examples=["One adult arrested; safeguarding referral made."])
-    officer: Officer = Field(description="Who the Key Adult may contact.",
-                             examples=[{"name": "PC 1234 Jones", "contact": "0300 000 0000"}])
+        examples=["2026-11-22T23:10:00+00:00"],
+    )
+    location: ShortText = Field(
+        description="Where the incident happened.", examples=["the family home"]
+    )
+    circumstances: Text = Field(
+        description="Brief circumstances, written for the Key Adult.",
+        examples=["Verbal argument between adults; neighbours called police."],
+    )
+    police_actions: Text = Field(
+        description="What the police did.",
+        examples=["One adult arrested; safeguarding referral made."],
+    )
+    officer: Officer = Field(
+        description="Who the Key Adult may contact.",
+        examples=[{"name": "PC 1234 Jones", "contact": "0300 000 0000"}],
+    )
     children: Annotated[list[ChildReport], Field(min_length=1, max_length=50)] = Field(
         description="The children of the household (1 to 50); each becomes one notice per "
         "setting the child attends.",
-        examples=[[{"given_name": "Amelia", "family_name": "Smith",
-                    "date_of_birth": "2015-03-02", "postcode": "TF3 4NT", "present": True,
-                    "where_during": "upstairs bedroom", "voice": "said she was scared"}]])
+        examples=[
+            [
+                {
+                    "given_name": "Amelia",
+                    "family_name": "Smith",
+                    "date_of_birth": "2015-03-02",
+                    "postcode": "TF3 4NT",
+                    "present": True,
+                    "where_during": "upstairs bedroom",
+                    "voice": "said she was scared",
+                }
+            ]
+        ],
+    )
 
     @field_validator("occurred_at")
     @classmethod
@@ -151,8 +202,11 @@ def report_context(now: datetime) -> dict[str, Any]:
     return {"now": now}
 
 
-_FIELD_NAMES = frozenset(IncidentReport.model_fields) | frozenset(
-    ChildReport.model_fields) | frozenset(Officer.model_fields)
+_FIELD_NAMES = (
+    frozenset(IncidentReport.model_fields)
+    | frozenset(ChildReport.model_fields)
+    | frozenset(Officer.model_fields)
+)
 
 
 def describe_invalid(exc: ValidationError, what: str = "invalid incident report") -> str:
@@ -164,7 +218,9 @@ def describe_invalid(exc: ValidationError, what: str = "invalid incident report"
     """
     places = []
     for error in exc.errors()[:10]:
-        parts = [str(part) if isinstance(part, int) or part in _FIELD_NAMES else "*"
-                 for part in error["loc"]]
+        parts = [
+            str(part) if isinstance(part, int) or part in _FIELD_NAMES else "*"
+            for part in error["loc"]
+        ]
         places.append(f"{'.'.join(parts) or 'body'} ({error['type']})")
     return f"{what}: {exc.error_count()} error(s) at {', '.join(places)}"

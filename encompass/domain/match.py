@@ -32,13 +32,23 @@ from encompass.domain.matching.postcodes import normalise_postcode
 from encompass.domain.matching.scoring import DEFAULT_FREQUENCIES, TermFrequencies, score
 
 __all__ = [
-    "Candidate", "ChildQuery", "Decision", "MatchResult", "RosterHolder", "RosterIndex",
-    "decide", "normalise_name", "normalise_postcode",
+    "Candidate",
+    "ChildQuery",
+    "Decision",
+    "MatchResult",
+    "RosterHolder",
+    "RosterIndex",
+    "decide",
+    "normalise_name",
+    "normalise_postcode",
 ]
 
 
-def decide(query: ChildQuery, candidates: Sequence[Pupil],
-           frequencies: TermFrequencies = DEFAULT_FREQUENCIES) -> MatchResult:
+def decide(
+    query: ChildQuery,
+    candidates: Sequence[Pupil],
+    frequencies: TermFrequencies = DEFAULT_FREQUENCIES,
+) -> MatchResult:
     """Score every candidate and decide: match, review or none.
 
     ``match`` only when the best candidate's weight reaches the automatic threshold, more than

@@ -74,8 +74,11 @@ class RateLimiter:
         if len(self._buckets) < self.max_keys:
             return
         # Dropping full buckets in one sweep keeps the sweep rare (amortised O(1)).
-        full = [key for key, b in self._buckets.items()
-                if b.tokens + (now - b.at) * self.limit.rate >= self.limit.burst]
+        full = [
+            key
+            for key, b in self._buckets.items()
+            if b.tokens + (now - b.at) * self.limit.rate >= self.limit.burst
+        ]
         for key in full:
             del self._buckets[key]
         while len(self._buckets) >= self.max_keys:

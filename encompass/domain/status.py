@@ -22,19 +22,23 @@ class NoticeStatus(StrEnum):
     FAILED = "failed"
 
 
-FINAL = frozenset({NoticeStatus.ACKNOWLEDGED, NoticeStatus.CANCELLED, NoticeStatus.RETRACTED,
-                   NoticeStatus.FAILED})
+FINAL = frozenset(
+    {NoticeStatus.ACKNOWLEDGED, NoticeStatus.CANCELLED, NoticeStatus.RETRACTED, NoticeStatus.FAILED}
+)
 UNSENT = frozenset({NoticeStatus.REVIEW, NoticeStatus.SCHEDULED, NoticeStatus.SEALED})
 
 _ALLOWED: dict[NoticeStatus, frozenset[NoticeStatus]] = {
     NoticeStatus.REVIEW: frozenset({NoticeStatus.SCHEDULED, NoticeStatus.CANCELLED}),
-    NoticeStatus.SCHEDULED: frozenset({NoticeStatus.SEALED, NoticeStatus.CANCELLED,
-                                       NoticeStatus.REVIEW}),
+    NoticeStatus.SCHEDULED: frozenset(
+        {NoticeStatus.SEALED, NoticeStatus.CANCELLED, NoticeStatus.REVIEW}
+    ),
     NoticeStatus.SEALED: frozenset({NoticeStatus.SENDING, NoticeStatus.CANCELLED}),
-    NoticeStatus.SENDING: frozenset({NoticeStatus.DELIVERED, NoticeStatus.FAILED,
-                                     NoticeStatus.SEALED}),
-    NoticeStatus.DELIVERED: frozenset({NoticeStatus.ACKNOWLEDGED, NoticeStatus.RETRACTED,
-                                       NoticeStatus.REVIEW}),
+    NoticeStatus.SENDING: frozenset(
+        {NoticeStatus.DELIVERED, NoticeStatus.FAILED, NoticeStatus.SEALED}
+    ),
+    NoticeStatus.DELIVERED: frozenset(
+        {NoticeStatus.ACKNOWLEDGED, NoticeStatus.RETRACTED, NoticeStatus.REVIEW}
+    ),
     NoticeStatus.ACKNOWLEDGED: frozenset({NoticeStatus.RETRACTED}),
     NoticeStatus.CANCELLED: frozenset(),
     NoticeStatus.RETRACTED: frozenset(),

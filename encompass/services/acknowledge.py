@@ -37,8 +37,11 @@ from encompass.services.at_rest import seal_reply
 from encompass.services.notices import transition
 
 ACK_KINDS: Final = ("received", "not_our_pupil", "child_absent")
-_UNSENT: Final = (NoticeStatus.SCHEDULED.value, NoticeStatus.SEALED.value,
-                  NoticeStatus.CANCELLED.value)
+_UNSENT: Final = (
+    NoticeStatus.SCHEDULED.value,
+    NoticeStatus.SEALED.value,
+    NoticeStatus.CANCELLED.value,
+)
 
 
 class AckRefused(Exception):
@@ -65,40 +68,75 @@ def not_our_pupil_reason(setting_id: str) -> str:
     return f"{setting_id}: the Key Adult says the child is not their pupil"
 
 
-async def _load(session: AsyncSession, key_adult_id: str, notice_id: str
-                ) -> tuple[SealedEnvelope, Notice]:
-    row = (await session.execute(
-        select(SealedEnvelope, Notice)
-        .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
-        .where(SealedEnvelope.key_adult_id == key_adult_id,
-               SealedEnvelope.notice_id == notice_id, SealedEnvelope.kind == "notice",
-               or_(Notice.status.not_in(_UNSENT), SealedEnvelope.delivered_at.is_not(None)))
-        # One acknowledgement per notice, even when the Key Adult and a deputy answer at
-        # once: the second waits here and then finds the first.
-        .with_for_update(of=Notice))).one_or_none()
+async def _load(
+    session: AsyncSession, key_adult_id: str, notice_id: str
+) -> tuple[SealedEnvelope, Notice]:
+    row = (
+        await session.execute(
+            select(SealedEnvelope, Notice)
+            .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
+            .where(
+                SealedEnvelope.key_adult_id == key_adult_id,
+                SealedEnvelope.notice_id == notice_id,
+                SealedEnvelope.kind == "notice",
+                or_(Notice.status.not_in(_UNSENT), SealedEnvelope.delivered_at.is_not(None)),
+            )
+            # One acknowledgement per notice, even when the Key Adult and a deputy answer at
+            # once: the second waits here and then finds the first.
+            .with_for_update(of=Notice)
+        )
+    ).one_or_none()
     if row is None:
         raise AckRefused(404, "not_found", "no such notice for this Key Adult")
     return row
 
 
-def _check_signature(key_adult: KeyAdultRow, signature: str, *, notice_id: str,
-                     envelope_hash: str, kind: AckKind, reply: str | None) -> None:
+def _check_signature(
+    key_adult: KeyAdultRow,
+    signature: str,
+    *,
+    notice_id: str,
+    envelope_hash: str,
+    kind: AckKind,
+    reply: str | None,
+) -> None:
     try:
         public = load_public_key_bundle(key_adult.public_key_pem)
     except KeyFileError:
-        raise AckRefused(409, "no_ack_key", "the directory holds no acknowledgement (Ed25519) "
-                         "key for this Key Adult; register their public.pem again") from None
+        raise AckRefused(
+            409,
+            "no_ack_key",
+            "the directory holds no acknowledgement (Ed25519) "
+            "key for this Key Adult; register their public.pem again",
+        ) from None
     try:
-        verify_ack(public.signing, signature, notice_id=notice_id, envelope_hash=envelope_hash,
-                   kind=kind, reply=reply)
+        verify_ack(
+            public.signing,
+            signature,
+            notice_id=notice_id,
+            envelope_hash=envelope_hash,
+            kind=kind,
+            reply=reply,
+        )
     except EnvelopeError:
-        raise AckRefused(403, "bad_signature", "the acknowledgement's signature does not "
-                         "verify with this Key Adult's registered key") from None
+        raise AckRefused(
+            403,
+            "bad_signature",
+            "the acknowledgement's signature does not verify with this Key Adult's registered key",
+        ) from None
 
 
-async def acknowledge(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                      key_adult_id: str, *, notice_id: str, kind: AckKind, reply: str | None,
-                      envelope_hash: str, signature: str) -> AckRecorded:
+async def acknowledge(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    key_adult_id: str,
+    *,
+    notice_id: str,
+    kind: AckKind,
+    reply: str | None,
+    envelope_hash: str,
+    signature: str,
+) -> AckRecorded:
     """Verify and record one acknowledgement, moving the notice on; AckRefused otherwise.
 
     Refused: a notice not sent to this Key Adult (404), a hash that is not the stored
@@ -108,55 +146,106 @@ async def acknowledge(sessions: async_sessionmaker[AsyncSession], clock: Clock,
     now = clock.now()
     async with sessions.begin() as session:
         envelope, notice = await _load(session, key_adult_id, notice_id)
-        earlier = await session.scalar(select(Acknowledgement).where(
-            Acknowledgement.notice_id == notice_id).order_by(Acknowledgement.at).limit(1))
+        earlier = await session.scalar(
+            select(Acknowledgement)
+            .where(Acknowledgement.notice_id == notice_id)
+            .order_by(Acknowledgement.at)
+            .limit(1)
+        )
         if earlier is not None:
-            raise AckRefused(409, "already_acknowledged", f"the notice was already answered "
-                             f"({earlier.kind}) at {earlier.at.isoformat()}")
+            raise AckRefused(
+                409,
+                "already_acknowledged",
+                f"the notice was already answered ({earlier.kind}) at {earlier.at.isoformat()}",
+            )
         if envelope_hash != envelope.envelope_hash:
-            raise AckRefused(400, "envelope_mismatch", "envelope_hash is not the hash of the "
-                             "envelope sent to this Key Adult for this notice")
+            raise AckRefused(
+                400,
+                "envelope_mismatch",
+                "envelope_hash is not the hash of the "
+                "envelope sent to this Key Adult for this notice",
+            )
         key_adult = await session.get(KeyAdultRow, key_adult_id)
         assert key_adult is not None  # the envelope's foreign key guarantees it
-        _check_signature(key_adult, signature, notice_id=notice_id,
-                         envelope_hash=envelope_hash, kind=kind, reply=reply)
+        _check_signature(
+            key_adult,
+            signature,
+            notice_id=notice_id,
+            envelope_hash=envelope_hash,
+            kind=kind,
+            reply=reply,
+        )
         who = f"key_adult:{key_adult_id}"
         if notice.status == NoticeStatus.SENDING:
             # They hold the envelope, so it was delivered, whatever the transport reported.
-            transition(session, notice, NoticeStatus.DELIVERED, at=now,
-                       cause=f"acknowledged by {who}, so delivered")
+            transition(
+                session,
+                notice,
+                NoticeStatus.DELIVERED,
+                at=now,
+                cause=f"acknowledged by {who}, so delivered",
+            )
         if notice.status != NoticeStatus.DELIVERED:
-            raise AckRefused(409, "not_acknowledgeable",
-                             f"the notice is {notice.status} and can no longer be answered")
+            raise AckRefused(
+                409,
+                "not_acknowledgeable",
+                f"the notice is {notice.status} and can no longer be answered",
+            )
         ack_id = str(uuid.uuid4())
-        ack = Acknowledgement(ack_id=ack_id, notice_id=notice_id,
-                              key_adult_id=key_adult_id, kind=kind,
-                              reply=await seal_reply(session, incident_id=notice.incident_id,
-                                                     ack_id=ack_id, reply=reply, now=now),
-                              envelope_hash=envelope_hash, signature=signature, at=now)
+        ack = Acknowledgement(
+            ack_id=ack_id,
+            notice_id=notice_id,
+            key_adult_id=key_adult_id,
+            kind=kind,
+            reply=await seal_reply(
+                session, incident_id=notice.incident_id, ack_id=ack_id, reply=reply, now=now
+            ),
+            envelope_hash=envelope_hash,
+            signature=signature,
+            at=now,
+        )
         session.add(ack)
         if kind == "not_our_pupil":
             await _return_to_review(session, notice, who, now)
         else:
-            transition(session, notice, NoticeStatus.ACKNOWLEDGED, at=now,
-                       cause=f"{kind} acknowledged by {who}")
-        await audit.record(session, actor=who, action="notice.acknowledged",
-                           subject=f"notice:{notice_id}",
-                           detail={"kind": kind, "has_reply": reply is not None,
-                                   "envelope_hash": envelope_hash, "ack_id": ack.ack_id},
-                           at=now)
+            transition(
+                session,
+                notice,
+                NoticeStatus.ACKNOWLEDGED,
+                at=now,
+                cause=f"{kind} acknowledged by {who}",
+            )
+        await audit.record(
+            session,
+            actor=who,
+            action="notice.acknowledged",
+            subject=f"notice:{notice_id}",
+            detail={
+                "kind": kind,
+                "has_reply": reply is not None,
+                "envelope_hash": envelope_hash,
+                "ack_id": ack.ack_id,
+            },
+            at=now,
+        )
         return AckRecorded(ack.ack_id, notice_id, key_adult_id, kind, now, notice.status)
 
 
-async def _return_to_review(session: AsyncSession, notice: Notice, who: str,
-                            now: datetime) -> None:
+async def _return_to_review(session: AsyncSession, notice: Notice, who: str, now: datetime) -> None:
     reason = not_our_pupil_reason(notice.setting_id)
     transition(session, notice, NoticeStatus.REVIEW, at=now, cause=f"{who}: {reason}")
     child = await session.get(Child, notice.child_id, with_for_update=True)
     if child is not None:
         # Reassigned, not appended: a JSON column does not notice in-place changes.
         child.reasons = [*child.reasons, reason]
-    session.add(Alert(notice_id=notice.notice_id, kind="not_our_pupil", audience="force",
-                      message=f"setting {notice.setting_id} says the child of notice "
-                              f"{notice.notice_id} is not their pupil; the notice is back "
-                              "in the review queue", created_at=now))
+    session.add(
+        Alert(
+            notice_id=notice.notice_id,
+            kind="not_our_pupil",
+            audience="force",
+            message=f"setting {notice.setting_id} says the child of notice "
+            f"{notice.notice_id} is not their pupil; the notice is back "
+            "in the review queue",
+            created_at=now,
+        )
+    )

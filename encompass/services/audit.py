@@ -41,8 +41,9 @@ def _check_detail(value: Any, where: str = "detail") -> None:
     if isinstance(value, Mapping):
         for key, inner in value.items():
             if str(key).lower() in PERSONAL_KEYS:
-                raise PersonalDataInAudit(f"{where}.{key} may hold personal data; "
-                                          "audit details carry ids and counts only")
+                raise PersonalDataInAudit(
+                    f"{where}.{key} may hold personal data; audit details carry ids and counts only"
+                )
             _check_detail(inner, f"{where}.{key}")
     elif isinstance(value, list | tuple):
         for index, inner in enumerate(value):
@@ -53,12 +54,26 @@ def _instant(at: datetime) -> str:
     return at.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-def entry_hash(prev_hash: str, *, at: datetime, actor: str, action: str, subject: str,
-               detail: Mapping[str, Any]) -> str:
+def entry_hash(
+    prev_hash: str,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: Mapping[str, Any],
+) -> str:
     """The hash of one entry: hex SHA-256 of ``prev_hash`` (ASCII) + the canonical JSON of
     ``{"action","actor","at","detail","subject"}`` with ``at`` in UTC to the microsecond."""
-    body = canonical_bytes({"at": _instant(at), "actor": actor, "action": action,
-                            "subject": subject, "detail": dict(detail)})
+    body = canonical_bytes(
+        {
+            "at": _instant(at),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "detail": dict(detail),
+        }
+    )
     return hashlib.sha256(prev_hash.encode("ascii") + body).hexdigest()
 
 
@@ -67,12 +82,18 @@ async def _lock_chain(session: AsyncSession) -> None:
     # chain. On PostgreSQL a transaction-scoped advisory lock serialises appenders until
     # commit; SQLite already lets only one writer in at a time.
     if (await session.connection()).dialect.name == "postgresql":
-        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"),
-                              {"key": _CHAIN_LOCK})
+        await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
 
 
-async def record(session: AsyncSession, *, actor: str, action: str, subject: str,
-                 detail: Mapping[str, Any] | None = None, at: datetime) -> AuditEntry:
+async def record(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: Mapping[str, Any] | None = None,
+    at: datetime,
+) -> AuditEntry:
     """Append one entry in the caller's transaction (it is kept only if that commits).
 
     ``actor`` is ``force:CODE``, ``admin:ID``, ``key_adult:ID``, ``admin:cli`` or
@@ -87,15 +108,23 @@ async def record(session: AsyncSession, *, actor: str, action: str, subject: str
     clean: dict[str, Any] = json.loads(json.dumps(dict(detail or {}), allow_nan=False))
     _check_detail(clean)
     await _lock_chain(session)
-    last = await session.scalar(select(AuditEntry.entry_hash)
-                                .order_by(AuditEntry.seq.desc()).limit(1))
+    last = await session.scalar(
+        select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    )
     prev = last or GENESIS
     # Microseconds only: the stored instant must hash the same after the round trip.
     at = at.astimezone(UTC)
-    entry = AuditEntry(at=at, actor=actor, action=action, subject=subject, detail=clean,
-                       prev_hash=prev, entry_hash=entry_hash(prev, at=at, actor=actor,
-                                                             action=action, subject=subject,
-                                                             detail=clean))
+    entry = AuditEntry(
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        detail=clean,
+        prev_hash=prev,
+        entry_hash=entry_hash(
+            prev, at=at, actor=actor, action=action, subject=subject, detail=clean
+        ),
+    )
     session.add(entry)
     await session.flush()  # the next record() in this transaction must see this one
     return entry
@@ -120,21 +149,45 @@ async def verify_chain(session: AsyncSession) -> ChainReport:
     prev, count, after = GENESIS, 0, 0
     while True:
         # Plain rows, not ORM objects: a long log must not fill the session's identity map.
-        rows = (await session.execute(
-            select(AuditEntry.seq, AuditEntry.at, AuditEntry.actor, AuditEntry.action,
-                   AuditEntry.subject, AuditEntry.detail, AuditEntry.prev_hash,
-                   AuditEntry.entry_hash)
-            .where(AuditEntry.seq > after).order_by(AuditEntry.seq).limit(_BATCH))).all()
+        rows = (
+            await session.execute(
+                select(
+                    AuditEntry.seq,
+                    AuditEntry.at,
+                    AuditEntry.actor,
+                    AuditEntry.action,
+                    AuditEntry.subject,
+                    AuditEntry.detail,
+                    AuditEntry.prev_hash,
+                    AuditEntry.entry_hash,
+                )
+                .where(AuditEntry.seq > after)
+                .order_by(AuditEntry.seq)
+                .limit(_BATCH)
+            )
+        ).all()
         if not rows:
             return ChainReport(ok=True, entries=count, head=prev)
         for row in rows:
             if row.prev_hash != prev:
-                return ChainReport(False, count, prev, row.seq,
-                                   "does not link to the entry before it (an entry was "
-                                   "removed, inserted or its link altered)")
-            expected = entry_hash(prev, at=row.at, actor=row.actor, action=row.action,
-                                  subject=row.subject, detail=row.detail)
+                return ChainReport(
+                    False,
+                    count,
+                    prev,
+                    row.seq,
+                    "does not link to the entry before it (an entry was "
+                    "removed, inserted or its link altered)",
+                )
+            expected = entry_hash(
+                prev,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                subject=row.subject,
+                detail=row.detail,
+            )
             if row.entry_hash != expected:
-                return ChainReport(False, count, prev, row.seq,
-                                   "its content does not match its hash (altered)")
+                return ChainReport(
+                    False, count, prev, row.seq, "its content does not match its hash (altered)"
+                )
             prev, count, after = row.entry_hash, count + 1, row.seq

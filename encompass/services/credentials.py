@@ -44,8 +44,9 @@ class Issued:
     token: str
 
 
-async def add_force(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                    code: str, name: str) -> Issued:
+async def add_force(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, code: str, name: str
+) -> Issued:
     """Register a police force and return its new token (shown once, stored hashed)."""
     code = code.strip().upper()
     if not code or not code.replace("-", "").replace("_", "").isalnum() or len(code) > 32:
@@ -56,24 +57,43 @@ async def add_force(sessions: async_sessionmaker[AsyncSession], clock: Clock,
         if existing is not None and existing.revoked_at is None:
             raise CredentialError(f"force {code} is already registered")
         if existing is None:
-            session.add(Force(force_id=code, name=name.strip(), token_hash=hash_token(token),
-                              created_at=clock.now()))
+            session.add(
+                Force(
+                    force_id=code,
+                    name=name.strip(),
+                    token_hash=hash_token(token),
+                    created_at=clock.now(),
+                )
+            )
         else:
             existing.name, existing.token_hash = name.strip(), hash_token(token)
             existing.revoked_at = None
-            await audit.record(session, actor="admin:cli", action="force.reinstated",
-                               subject=f"force:{code}", at=clock.now())
+            await audit.record(
+                session,
+                actor="admin:cli",
+                action="force.reinstated",
+                subject=f"force:{code}",
+                at=clock.now(),
+            )
     return Issued(code, token)
 
 
-async def add_admin(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                    name: str, area: str) -> Issued:
+async def add_admin(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, name: str, area: str
+) -> Issued:
     """Register an admin for a local-authority area (or ``all``); returns the token once."""
     token = new_token("admin")
     admin_id = str(uuid.uuid4())
     async with sessions.begin() as session:
-        session.add(Admin(admin_id=admin_id, name=name.strip(), area=area.strip(),
-                          token_hash=hash_token(token), created_at=clock.now()))
+        session.add(
+            Admin(
+                admin_id=admin_id,
+                name=name.strip(),
+                area=area.strip(),
+                token_hash=hash_token(token),
+                created_at=clock.now(),
+            )
+        )
     return Issued(admin_id, token)
 
 
@@ -93,8 +113,9 @@ class Revoked:
     already: bool
 
 
-async def revoke_force(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                       code: str) -> Revoked:
+async def revoke_force(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, code: str
+) -> Revoked:
     """Revoke force ``code``'s token at once (audited ``force.revoked``); CredentialError
     for an unknown code. Revoking twice changes nothing."""
     code = code.strip().upper()
@@ -105,34 +126,52 @@ async def revoke_force(sessions: async_sessionmaker[AsyncSession], clock: Clock,
         if force.revoked_at is not None:
             return Revoked(code, force.revoked_at, already=True)
         force.revoked_at = clock.now()
-        await audit.record(session, actor="admin:cli", action="force.revoked",
-                           subject=f"force:{code}", at=force.revoked_at)
+        await audit.record(
+            session,
+            actor="admin:cli",
+            action="force.revoked",
+            subject=f"force:{code}",
+            at=force.revoked_at,
+        )
         return Revoked(code, force.revoked_at, already=False)
 
 
-async def revoke_admin(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                       name: str) -> Revoked:
+async def revoke_admin(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, name: str
+) -> Revoked:
     """Revoke the admin named ``name`` (or with that admin id) at once (audited
     ``admin.revoked``). CredentialError when no admin has that name, or when several
     unrevoked admins share it (then the admin id must be given). Revoking twice changes
     nothing."""
     name = name.strip()
     async with sessions.begin() as session:
-        admin = await session.get(Admin, name, with_for_update=True) if len(name) <= 36 \
-            else None
+        admin = await session.get(Admin, name, with_for_update=True) if len(name) <= 36 else None
         if admin is None:
-            named = (await session.scalars(select(Admin).where(Admin.name == name)
-                                           .order_by(Admin.created_at).with_for_update())).all()
+            named = (
+                await session.scalars(
+                    select(Admin)
+                    .where(Admin.name == name)
+                    .order_by(Admin.created_at)
+                    .with_for_update()
+                )
+            ).all()
             active = [a for a in named if a.revoked_at is None]
             if not named:
                 raise CredentialError(f"no admin named {name!r}")
             if len(active) > 1:
-                raise CredentialError(f"{len(active)} admins are named {name!r}; give the "
-                                      "admin id printed when each was added")
+                raise CredentialError(
+                    f"{len(active)} admins are named {name!r}; give the "
+                    "admin id printed when each was added"
+                )
             admin = active[0] if active else named[-1]
         if admin.revoked_at is not None:
             return Revoked(admin.admin_id, admin.revoked_at, already=True)
         admin.revoked_at = clock.now()
-        await audit.record(session, actor="admin:cli", action="admin.revoked",
-                           subject=f"admin:{admin.admin_id}", at=admin.revoked_at)
+        await audit.record(
+            session,
+            actor="admin:cli",
+            action="admin.revoked",
+            subject=f"admin:{admin.admin_id}",
+            at=admin.revoked_at,
+        )
         return Revoked(admin.admin_id, admin.revoked_at, already=False)

@@ -43,8 +43,9 @@ log = structlog.get_logger()
 # Outcomes after which a channel is done with an envelope (``retry`` is the only other).
 FINAL_OUTCOMES: Final = ("delivered", "failed", "sent", "skipped")
 # A notice envelope is delivered only while its notice still stands.
-_DELIVERABLE: Final = frozenset({NoticeStatus.SEALED, NoticeStatus.SENDING,
-                                 NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED})
+_DELIVERABLE: Final = frozenset(
+    {NoticeStatus.SEALED, NoticeStatus.SENDING, NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED}
+)
 
 
 class DeliveryRetry(Exception):
@@ -52,16 +53,25 @@ class DeliveryRetry(Exception):
 
 
 class WebhookPort(Protocol):
-    async def post(self, url: str, body: bytes, *, envelope_id: str, kind: str,
-                   hmac_key: bytes | None, timestamp: int) -> PostResult: ...
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        envelope_id: str,
+        kind: str,
+        hmac_key: bytes | None,
+        timestamp: int,
+    ) -> PostResult: ...
 
 
 class MailPort(Protocol):
     async def send_pointer(self, to: str, notice_id: str) -> SendResult: ...
 
 
-def delivery_backoff(attempt: int, *, base: float = 1.0, cap: float = 30.0,
-                     rng: Callable[[], float] = random.random) -> float:
+def delivery_backoff(
+    attempt: int, *, base: float = 1.0, cap: float = 30.0, rng: Callable[[], float] = random.random
+) -> float:
     """Seconds before retry number ``attempt`` (1-based): exponential (base, 2·base, 4·base
     … capped at ``cap``) with "equal jitter" — half fixed, half random — so the receivers
     that failed together in a morning burst do not all come back at the same instant."""
@@ -89,27 +99,46 @@ class _Plan:
 # Built once: each runs for every delivery, and building a statement costs more than
 # running it (thousands of times in a morning burst).
 _PLAN = (
-    select(SealedEnvelope.notice_id, SealedEnvelope.kind, SealedEnvelope.body, Notice.status,
-           KeyAdultRow.webhook_url, KeyAdultRow.webhook_key_sealed, KeyAdultRow.email,
-           SealedEnvelope.key_adult_id,
-           exists().where(DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
-                          DeliveryAttempt.channel == bindparam("channel"),
-                          DeliveryAttempt.outcome.in_(FINAL_OUTCOMES)))
+    select(
+        SealedEnvelope.notice_id,
+        SealedEnvelope.kind,
+        SealedEnvelope.body,
+        Notice.status,
+        KeyAdultRow.webhook_url,
+        KeyAdultRow.webhook_key_sealed,
+        KeyAdultRow.email,
+        SealedEnvelope.key_adult_id,
+        exists().where(
+            DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
+            DeliveryAttempt.channel == bindparam("channel"),
+            DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+        ),
+    )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
     .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
-    .where(SealedEnvelope.envelope_id == bindparam("envelope_id")))
+    .where(SealedEnvelope.envelope_id == bindparam("envelope_id"))
+)
 _LOCK = (
-    select(Notice, select(func.count()).where(
-        DeliveryAttempt.envelope_id == bindparam("envelope_id"),
-        DeliveryAttempt.channel == bindparam("channel")).scalar_subquery())
-    .where(Notice.notice_id == bindparam("notice_id")).with_for_update(of=Notice))
+    select(
+        Notice,
+        select(func.count())
+        .where(
+            DeliveryAttempt.envelope_id == bindparam("envelope_id"),
+            DeliveryAttempt.channel == bindparam("channel"),
+        )
+        .scalar_subquery(),
+    )
+    .where(Notice.notice_id == bindparam("notice_id"))
+    .with_for_update(of=Notice)
+)
 _ATTEMPT = insert(DeliveryAttempt)
 # The first channel to deliver is the one on record (the portal may have been first).
 _MARK_DELIVERED = (
     update(SealedEnvelope)
     .where(SealedEnvelope.envelope_id == bindparam("id"), SealedEnvelope.delivered_at.is_(None))
     .values(delivered_at=bindparam("at"), delivered_by=bindparam("by"))
-    .execution_options(synchronize_session=False))
+    .execution_options(synchronize_session=False)
+)
 
 
 def _parse(body: bytes) -> _Job:
@@ -117,8 +146,7 @@ def _parse(body: bytes) -> _Job:
         data = json.loads(body)
         job = _Job(str(data["envelope_id"]), str(data["channel"]))
     except (ValueError, KeyError, TypeError):
-        raise Poison("not a delivery message: expected JSON with envelope_id and channel") \
-            from None
+        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
     if job.channel not in ("webhook", "email"):
         # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
         raise Poison("unknown delivery channel: expected webhook or email")
@@ -128,8 +156,15 @@ def _parse(body: bytes) -> _Job:
 class DeliverEnvelope:
     """The handler: give it to ``run_consumer`` on the ``deliveries`` queue."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                 webhook: WebhookPort, mail: MailPort | None, *, max_attempts: int) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        webhook: WebhookPort,
+        mail: MailPort | None,
+        *,
+        max_attempts: int,
+    ) -> None:
         self._sessions, self._clock = sessions, clock
         self._webhook, self._mail = webhook, mail
         self._max_attempts = max_attempts
@@ -149,20 +184,26 @@ class DeliverEnvelope:
         async with self._sessions() as session:
             # One read, no transaction around it: saves two round trips per delivery.
             connection = await session.connection(
-                execution_options={"isolation_level": "AUTOCOMMIT"})
-            row = (await connection.execute(_PLAN, {"envelope_id": job.envelope_id,
-                                                    "channel": job.channel})).one_or_none()
+                execution_options={"isolation_level": "AUTOCOMMIT"}
+            )
+            row = (
+                await connection.execute(
+                    _PLAN, {"envelope_id": job.envelope_id, "channel": job.channel}
+                )
+            ).one_or_none()
             keys = keys_of(session)
         if row is None:
             raise Poison("unknown envelope")
-        (notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id,
-         already) = row
+        (notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id, already) = (
+            row
+        )
         bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
             try:
-                hmac_key = keys.open_secret(sealed_key, purpose=WEBHOOK_KEY_PURPOSE,
-                                            subject=key_adult_id)
+                hmac_key = keys.open_secret(
+                    sealed_key, purpose=WEBHOOK_KEY_PURPOSE, subject=key_adult_id
+                )
             except DataUnavailable:
                 # Sent with the service's signature only; the HMAC needs new credentials.
                 bound.error("delivery.webhook_key_unreadable")
@@ -176,8 +217,15 @@ class DeliverEnvelope:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
             bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
-        return _Plan(envelope_id=job.envelope_id, notice_id=notice_id, kind=kind, body=body,
-                     webhook_url=webhook_url, hmac_key=hmac_key, email=address)
+        return _Plan(
+            envelope_id=job.envelope_id,
+            notice_id=notice_id,
+            kind=kind,
+            body=body,
+            webhook_url=webhook_url,
+            hmac_key=hmac_key,
+            email=address,
+        )
 
     async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
         """One attempt through the channel: (outcome, detail)."""
@@ -189,12 +237,19 @@ class DeliverEnvelope:
         if not plan.webhook_url:
             return "failed", "no webhook URL for the recipient any more"
         if plan.hmac_key is None:
-            log.info("delivery.no_webhook_hmac", envelope_id=plan.envelope_id,
-                     why="no webhook secret issued to the recipient: service signature only")
+            log.info(
+                "delivery.no_webhook_hmac",
+                envelope_id=plan.envelope_id,
+                why="no webhook secret issued to the recipient: service signature only",
+            )
         posted = await self._webhook.post(
-            plan.webhook_url, plan.body.encode(), envelope_id=plan.envelope_id,
-            kind=plan.kind, hmac_key=plan.hmac_key,
-            timestamp=int(self._clock.now().timestamp()))
+            plan.webhook_url,
+            plan.body.encode(),
+            envelope_id=plan.envelope_id,
+            kind=plan.kind,
+            hmac_key=plan.hmac_key,
+            timestamp=int(self._clock.now().timestamp()),
+        )
         return posted.outcome, posted.detail
 
     async def _record(self, job: _Job, plan: _Plan, outcome: str, detail: str) -> str:
@@ -202,31 +257,57 @@ class DeliverEnvelope:
         now = self._clock.now()
         async with self._sessions.begin() as session:
             # Locked: two envelopes of one notice delivered at once must not both move it.
-            notice, made = (await session.execute(_LOCK, {
-                "notice_id": plan.notice_id, "envelope_id": plan.envelope_id,
-                "channel": job.channel})).one()
+            notice, made = (
+                await session.execute(
+                    _LOCK,
+                    {
+                        "notice_id": plan.notice_id,
+                        "envelope_id": plan.envelope_id,
+                        "channel": job.channel,
+                    },
+                )
+            ).one()
             if outcome == "retry" and made + 1 >= self._max_attempts:
                 outcome, detail = "failed", f"gave up after {made + 1} attempts: {detail}"
-            await session.execute(_ATTEMPT, {
-                "envelope_id": plan.envelope_id, "channel": job.channel, "attempt": made + 1,
-                "at": now, "outcome": outcome, "detail": detail[:500]})
+            await session.execute(
+                _ATTEMPT,
+                {
+                    "envelope_id": plan.envelope_id,
+                    "channel": job.channel,
+                    "attempt": made + 1,
+                    "at": now,
+                    "outcome": outcome,
+                    "detail": detail[:500],
+                },
+            )
             if outcome == "delivered":
                 await self._delivered(session, notice, plan, job.channel, now)
             elif outcome == "failed":
-                log.error("delivery.failed", envelope_id=plan.envelope_id,
-                          notice_id=plan.notice_id, channel=job.channel, detail=detail,
-                          attempts=made + 1)
+                log.error(
+                    "delivery.failed",
+                    envelope_id=plan.envelope_id,
+                    notice_id=plan.notice_id,
+                    channel=job.channel,
+                    detail=detail,
+                    attempts=made + 1,
+                )
                 if plan.kind == "notice":
                     await fail_if_undeliverable(session, notice, now)
-        log.info("delivery.attempt", envelope_id=plan.envelope_id, channel=job.channel,
-                 attempt=made + 1, outcome=outcome, detail=detail)
+        log.info(
+            "delivery.attempt",
+            envelope_id=plan.envelope_id,
+            channel=job.channel,
+            attempt=made + 1,
+            outcome=outcome,
+            detail=detail,
+        )
         return outcome
 
     @staticmethod
-    async def _delivered(session: AsyncSession, notice: Notice, plan: _Plan, channel: str,
-                         now: datetime) -> None:
-        await session.execute(_MARK_DELIVERED, {"id": plan.envelope_id, "at": now,
-                                                "by": channel})
+    async def _delivered(
+        session: AsyncSession, notice: Notice, plan: _Plan, channel: str, now: datetime
+    ) -> None:
+        await session.execute(_MARK_DELIVERED, {"id": plan.envelope_id, "at": now, "by": channel})
         if plan.kind != "notice":
             return
         status = NoticeStatus(notice.status)
@@ -234,5 +315,10 @@ class DeliverEnvelope:
             transition(session, notice, NoticeStatus.SENDING, at=now, cause="delivering")
             status = NoticeStatus.SENDING
         if status is NoticeStatus.SENDING:
-            transition(session, notice, NoticeStatus.DELIVERED, at=now,
-                       cause=f"delivered by {channel} to {plan.envelope_id}")
+            transition(
+                session,
+                notice,
+                NoticeStatus.DELIVERED,
+                at=now,
+                cause=f"delivered by {channel} to {plan.envelope_id}",
+            )

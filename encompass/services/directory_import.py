@@ -66,8 +66,10 @@ class ImportReport:
 
     def summary(self) -> str:
         """One line for people: ``calendars 12, settings 3, key_adults 5, pupils 100000``."""
-        return (f"calendars {self.calendars}, settings {self.settings}, "
-                f"key_adults {self.key_adults}, pupils {self.pupils}")
+        return (
+            f"calendars {self.calendars}, settings {self.settings}, "
+            f"key_adults {self.key_adults}, pupils {self.pupils}"
+        )
 
     def __str__(self) -> str:
         return self.summary()
@@ -83,16 +85,19 @@ async def _ids(session: AsyncSession, column: Any) -> set[str]:
     return set((await session.scalars(select(column).distinct())).all())
 
 
-async def _upsert(session: AsyncSession, table: Table, key: str,
-                  rows: list[dict[str, Any]]) -> None:
+async def _upsert(
+    session: AsyncSession, table: Table, key: str, rows: list[dict[str, Any]]
+) -> None:
     # Update in place rather than delete and insert: pupils, Key Adults and notices refer
     # to settings by foreign key. Columns the rows do not carry keep their values.
     dialect = (await session.connection()).dialect.name
     statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
-    updates = {column.name: statement.excluded[column.name] for column in table.columns
-               if column.name in rows[0] and column.name != key}
-    await session.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates),
-                          rows)
+    updates = {
+        column.name: statement.excluded[column.name]
+        for column in table.columns
+        if column.name in rows[0] and column.name != key
+    }
+    await session.execute(statement.on_conflict_do_update(index_elements=[key], set_=updates), rows)
 
 
 @dataclass
@@ -115,8 +120,9 @@ class _Calendars:
     async def start(self, session: AsyncSession) -> None:
         return None
 
-    async def load(self, session: AsyncSession, label: str,
-                   chunk: Sequence[tuple[int, CalendarSpanIn]]) -> None:
+    async def load(
+        self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, CalendarSpanIn]]
+    ) -> None:
         new = {row.calendar_id for _, row in chunk} - self.replaced
         if new:
             # Every span of a calendar named in the file is replaced by the file's spans.
@@ -133,20 +139,27 @@ class _Settings:
     async def start(self, session: AsyncSession) -> None:
         self.calendars = await _ids(session, _SPANS.c.calendar_id) | {WEEKDAYS_CALENDAR}
 
-    async def load(self, session: AsyncSession, label: str,
-                   chunk: Sequence[tuple[int, SettingIn]]) -> None:
+    async def load(
+        self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, SettingIn]]
+    ) -> None:
         for line, row in chunk:
             self.unique.check(label, line, row.setting_id)
             if row.calendar_id not in self.calendars:
                 raise DirectoryImportError(
-                    label, line, f"calendar_id {row.calendar_id} is not a known calendar "
-                    f"(import it in calendars.csv, or use '{WEEKDAYS_CALENDAR}')")
+                    label,
+                    line,
+                    f"calendar_id {row.calendar_id} is not a known calendar "
+                    f"(import it in calendars.csv, or use '{WEEKDAYS_CALENDAR}')",
+                )
         await _upsert(session, _SETTINGS, "setting_id", [row.model_dump() for _, row in chunk])
 
 
 def _unknown_setting(label: str, line: int, setting_id: str) -> DirectoryImportError:
-    return DirectoryImportError(label, line, f"setting_id {setting_id} is not a known setting "
-                                "(import it in settings.csv first)")
+    return DirectoryImportError(
+        label,
+        line,
+        f"setting_id {setting_id} is not a known setting (import it in settings.csv first)",
+    )
 
 
 @dataclass
@@ -157,8 +170,9 @@ class _KeyAdults:
     async def start(self, session: AsyncSession) -> None:
         self.settings = await _ids(session, _SETTINGS.c.setting_id)
 
-    async def load(self, session: AsyncSession, label: str,
-                   chunk: Sequence[tuple[int, KeyAdultIn]]) -> None:
+    async def load(
+        self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, KeyAdultIn]]
+    ) -> None:
         rows = []
         for line, row in chunk:
             self.unique.check(label, line, row.key_adult_id)
@@ -181,11 +195,16 @@ class _Pupils:
         # A new roster version in the pupils' own transaction: it commits exactly when they
         # do, so a worker that reads it knows its in-memory index is stale. On PostgreSQL the
         # upsert also locks the row, so two pupils imports run one after the other.
-        await _upsert(session, _ROSTER_VERSION, "roster_id",
-                      [{"roster_id": ROSTER_VERSION_ID, "version": uuid.uuid4().hex}])
+        await _upsert(
+            session,
+            _ROSTER_VERSION,
+            "roster_id",
+            [{"roster_id": ROSTER_VERSION_ID, "version": uuid.uuid4().hex}],
+        )
 
-    async def load(self, session: AsyncSession, label: str,
-                   chunk: Sequence[tuple[int, PupilIn]]) -> None:
+    async def load(
+        self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, PupilIn]]
+    ) -> None:
         new: set[str] = set()
         for line, row in chunk:
             if row.setting_id not in self.replaced and row.setting_id not in new:
@@ -203,8 +222,13 @@ def _take(rows: Iterator[tuple[int, Any]]) -> list[tuple[int, Any]]:
     return list(itertools.islice(rows, CHUNK))
 
 
-async def _load_file(sessions: async_sessionmaker[AsyncSession], path: Path, model: type[Any],
-                     loader: _Loader, progress: Progress | None) -> int:
+async def _load_file(
+    sessions: async_sessionmaker[AsyncSession],
+    path: Path,
+    model: type[Any],
+    loader: _Loader,
+    progress: Progress | None,
+) -> int:
     label = str(path)
     rows = read_rows(path, model, label=label)
     done = 0
@@ -230,10 +254,15 @@ async def _load_file(sessions: async_sessionmaker[AsyncSession], path: Path, mod
     return done
 
 
-async def import_directory(sessions: async_sessionmaker[AsyncSession], *,
-                           settings: Path | None = None, key_adults: Path | None = None,
-                           calendars: Path | None = None, pupils: Path | None = None,
-                           progress: Progress | None = None) -> ImportReport:
+async def import_directory(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    settings: Path | None = None,
+    key_adults: Path | None = None,
+    calendars: Path | None = None,
+    pupils: Path | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
     """Load the given directory CSV files and report how many rows each held.
 
     Order: calendars, settings, key adults, pupils, one transaction per file. Re-import

@@ -113,7 +113,8 @@ def _webhook(value: str) -> str:
     # receives what, and when: plain HTTP only to this machine (tests, a local relay).
     loopback = ("http://localhost", "http://127.0.0.1", "http://[::1]")
     ok = value.startswith("https://") or any(
-        value == host or value.startswith((f"{host}:", f"{host}/")) for host in loopback)
+        value == host or value.startswith((f"{host}:", f"{host}/")) for host in loopback
+    )
     if not ok or len(value) > 2000 or any(c.isspace() for c in value):
         raise ValueError("must be an https:// URL (plain http only to localhost), or empty")
     return value
@@ -131,8 +132,9 @@ def _calendar(value: str) -> str:
 
 
 _ID = "an id of letters, digits and _ . : / - (at most 64, starting with a letter or digit)"
-Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=64,
-                          description=_ID)]
+Id = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=64, description=_ID)
+]
 Name = Annotated[str, Field(max_length=200, description="at most 200 characters")]
 Day = Annotated[date, BeforeValidator(_date), Field(description="a date YYYY-MM-DD")]
 ClockTime = Annotated[time, BeforeValidator(_time), Field(description="a time HH:MM")]
@@ -148,17 +150,22 @@ class SettingIn(_Row):
 
     setting_id: Id
     name: Name
-    kind: Annotated[SettingKind, BeforeValidator(_lower),
-                    Field(description="school, college or early_years")]
-    nation: Annotated[Nation, BeforeValidator(_lower),
-                      Field(description="england, wales, scotland or northern_ireland")]
+    kind: Annotated[
+        SettingKind, BeforeValidator(_lower), Field(description="school, college or early_years")
+    ]
+    nation: Annotated[
+        Nation,
+        BeforeValidator(_lower),
+        Field(description="england, wales, scotland or northern_ireland"),
+    ]
     postcode: Postcode
     day_starts: ClockTime
     day_ends: ClockTime
     dispatch_at: ClockTime
     calendar_id: Id
-    holiday_policy: Annotated[HolidayPolicy, BeforeValidator(_lower),
-                              Field(description="hold or holiday_contact")]
+    holiday_policy: Annotated[
+        HolidayPolicy, BeforeValidator(_lower), Field(description="hold or holiday_contact")
+    ]
 
     @model_validator(mode="after")
     def _day(self) -> Self:
@@ -190,8 +197,11 @@ class KeyAdultIn(_Row):
     key_adult_id: Id
     setting_id: Id
     name: Name
-    role: Annotated[KeyAdultRole, BeforeValidator(_lower),
-                    Field(description="key_adult, deputy or holiday_contact")]
+    role: Annotated[
+        KeyAdultRole,
+        BeforeValidator(_lower),
+        Field(description="key_adult, deputy or holiday_contact"),
+    ]
     email: Annotated[str, Field(max_length=254), AfterValidator(_email)]
     webhook_url: Annotated[str, AfterValidator(_webhook)] | None = None
     public_key: Annotated[str, AfterValidator(_key)]
@@ -231,8 +241,11 @@ def _columns(model: type[BaseModel], cells: list[str], label: str) -> dict[str, 
     for name in names:
         if name and names.count(name) > 1:
             raise DirectoryImportError(label, 1, f"column {name} appears twice in the header")
-    missing = [name for name, info in model.model_fields.items()
-               if info.is_required() and name not in names]
+    missing = [
+        name
+        for name, info in model.model_fields.items()
+        if info.is_required() and name not in names
+    ]
     if missing:
         raise DirectoryImportError(label, 1, "the header lacks column(s) " + ", ".join(missing))
     return {name: names.index(name) for name in model.model_fields if name in names}
@@ -249,8 +262,9 @@ def _text_lines(handle: BinaryIO, label: str) -> Iterator[str]:
         yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def read_rows(path: Path, model: type[Row], *, label: str | None = None
-              ) -> Generator[tuple[int, Row], None, None]:
+def read_rows(
+    path: Path, model: type[Row], *, label: str | None = None
+) -> Generator[tuple[int, Row], None, None]:
     """Yield ``(line, row)`` for each data row of the CSV at ``path``, validated by ``model``.
 
     UTF-8 with or without a BOM; the header names the columns in any order; unknown columns
@@ -282,7 +296,8 @@ def read_rows(path: Path, model: type[Row], *, label: str | None = None
                         row = model.model_validate(data, context=context)
                     except ValidationError as exc:
                         raise DirectoryImportError(
-                            label, line, _reason(model, exc.errors()[0])) from None
+                            label, line, _reason(model, exc.errors()[0])
+                        ) from None
                     yield line, row
                 line = reader.line_num + 1
     except OSError as exc:

@@ -53,15 +53,21 @@ class Released:
 
 
 def _not_held(now: datetime) -> ColumnElement[bool]:
-    open_hold = exists().where(Alert.notice_id == Notice.notice_id,
-                               Alert.kind.in_(HOLD_KINDS), Alert.resolved_at.is_(None))
+    open_hold = exists().where(
+        Alert.notice_id == Notice.notice_id, Alert.kind.in_(HOLD_KINDS), Alert.resolved_at.is_(None)
+    )
     # A held notice is retried only every RECHECK_HELD, so a handful that cannot be sealed
     # never starve the rest of the batch.
     return or_(not_(open_hold), Notice.updated_at <= now - RECHECK_HELD)
 
 
-async def release_due(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                      signing_key: Ed25519PrivateKey, *, limit: int = 200) -> Released:
+async def release_due(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    signing_key: Ed25519PrivateKey,
+    *,
+    limit: int = 200,
+) -> Released:
     """Release up to ``limit`` due notices (earliest first) in one transaction.
 
     Promises: each released notice ends ``sending`` with one signed envelope per
@@ -72,13 +78,21 @@ async def release_due(sessions: async_sessionmaker[AsyncSession], clock: Clock,
     """
     now = clock.now()
     async with sessions.begin() as session:
-        notices = list((await session.scalars(
-            select(Notice)
-            .where(Notice.status == NoticeStatus.SCHEDULED.value, Notice.deliver_at <= now,
-                   _not_held(now))
-            .order_by(Notice.deliver_at, Notice.notice_id)
-            .limit(limit)
-            .with_for_update(skip_locked=True))).all())
+        notices = list(
+            (
+                await session.scalars(
+                    select(Notice)
+                    .where(
+                        Notice.status == NoticeStatus.SCHEDULED.value,
+                        Notice.deliver_at <= now,
+                        _not_held(now),
+                    )
+                    .order_by(Notice.deliver_at, Notice.notice_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
         if not notices:
             return Released()
         sources = await load_sources(session, notices)
@@ -92,29 +106,45 @@ async def release_due(sessions: async_sessionmaker[AsyncSession], clock: Clock,
             try:
                 if source is None:
                     raise LookupError("its incident version is missing or unreadable")
-                content = build_notice_content(source.report, position=source.position,
-                                               notice_id=notice.notice_id,
-                                               setting_id=notice.setting_id)
+                content = build_notice_content(
+                    source.report,
+                    position=source.position,
+                    notice_id=notice.notice_id,
+                    setting_id=notice.setting_id,
+                )
             except (LookupError, ValidationError) as exc:
                 # Only the class: a validation message may quote the child's details.
-                await _hold(session, notice, "seal_failed", now,
-                            f"content could not be built ({type(exc).__name__})")
+                await _hold(
+                    session,
+                    notice,
+                    "seal_failed",
+                    now,
+                    f"content could not be built ({type(exc).__name__})",
+                )
                 held += 1
                 continue
             made = seal_to(content, chosen, keys=keys, signing_key=signing_key, now=now)
             if not made.envelopes:
-                await _hold(session, notice, "no_recipient", now,
-                            f"no {notice.recipient.replace('_', ' ')} with a readable key "
-                            "at the setting")
+                await _hold(
+                    session,
+                    notice,
+                    "no_recipient",
+                    now,
+                    f"no {notice.recipient.replace('_', ' ')} with a readable key at the setting",
+                )
                 held += 1
                 continue
             sealed.append((notice, made))
         await store(session, [made for _, made in sealed])
         for notice, made in sealed:
-            transition(session, notice, NoticeStatus.SEALED, at=now,
-                       cause=f"released: sealed to {len(made.envelopes)} recipient(s)")
-            transition(session, notice, NoticeStatus.SENDING, at=now,
-                       cause="queued for delivery")
+            transition(
+                session,
+                notice,
+                NoticeStatus.SEALED,
+                at=now,
+                cause=f"released: sealed to {len(made.envelopes)} recipient(s)",
+            )
+            transition(session, notice, NoticeStatus.SENDING, at=now, cause="queued for delivery")
         await _resolve_holds(session, [n.notice_id for n, _ in sealed], now)
     envelopes = sum(len(made.envelopes) for _, made in sealed)
     if sealed:
@@ -122,24 +152,40 @@ async def release_due(sessions: async_sessionmaker[AsyncSession], clock: Clock,
     return Released(notices=len(sealed), envelopes=envelopes, held=held)
 
 
-async def _hold(session: AsyncSession, notice: Notice, kind: str, now: datetime,
-                why: str) -> None:
+async def _hold(session: AsyncSession, notice: Notice, kind: str, now: datetime, why: str) -> None:
     """Keep ``notice`` scheduled and make sure an admin hears of it, once."""
     # Touching updated_at starts the recheck interval (see _not_held); it is no transition.
     notice.updated_at = now
-    log.error("dispatch.held", notice_id=notice.notice_id, setting_id=notice.setting_id,
-              kind=kind, why=why)
+    log.error(
+        "dispatch.held",
+        notice_id=notice.notice_id,
+        setting_id=notice.setting_id,
+        kind=kind,
+        why=why,
+    )
     already = await session.scalar(
-        select(Alert.alert_id).where(Alert.notice_id == notice.notice_id,
-                                     Alert.kind.in_(HOLD_KINDS),
-                                     Alert.resolved_at.is_(None)).limit(1))
+        select(Alert.alert_id)
+        .where(
+            Alert.notice_id == notice.notice_id,
+            Alert.kind.in_(HOLD_KINDS),
+            Alert.resolved_at.is_(None),
+        )
+        .limit(1)
+    )
     if already is None:
-        session.add(Alert(notice_id=notice.notice_id, kind=kind, audience="admins",
-                          message=f"Notice {notice.notice_id} for setting "
-                                  f"{notice.setting_id} is due but cannot be released: "
-                                  f"{why}. Fix the directory; it is retried every "
-                                  f"{int(RECHECK_HELD.total_seconds() // 60)} minutes.",
-                          created_at=now, resolved_at=None))
+        session.add(
+            Alert(
+                notice_id=notice.notice_id,
+                kind=kind,
+                audience="admins",
+                message=f"Notice {notice.notice_id} for setting "
+                f"{notice.setting_id} is due but cannot be released: "
+                f"{why}. Fix the directory; it is retried every "
+                f"{int(RECHECK_HELD.total_seconds() // 60)} minutes.",
+                created_at=now,
+                resolved_at=None,
+            )
+        )
 
 
 async def _resolve_holds(session: AsyncSession, notice_ids: list[str], now: datetime) -> None:
@@ -147,7 +193,12 @@ async def _resolve_holds(session: AsyncSession, notice_ids: list[str], now: date
     if not notice_ids:
         return
     for alert in await session.scalars(
-            select(Alert).where(and_(Alert.notice_id.in_(notice_ids),
-                                     Alert.kind.in_(HOLD_KINDS),
-                                     Alert.resolved_at.is_(None)))):
+        select(Alert).where(
+            and_(
+                Alert.notice_id.in_(notice_ids),
+                Alert.kind.in_(HOLD_KINDS),
+                Alert.resolved_at.is_(None),
+            )
+        )
+    ):
         alert.resolved_at = now

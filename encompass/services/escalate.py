@@ -59,21 +59,37 @@ def _unacknowledged() -> ColumnElement[bool]:
     return not_(exists().where(Acknowledgement.notice_id == Notice.notice_id))
 
 
-async def escalate_overdue(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                           signing_key: Ed25519PrivateKey, *, ack_grace: timedelta,
-                           admins_after: timedelta, limit: int = 500) -> Escalated:
+async def escalate_overdue(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    signing_key: Ed25519PrivateKey,
+    *,
+    ack_grace: timedelta,
+    admins_after: timedelta,
+    limit: int = 500,
+) -> Escalated:
     """Flag overdue notices (deputies sealed in, alert to deputies) and alert the admins
     about those overdue for ``admins_after``; each step happens once per notice."""
     now = clock.now()
     async with sessions() as session:
-        candidates = (await session.execute(
-            select(Notice.notice_id, Notice.deliver_at, SettingRow.day_starts)
-            .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
-            .where(Notice.status.in_(_AWAITING), Notice.overdue_at.is_(None),
-                   Notice.deliver_at <= now, _unacknowledged()))).all()
+        candidates = (
+            await session.execute(
+                select(Notice.notice_id, Notice.deliver_at, SettingRow.day_starts)
+                .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
+                .where(
+                    Notice.status.in_(_AWAITING),
+                    Notice.overdue_at.is_(None),
+                    Notice.deliver_at <= now,
+                    _unacknowledged(),
+                )
+            )
+        ).all()
     # The deadline depends on London's clock on each release day: worked out here, not in SQL.
-    due = [notice_id for notice_id, deliver_at, starts in candidates
-           if deliver_at is not None and ack_deadline(deliver_at, starts, ack_grace) <= now]
+    due = [
+        notice_id
+        for notice_id, deliver_at, starts in candidates
+        if deliver_at is not None and ack_deadline(deliver_at, starts, ack_grace) <= now
+    ]
     overdue = sealed = 0
     if due:
         async with sessions.begin() as session:
@@ -82,67 +98,118 @@ async def escalate_overdue(sessions: async_sessionmaker[AsyncSession], clock: Cl
     return Escalated(overdue, sealed, admins)
 
 
-async def _flag_overdue(session: AsyncSession, due: list[str], now: datetime,
-                        signing_key: Ed25519PrivateKey) -> tuple[int, int]:
-    notices = (await session.scalars(
-        select(Notice).where(Notice.notice_id.in_(due), Notice.status.in_(_AWAITING),
-                             Notice.overdue_at.is_(None), _unacknowledged())
-        .with_for_update(skip_locked=True))).all()
+async def _flag_overdue(
+    session: AsyncSession, due: list[str], now: datetime, signing_key: Ed25519PrivateKey
+) -> tuple[int, int]:
+    notices = (
+        await session.scalars(
+            select(Notice)
+            .where(
+                Notice.notice_id.in_(due),
+                Notice.status.in_(_AWAITING),
+                Notice.overdue_at.is_(None),
+                _unacknowledged(),
+            )
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
     if not notices:
         return 0, 0
     people = await people_by_setting(session, {n.setting_id for n in notices})
-    holders = set((await session.execute(
-        select(SealedEnvelope.notice_id, SealedEnvelope.key_adult_id).where(
-            SealedEnvelope.notice_id.in_([n.notice_id for n in notices]),
-            SealedEnvelope.kind == "notice"))).all())
+    holders = set(
+        (
+            await session.execute(
+                select(SealedEnvelope.notice_id, SealedEnvelope.key_adult_id).where(
+                    SealedEnvelope.notice_id.in_([n.notice_id for n in notices]),
+                    SealedEnvelope.kind == "notice",
+                )
+            )
+        ).all()
+    )
     sources = await load_sources(session, notices)
     keys, made = KeyCache(), []
     for notice in notices:
         notice.overdue_at = now
-        deputies = [p for p in people[notice.setting_id] if p.role == KeyAdultRole.DEPUTY
-                    and (notice.notice_id, p.key_adult_id) not in holders]
+        deputies = [
+            p
+            for p in people[notice.setting_id]
+            if p.role == KeyAdultRole.DEPUTY and (notice.notice_id, p.key_adult_id) not in holders
+        ]
         source = sources.get(notice.notice_id)
         sealed = Sealed([], [])
         if deputies and source is not None:
             try:
-                content = build_notice_content(source.report, position=source.position,
-                                               notice_id=notice.notice_id,
-                                               setting_id=notice.setting_id)
+                content = build_notice_content(
+                    source.report,
+                    position=source.position,
+                    notice_id=notice.notice_id,
+                    setting_id=notice.setting_id,
+                )
             except (LookupError, ValidationError) as exc:
                 # The alerts still go out: a person can reach the deputies another way.
-                log.error("notice.overdue_unsealable", notice_id=notice.notice_id,
-                          error=type(exc).__name__)
+                log.error(
+                    "notice.overdue_unsealable",
+                    notice_id=notice.notice_id,
+                    error=type(exc).__name__,
+                )
             else:
-                sealed = seal_to(content, deputies, keys=keys, signing_key=signing_key,
-                                 now=now)
+                sealed = seal_to(content, deputies, keys=keys, signing_key=signing_key, now=now)
                 made.append(sealed)
-        session.add(Alert(notice_id=notice.notice_id, kind="overdue", audience="deputies",
-                          message=f"Notice {notice.notice_id} for setting {notice.setting_id} "
-                                  "was not acknowledged by the start of the school day. "
-                                  "A deputy please open and acknowledge it now.",
-                          created_at=now, resolved_at=None))
-        log.warning("notice.overdue", notice_id=notice.notice_id,
-                    setting_id=notice.setting_id, deputies_sealed=len(sealed.envelopes))
+        session.add(
+            Alert(
+                notice_id=notice.notice_id,
+                kind="overdue",
+                audience="deputies",
+                message=f"Notice {notice.notice_id} for setting {notice.setting_id} "
+                "was not acknowledged by the start of the school day. "
+                "A deputy please open and acknowledge it now.",
+                created_at=now,
+                resolved_at=None,
+            )
+        )
+        log.warning(
+            "notice.overdue",
+            notice_id=notice.notice_id,
+            setting_id=notice.setting_id,
+            deputies_sealed=len(sealed.envelopes),
+        )
     await store(session, made)
     return len(notices), sum(len(s.envelopes) for s in made)
 
 
-async def _alert_admins(sessions: async_sessionmaker[AsyncSession], now: datetime,
-                        admins_after: timedelta, limit: int) -> int:
+async def _alert_admins(
+    sessions: async_sessionmaker[AsyncSession], now: datetime, admins_after: timedelta, limit: int
+) -> int:
     async with sessions.begin() as session:
-        notices = (await session.scalars(
-            select(Notice).where(Notice.status.in_(_AWAITING),
-                                 Notice.overdue_at <= now - admins_after,
-                                 Notice.admins_alerted_at.is_(None), _unacknowledged())
-            .limit(limit).with_for_update(skip_locked=True))).all()
+        notices = (
+            await session.scalars(
+                select(Notice)
+                .where(
+                    Notice.status.in_(_AWAITING),
+                    Notice.overdue_at <= now - admins_after,
+                    Notice.admins_alerted_at.is_(None),
+                    _unacknowledged(),
+                )
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
         for notice in notices:
             notice.admins_alerted_at = now
-            session.add(Alert(notice_id=notice.notice_id, kind="overdue", audience="admins",
-                              message=f"Notice {notice.notice_id} for setting "
-                                      f"{notice.setting_id} is still not acknowledged, "
-                                      f"{int(admins_after.total_seconds() // 60)} minutes "
-                                      "after its deputies were alerted. Contact the setting.",
-                              created_at=now, resolved_at=None))
-            log.error("notice.overdue_admins", notice_id=notice.notice_id,
-                      setting_id=notice.setting_id)
+            session.add(
+                Alert(
+                    notice_id=notice.notice_id,
+                    kind="overdue",
+                    audience="admins",
+                    message=f"Notice {notice.notice_id} for setting "
+                    f"{notice.setting_id} is still not acknowledged, "
+                    f"{int(admins_after.total_seconds() // 60)} minutes "
+                    "after its deputies were alerted. Contact the setting.",
+                    created_at=now,
+                    resolved_at=None,
+                )
+            )
+            log.error(
+                "notice.overdue_admins", notice_id=notice.notice_id, setting_id=notice.setting_id
+            )
     return len(notices)

@@ -28,13 +28,19 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
     if status is NoticeStatus.SEALED:
         transition(session, notice, NoticeStatus.SENDING, at=now, cause="giving up")
     transition(session, notice, NoticeStatus.FAILED, at=now, cause=why)
-    session.add(Alert(notice_id=notice.notice_id, kind="delivery_failed", audience="admins",
-                      message=f"Notice {notice.notice_id} for setting {notice.setting_id} "
-                              f"could not be delivered: {why}. Contact the setting by "
-                              "another route before the school day starts.",
-                      created_at=now, resolved_at=None))
-    log.error("notice.failed", notice_id=notice.notice_id, setting_id=notice.setting_id,
-              why=why)
+    session.add(
+        Alert(
+            notice_id=notice.notice_id,
+            kind="delivery_failed",
+            audience="admins",
+            message=f"Notice {notice.notice_id} for setting {notice.setting_id} "
+            f"could not be delivered: {why}. Contact the setting by "
+            "another route before the school day starts.",
+            created_at=now,
+            resolved_at=None,
+        )
+    )
+    log.error("notice.failed", notice_id=notice.notice_id, setting_id=notice.setting_id, why=why)
 
 
 async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: datetime) -> bool:
@@ -42,20 +48,31 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
     failed attempt (or it has none at all). Returns whether it did."""
     if NoticeStatus(notice.status) not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
         return False
-    envelopes = (await session.execute(
-        select(SealedEnvelope.envelope_id, SealedEnvelope.delivered_at).where(
-            SealedEnvelope.notice_id == notice.notice_id,
-            SealedEnvelope.kind == "notice"))).all()
+    envelopes = (
+        await session.execute(
+            select(SealedEnvelope.envelope_id, SealedEnvelope.delivered_at).where(
+                SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice"
+            )
+        )
+    ).all()
     if any(delivered is not None for _, delivered in envelopes):
         return False
     ids = [envelope_id for envelope_id, _ in envelopes]
-    failed = set((await session.scalars(
-        select(DeliveryAttempt.envelope_id).where(DeliveryAttempt.envelope_id.in_(ids),
-                                                  DeliveryAttempt.outcome == "failed")
-    )).all()) if ids else set()
+    failed = (
+        set(
+            (
+                await session.scalars(
+                    select(DeliveryAttempt.envelope_id).where(
+                        DeliveryAttempt.envelope_id.in_(ids), DeliveryAttempt.outcome == "failed"
+                    )
+                )
+            ).all()
+        )
+        if ids
+        else set()
+    )
     if failed != set(ids):
         return False
-    why = ("every recipient's delivery failed" if ids
-           else "it has no sealed envelope to deliver")
+    why = "every recipient's delivery failed" if ids else "it has no sealed envelope to deliver"
     give_up(session, notice, now, why)
     return True

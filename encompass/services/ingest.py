@@ -68,81 +68,125 @@ async def load_report(session: AsyncSession, version: IncidentVersion) -> Incide
     """The report a stored version holds (opened with its incident's data key), checked
     again against the clock of the moment it was received (see :func:`parse_stored_report`).
     DataUnavailable when it cannot be opened (purged by retention, or not sealed by us)."""
-    payload = await open_payload(session, incident_id=version.incident_id,
-                                 version_id=version.version_id, stored=version.payload)
+    payload = await open_payload(
+        session,
+        incident_id=version.incident_id,
+        version_id=version.version_id,
+        stored=version.payload,
+    )
     return parse_stored_report(payload, version.received_at)
 
 
-async def record_version(session: AsyncSession, force_id: str, report: IncidentReport,
-                         payload: str, now_: datetime
-                         ) -> tuple[Incident, IncidentVersion, bool]:
+async def record_version(
+    session: AsyncSession, force_id: str, report: IncidentReport, payload: str, now_: datetime
+) -> tuple[Incident, IncidentVersion, bool]:
     """Find or create the incident and this version; returns (incident, version, existed)."""
     digest = hashlib.sha256(payload.encode()).hexdigest()
-    incident = (await session.execute(
-        select(Incident).where(Incident.force_id == force_id,
-                               Incident.incident_ref == report.incident_ref)
-    )).scalar_one_or_none()
+    incident = (
+        await session.execute(
+            select(Incident).where(
+                Incident.force_id == force_id, Incident.incident_ref == report.incident_ref
+            )
+        )
+    ).scalar_one_or_none()
     if incident is None:
-        incident = Incident(incident_id=str(uuid.uuid4()), force_id=force_id,
-                            incident_ref=report.incident_ref, latest_version=0,
-                            status="active", created_at=now_, updated_at=now_)
+        incident = Incident(
+            incident_id=str(uuid.uuid4()),
+            force_id=force_id,
+            incident_ref=report.incident_ref,
+            latest_version=0,
+            status="active",
+            created_at=now_,
+            updated_at=now_,
+        )
         session.add(incident)
         await session.flush()
-    version = (await session.execute(
-        select(IncidentVersion).where(IncidentVersion.incident_id == incident.incident_id,
-                                      IncidentVersion.version == report.version)
-    )).scalar_one_or_none()
+    version = (
+        await session.execute(
+            select(IncidentVersion).where(
+                IncidentVersion.incident_id == incident.incident_id,
+                IncidentVersion.version == report.version,
+            )
+        )
+    ).scalar_one_or_none()
     if version is not None:
         if version.payload_sha256 != digest:
             raise VersionConflict(
                 f"version {report.version} of incident {report.incident_ref} was already "
-                "received with different content; send it as a new version")
+                "received with different content; send it as a new version"
+            )
         return incident, version, True
     try:
         await incident_data_key(session, incident.incident_id, create_at=now_)
     except DataPurged:
         raise IncidentPurged(
             f"incident {report.incident_ref} was closed and its data purged under the "
-            "retention rule; report it as a new incident (a new incident_ref)") from None
+            "retention rule; report it as a new incident (a new incident_ref)"
+        ) from None
     version_id = str(uuid.uuid4())
-    version = IncidentVersion(version_id=version_id, incident_id=incident.incident_id,
-                              version=report.version,
-                              payload=await seal_payload(session,
-                                                         incident_id=incident.incident_id,
-                                                         version_id=version_id,
-                                                         payload=payload, now=now_),
-                              payload_sha256=digest, received_at=now_, queued_at=None,
-                              processed_at=None)
+    version = IncidentVersion(
+        version_id=version_id,
+        incident_id=incident.incident_id,
+        version=report.version,
+        payload=await seal_payload(
+            session,
+            incident_id=incident.incident_id,
+            version_id=version_id,
+            payload=payload,
+            now=now_,
+        ),
+        payload_sha256=digest,
+        received_at=now_,
+        queued_at=None,
+        processed_at=None,
+    )
     session.add(version)
     await session.flush()
     return incident, version, False
 
 
-async def report_incident(sessions: async_sessionmaker[AsyncSession], broker: Broker,
-                          clock: Clock, force_id: str, report: IncidentReport, *,
-                          channel: Channel = "http") -> Accepted:
+async def report_incident(
+    sessions: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    clock: Clock,
+    force_id: str,
+    report: IncidentReport,
+    *,
+    channel: Channel = "http",
+) -> Accepted:
     """Store one incident version and audit the report (one transaction), then publish the
     version's id; return only once the broker confirmed it. Raises :class:`VersionConflict`
     (nothing stored) or :class:`BrokerUnavailable` (stored; report it again)."""
     payload = canonical_payload(report)
     async with sessions.begin() as session:
         now = clock.now()
-        incident, version, existed = await record_version(session, force_id, report, payload,
-                                                          now)
-        incident_id, version_id, queued = (incident.incident_id, version.version_id,
-                                           version.queued_at is not None)
-        await audit.record(session, actor=f"force:{force_id}", action="incident.reported",
-                           subject=f"incident:{incident_id}",
-                           detail={"version": report.version, "version_id": version_id,
-                                   "children_count": len(report.children),
-                                   "channel": channel, "duplicate": existed},
-                           at=now)
+        incident, version, existed = await record_version(session, force_id, report, payload, now)
+        incident_id, version_id, queued = (
+            incident.incident_id,
+            version.version_id,
+            version.queued_at is not None,
+        )
+        await audit.record(
+            session,
+            actor=f"force:{force_id}",
+            action="incident.reported",
+            subject=f"incident:{incident_id}",
+            detail={
+                "version": report.version,
+                "version_id": version_id,
+                "children_count": len(report.children),
+                "channel": channel,
+                "duplicate": existed,
+            },
+            at=now,
+        )
     if queued:
         log.info("incident.duplicate", incident_id=incident_id, version_id=version_id)
         return Accepted(incident_id, version_id, duplicate=True)
     try:
-        await broker.publish(INCIDENTS, VersionQueued(version_id=version_id).to_bytes(),
-                             message_id=version_id)
+        await broker.publish(
+            INCIDENTS, VersionQueued(version_id=version_id).to_bytes(), message_id=version_id
+        )
     except PublishError as exc:
         log.warning("incident.publish_failed", incident_id=incident_id, version_id=version_id)
         raise BrokerUnavailable("the message broker did not confirm; retry shortly") from exc
@@ -150,7 +194,13 @@ async def report_incident(sessions: async_sessionmaker[AsyncSession], broker: Br
         stored = await session.get(IncidentVersion, version_id)
         if stored is not None and stored.queued_at is None:
             stored.queued_at = clock.now()
-    log.info("incident.accepted", incident_id=incident_id, version_id=version_id,
-             version=report.version, children_count=len(report.children), duplicate=existed,
-             channel=channel)
+    log.info(
+        "incident.accepted",
+        incident_id=incident_id,
+        version_id=version_id,
+        version=report.version,
+        children_count=len(report.children),
+        duplicate=existed,
+        channel=channel,
+    )
     return Accepted(incident_id, version_id, duplicate=existed)

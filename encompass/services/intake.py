@@ -45,23 +45,35 @@ class PublishProperties(BaseModel):
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    message_id: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/-]+$",
-                            description="Required. The force's own id for this message, "
-                                        "unique per report it sends (a UUID is ideal); "
-                                        "shown on a refused message's dead-letter record.",
-                            examples=["0b7e4c1e-6a0d-4d8e-9a55-2f1c3f4b9d21"])
-    user_id: str = Field(pattern=r"^encompass-force-[A-Za-z0-9_-]{1,32}$",
-                         description="Required. The force's own RabbitMQ user, "
-                                     "encompass-force-<CODE>: RabbitMQ refuses a message "
-                                     "whose user_id is not the publishing user, and the "
-                                     "force is taken from it, never from the body.",
-                         examples=["encompass-force-CH"])
-    content_type: str = Field("application/json",
-                              description="application/json; the body is UTF-8 JSON.",
-                              examples=["application/json"])
-    delivery_mode: int = Field(2, ge=1, le=2, description="2 (persistent), so that an "
-                                                          "accepted report survives a "
-                                                          "broker restart.", examples=[2])
+    message_id: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._:/-]+$",
+        description="Required. The force's own id for this message, "
+        "unique per report it sends (a UUID is ideal); "
+        "shown on a refused message's dead-letter record.",
+        examples=["0b7e4c1e-6a0d-4d8e-9a55-2f1c3f4b9d21"],
+    )
+    user_id: str = Field(
+        pattern=r"^encompass-force-[A-Za-z0-9_-]{1,32}$",
+        description="Required. The force's own RabbitMQ user, "
+        "encompass-force-<CODE>: RabbitMQ refuses a message "
+        "whose user_id is not the publishing user, and the "
+        "force is taken from it, never from the body.",
+        examples=["encompass-force-CH"],
+    )
+    content_type: str = Field(
+        "application/json",
+        description="application/json; the body is UTF-8 JSON.",
+        examples=["application/json"],
+    )
+    delivery_mode: int = Field(
+        2,
+        ge=1,
+        le=2,
+        description="2 (persistent), so that an accepted report survives a broker restart.",
+        examples=[2],
+    )
 
 
 class Refused(Exception):
@@ -90,8 +102,9 @@ def shown_id(message_id: str) -> str:
     return message_id if _SAFE_ID.match(message_id) else "(not shown)"
 
 
-async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clock: Clock,
-                 message: Message) -> Accepted:
+async def intake(
+    sessions: async_sessionmaker[AsyncSession], broker: Broker, clock: Clock, message: Message
+) -> Accepted:
     """Ingest one report published by a force over AMQP.
 
     Raises :class:`Refused` for a message that can never succeed (no ``message_id``, a user
@@ -106,8 +119,10 @@ async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clo
         raise Refused(f"the body is larger than {MAX_REPORT_BYTES} bytes")
     code = force_of_user(message.user_id)
     if code is None:
-        raise Refused("not published by a force's user: user_id is missing or is not "
-                      f"{FORCE_USER_PREFIX}<CODE>")
+        raise Refused(
+            "not published by a force's user: user_id is missing or is not "
+            f"{FORCE_USER_PREFIX}<CODE>"
+        )
     try:
         # The HTTP door's rules (too deep, huge numbers, repeated keys, NUL, lone
         # surrogates); plain syntax errors are left to the report's own parse below.
@@ -128,12 +143,15 @@ async def intake(sessions: async_sessionmaker[AsyncSession], broker: Broker, clo
     try:
         return await report_incident(sessions, broker, clock, code, report, channel="amqp")
     except VersionConflict:
-        raise Refused("version conflict: this incident_ref and version were already received "
-                      "with different content; send it as a new version") from None
+        raise Refused(
+            "version conflict: this incident_ref and version were already received "
+            "with different content; send it as a new version"
+        ) from None
 
 
-def rabbitmqctl_commands(code: str, topology: Topology, *, vhost: str = "/",
-                         password: str | None = None) -> list[str]:
+def rabbitmqctl_commands(
+    code: str, topology: Topology, *, vhost: str = "/", password: str | None = None
+) -> list[str]:
     """The commands that create the force's RabbitMQ user with the right to publish to the
     incidents exchange and nothing else: configure none, write that exchange only, read
     none (an empty pattern grants nothing)."""

@@ -107,8 +107,7 @@ def _output(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
         yield stdout
         return
     try:
-        fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part",
-                                         dir=out.parent)
+        fd, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     except OSError as exc:
         raise DryRunError(f"{out}: cannot write there ({exc.strerror})") from None
     try:
@@ -120,8 +119,14 @@ def _output(out: Path | None, stdout: TextIO) -> Iterator[TextIO]:
         raise
 
 
-def _write_results(index: RosterIndex, path: Path, label: str, handle: TextIO, total: int,
-                   progress: Progress | None) -> dict[str, int]:
+def _write_results(
+    index: RosterIndex,
+    path: Path,
+    label: str,
+    handle: TextIO,
+    total: int,
+    progress: Progress | None,
+) -> dict[str, int]:
     decisions: dict[str, int] = {}
     for done, result in enumerate(match_children(index, _lines(path, label)), start=1):
         if result["decision"] == "error":
@@ -138,16 +143,19 @@ def _has_roster_table(connection: Connection) -> bool:
     return inspect(connection).has_table(PupilRow.__tablename__)
 
 
-async def _load_index(sessions: async_sessionmaker[AsyncSession], total: int,
-                      progress: Progress | None) -> RosterIndex:
+async def _load_index(
+    sessions: async_sessionmaker[AsyncSession], total: int, progress: Progress | None
+) -> RosterIndex:
     """The whole roster, indexed; a database that cannot be used raises DryRunError."""
     started = time.perf_counter()
     try:
         async with sessions() as session:
             connection = await session.connection()
             if not await connection.run_sync(_has_roster_table):
-                raise DryRunError("the database has no directory: import one first "
-                                  "(encompass directory import --settings F --pupils F)")
+                raise DryRunError(
+                    "the database has no directory: import one first "
+                    "(encompass directory import --settings F --pupils F)"
+                )
         index = await load_roster_index(sessions)
     except (OSError, SQLAlchemyError) as exc:
         # Named by the innermost error's class only (the driver's, e.g. "the database does
@@ -157,14 +165,21 @@ async def _load_index(sessions: async_sessionmaker[AsyncSession], total: int,
             cause = cause.__cause__
         raise DryRunError(f"cannot use the database ({cause.__class__.__name__})") from None
     if progress is not None:
-        progress(f"  roster: {len(index):,} pupils indexed in "
-                 f"{time.perf_counter() - started:.1f} s; matching {total:,} children")
+        progress(
+            f"  roster: {len(index):,} pupils indexed in "
+            f"{time.perf_counter() - started:.1f} s; matching {total:,} children"
+        )
     return index
 
 
-async def dry_run(sessions: async_sessionmaker[AsyncSession], children: Path, *,
-                  out: Path | None, stdout: TextIO, progress: Progress | None = None
-                  ) -> DryRunReport:
+async def dry_run(
+    sessions: async_sessionmaker[AsyncSession],
+    children: Path,
+    *,
+    out: Path | None,
+    stdout: TextIO,
+    progress: Progress | None = None,
+) -> DryRunReport:
     """Match every child of ``children`` against the whole imported roster and write one
     JSON line per child, ``{"ref", "decision", "setting_ids", "score", "reasons"}``, to
     ``out`` (complete or not at all) or else to ``stdout``.
@@ -182,19 +197,25 @@ async def dry_run(sessions: async_sessionmaker[AsyncSession], children: Path, *,
             decisions = _write_results(index, children, label, handle, total, progress)
     except OSError as exc:  # the output only: a full disk, a closed pipe
         raise DryRunError(f"cannot write the results ({exc.strerror or exc})") from None
-    return DryRunReport(children=sum(decisions.values()), pupils=len(index),
-                        decisions=decisions)
+    return DryRunReport(children=sum(decisions.values()), pupils=len(index), decisions=decisions)
 
 
-async def match_file(database_url: str, children: Path, *, out: Path | None, stdout: TextIO,
-                     progress: Progress | None = None) -> DryRunReport:
+async def match_file(
+    database_url: str,
+    children: Path,
+    *,
+    out: Path | None,
+    stdout: TextIO,
+    progress: Progress | None = None,
+) -> DryRunReport:
     """:func:`dry_run` against the database at ``database_url`` (normalised), the engine
     disposed of afterwards. Every failure the user can act on (the file, the output, the
     database) is a :class:`DryRunError`: one line, no stack trace."""
     engine = make_engine(database_url)
     try:
-        return await dry_run(make_sessions(engine), children, out=out, stdout=stdout,
-                             progress=progress)
+        return await dry_run(
+            make_sessions(engine), children, out=out, stdout=stdout, progress=progress
+        )
     finally:
         await engine.dispose()
 
@@ -202,12 +223,16 @@ async def match_file(database_url: str, children: Path, *, out: Path | None, std
 def _children(path: Path, label: str) -> list[ChildQuery]:
     """Every child of a checked CHILDREN.jsonl file."""
     check_children(path, label)
-    return [parse_child(line, number) for number, line in enumerate(_lines(path, label), 1)
-            if line.strip()]
+    return [
+        parse_child(line, number)
+        for number, line in enumerate(_lines(path, label), 1)
+        if line.strip()
+    ]
 
 
-async def explain_model(database_url: str, children: Path | None, *, stdout: TextIO,
-                        progress: Progress | None = None) -> None:
+async def explain_model(
+    database_url: str, children: Path | None, *, stdout: TextIO, progress: Progress | None = None
+) -> None:
     """Fit the Fellegi-Sunter model on the imported roster (and the children of ``children``,
     when given: the incoming children) and print it, level by level, beside the hand-set
     values. Reads the database, writes nothing to it. Failures as for :func:`match_file`."""

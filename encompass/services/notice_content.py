@@ -45,8 +45,9 @@ def parse_stored_report(payload: str, received_at: datetime) -> IncidentReport:
     return IncidentReport.model_validate_json(payload, context=report_context(received_at))
 
 
-def build_notice_content(report: IncidentReport, *, position: int, notice_id: str,
-                         setting_id: str) -> NoticeContent:
+def build_notice_content(
+    report: IncidentReport, *, position: int, notice_id: str, setting_id: str
+) -> NoticeContent:
     """The notice for the child at ``position`` of ``report``, for one setting.
 
     Raises IndexError when the report has no child at ``position``, and pydantic's
@@ -54,31 +55,53 @@ def build_notice_content(report: IncidentReport, *, position: int, notice_id: st
     """
     child = report.children[position]
     return NoticeContent(
-        notice_id=notice_id, setting_id=setting_id, kind="notice", version=report.version,
-        child=ChildDetails(given_name=child.given_name, family_name=child.family_name,
-                           date_of_birth=child.date_of_birth),
-        police_reference=report.incident_ref, occurred_at=report.occurred_at,
-        location=report.location, present=child.present, where_during=child.where_during,
-        voice=child.voice, circumstances=report.circumstances,
+        notice_id=notice_id,
+        setting_id=setting_id,
+        kind="notice",
+        version=report.version,
+        child=ChildDetails(
+            given_name=child.given_name,
+            family_name=child.family_name,
+            date_of_birth=child.date_of_birth,
+        ),
+        police_reference=report.incident_ref,
+        occurred_at=report.occurred_at,
+        location=report.location,
+        present=child.present,
+        where_during=child.where_during,
+        voice=child.voice,
+        circumstances=report.circumstances,
         police_actions=report.police_actions,
         officer=OfficerContact(name=report.officer.name, contact=report.officer.contact),
         guidance=GUIDANCE,
     )
 
 
-def build_retraction_content(report: IncidentReport, *, position: int, notice_id: str,
-                             setting_id: str) -> NoticeContent:
+def build_retraction_content(
+    report: IncidentReport, *, position: int, notice_id: str, setting_id: str
+) -> NoticeContent:
     """The retraction of the notice for the child at ``position``: it names the same child
     and incident (so the Key Adult knows which notice to disregard) and repeats none of
     the incident's details."""
     child = report.children[position]
     return NoticeContent(
-        notice_id=notice_id, setting_id=setting_id, kind="retraction", version=report.version,
-        child=ChildDetails(given_name=child.given_name, family_name=child.family_name,
-                           date_of_birth=child.date_of_birth),
-        police_reference=report.incident_ref, occurred_at=report.occurred_at,
-        location=report.location, present=child.present, where_during=None, voice=None,
-        circumstances=RETRACTION_CIRCUMSTANCES, police_actions=RETRACTION_ACTIONS,
+        notice_id=notice_id,
+        setting_id=setting_id,
+        kind="retraction",
+        version=report.version,
+        child=ChildDetails(
+            given_name=child.given_name,
+            family_name=child.family_name,
+            date_of_birth=child.date_of_birth,
+        ),
+        police_reference=report.incident_ref,
+        occurred_at=report.occurred_at,
+        location=report.location,
+        present=child.present,
+        where_during=None,
+        voice=None,
+        circumstances=RETRACTION_CIRCUMSTANCES,
+        police_actions=RETRACTION_ACTIONS,
         officer=OfficerContact(name=report.officer.name, contact=report.officer.contact),
         guidance=RETRACTION_GUIDANCE,
     )

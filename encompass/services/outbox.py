@@ -29,30 +29,41 @@ _WINDOW: Final = 128
 
 def delivery_message(entry: OutboxEntry) -> tuple[bytes, str]:
     """The body and message id of the broker message for ``entry``."""
-    body = json.dumps({"outbox_id": entry.outbox_id, "envelope_id": entry.envelope_id,
-                       "channel": entry.channel}, separators=(",", ":")).encode()
+    body = json.dumps(
+        {"outbox_id": entry.outbox_id, "envelope_id": entry.envelope_id, "channel": entry.channel},
+        separators=(",", ":"),
+    ).encode()
     return body, f"outbox-{entry.outbox_id}"
 
 
-async def relay_outbox(sessions: async_sessionmaker[AsyncSession], broker: Broker,
-                       clock: Clock, *, limit: int = 1000) -> int:
+async def relay_outbox(
+    sessions: async_sessionmaker[AsyncSession], broker: Broker, clock: Clock, *, limit: int = 1000
+) -> int:
     """Publish up to ``limit`` pending entries (oldest first) to ``deliveries`` and mark
     those the broker confirmed; returns how many were published. Entries the broker did
     not confirm stay pending for the next call. On PostgreSQL the entries are locked
     ``SKIP LOCKED`` while publishing, so relays running side by side share the work."""
     async with sessions.begin() as session:
-        entries = list((await session.scalars(
-            select(OutboxEntry).where(OutboxEntry.published_at.is_(None))
-            .order_by(OutboxEntry.outbox_id).limit(limit)
-            .with_for_update(skip_locked=True))).all())
+        entries = list(
+            (
+                await session.scalars(
+                    select(OutboxEntry)
+                    .where(OutboxEntry.published_at.is_(None))
+                    .order_by(OutboxEntry.outbox_id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
         if not entries:
             return 0
         confirmed: list[int] = []
         failed = 0
         for start in range(0, len(entries), _WINDOW):
-            chunk = entries[start:start + _WINDOW]
-            results = await asyncio.gather(*(_publish(broker, e) for e in chunk),
-                                           return_exceptions=True)
+            chunk = entries[start : start + _WINDOW]
+            results = await asyncio.gather(
+                *(_publish(broker, e) for e in chunk), return_exceptions=True
+            )
             for entry, result in zip(chunk, results, strict=True):
                 if result is None:
                     confirmed.append(entry.outbox_id)
@@ -61,10 +72,12 @@ async def relay_outbox(sessions: async_sessionmaker[AsyncSession], broker: Broke
                 elif isinstance(result, BaseException):
                     raise result
         if confirmed:
-            await session.execute(update(OutboxEntry)
-                                  .where(OutboxEntry.outbox_id.in_(confirmed))
-                                  .values(published_at=clock.now())
-                                  .execution_options(synchronize_session=False))
+            await session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.outbox_id.in_(confirmed))
+                .values(published_at=clock.now())
+                .execution_options(synchronize_session=False)
+            )
     if failed:
         log.warning("outbox.publish_failed", entries=failed, outcome="retried next pass")
     log.debug("outbox.relayed", published=len(confirmed))

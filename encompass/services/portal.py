@@ -28,13 +28,17 @@ from encompass.services.notices import transition
 from encompass.services.retention import PURGED_BODY
 
 # Never handed over: not yet released (still embargoed) or withdrawn before sending.
-_NOT_SENT: Final = (NoticeStatus.SCHEDULED.value, NoticeStatus.SEALED.value,
-                    NoticeStatus.CANCELLED.value)
+_NOT_SENT: Final = (
+    NoticeStatus.SCHEDULED.value,
+    NoticeStatus.SEALED.value,
+    NoticeStatus.CANCELLED.value,
+)
 # An envelope once handed over stays visible to its Key Adult whatever happens next, until
 # retention clears it.
-_SENT: Final = and_(or_(Notice.status.not_in(_NOT_SENT),
-                        SealedEnvelope.delivered_at.is_not(None)),
-                    SealedEnvelope.body != PURGED_BODY)
+_SENT: Final = and_(
+    or_(Notice.status.not_in(_NOT_SENT), SealedEnvelope.delivered_at.is_not(None)),
+    SealedEnvelope.body != PURGED_BODY,
+)
 MAX_LIST: Final = 500
 
 
@@ -48,9 +52,13 @@ class KeyAdultCredentials:
     webhook_secret: str
 
 
-async def issue_key_adult_credentials(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                                      key_adult_id: str, *, actor: str = "admin:cli"
-                                      ) -> KeyAdultCredentials:
+async def issue_key_adult_credentials(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    key_adult_id: str,
+    *,
+    actor: str = "admin:cli",
+) -> KeyAdultCredentials:
     """A new API token and webhook secret for a Key Adult, replacing (so revoking) any
     earlier pair. CredentialError (one line) for an unknown Key Adult. Audited."""
     token, secret = new_token("keyadult"), new_token("whsec")
@@ -61,10 +69,16 @@ async def issue_key_adult_credentials(sessions: async_sessionmaker[AsyncSession]
         replaced = row.token_hash is not None
         row.token_hash = hash_token(token)
         row.webhook_key_sealed = keys_of(session).seal_secret(
-            signature_key(secret), purpose=WEBHOOK_KEY_PURPOSE, subject=key_adult_id)
-        await audit.record(session, actor=actor, action="key_adult.credentials_issued",
-                           subject=f"key_adult:{key_adult_id}",
-                           detail={"replaced_earlier": replaced}, at=clock.now())
+            signature_key(secret), purpose=WEBHOOK_KEY_PURPOSE, subject=key_adult_id
+        )
+        await audit.record(
+            session,
+            actor=actor,
+            action="key_adult.credentials_issued",
+            subject=f"key_adult:{key_adult_id}",
+            detail={"replaced_earlier": replaced},
+            at=clock.now(),
+        )
     return KeyAdultCredentials(key_adult_id, token, secret)
 
 
@@ -80,76 +94,124 @@ class ServedEnvelope:
     envelope: dict[str, Any]
 
     def as_json(self) -> dict[str, Any]:
-        return {"notice_id": self.notice_id, "status": self.status, "kind": self.kind,
-                "created_at": self.created_at.isoformat(),
-                "delivered_at": self.delivered_at.isoformat(), "envelope": self.envelope}
+        return {
+            "notice_id": self.notice_id,
+            "status": self.status,
+            "kind": self.kind,
+            "created_at": self.created_at.isoformat(),
+            "delivered_at": self.delivered_at.isoformat(),
+            "envelope": self.envelope,
+        }
 
 
-def _deliver(session: AsyncSession, envelope: SealedEnvelope, notice: Notice,
-             now: datetime) -> bool:
+def _deliver(
+    session: AsyncSession, envelope: SealedEnvelope, notice: Notice, now: datetime
+) -> bool:
     """Mark the handover; True when this was the first time."""
     if envelope.delivered_at is not None:
         return False
     envelope.delivered_at, envelope.delivered_by = now, "portal"
     if envelope.kind == "notice" and notice.status == NoticeStatus.SENDING:
-        transition(session, notice, NoticeStatus.DELIVERED, at=now,
-                   cause=f"fetched from the portal by key_adult:{envelope.key_adult_id}")
+        transition(
+            session,
+            notice,
+            NoticeStatus.DELIVERED,
+            at=now,
+            cause=f"fetched from the portal by key_adult:{envelope.key_adult_id}",
+        )
     return True
 
 
 def _served(envelope: SealedEnvelope, notice: Notice) -> ServedEnvelope:
     assert envelope.delivered_at is not None
-    return ServedEnvelope(notice.notice_id, notice.status, envelope.kind, envelope.created_at,
-                          envelope.delivered_at, json.loads(envelope.body))
+    return ServedEnvelope(
+        notice.notice_id,
+        notice.status,
+        envelope.kind,
+        envelope.created_at,
+        envelope.delivered_at,
+        json.loads(envelope.body),
+    )
 
 
-async def list_envelopes(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                         key_adult_id: str, *, limit: int = 100) -> list[ServedEnvelope]:
+async def list_envelopes(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, key_adult_id: str, *, limit: int = 100
+) -> list[ServedEnvelope]:
     """The newest ``limit`` sent envelopes sealed to this Key Adult (notices and
     retractions), each marked delivered if it was not yet. Audited."""
     now = clock.now()
     async with sessions.begin() as session:
-        rows = (await session.execute(
-            select(SealedEnvelope, Notice)
-            .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
-            .where(SealedEnvelope.key_adult_id == key_adult_id,
-                   _SENT)
-            .order_by(SealedEnvelope.created_at.desc(), SealedEnvelope.envelope_id)
-            .limit(max(1, min(limit, MAX_LIST)))
-            .with_for_update(of=Notice))).all()
+        rows = (
+            await session.execute(
+                select(SealedEnvelope, Notice)
+                .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
+                .where(SealedEnvelope.key_adult_id == key_adult_id, _SENT)
+                .order_by(SealedEnvelope.created_at.desc(), SealedEnvelope.envelope_id)
+                .limit(max(1, min(limit, MAX_LIST)))
+                .with_for_update(of=Notice)
+            )
+        ).all()
         first = sum(_deliver(session, envelope, notice, now) for envelope, notice in rows)
-        await audit.record(session, actor=f"key_adult:{key_adult_id}", action="notices.list",
-                           subject=f"key_adult:{key_adult_id}",
-                           detail={"count": len(rows), "first_fetches": first,
-                                   "notice_ids": sorted({n.notice_id for _, n in rows})},
-                           at=now)
+        await audit.record(
+            session,
+            actor=f"key_adult:{key_adult_id}",
+            action="notices.list",
+            subject=f"key_adult:{key_adult_id}",
+            detail={
+                "count": len(rows),
+                "first_fetches": first,
+                "notice_ids": sorted({n.notice_id for _, n in rows}),
+            },
+            at=now,
+        )
         return [_served(envelope, notice) for envelope, notice in rows]
 
 
-async def fetch_envelope(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                         key_adult_id: str, notice_id: str, *, kind: str = "notice"
-                         ) -> ServedEnvelope | None:
+async def fetch_envelope(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    key_adult_id: str,
+    notice_id: str,
+    *,
+    kind: str = "notice",
+) -> ServedEnvelope | None:
     """This Key Adult's envelope of ``kind`` (``notice`` or ``retraction``) for the notice,
     marked delivered if it was not yet; None when there is none they may see — another
     setting's notice looks exactly like a notice that does not exist. Audited."""
     now = clock.now()
     async with sessions.begin() as session:
-        row = (await session.execute(
-            select(SealedEnvelope, Notice)
-            .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
-            .where(SealedEnvelope.key_adult_id == key_adult_id,
-                   SealedEnvelope.notice_id == notice_id, SealedEnvelope.kind == kind,
-                   _SENT)
-            .with_for_update(of=Notice))).one_or_none()
+        row = (
+            await session.execute(
+                select(SealedEnvelope, Notice)
+                .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
+                .where(
+                    SealedEnvelope.key_adult_id == key_adult_id,
+                    SealedEnvelope.notice_id == notice_id,
+                    SealedEnvelope.kind == kind,
+                    _SENT,
+                )
+                .with_for_update(of=Notice)
+            )
+        ).one_or_none()
         if row is None:
             # Recorded too: a Key Adult probing for notices that are not theirs is news.
-            await audit.record(session, actor=f"key_adult:{key_adult_id}",
-                               action="notice.read_refused", subject=f"notice:{notice_id[:64]}",
-                               detail={"envelope_kind": kind}, at=now)
+            await audit.record(
+                session,
+                actor=f"key_adult:{key_adult_id}",
+                action="notice.read_refused",
+                subject=f"notice:{notice_id[:64]}",
+                detail={"envelope_kind": kind},
+                at=now,
+            )
             return None
         envelope, notice = row
         first = _deliver(session, envelope, notice, now)
-        await audit.record(session, actor=f"key_adult:{key_adult_id}", action="notice.read",
-                           subject=f"notice:{notice_id}",
-                           detail={"envelope_kind": kind, "first_fetch": first}, at=now)
+        await audit.record(
+            session,
+            actor=f"key_adult:{key_adult_id}",
+            action="notice.read",
+            subject=f"notice:{notice_id}",
+            detail={"envelope_kind": kind, "first_fetch": first},
+            at=now,
+        )
         return _served(envelope, notice)

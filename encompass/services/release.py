@@ -30,8 +30,9 @@ class Released:
     deliver_at: datetime
 
 
-async def release_now(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                      notice_id: str, *, actor: str) -> Released:
+async def release_now(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, notice_id: str, *, actor: str
+) -> Released:
     """Set a scheduled notice's ``deliver_at`` to now (audited as ``actor``).
     ReleaseRefused for an unknown notice or one that is not ``scheduled``."""
     now = clock.now()
@@ -40,15 +41,24 @@ async def release_now(sessions: async_sessionmaker[AsyncSession], clock: Clock,
         if notice is None:
             raise ReleaseRefused(f"no notice {notice_id!r}")
         if notice.status != NoticeStatus.SCHEDULED:
-            raise ReleaseRefused(f"notice {notice_id} is {notice.status}; only a scheduled "
-                                 "notice can be released now")
+            raise ReleaseRefused(
+                f"notice {notice_id} is {notice.status}; only a scheduled "
+                "notice can be released now"
+            )
         was = notice.deliver_at
         if was is not None and was <= now:
-            raise ReleaseRefused(f"notice {notice_id} is already due (since "
-                                 f"{was.isoformat()}); the dispatcher will send it")
+            raise ReleaseRefused(
+                f"notice {notice_id} is already due (since "
+                f"{was.isoformat()}); the dispatcher will send it"
+            )
         notice.deliver_at, notice.updated_at = now, now
         notice.release_reason += f" Released early by {actor} at {now.isoformat()}."
-        await audit.record(session, actor=actor, action="notice.released_now",
-                           subject=f"notice:{notice_id}",
-                           detail={"was_due_at": was.isoformat() if was else None}, at=now)
+        await audit.record(
+            session,
+            actor=actor,
+            action="notice.released_now",
+            subject=f"notice:{notice_id}",
+            detail={"was_due_at": was.isoformat() if was else None},
+            at=now,
+        )
         return Released(notice_id, notice.setting_id, was, now)

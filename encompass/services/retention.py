@@ -38,8 +38,12 @@ from encompass.services.at_rest import forget_cached_key
 
 log = structlog.get_logger()
 
-FINAL: Final = (NoticeStatus.ACKNOWLEDGED.value, NoticeStatus.FAILED.value,
-                NoticeStatus.CANCELLED.value, NoticeStatus.RETRACTED.value)
+FINAL: Final = (
+    NoticeStatus.ACKNOWLEDGED.value,
+    NoticeStatus.FAILED.value,
+    NoticeStatus.CANCELLED.value,
+    NoticeStatus.RETRACTED.value,
+)
 PURGED_BODY: Final = ""
 """What a purged envelope's ``body`` holds: nothing to serve or deliver."""
 _BATCH: Final = 500
@@ -70,42 +74,65 @@ def closed_at(incident_updated_at: datetime, last_notice_change: datetime | None
 
 
 def _eligible(cutoff: datetime) -> ColumnElement[bool]:
-    open_notice = exists().where(Notice.incident_id == Incident.incident_id,
-                                 Notice.status.not_in(FINAL) | (Notice.updated_at > cutoff))
+    open_notice = exists().where(
+        Notice.incident_id == Incident.incident_id,
+        Notice.status.not_in(FINAL) | (Notice.updated_at > cutoff),
+    )
     # A version waiting for the matcher needs its report; one the matcher gave up on long
     # ago (dead-lettered, never processed) must not keep the data for ever.
-    waiting = exists().where(IncidentVersion.incident_id == Incident.incident_id,
-                             IncidentVersion.processed_at.is_(None),
-                             IncidentVersion.received_at > cutoff)
-    return ~open_notice & ~waiting & (Incident.updated_at <= cutoff) \
+    waiting = exists().where(
+        IncidentVersion.incident_id == Incident.incident_id,
+        IncidentVersion.processed_at.is_(None),
+        IncidentVersion.received_at > cutoff,
+    )
+    return (
+        ~open_notice
+        & ~waiting
+        & (Incident.updated_at <= cutoff)
         & IncidentKey.wrapped_key.is_not(None)
+    )
 
 
 def _query(cutoff: datetime) -> Any:
-    last_change = (select(func.max(Notice.updated_at))
-                   .where(Notice.incident_id == Incident.incident_id).scalar_subquery())
-    return (select(Incident.incident_id, Incident.force_id, Incident.updated_at, last_change)
-            .join(IncidentKey, IncidentKey.incident_id == Incident.incident_id)
-            .where(_eligible(cutoff)).order_by(Incident.incident_id))
+    last_change = (
+        select(func.max(Notice.updated_at))
+        .where(Notice.incident_id == Incident.incident_id)
+        .scalar_subquery()
+    )
+    return (
+        select(Incident.incident_id, Incident.force_id, Incident.updated_at, last_change)
+        .join(IncidentKey, IncidentKey.incident_id == Incident.incident_id)
+        .where(_eligible(cutoff))
+        .order_by(Incident.incident_id)
+    )
 
 
-async def _due(session: AsyncSession, cutoff: datetime, ids: list[str] | None,
-               limit: int) -> list[Purge]:
+async def _due(
+    session: AsyncSession, cutoff: datetime, ids: list[str] | None, limit: int
+) -> list[Purge]:
     query = _query(cutoff)
     if ids is not None:
         query = query.where(Incident.incident_id.in_(ids))
     found = []
-    for incident_id, force_id, updated_at, last in (await session.execute(
-            query.limit(limit))).all():
+    for incident_id, force_id, updated_at, last in (
+        await session.execute(query.limit(limit))
+    ).all():
         closed = closed_at(_aware(updated_at), None if last is None else _aware(last))
         if closed <= cutoff:
             found.append(Purge(incident_id, force_id, closed))
     return found
 
 
-async def purge_due(sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
-                    retention_days: int, dry_run: bool = False, actor: str = "system",
-                    limit: int = _BATCH, vacuum: bool = True) -> list[Purge]:
+async def purge_due(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    *,
+    retention_days: int,
+    dry_run: bool = False,
+    actor: str = "system",
+    limit: int = _BATCH,
+    vacuum: bool = True,
+) -> list[Purge]:
     """Destroy the data keys of up to ``limit`` incidents closed more than
     ``retention_days`` ago, clear their envelopes and audit each purge, in one
     transaction; with ``dry_run`` only say which. Returns them, oldest id first. With
@@ -117,20 +144,31 @@ async def purge_due(sessions: async_sessionmaker[AsyncSession], clock: Clock, *,
         candidates = await _due(session, cutoff, None, limit)
         if dry_run or not candidates:
             return candidates
-        locked = list((await session.scalars(
-            select(IncidentKey.incident_id)
-            .where(IncidentKey.incident_id.in_([c.incident_id for c in candidates]),
-                   IncidentKey.wrapped_key.is_not(None))
-            .with_for_update(skip_locked=True))).all())
+        locked = list(
+            (
+                await session.scalars(
+                    select(IncidentKey.incident_id)
+                    .where(
+                        IncidentKey.incident_id.in_([c.incident_id for c in candidates]),
+                        IncidentKey.wrapped_key.is_not(None),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+        )
         # Checked again under the lock: a new version or an answer may have come meanwhile.
         purged = await _due(session, cutoff, locked, limit) if locked else []
         for item in purged:
             await _destroy(session, item, now)
         for item in purged:
-            await audit.record(session, actor=actor, action="incident.purged",
-                               subject=f"incident:{item.incident_id}",
-                               detail={"closed_at": item.closed_at.isoformat(),
-                                       "retention_days": retention_days}, at=now)
+            await audit.record(
+                session,
+                actor=actor,
+                action="incident.purged",
+                subject=f"incident:{item.incident_id}",
+                detail={"closed_at": item.closed_at.isoformat(), "retention_days": retention_days},
+                at=now,
+            )
     for item in purged:
         log.info("retention.purged", incident_id=item.incident_id, force_id=item.force_id)
     if purged and vacuum:
@@ -144,13 +182,18 @@ async def forget_purged(sessions: async_sessionmaker[AsyncSession]) -> None:
     await forget_old_versions(sessions, ["incident_keys", "envelopes"])
 
 
-
 async def _destroy(session: AsyncSession, item: Purge, now: datetime) -> None:
     await session.execute(
-        update(IncidentKey).where(IncidentKey.incident_id == item.incident_id)
-        .values(wrapped_key=None, purged_at=now).execution_options(synchronize_session=False))
+        update(IncidentKey)
+        .where(IncidentKey.incident_id == item.incident_id)
+        .values(wrapped_key=None, purged_at=now)
+        .execution_options(synchronize_session=False)
+    )
     notices = select(Notice.notice_id).where(Notice.incident_id == item.incident_id)
     await session.execute(
-        update(SealedEnvelope).where(SealedEnvelope.notice_id.in_(notices))
-        .values(body=PURGED_BODY).execution_options(synchronize_session=False))
+        update(SealedEnvelope)
+        .where(SealedEnvelope.notice_id.in_(notices))
+        .values(body=PURGED_BODY)
+        .execution_options(synchronize_session=False)
+    )
     forget_cached_key(session, item.incident_id)

@@ -48,13 +48,29 @@ from encompass.services.review_resolve import (
     resolve_notice,
 )
 
-__all__ = ["LA_CONTACT_REASON", "QueueSummary", "ResolveRefused", "Resolution", "ReviewItem",
-           "list_review", "queue_summary", "resolve", "resolution_of"]
+__all__ = [
+    "LA_CONTACT_REASON",
+    "QueueSummary",
+    "Resolution",
+    "ResolveRefused",
+    "ReviewItem",
+    "list_review",
+    "queue_summary",
+    "resolution_of",
+    "resolve",
+]
 
 _UNPLACED: Final = ("review", "none")
 # What the person deciding needs to compare with the candidates; nothing else of the report.
-_REPORTED_FIELDS: Final = ("given_name", "family_name", "date_of_birth", "postcode", "upn",
-                           "gender", "school_hint")
+_REPORTED_FIELDS: Final = (
+    "given_name",
+    "family_name",
+    "date_of_birth",
+    "postcode",
+    "upn",
+    "gender",
+    "school_hint",
+)
 
 
 def resolution_of(child: Child) -> str | None:
@@ -89,14 +105,23 @@ class ReviewItem:
     data: str = "available"
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "incident_id": self.incident_id,
-                "force_id": self.force_id, "child_id": self.child_id,
-                "decision": self.decision, "score": self.score, "reasons": self.reasons,
-                "candidates": self.candidates, "reported_child": self.reported,
-                "reported_at": self.reported_at.isoformat(),
-                "waiting_since": self.waiting_since.isoformat(),
-                "age_seconds": round(self.age_seconds, 1), "notice": self.notice,
-                "data": self.data}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "incident_id": self.incident_id,
+            "force_id": self.force_id,
+            "child_id": self.child_id,
+            "decision": self.decision,
+            "score": self.score,
+            "reasons": self.reasons,
+            "candidates": self.candidates,
+            "reported_child": self.reported,
+            "reported_at": self.reported_at.isoformat(),
+            "waiting_since": self.waiting_since.isoformat(),
+            "age_seconds": round(self.age_seconds, 1),
+            "notice": self.notice,
+            "data": self.data,
+        }
 
 
 @dataclass(frozen=True)
@@ -106,82 +131,151 @@ class _Personal:
     data: str
 
 
-async def _personal(session: AsyncSession, child: Child, version: IncidentVersion
-                    ) -> _Personal:
+async def _personal(session: AsyncSession, child: Child, version: IncidentVersion) -> _Personal:
     """What the person deciding compares: the candidates and the reported child."""
     try:
-        payload = await open_payload(session, incident_id=version.incident_id,
-                                     version_id=version.version_id, stored=version.payload)
-        candidates = await open_candidates(session, incident_id=version.incident_id,
-                                           child_id=child.child_id, stored=child.candidates)
+        payload = await open_payload(
+            session,
+            incident_id=version.incident_id,
+            version_id=version.version_id,
+            stored=version.payload,
+        )
+        candidates = await open_candidates(
+            session,
+            incident_id=version.incident_id,
+            child_id=child.child_id,
+            stored=child.candidates,
+        )
     except DataUnavailable as exc:
         return _Personal([], {}, "purged" if isinstance(exc, DataPurged) else "unreadable")
     children = json.loads(payload).get("children", [])
     reported = children[child.position] if 0 <= child.position < len(children) else {}
-    return _Personal(candidates, {name: reported.get(name) for name in _REPORTED_FIELDS},
-                     "available")
+    return _Personal(
+        candidates, {name: reported.get(name) for name in _REPORTED_FIELDS}, "available"
+    )
 
 
 def _latest_active() -> Any:
-    return (select(Child, IncidentVersion, Incident)
-            .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
-            .join(Incident, Incident.incident_id == IncidentVersion.incident_id))
+    return (
+        select(Child, IncidentVersion, Incident)
+        .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+        .join(Incident, Incident.incident_id == IncidentVersion.incident_id)
+    )
 
 
 async def _notice_detail(session: AsyncSession, notice: Notice) -> dict[str, Any]:
-    answer = await session.scalar(select(Acknowledgement).where(
-        Acknowledgement.notice_id == notice.notice_id).order_by(Acknowledgement.at.desc())
-        .limit(1))
+    answer = await session.scalar(
+        select(Acknowledgement)
+        .where(Acknowledgement.notice_id == notice.notice_id)
+        .order_by(Acknowledgement.at.desc())
+        .limit(1)
+    )
     reply = None
     if answer is not None:
         try:
-            reply = await open_reply(session, incident_id=notice.incident_id,
-                                     ack_id=answer.ack_id, stored=answer.reply)
+            reply = await open_reply(
+                session, incident_id=notice.incident_id, ack_id=answer.ack_id, stored=answer.reply
+            )
         except DataUnavailable:
             reply = None
-    sent = await session.scalar(select(func.count()).select_from(SealedEnvelope).where(
-        SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice"))
-    return {"notice_id": notice.notice_id, "setting_id": notice.setting_id,
-            "release_reason": notice.release_reason, "was_sent": bool(sent),
-            "answer": None if answer is None else {
-                "kind": answer.kind, "reply": reply, "at": answer.at.isoformat(),
-                "key_adult_id": answer.key_adult_id}}
+    sent = await session.scalar(
+        select(func.count())
+        .select_from(SealedEnvelope)
+        .where(SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice")
+    )
+    return {
+        "notice_id": notice.notice_id,
+        "setting_id": notice.setting_id,
+        "release_reason": notice.release_reason,
+        "was_sent": bool(sent),
+        "answer": None
+        if answer is None
+        else {
+            "kind": answer.kind,
+            "reply": reply,
+            "at": answer.at.isoformat(),
+            "key_adult_id": answer.key_adult_id,
+        },
+    }
 
 
-async def list_review(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                      actor: str) -> list[ReviewItem]:
+async def list_review(
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str
+) -> list[ReviewItem]:
     """Every open review item, oldest first, with candidates, reasons and the reported
     child's identifying details (the person deciding must compare them). Audited."""
     now = clock.now()
     items: list[ReviewItem] = []
     async with sessions.begin() as session:
-        children = (await session.execute(_latest_active().where(
-            Child.decision.in_(_UNPLACED), Child.resolved_at.is_(None),
-            IncidentVersion.version == Incident.latest_version,
-            Incident.status == "active"))).all()
+        children = (
+            await session.execute(
+                _latest_active().where(
+                    Child.decision.in_(_UNPLACED),
+                    Child.resolved_at.is_(None),
+                    IncidentVersion.version == Incident.latest_version,
+                    Incident.status == "active",
+                )
+            )
+        ).all()
         for child, version, incident in children:
             personal = await _personal(session, child, version)
-            items.append(ReviewItem(
-                child.child_id, "child", incident.incident_id, incident.force_id,
-                child.child_id, child.decision, child.score, list(child.reasons),
-                personal.candidates, personal.reported, child.reported_at,
-                child.reported_at, (now - child.reported_at).total_seconds(), None,
-                personal.data))
-        notices = (await session.execute(
-            _latest_active().add_columns(Notice).join(Notice, Notice.child_id == Child.child_id)
-            .where(Notice.status == NoticeStatus.REVIEW.value))).all()
+            items.append(
+                ReviewItem(
+                    child.child_id,
+                    "child",
+                    incident.incident_id,
+                    incident.force_id,
+                    child.child_id,
+                    child.decision,
+                    child.score,
+                    list(child.reasons),
+                    personal.candidates,
+                    personal.reported,
+                    child.reported_at,
+                    child.reported_at,
+                    (now - child.reported_at).total_seconds(),
+                    None,
+                    personal.data,
+                )
+            )
+        notices = (
+            await session.execute(
+                _latest_active()
+                .add_columns(Notice)
+                .join(Notice, Notice.child_id == Child.child_id)
+                .where(Notice.status == NoticeStatus.REVIEW.value)
+            )
+        ).all()
         for child, version, incident, notice in notices:
             personal = await _personal(session, child, version)
-            items.append(ReviewItem(
-                notice.notice_id, "notice", incident.incident_id, incident.force_id,
-                child.child_id, child.decision, child.score, list(child.reasons),
-                personal.candidates, personal.reported, child.reported_at,
-                notice.updated_at, (now - notice.updated_at).total_seconds(),
-                await _notice_detail(session, notice), personal.data))
+            items.append(
+                ReviewItem(
+                    notice.notice_id,
+                    "notice",
+                    incident.incident_id,
+                    incident.force_id,
+                    child.child_id,
+                    child.decision,
+                    child.score,
+                    list(child.reasons),
+                    personal.candidates,
+                    personal.reported,
+                    child.reported_at,
+                    notice.updated_at,
+                    (now - notice.updated_at).total_seconds(),
+                    await _notice_detail(session, notice),
+                    personal.data,
+                )
+            )
         items.sort(key=lambda item: item.waiting_since)
-        await audit.record(session, actor=actor, action="review.list", subject="review_queue",
-                           detail={"count": len(items),
-                                   "items": [f"{i.type}:{i.id}" for i in items[:200]]}, at=now)
+        await audit.record(
+            session,
+            actor=actor,
+            action="review.list",
+            subject="review_queue",
+            detail={"count": len(items), "items": [f"{i.type}:{i.id}" for i in items[:200]]},
+            at=now,
+        )
     return items
 
 
@@ -193,16 +287,26 @@ class QueueSummary:
 
 async def queue_summary(session: AsyncSession, now: datetime) -> QueueSummary:
     """How many review items wait and how long the oldest has (0 when none): the metric."""
-    children = (await session.execute(
-        select(func.count(), func.min(Child.reported_at))
-        .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
-        .join(Incident, Incident.incident_id == IncidentVersion.incident_id)
-        .where(Child.decision.in_(_UNPLACED), Child.resolved_at.is_(None),
-               IncidentVersion.version == Incident.latest_version,
-               Incident.status == "active"))).one()
-    notices = (await session.execute(
-        select(func.count(), func.min(Notice.updated_at))
-        .where(Notice.status == NoticeStatus.REVIEW.value))).one()
+    children = (
+        await session.execute(
+            select(func.count(), func.min(Child.reported_at))
+            .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+            .join(Incident, Incident.incident_id == IncidentVersion.incident_id)
+            .where(
+                Child.decision.in_(_UNPLACED),
+                Child.resolved_at.is_(None),
+                IncidentVersion.version == Incident.latest_version,
+                Incident.status == "active",
+            )
+        )
+    ).one()
+    notices = (
+        await session.execute(
+            select(func.count(), func.min(Notice.updated_at)).where(
+                Notice.status == NoticeStatus.REVIEW.value
+            )
+        )
+    ).one()
     oldest = [at for at in (children[1], notices[1]) if at is not None]
     age = max((now - _aware(at)).total_seconds() for at in oldest) if oldest else 0.0
     return QueueSummary(int(children[0]) + int(notices[0]), max(age, 0.0))
@@ -225,19 +329,31 @@ class Resolution:
     message: str
 
     def as_json(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "resolution": self.resolution,
-                "notice": self.notice, "message": self.message}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "resolution": self.resolution,
+            "notice": self.notice,
+            "message": self.message,
+        }
 
 
-async def resolve(sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str,
-                  item_id: str, *, setting_id: str | None, local_authority_contact: bool
-                  ) -> Resolution:
+async def resolve(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    actor: str,
+    item_id: str,
+    *,
+    setting_id: str | None,
+    local_authority_contact: bool,
+) -> Resolution:
     """Resolve one review item to ``setting_id`` or to the local authority's contact
     (exactly one). ResolveRefused (404 unknown item or setting, 409 no longer in review,
     already sent there, a notice for that setting exists) leaves everything unchanged."""
     if (setting_id is None) == (not local_authority_contact):
-        raise ResolveRefused(400, "bad_request",
-                             "give either setting_id or local_authority_contact: true")
+        raise ResolveRefused(
+            400, "bad_request", "give either setting_id or local_authority_contact: true"
+        )
     now = clock.now()
     async with sessions.begin() as session:
         notice = await session.get(Notice, item_id, with_for_update=True)
@@ -250,8 +366,16 @@ async def resolve(sessions: async_sessionmaker[AsyncSession], clock: Clock, acto
                 raise ResolveRefused(404, "not_found", "no such review item")
             kind = "child"
             done = await resolve_child(session, child, now, actor, setting_id)
-        await audit.record(session, actor=actor, action="review.resolved",
-                           subject=f"{kind}:{item_id}",
-                           detail={"resolution": done.resolution, "setting_id": setting_id,
-                                   "notice_id": done.notice_id}, at=now)
+        await audit.record(
+            session,
+            actor=actor,
+            action="review.resolved",
+            subject=f"{kind}:{item_id}",
+            detail={
+                "resolution": done.resolution,
+                "setting_id": setting_id,
+                "notice_id": done.notice_id,
+            },
+            at=now,
+        )
         return Resolution(item_id, kind, done.resolution, done.notice, done.message)

@@ -45,8 +45,9 @@ class Roster(Protocol):
         ...
 
 
-async def load_roster_index(sessions: async_sessionmaker[AsyncSession],
-                            postcodes: Iterable[str] | None = None) -> RosterIndex:
+async def load_roster_index(
+    sessions: async_sessionmaker[AsyncSession], postcodes: Iterable[str] | None = None
+) -> RosterIndex:
     """Index every pupil now in the database (``postcodes`` as for ``RosterIndex``).
 
     Pupils are streamed into compact columns as they arrive (no list of a million objects);
@@ -56,8 +57,15 @@ async def load_roster_index(sessions: async_sessionmaker[AsyncSession],
     builder = ColumnBuilder()
     async with sessions() as session:
         async for p in all_pupils(session):
-            builder.add(p.setting_id, p.upn, p.given_name, p.family_name, p.date_of_birth,
-                        p.postcode, p.gender)
+            builder.add(
+                p.setting_id,
+                p.upn,
+                p.given_name,
+                p.family_name,
+                p.date_of_birth,
+                p.postcode,
+                p.gender,
+            )
     return await asyncio.to_thread(lambda: RosterIndex(builder.build(), postcodes))
 
 
@@ -72,10 +80,14 @@ class IndexedRoster:
     A failed rebuild is logged and tried again at the next check, the old index still serving.
     """
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], *,
-                 check_every: float = DEFAULT_CHECK_EVERY,
-                 postcodes: Iterable[str] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        check_every: float = DEFAULT_CHECK_EVERY,
+        postcodes: Iterable[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         """``postcodes``: every real postcode, if known (see ``RosterIndex``); ``monotonic``:
         the clock that spaces version checks (tests pass their own)."""
         if check_every < 0:
@@ -160,8 +172,12 @@ class IndexedRoster:
         index = await load_roster_index(self._sessions, self._postcodes)
         self._index, self._version = index, version
         self.builds += 1
-        log.info("roster.indexed", pupils=len(index), megabytes=round(index.nbytes / 2**20, 1),
-                 seconds=round(time.perf_counter() - started, 3))
+        log.info(
+            "roster.indexed",
+            pupils=len(index),
+            megabytes=round(index.nbytes / 2**20, 1),
+            seconds=round(time.perf_counter() - started, 3),
+        )
 
 
 class DatabaseRoster:
@@ -171,10 +187,13 @@ class DatabaseRoster:
         """Nothing to load: every match queries the database."""
 
     async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
-        pupils = await candidate_pupils(session, upn=query.upn,
-                                        date_of_birth=query.date_of_birth,
-                                        postcode=query.postcode,
-                                        family_name=query.family_name)
+        pupils = await candidate_pupils(
+            session,
+            upn=query.upn,
+            date_of_birth=query.date_of_birth,
+            postcode=query.postcode,
+            family_name=query.family_name,
+        )
         return decide(query, pupils)
 
     async def close(self) -> None:

@@ -72,12 +72,20 @@ async def load_sources(session: AsyncSession, notices: Sequence[Notice]) -> dict
     child_ids = {n.child_id for n in notices}
     if not child_ids:
         return {}
-    rows = (await session.execute(
-        select(Child.child_id, Child.position, IncidentVersion.version_id,
-               IncidentVersion.incident_id, IncidentVersion.payload,
-               IncidentVersion.received_at)
-        .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
-        .where(Child.child_id.in_(child_ids)))).all()
+    rows = (
+        await session.execute(
+            select(
+                Child.child_id,
+                Child.position,
+                IncidentVersion.version_id,
+                IncidentVersion.incident_id,
+                IncidentVersion.payload,
+                IncidentVersion.received_at,
+            )
+            .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+            .where(Child.child_id.in_(child_ids))
+        )
+    ).all()
     await preload_data_keys(session, {incident_id for _, _, _, incident_id, _, _ in rows})
     reports: dict[str, IncidentReport] = {}
     by_child: dict[str, Source] = {}
@@ -87,34 +95,39 @@ async def load_sources(session: AsyncSession, notices: Sequence[Notice]) -> dict
             continue
         if version_id not in reports:
             try:
-                payload = await open_payload(session, incident_id=incident_id,
-                                             version_id=version_id, stored=stored)
+                payload = await open_payload(
+                    session, incident_id=incident_id, version_id=version_id, stored=stored
+                )
             except DataUnavailable as exc:
                 # Purged or not ours: its notices are held with an alert, never sealed.
-                log.error("sealing.unreadable_version", version_id=version_id,
-                          problem=type(exc).__name__)
+                log.error(
+                    "sealing.unreadable_version", version_id=version_id, problem=type(exc).__name__
+                )
                 unreadable.add(version_id)
                 continue
             try:
                 reports[version_id] = parse_stored_report(payload, received_at)
             except ValidationError as exc:
                 # Left out, so its notices are held with an alert; the rest go ahead.
-                log.error("sealing.unreadable_version", version_id=version_id,
-                          errors=exc.error_count())
+                log.error(
+                    "sealing.unreadable_version", version_id=version_id, errors=exc.error_count()
+                )
                 unreadable.add(version_id)
                 continue
         by_child[child_id] = Source(reports[version_id], position)
     return {n.notice_id: by_child[n.child_id] for n in notices if n.child_id in by_child}
 
 
-async def people_by_setting(session: AsyncSession,
-                            setting_ids: Iterable[str]) -> dict[str, list[KeyAdultRow]]:
+async def people_by_setting(
+    session: AsyncSession, setting_ids: Iterable[str]
+) -> dict[str, list[KeyAdultRow]]:
     """Every Key Adult, deputy and holiday contact of these settings, by setting."""
     wanted = set(setting_ids)
     found: dict[str, list[KeyAdultRow]] = {s: [] for s in wanted}
     if wanted:
         for row in await session.scalars(
-                select(KeyAdultRow).where(KeyAdultRow.setting_id.in_(wanted))):
+            select(KeyAdultRow).where(KeyAdultRow.setting_id.in_(wanted))
+        ):
             found[row.setting_id].append(row)
     return found
 
@@ -130,10 +143,12 @@ class KeyCache:
         if person.key_adult_id not in self._keys:
             try:
                 parsed: RecipientPublicKey | None = load_public_key_bundle(
-                    person.public_key_pem).recipient
+                    person.public_key_pem
+                ).recipient
             except KeyFileError as exc:
-                log.error("sealing.unusable_key", key_adult_id=person.key_adult_id,
-                          problem=str(exc))
+                log.error(
+                    "sealing.unusable_key", key_adult_id=person.key_adult_id, problem=str(exc)
+                )
                 parsed = None
             self._keys[person.key_adult_id] = parsed
         return self._keys[person.key_adult_id]
@@ -147,8 +162,14 @@ class Sealed:
     outbox: list[OutboxEntry]
 
 
-def seal_to(content: NoticeContent, people: Sequence[KeyAdultRow], *, keys: KeyCache,
-            signing_key: Ed25519PrivateKey, now: datetime) -> Sealed:
+def seal_to(
+    content: NoticeContent,
+    people: Sequence[KeyAdultRow],
+    *,
+    keys: KeyCache,
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> Sealed:
     """Seal ``content`` to each of ``people`` whose key can be read, with one outbox entry
     per envelope. Pure CPU work: nothing touches the database, so a failure here leaves
     no half-made notice behind."""
@@ -157,17 +178,35 @@ def seal_to(content: NoticeContent, people: Sequence[KeyAdultRow], *, keys: KeyC
         key = keys.key(person)
         if key is None:
             continue
-        envelope = seal(content, notice_id=content.notice_id, recipient_id=person.key_adult_id,
-                        recipient_public_key=key, signing_key=signing_key, now=now)
-        row = SealedEnvelope(envelope_id=str(uuid.uuid4()), notice_id=content.notice_id,
-                             key_adult_id=person.key_adult_id, role=person.role,
-                             kind=content.kind, body=envelope.model_dump_json(),
-                             envelope_hash=envelope_hash(envelope), created_at=now,
-                             delivered_at=None, delivered_by=None)
+        envelope = seal(
+            content,
+            notice_id=content.notice_id,
+            recipient_id=person.key_adult_id,
+            recipient_public_key=key,
+            signing_key=signing_key,
+            now=now,
+        )
+        row = SealedEnvelope(
+            envelope_id=str(uuid.uuid4()),
+            notice_id=content.notice_id,
+            key_adult_id=person.key_adult_id,
+            role=person.role,
+            kind=content.kind,
+            body=envelope.model_dump_json(),
+            envelope_hash=envelope_hash(envelope),
+            created_at=now,
+            delivered_at=None,
+            delivered_by=None,
+        )
         made.envelopes.append(row)
-        made.outbox.append(OutboxEntry(envelope_id=row.envelope_id,
-                                       channel=channel_for(person), created_at=now,
-                                       published_at=None))
+        made.outbox.append(
+            OutboxEntry(
+                envelope_id=row.envelope_id,
+                channel=channel_for(person),
+                created_at=now,
+                published_at=None,
+            )
+        )
     return made
 
 

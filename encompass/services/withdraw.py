@@ -37,9 +37,13 @@ class IncidentNotFound(LookupError):
     """No such incident for this force (another force's incident looks the same)."""
 
 
-async def withdraw_incident(sessions: async_sessionmaker[AsyncSession], clock: Clock,
-                            signing_key: Ed25519PrivateKey, force_id: str,
-                            incident_id: str) -> dict[str, Any]:
+async def withdraw_incident(
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    signing_key: Ed25519PrivateKey,
+    force_id: str,
+    incident_id: str,
+) -> dict[str, Any]:
     """Withdraw ``incident_id`` of ``force_id``; raise IncidentNotFound when the force has
     no such incident. Idempotent: withdrawing again changes nothing and says so.
 
@@ -49,28 +53,47 @@ async def withdraw_incident(sessions: async_sessionmaker[AsyncSession], clock: C
     """
     now = clock.now()
     async with sessions.begin() as session:
-        incident = (await session.scalars(
-            select(Incident).where(Incident.incident_id == incident_id,
-                                   Incident.force_id == force_id)
-            .with_for_update())).one_or_none()
+        incident = (
+            await session.scalars(
+                select(Incident)
+                .where(Incident.incident_id == incident_id, Incident.force_id == force_id)
+                .with_for_update()
+            )
+        ).one_or_none()
         if incident is None:
             raise IncidentNotFound(f"no incident {incident_id[:64]!r} for this force")
         already = incident.status == "withdrawn"
         incident.status, incident.updated_at = "withdrawn", now
-        notices = (await session.scalars(
-            select(Notice).where(Notice.incident_id == incident_id)
-            .order_by(Notice.notice_id).with_for_update())).all()
-        cancelled, retracted, sealed = await _withdraw_notices(session, notices, now,
-                                                               signing_key)
-    log.info("incident.withdrawn", incident_id=incident_id, cancelled=cancelled,
-             retracted=retracted, retractions=sealed, already_withdrawn=already)
-    return {"incident_id": incident_id, "status": "withdrawn", "already_withdrawn": already,
-            "cancelled": cancelled, "retracted": retracted, "retractions_sealed": sealed}
+        notices = (
+            await session.scalars(
+                select(Notice)
+                .where(Notice.incident_id == incident_id)
+                .order_by(Notice.notice_id)
+                .with_for_update()
+            )
+        ).all()
+        cancelled, retracted, sealed = await _withdraw_notices(session, notices, now, signing_key)
+    log.info(
+        "incident.withdrawn",
+        incident_id=incident_id,
+        cancelled=cancelled,
+        retracted=retracted,
+        retractions=sealed,
+        already_withdrawn=already,
+    )
+    return {
+        "incident_id": incident_id,
+        "status": "withdrawn",
+        "already_withdrawn": already,
+        "cancelled": cancelled,
+        "retracted": retracted,
+        "retractions_sealed": sealed,
+    }
 
 
-async def _withdraw_notices(session: AsyncSession, notices: Sequence[Notice],
-                            now: datetime, signing_key: Ed25519PrivateKey
-                            ) -> tuple[int, int, int]:
+async def _withdraw_notices(
+    session: AsyncSession, notices: Sequence[Notice], now: datetime, signing_key: Ed25519PrivateKey
+) -> tuple[int, int, int]:
     sent = [n for n in notices if NoticeStatus(n.status) in (*_RETRACT, NoticeStatus.SENDING)]
     sent_ids = {n.notice_id for n in sent}
     holders = await _holders(session, [n.notice_id for n in sent])
@@ -80,8 +103,13 @@ async def _withdraw_notices(session: AsyncSession, notices: Sequence[Notice],
     for notice in notices:
         status = NoticeStatus(notice.status)
         if status in _CANCEL:
-            transition(session, notice, NoticeStatus.CANCELLED, at=now,
-                       cause="incident withdrawn by the force before sending")
+            transition(
+                session,
+                notice,
+                NoticeStatus.CANCELLED,
+                at=now,
+                cause="incident withdrawn by the force before sending",
+            )
             cancelled += 1
             continue
         if notice.notice_id not in sent_ids:
@@ -95,9 +123,12 @@ async def _withdraw_notices(session: AsyncSession, notices: Sequence[Notice],
         source = sources.get(notice.notice_id)
         sealed = Sealed([], [])
         if people and source is not None:
-            content = build_retraction_content(source.report, position=source.position,
-                                               notice_id=notice.notice_id,
-                                               setting_id=notice.setting_id)
+            content = build_retraction_content(
+                source.report,
+                position=source.position,
+                notice_id=notice.notice_id,
+                setting_id=notice.setting_id,
+            )
             sealed = seal_to(content, people, keys=keys, signing_key=signing_key, now=now)
             made.append(sealed)
         if len(sealed.envelopes) < len(people) or (people and source is None):
@@ -105,41 +136,66 @@ async def _withdraw_notices(session: AsyncSession, notices: Sequence[Notice],
         if status is NoticeStatus.SENDING:
             # Nothing was delivered, so the notice is cancelled (the portal never shows
             # it); back through sealed because the lifecycle has no sending -> cancelled.
-            transition(session, notice, NoticeStatus.SEALED, at=now,
-                       cause="incident withdrawn while sending")
-            transition(session, notice, NoticeStatus.CANCELLED, at=now,
-                       cause=f"incident withdrawn by the force while sending; "
-                             f"{len(sealed.envelopes)} retraction(s) sealed")
+            transition(
+                session,
+                notice,
+                NoticeStatus.SEALED,
+                at=now,
+                cause="incident withdrawn while sending",
+            )
+            transition(
+                session,
+                notice,
+                NoticeStatus.CANCELLED,
+                at=now,
+                cause=f"incident withdrawn by the force while sending; "
+                f"{len(sealed.envelopes)} retraction(s) sealed",
+            )
             cancelled += 1
         else:
-            transition(session, notice, NoticeStatus.RETRACTED, at=now,
-                       cause=f"incident withdrawn by the force; "
-                             f"{len(sealed.envelopes)} retraction(s) sealed")
+            transition(
+                session,
+                notice,
+                NoticeStatus.RETRACTED,
+                at=now,
+                cause=f"incident withdrawn by the force; "
+                f"{len(sealed.envelopes)} retraction(s) sealed",
+            )
             retracted += 1
     await store(session, made)
     return cancelled, retracted, sum(len(s.envelopes) for s in made)
 
 
-async def _holders(session: AsyncSession,
-                   notice_ids: list[str]) -> dict[str, list[KeyAdultRow]]:
+async def _holders(session: AsyncSession, notice_ids: list[str]) -> dict[str, list[KeyAdultRow]]:
     """The recipients holding a notice envelope of each notice (deputies included)."""
     found: dict[str, list[KeyAdultRow]] = defaultdict(list)
     if notice_ids:
-        rows = (await session.execute(
-            select(SealedEnvelope.notice_id, KeyAdultRow)
-            .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
-            .where(SealedEnvelope.notice_id.in_(notice_ids), SealedEnvelope.kind == "notice")
-            .order_by(SealedEnvelope.key_adult_id))).all()
+        rows = (
+            await session.execute(
+                select(SealedEnvelope.notice_id, KeyAdultRow)
+                .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
+                .where(SealedEnvelope.notice_id.in_(notice_ids), SealedEnvelope.kind == "notice")
+                .order_by(SealedEnvelope.key_adult_id)
+            )
+        ).all()
         for notice_id, person in rows:
             found[notice_id].append(person)
     return found
 
 
 def _alert_unretracted(session: AsyncSession, notice: Notice, now: datetime) -> None:
-    log.error("withdraw.retraction_incomplete", notice_id=notice.notice_id,
-              setting_id=notice.setting_id)
-    session.add(Alert(notice_id=notice.notice_id, kind="retraction_failed", audience="admins",
-                      message=f"Notice {notice.notice_id} for setting {notice.setting_id} was "
-                              "withdrawn but a retraction could not be sealed to every "
-                              "recipient. Tell the setting by another route.",
-                      created_at=now, resolved_at=None))
+    log.error(
+        "withdraw.retraction_incomplete", notice_id=notice.notice_id, setting_id=notice.setting_id
+    )
+    session.add(
+        Alert(
+            notice_id=notice.notice_id,
+            kind="retraction_failed",
+            audience="admins",
+            message=f"Notice {notice.notice_id} for setting {notice.setting_id} was "
+            "withdrawn but a retraction could not be sealed to every "
+            "recipient. Tell the setting by another route.",
+            created_at=now,
+            resolved_at=None,
+        )
+    )

@@ -20,12 +20,12 @@ from encompass.domain.matching.nicknames import related_names
 class Rates:
     """Per-query probabilities of each error type (independent of one another)."""
 
-    nickname: float = 0.08          # a diminutive or full form instead of the registered name
-    middle_added: float = 0.04      # "Ellie Mae" for "Ellie"
-    goes_by_middle: float = 0.01    # the middle name alone
+    nickname: float = 0.08  # a diminutive or full form instead of the registered name
+    middle_added: float = 0.04  # "Ellie Mae" for "Ellie"
+    goes_by_middle: float = 0.01  # the middle name alone
     given_typo: float = 0.02
-    transliteration: float = 0.40   # for names with several spellings (Mohammed/Muhammad)
-    accents_dropped: float = 0.60   # for names with accents
+    transliteration: float = 0.40  # for names with several spellings (Mohammed/Muhammad)
+    accents_dropped: float = 0.60  # for names with accents
     initial_only: float = 0.003
     family_typo: float = 0.02
     double_barrel_part: float = 0.35  # of double-barrelled names: one part only
@@ -57,14 +57,14 @@ def typo(text: str, rng: random.Random) -> str:
     kind = rng.randrange(4)
     letter = rng.choice(string.ascii_lowercase)
     if kind == 0:
-        out = text[:i] + letter + text[i + 1:]
+        out = text[:i] + letter + text[i + 1 :]
     elif kind == 1:
-        out = text[:i] + text[i + 1:]
+        out = text[:i] + text[i + 1 :]
     elif kind == 2:
         out = text[:i] + text[i] + text[i:]
     else:
-        out = text[:i - 1] + text[i] + text[i - 1] + text[i + 1:]
-    return out if out.lower() != text.lower() else text[:i] + "x" + text[i + 1:]
+        out = text[: i - 1] + text[i] + text[i - 1] + text[i + 1 :]
+    return out if out.lower() != text.lower() else text[:i] + "x" + text[i + 1 :]
 
 
 def fold_accents(text: str) -> str:
@@ -73,8 +73,13 @@ def fold_accents(text: str) -> str:
     return decomposed.encode("ascii", "ignore").decode()
 
 
-def report_given(first: str, middle: str | None, rng: random.Random,
-                 variants: dict[str, tuple[str, ...]], r: Rates = RATES) -> tuple[str, list[str]]:
+def report_given(
+    first: str,
+    middle: str | None,
+    rng: random.Random,
+    variants: dict[str, tuple[str, ...]],
+    r: Rates = RATES,
+) -> tuple[str, list[str]]:
     """The given name as reported."""
     errors: list[str] = []
     name = first
@@ -98,8 +103,9 @@ def report_given(first: str, middle: str | None, rng: random.Random,
     return name, errors
 
 
-def report_family(family: str, rng: random.Random, new_surname: str,
-                  other_surname: str, r: Rates = RATES) -> tuple[str, list[str]]:
+def report_family(
+    family: str, rng: random.Random, new_surname: str, other_surname: str, r: Rates = RATES
+) -> tuple[str, list[str]]:
     """The family name as reported (before any swap with the given name)."""
     if rng.random() < r.surname_changed:
         return new_surname, ["surname_changed"]
@@ -139,8 +145,12 @@ def report_dob(dob: date, rng: random.Random, r: Rates = RATES) -> tuple[date | 
             trial[i] = str(rng.randrange(10))
             text = "".join(trial)
             slipped = _valid(int(text[:2]), int(text[2:4]), int(text[4:]))
-            if slipped and slipped != dob and abs(slipped.year - dob.year) <= 10 \
-                    and slipped < date(2025, 11, 10):
+            if (
+                slipped
+                and slipped != dob
+                and abs(slipped.year - dob.year) <= 10
+                and slipped < date(2025, 11, 10)
+            ):
                 return slipped, ["dob_digit"]
         return dob, []
     roll -= r.dob_digit

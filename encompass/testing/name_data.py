@@ -13,8 +13,9 @@ from importlib import resources
 
 def _rows(filename: str) -> list[dict[str, str]]:
     text = resources.files("encompass.data").joinpath(filename).read_text(encoding="utf-8")
-    return list(csv.DictReader(line for line in text.splitlines()
-                               if line and not line.startswith("#")))
+    return list(
+        csv.DictReader(line for line in text.splitlines() if line and not line.startswith("#"))
+    )
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,7 @@ class Weighted:
 
     @classmethod
     def of(cls, pairs: list[tuple[str, float]]) -> Weighted:
-        return cls(tuple(v for v, _ in pairs),
-                   tuple(itertools.accumulate(w for _, w in pairs)))
+        return cls(tuple(v for v, _ in pairs), tuple(itertools.accumulate(w for _, w in pairs)))
 
     def draw(self, rng: random.Random) -> str:
         return self.values[bisect.bisect_right(self.cumulative, rng.random() * self.cumulative[-1])]
@@ -54,8 +54,9 @@ def name_data() -> NameData:
     for r in _rows("given_names_supplement.csv"):
         (boys if r["sex"] == "M" else girls).append((r["name"], float(r["count"])))
         groups.setdefault(r["variant_group"], []).append(r["name"])
-    variants = {name: tuple(members) for members in groups.values() if len(members) > 1
-                for name in members}
+    variants = {
+        name: tuple(members) for members in groups.values() if len(members) > 1 for name in members
+    }
     common = [(r["surname"], float(r["percent"])) for r in _rows("surnames_gb.csv")]
     tail = tuple(r["surname"] for r in _rows("surnames_tail.csv"))
     return NameData(Weighted.of(boys), Weighted.of(girls), Weighted.of(common), tail, variants)

@@ -34,11 +34,82 @@ from encompass.testing import errors as err
 from encompass.testing.name_data import NameData, name_data
 
 TODAY = date(2025, 11, 10)
-_AREAS = ("B", "BD", "BL", "BN", "BS", "CF", "CV", "DE", "DN", "E", "EX", "HU", "L", "LE",
-          "LS", "LU", "M", "ME", "MK", "N", "NE", "NG", "NN", "NR", "OL", "OX", "PL", "PO",
-          "PR", "RG", "S", "SE", "SO", "SR", "ST", "SW", "TS", "W", "WF", "WS", "WV", "YO")
-_LA = (201, 202, 206, 301, 305, 330, 331, 335, 341, 350, 370, 380, 383, 800, 801, 803, 821,
-       831, 850, 855, 860, 873, 878, 881, 886, 891, 925, 931, 936, 938)
+_AREAS = (
+    "B",
+    "BD",
+    "BL",
+    "BN",
+    "BS",
+    "CF",
+    "CV",
+    "DE",
+    "DN",
+    "E",
+    "EX",
+    "HU",
+    "L",
+    "LE",
+    "LS",
+    "LU",
+    "M",
+    "ME",
+    "MK",
+    "N",
+    "NE",
+    "NG",
+    "NN",
+    "NR",
+    "OL",
+    "OX",
+    "PL",
+    "PO",
+    "PR",
+    "RG",
+    "S",
+    "SE",
+    "SO",
+    "SR",
+    "ST",
+    "SW",
+    "TS",
+    "W",
+    "WF",
+    "WS",
+    "WV",
+    "YO",
+)
+_LA = (
+    201,
+    202,
+    206,
+    301,
+    305,
+    330,
+    331,
+    335,
+    341,
+    350,
+    370,
+    380,
+    383,
+    800,
+    801,
+    803,
+    821,
+    831,
+    850,
+    855,
+    860,
+    873,
+    878,
+    881,
+    886,
+    891,
+    925,
+    931,
+    936,
+    938,
+)
 _UNIT = "ABDEFGHJLNPQRSTUWXYZ"
 
 
@@ -47,9 +118,9 @@ class LabelledQuery:
     """A report of one child and what the matcher must answer."""
 
     query: ChildQuery
-    truth: frozenset[str]       # settings the child is enrolled at; empty: on no roster
+    truth: frozenset[str]  # settings the child is enrolled at; empty: on no roster
     truth_rows: frozenset[int]  # their row numbers in ``Population.pupils()``
-    kind: str                   # enrolled | unenrolled | absent_twin | namesake
+    kind: str  # enrolled | unenrolled | absent_twin | namesake
     errors: tuple[str, ...]
 
 
@@ -69,15 +140,26 @@ def _distinct_names(a: _Child, b: _Child) -> bool:
     """Names parents give twins: not one name twice, in two spellings, or as a short form,
     and not one twin's first name as the other's middle name."""
     ga, gb = a.given.lower(), b.given.lower()
-    return (ga != gb and skeleton(normalise_name(ga)) != skeleton(normalise_name(gb))
-            and gb not in related_names(ga) and a.middle != b.given and b.middle != a.given)
+    return (
+        ga != gb
+        and skeleton(normalise_name(ga)) != skeleton(normalise_name(gb))
+        and gb not in related_names(ga)
+        and a.middle != b.given
+        and b.middle != a.given
+    )
 
 
 class Population:
     """A seeded world: ``pupils()`` streams the roster, ``queries`` are the labelled reports."""
 
-    def __init__(self, seed: int, roster_size: int = 20_000, n_queries: int = 2_000,
-                 off_roster_share: float = 0.25, rates: err.Rates = err.RATES) -> None:
+    def __init__(
+        self,
+        seed: int,
+        roster_size: int = 20_000,
+        n_queries: int = 2_000,
+        off_roster_share: float = 0.25,
+        rates: err.Rates = err.RATES,
+    ) -> None:
         self.seed, self.roster_size, self.n_queries = seed, roster_size, n_queries
         self.off_roster_share, self.rates = off_roster_share, rates
         self.queries: list[LabelledQuery] = []
@@ -122,26 +204,36 @@ class Population:
             postcode = rng.choice(postcodes)
             for child in self._household(rng, data, postcode):
                 # twins go to the same settings (a co-twin on no roll is a query of its own)
-                settings = list(child.twin_of.settings) if child.twin_of else \
-                    self._enrol(rng, child)
+                settings = (
+                    list(child.twin_of.settings) if child.twin_of else self._enrol(rng, child)
+                )
                 child.settings = tuple(settings)
                 upn = self._upn(rng) if any(not s.startswith("EY") for s in settings) else None
                 rows: list[int] = []
                 for i, setting in enumerate(settings):
                     given = child.given
                     if i and rng.random() < 0.15:  # the nursery knows the child by a short form
-                        short = sorted(n for n in related_names(given.lower())
-                                       if len(n) < len(given))
+                        short = sorted(
+                            n for n in related_names(given.lower()) if len(n) < len(given)
+                        )
                         given = short[0].title() if short else given
                     elif child.middle and rng.random() < 0.2:
                         given = f"{child.given} {child.middle}"
-                    yield Pupil(setting, upn if not setting.startswith("EY") else None, given,
-                                child.family, child.dob, child.postcode, child.gender)
+                    yield Pupil(
+                        setting,
+                        upn if not setting.startswith("EY") else None,
+                        given,
+                        child.family,
+                        child.dob,
+                        child.postcode,
+                        child.gender,
+                    )
                     rows.append(row)
                     row += 1
                 if self._collect:
-                    self._maybe_query(qrng, data, child, settings, rows, upn, by_outward,
-                                      postcodes, share_q)
+                    self._maybe_query(
+                        qrng, data, child, settings, rows, upn, by_outward, postcodes, share_q
+                    )
 
     def _household(self, rng: random.Random, data: NameData, postcode: str) -> list[_Child]:
         family = self._surname(rng, data)
@@ -185,8 +277,14 @@ class Population:
         return rng.choice(data.surnames_tail)
 
     @staticmethod
-    def _child(rng: random.Random, data: NameData, family: str, dob: date, postcode: str,
-               gender: str | None = None) -> _Child:
+    def _child(
+        rng: random.Random,
+        data: NameData,
+        family: str,
+        dob: date,
+        postcode: str,
+        gender: str | None = None,
+    ) -> _Child:
         gender = gender or ("M" if rng.random() < 0.51 else "F")
         names = data.boys if gender == "M" else data.girls
         given = names.draw(rng)
@@ -217,45 +315,83 @@ class Population:
 
     def _upn(self, rng: random.Random) -> str:
         self._serial += 1
-        body = f"{rng.choice(_LA)}{rng.randrange(2000, 7000)}{rng.randrange(10, 25)}" \
-               f"{self._serial % 1000:03d}"
+        body = (
+            f"{rng.choice(_LA)}{rng.randrange(2000, 7000)}{rng.randrange(10, 25)}"
+            f"{self._serial % 1000:03d}"
+        )
         return stdnum_upn.calc_check_digit(body) + body
 
     # -- queries ---------------------------------------------------------------------------
-    def _maybe_query(self, rng: random.Random, data: NameData, child: _Child,
-                     settings: list[str], rows: list[int], upn: str | None,
-                     by_outward: dict[str, list[str]], postcodes: list[str],
-                     share_q: float) -> None:
+    def _maybe_query(
+        self,
+        rng: random.Random,
+        data: NameData,
+        child: _Child,
+        settings: list[str],
+        rows: list[int],
+        upn: str | None,
+        by_outward: dict[str, list[str]],
+        postcodes: list[str],
+        share_q: float,
+    ) -> None:
         # off-roster reports per child: 40% unenrolled children (about 7% of all children),
         # 45% namesakes born the same day elsewhere, 15% absent twins of enrolled children
         n_off = self.n_queries * self.off_roster_share
         if not settings:
             if rng.random() < 0.4 * n_off / (0.07 * self.roster_size):
-                self._report(rng, data, child, [], [], None, "unenrolled", by_outward,
-                             postcodes)
+                self._report(rng, data, child, [], [], None, "unenrolled", by_outward, postcodes)
             return
         if rng.random() < share_q:
-            self._report(rng, data, child, settings, rows, upn, "enrolled", by_outward,
-                         postcodes)
+            self._report(rng, data, child, settings, rows, upn, "enrolled", by_outward, postcodes)
         roll = rng.random() * self.roster_size / n_off
         if roll < 0.15 and child.twin_of is None:
             twin = self._child(rng, data, child.family, child.dob, child.postcode)
             if _distinct_names(child, twin):
-                self._report(rng, data, twin, [], [], None, "absent_twin", by_outward,
-                             postcodes, co_twin=child)
+                self._report(
+                    rng,
+                    data,
+                    twin,
+                    [],
+                    [],
+                    None,
+                    "absent_twin",
+                    by_outward,
+                    postcodes,
+                    co_twin=child,
+                )
         elif roll < 0.60:  # a fifth of namesakes live in the same district (Birmingham's Ali Khans)
             outward = child.postcode.split()[0]
             near = rng.random() < 0.2 and len(by_outward[outward]) > 1
             far = rng.choice(by_outward[outward] if near else postcodes)
             if far != child.postcode and (near or far.split()[0] != outward):
                 namesake = _Child(child.given, None, child.family, child.dob, child.gender, far)
-                self._report(rng, data, namesake, [], [], None, "namesake", by_outward,
-                             postcodes, avoid=child.postcode)
+                self._report(
+                    rng,
+                    data,
+                    namesake,
+                    [],
+                    [],
+                    None,
+                    "namesake",
+                    by_outward,
+                    postcodes,
+                    avoid=child.postcode,
+                )
 
-    def _report(self, rng: random.Random, data: NameData, child: _Child, settings: list[str],
-                rows: list[int], upn: str | None, kind: str,
-                by_outward: dict[str, list[str]], postcodes: list[str],
-                avoid: str | None = None, co_twin: _Child | None = None) -> None:
+    def _report(  # noqa: C901 (one draw per kind of reporting error)
+        self,
+        rng: random.Random,
+        data: NameData,
+        child: _Child,
+        settings: list[str],
+        rows: list[int],
+        upn: str | None,
+        kind: str,
+        by_outward: dict[str, list[str]],
+        postcodes: list[str],
+        avoid: str | None = None,
+        co_twin: _Child | None = None,
+    ) -> None:
         """Report a child. A namesake's report keeps its true postcode when an error would put it
         on, or one character from, the enrolled child's (``avoid``): that report would be the
         enrolled child's own, and no matcher could tell them apart. Likewise a co-twin on no
@@ -267,8 +403,9 @@ class Population:
             reported = _Child(given, None, child.family, child.dob, child.gender, "")
             if not _distinct_names(reported, co_twin):
                 given, errors = child.given, []
-        family, ferr = err.report_family(child.family, rng, self._surname(rng, data),
-                                         data.surnames_common.draw(rng), r)
+        family, ferr = err.report_family(
+            child.family, rng, self._surname(rng, data), data.surnames_common.draw(rng), r
+        )
         errors += ferr
         if rng.random() < r.names_swapped:
             given, family, errors = family, given, [*errors, "names_swapped"]
@@ -290,19 +427,40 @@ class Population:
         if upn and roll < r.upn_reported:
             reported_upn = upn
         elif r.upn_reported <= roll < r.upn_reported + r.upn_conflicting:
-            body = f"{rng.choice(_LA)}{rng.randrange(2000, 7000)}{rng.randrange(10, 25)}" \
-                   f"{rng.randrange(1000):03d}"
+            body = (
+                f"{rng.choice(_LA)}{rng.randrange(2000, 7000)}{rng.randrange(10, 25)}"
+                f"{rng.randrange(1000):03d}"
+            )
             reported_upn = stdnum_upn.calc_check_digit(body) + body
             errors = [*errors, "upn_conflicting"]
-        elif upn and r.upn_reported + r.upn_conflicting <= roll < \
-                r.upn_reported + r.upn_conflicting + r.upn_invalid:
-            reported_upn, errors = upn[:-1] + ("0" if upn[-1] != "0" else "1"), \
-                [*errors, "upn_invalid"]
+        elif (
+            upn
+            and r.upn_reported + r.upn_conflicting
+            <= roll
+            < r.upn_reported + r.upn_conflicting + r.upn_invalid
+        ):
+            reported_upn, errors = (
+                upn[:-1] + ("0" if upn[-1] != "0" else "1"),
+                [*errors, "upn_invalid"],
+            )
         if avoid and err.near(err.postcode_key(postcode), err.postcode_key(avoid)):
             postcode = child.postcode
         gender = child.gender if rng.random() < r.gender_reported else None
         ref = f"q{len(self.queries)}"
-        self.queries.append(LabelledQuery(
-            ChildQuery(ref, given, family, dob, postcode.lower() if rng.random() < 0.1
-                       else postcode, reported_upn, gender),
-            frozenset(settings), frozenset(rows), kind, tuple(errors)))
+        self.queries.append(
+            LabelledQuery(
+                ChildQuery(
+                    ref,
+                    given,
+                    family,
+                    dob,
+                    postcode.lower() if rng.random() < 0.1 else postcode,
+                    reported_upn,
+                    gender,
+                ),
+                frozenset(settings),
+                frozenset(rows),
+                kind,
+                tuple(errors),
+            )
+        )

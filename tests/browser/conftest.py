@@ -22,8 +22,11 @@ SCREENSHOTS = ROOT / "build" / "screenshots"
 def chromium_path() -> str:
     path = os.environ.get("ENCOMPASS_TEST_CHROMIUM") or shutil.which("chromium") or ""
     if not path:
-        pytest.fail("no chromium on PATH: install Debian's chromium package (.ci/run does) or "
-                    "set ENCOMPASS_TEST_CHROMIUM", pytrace=False)
+        pytest.fail(
+            "no chromium on PATH: install Debian's chromium package (.ci/run does) or "
+            "set ENCOMPASS_TEST_CHROMIUM",
+            pytrace=False,
+        )
     return path
 
 
@@ -31,8 +34,9 @@ def chromium_path() -> str:
 async def browser() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         # No sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-        launched = await playwright.chromium.launch(executable_path=chromium_path(),
-                                                    args=["--no-sandbox"])
+        launched = await playwright.chromium.launch(
+            executable_path=chromium_path(), args=["--no-sandbox"]
+        )
         try:
             yield launched
         finally:

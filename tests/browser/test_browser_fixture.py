@@ -11,8 +11,9 @@ from playwright.async_api import Page
 pytestmark = pytest.mark.browser
 
 
-async def test_chromium_runs_scripts_and_has_webcrypto_x25519(page: Page,
-                                                              screenshots: Path) -> None:
+async def test_chromium_runs_scripts_and_has_webcrypto_x25519(
+    page: Page, screenshots: Path
+) -> None:
     # Given a page served from loopback (a secure context, as WebCrypto requires),
     app = web.Application()
 
@@ -30,7 +31,8 @@ async def test_chromium_runs_scripts_and_has_webcrypto_x25519(page: Page,
         # When it generates a non-extractable X25519 key with WebCrypto,
         algorithm = await page.evaluate(
             "async () => (await crypto.subtle.generateKey({name: 'X25519'}, false,"
-            " ['deriveBits'])).privateKey.algorithm.name")
+            " ['deriveBits'])).privateKey.algorithm.name"
+        )
         # Then the browser supports what a Key Adult's inbox needs.
         assert algorithm == "X25519"
         assert await page.inner_text("h1") == "Encompass"

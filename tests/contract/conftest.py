@@ -8,7 +8,7 @@ Every queue and exchange this run declared is deleted at the end of the session.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -26,15 +26,13 @@ _numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def _declared() -> Iterator[list[tuple[str, Topology]]]:
+def _declared() -> list[tuple[str, Topology]]:
     """The (url, topology) of every RabbitMQ broker the suite made, for the clean-up."""
-    declared: list[tuple[str, Topology]] = []
-    yield declared
+    return []
 
 
 @pytest.fixture(scope="session", autouse=True)
-async def _delete_rabbit_topologies(
-        _declared: list[tuple[str, Topology]]) -> AsyncIterator[None]:
+async def _delete_rabbit_topologies(_declared: list[tuple[str, Topology]]) -> AsyncIterator[None]:
     yield
     if _declared:
         await delete_topologies(_declared)
@@ -51,8 +49,9 @@ def rabbit_or_none(request: pytest.FixtureRequest) -> RabbitTarget | None:
 
 
 @pytest.fixture
-async def broker(rabbit_or_none: RabbitTarget | None,
-                 _declared: list[tuple[str, Topology]]) -> AsyncIterator[Broker]:
+async def broker(
+    rabbit_or_none: RabbitTarget | None, _declared: list[tuple[str, Topology]]
+) -> AsyncIterator[Broker]:
     """A started broker on fresh, empty queues; closed after the test."""
     made: Broker
     rabbit = rabbit_or_none

@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-async def rabbit_broker(rabbit: RabbitTarget,
-                        _declared: list[tuple[str, Topology]]) -> AsyncIterator[RabbitBroker]:
+async def rabbit_broker(
+    rabbit: RabbitTarget, _declared: list[tuple[str, Topology]]
+) -> AsyncIterator[RabbitBroker]:
     topology = Topology(f"{rabbit.prefix}only.")
     _declared.append((rabbit.url, topology))
     broker = RabbitBroker(rabbit.url, topology, publish_timeout=5.0)
@@ -31,13 +32,15 @@ async def rabbit_broker(rabbit: RabbitTarget,
 
 
 async def test_rabbit_unroutable_publish_is_a_publish_error(
-        rabbit: RabbitTarget, rabbit_broker: RabbitBroker) -> None:
+    rabbit: RabbitTarget, rabbit_broker: RabbitBroker
+) -> None:
     # Given the queue has gone (deleted by an operator)
     connection = await aio_pika.connect(rabbit.url)
     async with connection:
         channel = await connection.channel()
-        await channel.queue_delete(rabbit_broker.topology.name("deliveries"), if_unused=False,
-                                   if_empty=False)
+        await channel.queue_delete(
+            rabbit_broker.topology.name("deliveries"), if_unused=False, if_empty=False
+        )
     # Then publishing to it is refused rather than silently dropped
     with pytest.raises(PublishError, match="unroutable"):
         await rabbit_broker.publish("deliveries", b"x", message_id="r-1")
@@ -48,7 +51,8 @@ async def test_rabbit_unroutable_publish_is_a_publish_error(
 
 
 async def test_rabbit_refuses_a_queue_declared_with_other_arguments(
-        rabbit: RabbitTarget, rabbit_broker: RabbitBroker) -> None:
+    rabbit: RabbitTarget, rabbit_broker: RabbitBroker
+) -> None:
     other = RabbitBroker(rabbit.url, Topology(rabbit_broker.topology.prefix, delivery_limit=9))
     try:
         with pytest.raises(RuntimeError, match="other arguments"):

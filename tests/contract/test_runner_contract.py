@@ -23,8 +23,9 @@ async def test_poison_message_is_dead_lettered_at_once_with_its_reason(broker: B
     # Given a consumer whose handler finds the message poisonous
     consumer = await run_consumer(broker, "incidents", handler, backoff=no_backoff)
     # When the message arrives
-    await broker.publish("incidents", b"{not json", message_id="poison-1",
-                         headers={"force": "avon"})
+    await broker.publish(
+        "incidents", b"{not json", message_id="poison-1", headers={"force": "avon"}
+    )
     # Then it lands in incidents.dead after one attempt, with the reason and our headers
     dead = await must_get(broker, "incidents.dead")
     await dead.ack()
@@ -32,9 +33,11 @@ async def test_poison_message_is_dead_lettered_at_once_with_its_reason(broker: B
     assert calls == ["poison-1"]
     assert dead.message.message_id == "poison-1"
     assert dead.message.body == b"{not json"
-    assert dict(dead.message.headers) == {"force": "avon",
-                                          DEAD_REASON_HEADER: "body is not valid JSON",
-                                          ATTEMPTS_HEADER: 1}
+    assert dict(dead.message.headers) == {
+        "force": "avon",
+        DEAD_REASON_HEADER: "body is not valid JSON",
+        ATTEMPTS_HEADER: 1,
+    }
     assert await broker.depth("incidents") == 0
 
 
@@ -60,16 +63,14 @@ async def test_transient_failures_are_retried_until_success(broker: Broker) -> N
     assert await broker.get("incidents.dead", timeout=0.2) is None
 
 
-async def test_a_handler_that_always_fails_ends_in_dead_after_max_attempts(
-        broker: Broker) -> None:
+async def test_a_handler_that_always_fails_ends_in_dead_after_max_attempts(broker: Broker) -> None:
     calls: list[str] = []
 
     async def handler(message: Message) -> None:
         calls.append(message.message_id)
         raise TimeoutError("the school's webhook did not answer")
 
-    consumer = await run_consumer(broker, "incidents", handler, max_attempts=3,
-                                  backoff=no_backoff)
+    consumer = await run_consumer(broker, "incidents", handler, max_attempts=3, backoff=no_backoff)
     await broker.publish("incidents", b"{}", message_id="doomed-1")
 
     dead = await must_get(broker, "incidents.dead")

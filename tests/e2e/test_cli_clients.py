@@ -57,8 +57,14 @@ class Live:
         env = dict(self.env)
         if now is not None:
             env["ENCOMPASS_NOW"] = now.isoformat()
-        return subprocess.run([sys.executable, "-m", "encompass.cli", *args], env=env,
-                              capture_output=True, text=True, timeout=120, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "encompass.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
 
     def query(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.thread.run(coro)
@@ -81,21 +87,26 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     folder = tmp_path_factory.mktemp("e2e")
     database = f"sqlite+aiosqlite:///{folder / 'encompass.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ENCOMPASS_")}
-    env.update(ENCOMPASS_DATABASE_URL=database,
-               ENCOMPASS_SIGNING_KEY=str(folder / "service.pem"),
-               ENCOMPASS_LOG_FORMAT="json", ENCOMPASS_LOG_LEVEL="warning")
+    env.update(
+        ENCOMPASS_DATABASE_URL=database,
+        ENCOMPASS_SIGNING_KEY=str(folder / "service.pem"),
+        ENCOMPASS_LOG_FORMAT="json",
+        ENCOMPASS_LOG_LEVEL="warning",
+    )
     thread = LoopThread()
 
     async def start() -> tuple[Container, web.AppRunner, str, str]:
         # The commands find the data key beside the signing key (the default): so here.
-        settings = load_settings(database_url=database, amqp_url="",
-                                 signing_key=folder / "service.pem",
-                                 data_key=folder / "encompass-data-key")
+        settings = load_settings(
+            database_url=database,
+            amqp_url="",
+            signing_key=folder / "service.pem",
+            data_key=folder / "encompass-data-key",
+        )
         container = await bootstrap(settings, clock=Clock(NIGHT))
         await import_directory(container.sessions, **write_directory(folder / "directory"))
         force = await add_force(container.sessions, container.clock, "E2EF", "E2E Police")
-        placed = await add_child(container.sessions, force_id=force.subject_id,
-                                 reported_at=NIGHT)
+        placed = await add_child(container.sessions, force_id=force.subject_id, reported_at=NIGHT)
         notice_id = await add_notice(container.sessions, placed, "URN100001", NIGHT)
         container.clock.set(TUESDAY)
         await send_due(container)
@@ -128,7 +139,8 @@ def test_forces_add_prints_the_token_once(live: Live) -> None:
     assert result.returncode == 0, result.stderr
     assert token_line(result.stdout, "token").startswith("force_")
     assert "already registered" in one_line_failure(
-        live.cli("forces", "add", "E2EX", "--name", "Example Constabulary"))
+        live.cli("forces", "add", "E2EX", "--name", "Example Constabulary")
+    )
 
 
 def test_forces_add_amqp_prints_the_token_first_then_the_brokers_commands(live: Live) -> None:
@@ -139,8 +151,9 @@ def test_forces_add_amqp_prints_the_token_first_then_the_brokers_commands(live: 
     commands = [line for line in lines if line.startswith("rabbitmqctl ")]
     assert commands[0].startswith("rabbitmqctl add_user encompass-force-E2EQ ")
     # configure nothing, write the incidents exchange only, read nothing
-    assert commands[1] == ("rabbitmqctl set_permissions -p / encompass-force-E2EQ "
-                           "'' '^encompass\\.incidents$' ''")
+    assert commands[1] == (
+        "rabbitmqctl set_permissions -p / encompass-force-E2EQ '' '^encompass\\.incidents$' ''"
+    )
 
 
 def test_key_adult_credentials_print_both_and_revoke_the_old(live: Live) -> None:
@@ -166,12 +179,14 @@ def test_key_adult_credentials_print_both_and_revoke_the_old(live: Live) -> None
     assert hashlib.sha256(secret.encode()).hexdigest() not in row.webhook_key_sealed
     assert row.token_hash != hashlib.sha256(old.encode()).hexdigest()
     assert "no Key Adult 'KA-NOBODY'" in one_line_failure(
-        live.cli("key-adults", "credentials", "KA-NOBODY"))
+        live.cli("key-adults", "credentials", "KA-NOBODY")
+    )
 
 
 def test_next_delivery_prints_the_release_time_first(live: Live) -> None:
-    result = live.cli("next-delivery", "--setting", "URN100001",
-                      "--reported-at", "2026-11-20T22:10:00+00:00")
+    result = live.cli(
+        "next-delivery", "--setting", "URN100001", "--reported-at", "2026-11-20T22:10:00+00:00"
+    )
     assert result.returncode == 0, result.stderr
     first = result.stdout.split()[0]
     # Monday 23 November is Oakfield's INSET day: Tuesday at 07:30 (GMT)
@@ -179,11 +194,21 @@ def test_next_delivery_prints_the_release_time_first(live: Live) -> None:
     assert first.endswith("+00:00")
 
 
-def test_inbox_opens_and_saves_the_key_adults_notices(live: Live, oak_token: str,
-                                                      tmp_path: Path) -> None:
+def test_inbox_opens_and_saves_the_key_adults_notices(
+    live: Live, oak_token: str, tmp_path: Path
+) -> None:
     key = str(live.keys / "KA-OAK-1.private.pem")
-    result = live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", key,
-                      "--out", str(tmp_path / "box"))
+    result = live.cli(
+        "inbox",
+        "--url",
+        live.url,
+        "--token",
+        oak_token,
+        "--key",
+        key,
+        "--out",
+        str(tmp_path / "box"),
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     (mine,) = [line for line in lines if line["notice_id"] == live.notice_id]
@@ -193,14 +218,21 @@ def test_inbox_opens_and_saves_the_key_adults_notices(live: Live, oak_token: str
     # The saved envelope opens again offline, with the service key pinned
     service = tmp_path / "service.pub.pem"
     service.write_text(public_key_pem(live.container.signing_key))
-    opened = live.cli("open", str(tmp_path / "box" / f"{live.notice_id}.json"), "--key", key,
-                      "--service-key", str(service))
+    opened = live.cli(
+        "open",
+        str(tmp_path / "box" / f"{live.notice_id}.json"),
+        "--key",
+        key,
+        "--service-key",
+        str(service),
+    )
     assert opened.returncode == 0, opened.stderr
     assert json.loads(opened.stdout)["notice_id"] == live.notice_id
     # Another Key Adult's key cannot open it: one clear line, exit 1
     other = str(live.keys / "KA-ACORN-1.private.pem")
     assert "could not be opened" in one_line_failure(
-        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", other))
+        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", other)
+    )
 
 
 def test_ack_signs_and_sends_the_acknowledgement(live: Live, oak_token: str) -> None:
@@ -214,11 +246,13 @@ def test_ack_signs_and_sends_the_acknowledgement(live: Live, oak_token: str) -> 
     async def stored() -> tuple[str, Acknowledgement | None, str | None]:
         async with live.container.sessions() as session:
             notice = await session.get(Notice, live.notice_id)
-            receipt = await session.scalar(select(Acknowledgement).where(
-                Acknowledgement.notice_id == live.notice_id))
+            receipt = await session.scalar(
+                select(Acknowledgement).where(Acknowledgement.notice_id == live.notice_id)
+            )
             assert notice is not None and receipt is not None
-            reply = await open_reply(session, incident_id=notice.incident_id,
-                                     ack_id=receipt.ack_id, stored=receipt.reply)
+            reply = await open_reply(
+                session, incident_id=notice.incident_id, ack_id=receipt.ack_id, stored=receipt.reply
+            )
         return notice.status, receipt, reply
 
     status, receipt, reply = live.query(stored())
@@ -228,18 +262,29 @@ def test_ack_signs_and_sends_the_acknowledgement(live: Live, oak_token: str) -> 
     assert "already_acknowledged" in one_line_failure(live.cli(*args))
 
 
-def test_client_failures_are_one_clear_line(live: Live, oak_token: str,
-                                            tmp_path: Path) -> None:
+def test_client_failures_are_one_clear_line(live: Live, oak_token: str, tmp_path: Path) -> None:
     key = str(live.keys / "KA-OAK-1.private.pem")
-    assert "cannot reach" in one_line_failure(live.cli(
-        "inbox", "--url", "http://127.0.0.1:9", "--token", oak_token, "--key", key))
-    assert "HTTP 401" in one_line_failure(live.cli(
-        "inbox", "--url", live.url, "--token", "keyadult_wrong", "--key", key))
-    assert "cannot read the private key" in one_line_failure(live.cli(
-        "ack", live.notice_id, "--url", live.url, "--token", oak_token,
-        "--key", str(tmp_path / "missing.pem")))
-    assert "HTTP 404" in one_line_failure(live.cli(
-        "ack", "not-a-notice", "--url", live.url, "--token", oak_token, "--key", key))
+    assert "cannot reach" in one_line_failure(
+        live.cli("inbox", "--url", "http://127.0.0.1:9", "--token", oak_token, "--key", key)
+    )
+    assert "HTTP 401" in one_line_failure(
+        live.cli("inbox", "--url", live.url, "--token", "keyadult_wrong", "--key", key)
+    )
+    assert "cannot read the private key" in one_line_failure(
+        live.cli(
+            "ack",
+            live.notice_id,
+            "--url",
+            live.url,
+            "--token",
+            oak_token,
+            "--key",
+            str(tmp_path / "missing.pem"),
+        )
+    )
+    assert "HTTP 404" in one_line_failure(
+        live.cli("ack", "not-a-notice", "--url", live.url, "--token", oak_token, "--key", key)
+    )
 
 
 def test_release_sends_a_held_notice_now(live: Live) -> None:
@@ -253,7 +298,8 @@ def test_release_sends_a_held_notice_now(live: Live) -> None:
     assert result.returncode == 0, result.stderr
     assert f"notice {notice_id} released now" in result.stdout
     assert "only a scheduled notice" in one_line_failure(
-        live.cli("release", live.notice_id, now=soon))
+        live.cli("release", live.notice_id, now=soon)
+    )
     assert "no notice 'nothing'" in one_line_failure(live.cli("release", "nothing"))
 
 
@@ -272,20 +318,16 @@ def test_forces_and_admins_revoke_from_the_command_line(live: Live) -> None:
     assert _status(live, "/v1/incidents/nothing", token_line(readded.stdout, "token")) == 404
     assert _status(live, "/v1/incidents/nothing", token) == 401
     # and unknown names are one clear line.
-    assert "no force 'NOPE' is registered" in one_line_failure(
-        live.cli("forces", "revoke", "NOPE"))
-    admin = token_line(live.cli("admins", "add", "E2E Revoker", "--area", "all").stdout,
-                       "token")
+    assert "no force 'NOPE' is registered" in one_line_failure(live.cli("forces", "revoke", "NOPE"))
+    admin = token_line(live.cli("admins", "add", "E2E Revoker", "--area", "all").stdout, "token")
     assert _status(live, "/v1/admin/review", admin) == 200
     assert live.cli("admins", "revoke", "E2E Revoker").returncode == 0
     assert _status(live, "/v1/admin/review", admin) == 401
-    assert "no admin named 'Nobody'" in one_line_failure(live.cli("admins", "revoke",
-                                                                  "Nobody"))
+    assert "no admin named 'Nobody'" in one_line_failure(live.cli("admins", "revoke", "Nobody"))
 
 
 def _status(live: Live, path: str, token: str) -> int:
-    request = urllib.request.Request(live.url + path,
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(live.url + path, headers={"Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return int(response.status)
@@ -304,8 +346,7 @@ def test_audit_verify_names_the_first_entry_that_does_not_verify(live: Live) -> 
 
     async def tamper(action: str) -> tuple[int, str]:
         async with live.container.sessions.begin() as session:
-            entry = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))
-                     ).first()
+            entry = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).first()
             assert entry is not None
             was, entry.action = entry.action, action
             return entry.seq, was
@@ -319,16 +360,18 @@ def test_audit_verify_names_the_first_entry_that_does_not_verify(live: Live) -> 
     assert live.cli("audit", "verify").returncode == 0
 
 
-def test_open_fails_closed_without_a_service_key(live: Live, oak_token: str,
-                                                 tmp_path: Path) -> None:
+def test_open_fails_closed_without_a_service_key(
+    live: Live, oak_token: str, tmp_path: Path
+) -> None:
     # Given the Key Adult's key in a folder of its own (nothing pinned there yet),
     folder, box = tmp_path / "oak", tmp_path / "box"
     folder.mkdir()
     key = folder / "private.pem"
     key.write_bytes((live.keys / "KA-OAK-1.private.pem").read_bytes())
     envelope = str(box / f"{live.notice_id}.json")
-    fetched = live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key),
-                       "--out", str(box))
+    fetched = live.cli(
+        "inbox", "--url", live.url, "--token", oak_token, "--key", str(key), "--out", str(box)
+    )
     assert fetched.returncode == 0, fetched.stderr
     # the first inbox pinned the service's key beside the private key,
     pin = folder / "service-key.pem"
@@ -343,17 +386,25 @@ def test_open_fails_closed_without_a_service_key(live: Live, oak_token: str,
     bare.mkdir()
     (bare / "private.pem").write_bytes(key.read_bytes())
     assert "cannot check who sealed this envelope" in one_line_failure(
-        live.cli("open", envelope, "--key", str(bare / "private.pem")))
+        live.cli("open", envelope, "--key", str(bare / "private.pem"))
+    )
     # an envelope sealed by anyone else to this Key Adult's key is refused,
     public = load_public_key_bundle((live.keys / "KA-OAK-1.public.pem").read_bytes())
-    forged = seal(notice, notice_id=notice["notice_id"], recipient_id="KA-OAK-1",
-                  recipient_public_key=public.recipient,
-                  signing_key=Ed25519PrivateKey.generate(), now=TUESDAY)
+    forged = seal(
+        notice,
+        notice_id=notice["notice_id"],
+        recipient_id="KA-OAK-1",
+        recipient_public_key=public.recipient,
+        signing_key=Ed25519PrivateKey.generate(),
+        now=TUESDAY,
+    )
     (tmp_path / "forged.json").write_text(forged.model_dump_json())
     assert "signature" in one_line_failure(
-        live.cli("open", str(tmp_path / "forged.json"), "--key", str(key)))
+        live.cli("open", str(tmp_path / "forged.json"), "--key", str(key))
+    )
     # and a service key other than the pinned one is refused by inbox, in one line.
     pin.write_text(public_key_pem(Ed25519PrivateKey.generate()))
     assert "differs from the one pinned" in one_line_failure(
-        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key)))
+        live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key))
+    )
     assert "signature" in one_line_failure(live.cli("open", envelope, "--key", str(key)))

@@ -10,8 +10,17 @@ from encompass.demo.run import run_demo
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 
-EXPECTED = {"incidents": 6, "children": 8, "matched": 7, "review": 1, "notices": 7,
-            "delivered": 7, "acknowledged": 7, "failed": 0, "cancelled": 1}
+EXPECTED = {
+    "incidents": 6,
+    "children": 8,
+    "matched": 7,
+    "review": 1,
+    "notices": 7,
+    "delivered": 7,
+    "acknowledged": 7,
+    "failed": 0,
+    "cancelled": 1,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -20,8 +29,9 @@ def _quiet(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(f"ENCOMPASS_{name}", raising=False)
 
 
-async def test_the_demo_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+async def test_the_demo_on_the_embedded_defaults(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     summary = await run_demo(json_only=True)
     structlog.reset_defaults()
     assert {k: summary[k] for k in EXPECTED} == EXPECTED
@@ -30,8 +40,9 @@ async def test_the_demo_on_the_embedded_defaults(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.integration
-async def test_the_demo_on_rabbitmq_and_postgresql(monkeypatch: pytest.MonkeyPatch,
-                                                   pg_url: str, rabbit: RabbitTarget) -> None:
+async def test_the_demo_on_rabbitmq_and_postgresql(
+    monkeypatch: pytest.MonkeyPatch, pg_url: str, rabbit: RabbitTarget
+) -> None:
     prefix = f"{rabbit.prefix}demo."
     monkeypatch.setenv("ENCOMPASS_AMQP_URL", rabbit.url)
     monkeypatch.setenv("ENCOMPASS_DATABASE_URL", pg_url)

@@ -30,8 +30,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_every_file_the_service_creates_is_0600(folder: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_file_the_service_creates_is_0600(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["forces", "add", "CH", "--name", "Cheshire Constabulary"]) == 0
     assert main(["purge", "--dry-run"]) == 0
     assert "0 incident(s) to purge" in capsys.readouterr().out
@@ -39,12 +40,14 @@ def test_every_file_the_service_creates_is_0600(folder: Path,
     names = {p.name for p in made}
     assert {"encompass.db", "signing.pem", "encompass-data-key"} <= names, names
     assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in made} == {
-        p.name: oct(0o600) for p in made}
+        p.name: oct(0o600) for p in made
+    }
     assert not any(p.suffix == ".log" for p in made)
 
 
 def test_a_bad_data_key_file_stops_a_command_with_one_line(
-        folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (folder / "keys").mkdir()
     (folder / "keys" / "encompass-data-key").write_text("not a key\n")
     assert main(["forces", "add", "CH", "--name", "Cheshire Constabulary"]) == 1

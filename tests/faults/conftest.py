@@ -27,23 +27,29 @@ DEFAULT_IN_FLIGHT = 120
 def in_flight(request: pytest.FixtureRequest) -> int:
     """Incidents reported per fault: ``--faults-in-flight N`` or ENCOMPASS_FAULTS_IN_FLIGHT."""
     value = request.config.getoption("--faults-in-flight", default=None) or os.environ.get(
-        "ENCOMPASS_FAULTS_IN_FLIGHT")
+        "ENCOMPASS_FAULTS_IN_FLIGHT"
+    )
     return int(value) if value else DEFAULT_IN_FLIGHT
 
 
 @pytest.fixture(scope="session")
 def fault_infra() -> Iterator[Infra]:
     if not rabbit_available():
-        pytest.skip("the RabbitMQ server package is not installed: the fault tests need a "
-                    "node of their own (apt-get install rabbitmq-server)")
+        pytest.skip(
+            "the RabbitMQ server package is not installed: the fault tests need a "
+            "node of their own (apt-get install rabbitmq-server)"
+        )
     bindir = postgres_bin()
     if bindir is None:
-        pytest.skip("the PostgreSQL server binaries are not installed: the fault tests need "
-                    "a cluster of their own (apt-get install postgresql)")
+        pytest.skip(
+            "the PostgreSQL server binaries are not installed: the fault tests need "
+            "a cluster of their own (apt-get install postgresql)"
+        )
     base = Path(tempfile.mkdtemp(prefix=f"encompass-faults-{RUN_ID}-"))
     base.chmod(0o755)  # the cluster runs as the postgres user when we are root
-    rabbit = RabbitNode(base / "rabbit", name=f"encompass-fault-{RUN_ID}",
-                        cookie=secrets.token_hex(20))
+    rabbit = RabbitNode(
+        base / "rabbit", name=f"encompass-fault-{RUN_ID}", cookie=secrets.token_hex(20)
+    )
     pg = PgCluster(base / "pg", bindir)
     infra = Infra(base, rabbit, pg)
     try:
@@ -70,8 +76,9 @@ async def service(fault_infra: Infra) -> AsyncIterator[Service]:
     database_link = FaultProxy(fault_infra.pg.port)
     await broker_link.start()
     await database_link.start()
-    stack = Stack(fault_infra, "service", worker_amqp_port=broker_link.port,
-                  api_db_port=database_link.port)
+    stack = Stack(
+        fault_infra, "service", worker_amqp_port=broker_link.port, api_db_port=database_link.port
+    )
     try:
         # In a thread: the proxies serve from this event loop meanwhile.
         await asyncio.to_thread(stack.start)
@@ -90,8 +97,11 @@ def fault_table() -> Iterator[list[Tally]]:
     yield rows
     if not rows:
         return
-    lines = ["| fault | attempted | accepted | lost | duplicated | unexpected | late | "
-             "redelivered | HTTP answers | notes |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| fault | attempted | accepted | lost | duplicated | unexpected | late | "
+        "redelivered | HTTP answers | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     lines += [row.row() for row in rows]
     print("\n" + "\n".join(lines))
     target = os.environ.get("ENCOMPASS_FAULTS_REPORT")

@@ -60,9 +60,11 @@ class Tally:
     def row(self) -> str:
         codes = ",".join(f"{k}x{v}" for k, v in sorted(self.statuses.items()))
         hung = f"; {self.hangs} unanswered in {CLIENT_TIMEOUT:.0f}s" if self.hangs else ""
-        return (f"| {self.fault} | {self.attempted} | {self.accepted} | {self.lost} | "
-                f"{self.duplicated} | {self.unexpected} | {self.late} | {self.redelivered} | "
-                f"{codes}; slowest {self.slowest:.1f}s{hung} | {self.note} |")
+        return (
+            f"| {self.fault} | {self.attempted} | {self.accepted} | {self.lost} | "
+            f"{self.duplicated} | {self.unexpected} | {self.late} | {self.redelivered} | "
+            f"{codes}; slowest {self.slowest:.1f}s{hung} | {self.note} |"
+        )
 
 
 def say(line: str) -> None:
@@ -73,13 +75,28 @@ def say(line: str) -> None:
 def report(ref: str, n: int, occurred: datetime) -> dict[str, Any]:
     given, family, born, postcode = roster()[n % len(roster())]
     return {
-        "incident_ref": ref, "version": 1, "occurred_at": occurred.isoformat(),
-        "location": "the family home", "circumstances": "Fault drill: nothing happened.",
-        "police_actions": "None; a drill.", "officer": {"name": "PC 0 Drill", "contact": "0"},
-        "children": [{"given_name": given, "family_name": family, "date_of_birth": born,
-                      "postcode": postcode, "upn": None, "gender": None, "present": True,
-                      "where_during": None, "voice": None, "injured": False,
-                      "school_hint": None}],
+        "incident_ref": ref,
+        "version": 1,
+        "occurred_at": occurred.isoformat(),
+        "location": "the family home",
+        "circumstances": "Fault drill: nothing happened.",
+        "police_actions": "None; a drill.",
+        "officer": {"name": "PC 0 Drill", "contact": "0"},
+        "children": [
+            {
+                "given_name": given,
+                "family_name": family,
+                "date_of_birth": born,
+                "postcode": postcode,
+                "upn": None,
+                "gender": None,
+                "present": True,
+                "where_during": None,
+                "voice": None,
+                "injured": False,
+                "school_hint": None,
+            }
+        ],
     }
 
 
@@ -137,8 +154,9 @@ class Load:
         timeout = aiohttp.ClientTimeout(total=CLIENT_TIMEOUT)
         headers = {"Authorization": f"Bearer {self.stack.infra.force_token}"}
         connector = aiohttp.TCPConnector(limit=64)
-        async with aiohttp.ClientSession(timeout=timeout, headers=headers,
-                                         connector=connector) as http:
+        async with aiohttp.ClientSession(
+            timeout=timeout, headers=headers, connector=connector
+        ) as http:
             self._http = http
             start = time.monotonic()
             gates = {int(self.count * 0.3): self.fault_begun, int(self.count * 0.7): self.healed}
@@ -199,8 +217,9 @@ async def wait_for_quiet(stack: Stack, load: Load, seconds: float) -> None:
         await asyncio.sleep(0.5)
 
 
-async def tally(stack: Stack, load: Load, fault: str, *, healed_at: float,
-                late_after: float = 30.0) -> Tally:
+async def tally(  # noqa: C901 (one branch per outcome counted)
+    stack: Stack, load: Load, fault: str, *, healed_at: float, late_after: float = 30.0
+) -> Tally:
     """Count what became of every attempted incident (see the module docstring)."""
     result = Tally(fault=fault, attempted=len(load.attempts))
     records = receiver_call(stack.infra, "/records")
@@ -210,19 +229,24 @@ async def tally(stack: Stack, load: Load, fault: str, *, healed_at: float,
     first_at: dict[str, float] = {}
     for applied in records["applied"]:
         keys_per_notice.setdefault(applied["notice_id"], set()).add(applied["key"])
-        first_at[applied["notice_id"]] = min(first_at.get(applied["notice_id"], 1e18),
-                                             applied["at"])
+        first_at[applied["notice_id"]] = min(
+            first_at.get(applied["notice_id"], 1e18), applied["at"]
+        )
     known_notices: set[str] = set()
     headers = {"Authorization": f"Bearer {stack.infra.force_token}"}
     semaphore = asyncio.Semaphore(8)
 
-    async with aiohttp.ClientSession(headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=30)) as http:
+    async with aiohttp.ClientSession(
+        headers=headers, timeout=aiohttp.ClientTimeout(total=30)
+    ) as http:
+
         async def follow(attempt: Attempt) -> dict[str, Any] | None:
             if attempt.incident_id is None:
                 return None
-            async with semaphore, http.get(
-                    f"{stack.api_url}/v1/incidents/{attempt.incident_id}") as response:
+            async with (
+                semaphore,
+                http.get(f"{stack.api_url}/v1/incidents/{attempt.incident_id}") as response,
+            ):
                 return dict(await response.json()) if response.status == 200 else None
 
         states = await asyncio.gather(*(follow(a) for a in load.attempts))
@@ -237,8 +261,9 @@ async def tally(stack: Stack, load: Load, fault: str, *, healed_at: float,
             continue
         result.accepted += 1
         ids_by_ref[attempt.ref] = attempt.incident_id
-        notices = [] if state is None else [n for child in state["children"]
-                                            for n in child["notices"]]
+        notices = (
+            [] if state is None else [n for child in state["children"] for n in child["notices"]]
+        )
         ids = [n["notice_id"] for n in notices]
         known_notices.update(ids)
         if state is None or len(state["children"]) != 1:
@@ -250,8 +275,9 @@ async def tally(stack: Stack, load: Load, fault: str, *, healed_at: float,
             result.detail.append(f"{attempt.ref}: {len(ids)} notices for one child")
         if not ids or any(i not in keys_per_notice for i in ids):
             result.lost += 1
-            result.detail.append(f"{attempt.ref}: notice never received "
-                                 f"({[n['status'] for n in notices]})")
+            result.detail.append(
+                f"{attempt.ref}: notice never received ({[n['status'] for n in notices]})"
+            )
             continue
         if any(len(keys_per_notice[i]) > 1 for i in ids):
             result.duplicated += 1

@@ -95,8 +95,10 @@ class FaultProxy:
             _close(writer, reset=True)
             return
         self._open.update((writer, up_writer))
-        pumps = [asyncio.create_task(self._pump(reader, up_writer)),
-                 asyncio.create_task(self._pump(up_reader, writer))]
+        pumps = [
+            asyncio.create_task(self._pump(reader, up_writer)),
+            asyncio.create_task(self._pump(up_reader, writer)),
+        ]
         try:
             await asyncio.wait(pumps, return_when=asyncio.FIRST_COMPLETED)
         finally:

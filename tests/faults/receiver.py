@@ -43,9 +43,16 @@ class Receiver:
         except (ValueError, AttributeError):
             notice_id = ""
         mode, at = self.mode, time.time()
-        self.requests.append({"key": key, "notice_id": notice_id, "at": at, "mode": mode,
-                              "recipient": request.match_info["recipient"],
-                              "kind": request.headers.get("X-Encompass-Envelope-Kind", "")})
+        self.requests.append(
+            {
+                "key": key,
+                "notice_id": notice_id,
+                "at": at,
+                "mode": mode,
+                "recipient": request.match_info["recipient"],
+                "kind": request.headers.get("X-Encompass-Envelope-Kind", ""),
+            }
+        )
         if mode == "fail":
             return web.json_response({"error": "injected"}, status=500)
         if key not in self.applied:
@@ -64,8 +71,9 @@ class Receiver:
         return web.json_response({"mode": self.mode})
 
     async def records(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests,
-                                  "applied": list(self.applied.values())})
+        return web.json_response(
+            {"requests": self.requests, "applied": list(self.applied.values())}
+        )
 
     async def reset(self, request: web.Request) -> web.Response:
         self.requests, self.applied = [], {}

@@ -87,15 +87,20 @@ class RabbitNode:
             (home / "rabbitmq.conf").write_text(
                 "loopback_users = none\n"
                 # Fresh queue counts for the checks (the default is every 5 s).
-                "collect_statistics_interval = 500\n")
+                "collect_statistics_interval = 500\n"
+            )
             (home / "rabbitmq-env.conf").write_text("")
             cookie = home / ".erlang.cookie"
             cookie.write_text(self.cookie)
             cookie.chmod(0o400)
         log = (home / "server.out").open("ab")
-        self.process = subprocess.Popen([_rabbit_tool("rabbitmq-server")], env=self.env(),
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(
+            [_rabbit_tool("rabbitmq-server")],
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         log.close()
         self.await_startup(timeout)
 
@@ -117,8 +122,7 @@ class RabbitNode:
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
         """``rabbitmqctl -n NODE ARGS``; raise with its output when it fails."""
-        return _run([_rabbit_tool("rabbitmqctl"), "-n", self.nodename, *args], self.env(),
-                    timeout)
+        return _run([_rabbit_tool("rabbitmqctl"), "-n", self.nodename, *args], self.env(), timeout)
 
     def stop_app(self) -> None:
         self.ctl("stop_app")
@@ -129,8 +133,14 @@ class RabbitNode:
 
     def queue_counts(self) -> dict[str, tuple[int, int]]:
         """Every queue on the node: (ready, unacknowledged) messages."""
-        out = self.ctl("list_queues", "-q", "--no-table-headers", "name", "messages_ready",
-                       "messages_unacknowledged")
+        out = self.ctl(
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        )
         counts: dict[str, tuple[int, int]] = {}
         for line in out.splitlines():
             parts = line.split()
@@ -151,23 +161,29 @@ class RabbitNode:
             self.process = None
 
 
-def _run(argv: list[str], env: dict[str, str] | None, timeout: float,
-         user: str | None = None) -> str:
+def _run(
+    argv: list[str], env: dict[str, str] | None, timeout: float, user: str | None = None
+) -> str:
     if user is not None:
         argv = ["runuser", "-u", user, "--", *argv]
-    result = subprocess.run(argv, env=env, capture_output=True, timeout=timeout, check=False,
-                            cwd="/")
+    result = subprocess.run(
+        argv, env=env, capture_output=True, timeout=timeout, check=False, cwd="/"
+    )
     out = result.stdout.decode(errors="replace")
     if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])}… exited {result.returncode}: "
-                           f"{out}{result.stderr.decode(errors='replace')}")
+        raise RuntimeError(
+            f"{' '.join(argv[:4])}… exited {result.returncode}: "
+            f"{out}{result.stderr.decode(errors='replace')}"
+        )
     return out
 
 
 def postgres_bin() -> Path | None:
     """The newest PostgreSQL server binaries installed, if any."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    found = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
+        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0,
+    )
     return Path(found[-1]).parent if found else None
 
 
@@ -195,19 +211,65 @@ class PgCluster:
         self.base.mkdir(parents=True, exist_ok=True)
         if self.user is not None:
             shutil.chown(self.base, self.user)
-        _run([str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U",
-              "postgres", "--no-sync", "-E", "UTF8"], None, 120, self.user)
+        _run(
+            [
+                str(self.bindir / "initdb"),
+                "-D",
+                str(self.data),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            None,
+            120,
+            self.user,
+        )
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
-                   "-c fsync=off -c max_connections=200")
-        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l",
-              str(self.base / "server.log"), "-w", "-t", "60", "-o", options, "start"],
-             None, 90, self.user)
+        options = (
+            f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 "
+            "-c fsync=off -c max_connections=200"
+        )
+        _run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.base / "server.log"),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
+            None,
+            90,
+            self.user,
+        )
 
     def stop(self, mode: str = "fast") -> None:
-        _run([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60",
-              "stop"], None, 90, self.user)
+        _run(
+            [
+                str(self.bindir / "pg_ctl"),
+                "-D",
+                str(self.data),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                "60",
+                "stop",
+            ],
+            None,
+            90,
+            self.user,
+        )
 
 
 def wait_for(check: object, what: str, seconds: float) -> None:

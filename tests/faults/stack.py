@@ -68,11 +68,19 @@ def _cli_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 def run_cli(args: list[str], env: dict[str, str], cwd: Path) -> str:
-    result = subprocess.run(_python("-m", "encompass.cli", *args), env=_cli_env(env),
-                            capture_output=True, timeout=180, cwd=cwd, check=False)
+    result = subprocess.run(
+        _python("-m", "encompass.cli", *args),
+        env=_cli_env(env),
+        capture_output=True,
+        timeout=180,
+        cwd=cwd,
+        check=False,
+    )
     if result.returncode != 0:
-        raise RuntimeError(f"encompass {' '.join(args[:2])} failed: "
-                           f"{result.stderr.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"encompass {' '.join(args[:2])} failed: "
+            f"{result.stderr.decode(errors='replace')[-2000:]}"
+        )
     return result.stdout.decode()
 
 
@@ -100,17 +108,37 @@ class Infra:
 
     def psql(self, sql: str) -> str:
         return subprocess.run(
-            [str(self.pg.bindir / "psql"), "-h", "127.0.0.1", "-p", str(self.pg.port), "-U",
-             "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-Atc", sql],
-            capture_output=True, check=True, timeout=60, cwd="/").stdout.decode()
+            [
+                str(self.pg.bindir / "psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.pg.port),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atc",
+                sql,
+            ],
+            capture_output=True,
+            check=True,
+            timeout=60,
+            cwd="/",
+        ).stdout.decode()
 
     def start_receiver(self) -> None:
         log = self.base / "receiver.log"
         with log.open("ab") as out:
-            popen = subprocess.Popen(_python("-m", "tests.faults.receiver", "--port",
-                                             str(self.receiver_port)),
-                                     env=_cli_env({}), stdout=out, stderr=subprocess.STDOUT,
-                                     cwd=self.base)
+            popen = subprocess.Popen(
+                _python("-m", "tests.faults.receiver", "--port", str(self.receiver_port)),
+                env=_cli_env({}),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.base,
+            )
         self.receiver = Proc("receiver", popen, log)
         wait_for(lambda: _http_ok(f"{self.receiver_url}/records"), "the webhook receiver", 30)
 
@@ -122,8 +150,10 @@ class Infra:
         """The template database: schema, one force, one setting with one Key Adult who
         receives by webhook, and a roster of ``PUPILS`` children."""
         self.psql("CREATE DATABASE encompass_template")
-        env = {"ENCOMPASS_DATABASE_URL": self.pg.url("encompass_template"),
-               "ENCOMPASS_SIGNING_KEY": str(self.signing_key)}
+        env = {
+            "ENCOMPASS_DATABASE_URL": self.pg.url("encompass_template"),
+            "ENCOMPASS_SIGNING_KEY": str(self.signing_key),
+        }
         run_cli(["migrate"], env, self.base)
         keys = self.base / "ka"
         run_cli(["keys", "generate", "--out", str(keys)], env, self.base)
@@ -134,32 +164,63 @@ class Infra:
             "setting_id,name,kind,nation,postcode,day_starts,day_ends,dispatch_at,"
             "calendar_id,holiday_policy\n"
             f"{SETTING},Fault Primary School,school,england,TF3 4NT,08:45,23:30,07:30,"
-            "fault-year,hold\n")
+            "fault-year,hold\n"
+        )
         (folder / "calendars.csv").write_text(
-            "calendar_id,first_day,last_day,kind\nfault-year,2026-09-01,2027-07-21,term\n")
+            "calendar_id,first_day,last_day,kind\nfault-year,2026-09-01,2027-07-21,term\n"
+        )
         (folder / "key_adults.csv").write_text(
             "key_adult_id,setting_id,name,role,email,webhook_url,public_key\n"
             f"{RECIPIENT},{SETTING},Ms Key Adult,key_adult,ka@settings.example,"
-            f"{self.receiver_url}/hooks/{RECIPIENT},{public}\n")
+            f"{self.receiver_url}/hooks/{RECIPIENT},{public}\n"
+        )
         (folder / "pupils.csv").write_text(
             "setting_id,upn,given_name,family_name,date_of_birth,postcode,gender\n"
-            + "".join(f"{SETTING},,{given},{family},{born},{postcode},\n"
-                      for given, family, born, postcode in roster()))
-        run_cli(["directory", "import", "--settings", str(folder / "settings.csv"),
-                 "--calendars", str(folder / "calendars.csv"),
-                 "--key-adults", str(folder / "key_adults.csv"),
-                 "--pupils", str(folder / "pupils.csv")], env, self.base)
+            + "".join(
+                f"{SETTING},,{given},{family},{born},{postcode},\n"
+                for given, family, born, postcode in roster()
+            )
+        )
+        run_cli(
+            [
+                "directory",
+                "import",
+                "--settings",
+                str(folder / "settings.csv"),
+                "--calendars",
+                str(folder / "calendars.csv"),
+                "--key-adults",
+                str(folder / "key_adults.csv"),
+                "--pupils",
+                str(folder / "pupils.csv"),
+            ],
+            env,
+            self.base,
+        )
         out = run_cli(["forces", "add", "FX", "--name", "Fault Constabulary"], env, self.base)
-        self.force_token = next(line.split(":", 1)[1].strip() for line in out.splitlines()
-                                if line.startswith("token:"))
+        self.force_token = next(
+            line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("token:")
+        )
 
     def close(self) -> None:
         if self.receiver is not None:
             _stop(self.receiver)
 
 
-GIVEN = ["Amelia", "Oliver", "Isla", "Noah", "Freya", "Arthur", "Ivy", "Leo", "Ava", "Theo",
-         "Mia", "Oscar"]
+GIVEN = [
+    "Amelia",
+    "Oliver",
+    "Isla",
+    "Noah",
+    "Freya",
+    "Arthur",
+    "Ivy",
+    "Leo",
+    "Ava",
+    "Theo",
+    "Mia",
+    "Oscar",
+]
 FAMILY = ["Okonkwo", "Kowalski", "Ashworth", "Nakamura", "Fairbairn", "Castellano"]
 
 
@@ -175,7 +236,7 @@ def roster() -> list[tuple[str, str, str, str]]:
 
 def _http_ok(url: str) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 (loopback)
+        with urllib.request.urlopen(url, timeout=2) as response:
             return int(response.status) == 200
     except OSError:
         return False
@@ -197,8 +258,14 @@ class Stack:
     own; ``worker_amqp_port``/``api_db_port`` put a proxy between the workers and the
     broker, and between the API and the database."""
 
-    def __init__(self, infra: Infra, name: str, *, worker_amqp_port: int | None = None,
-                 api_db_port: int | None = None) -> None:
+    def __init__(
+        self,
+        infra: Infra,
+        name: str,
+        *,
+        worker_amqp_port: int | None = None,
+        api_db_port: int | None = None,
+    ) -> None:
         infra.scenarios += 1
         self.infra, self.name = infra, name
         self.database = f"fault_{infra.scenarios}"
@@ -222,8 +289,7 @@ class Stack:
         via_db = self.api_db_port if role == "api" else self.infra.pg.port
         return {
             "ENCOMPASS_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{via_amqp}/",
-            "ENCOMPASS_DATABASE_URL":
-                f"postgresql://postgres@127.0.0.1:{via_db}/{self.database}",
+            "ENCOMPASS_DATABASE_URL": f"postgresql://postgres@127.0.0.1:{via_db}/{self.database}",
             "ENCOMPASS_QUEUE_PREFIX": self.prefix,
             "ENCOMPASS_SIGNING_KEY": str(self.infra.signing_key),
             "ENCOMPASS_HTTP_PORT": str(self.http_port),
@@ -243,9 +309,13 @@ class Stack:
         log = self.folder / f"{role}-{n}.log"
         args = ["serve"] if role == "api" else ["worker", role]
         with log.open("ab") as out:
-            popen = subprocess.Popen(_python("-m", "encompass.cli", *args),
-                                     env=_cli_env(self.env(role)), stdout=out,
-                                     stderr=subprocess.STDOUT, cwd=self.folder)
+            popen = subprocess.Popen(
+                _python("-m", "encompass.cli", *args),
+                env=_cli_env(self.env(role)),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.folder,
+            )
         proc = Proc(role, popen, log)
         self.procs.append(proc)
         return proc
@@ -253,16 +323,22 @@ class Stack:
     def wait_ready(self, proc: Proc, seconds: float = 60) -> None:
         def ready() -> bool:
             if not proc.alive():
-                raise RuntimeError(f"{proc.role} exited {proc.popen.returncode}: "
-                                   f"{proc.log.read_text(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"{proc.role} exited {proc.popen.returncode}: "
+                    f"{proc.log.read_text(errors='replace')[-3000:]}"
+                )
             if proc.role == "api":
                 return _http_ok(f"{self.api_url}/healthz")
             return proc.log_has("worker.started")
+
         wait_for(ready, f"the {proc.role} to start", seconds)
 
     def start(self, *, matchers: int = 1, dispatchers: int = 1) -> None:
-        procs = [self.spawn("api")] + [self.spawn("matcher") for _ in range(matchers)] + [
-            self.spawn("dispatcher") for _ in range(dispatchers)]
+        procs = (
+            [self.spawn("api")]
+            + [self.spawn("matcher") for _ in range(matchers)]
+            + [self.spawn("dispatcher") for _ in range(dispatchers)]
+        )
         for proc in procs:
             self.wait_ready(proc)
         self.started = True
@@ -270,7 +346,7 @@ class Stack:
     def readyz(self) -> tuple[int, str | None]:
         """The API's ``/readyz``: (status, Retry-After)."""
         try:
-            with urllib.request.urlopen(f"{self.api_url}/readyz", timeout=10) as response:  # noqa: S310
+            with urllib.request.urlopen(f"{self.api_url}/readyz", timeout=10) as response:
                 return int(response.status), response.headers.get("Retry-After")
         except urllib.error.HTTPError as exc:
             return int(exc.code), exc.headers.get("Retry-After")
@@ -305,8 +381,11 @@ class Stack:
 
     def queue_leftovers(self) -> dict[str, tuple[int, int]]:
         """This scenario's queues holding anything (ready, unacknowledged)."""
-        return {name: counts for name, counts in self.infra.rabbit.queue_counts().items()
-                if name.startswith(self.prefix) and counts != (0, 0)}
+        return {
+            name: counts
+            for name, counts in self.infra.rabbit.queue_counts().items()
+            if name.startswith(self.prefix) and counts != (0, 0)
+        }
 
     def unacked(self, logical: str) -> int:
         counts = self.infra.rabbit.queue_counts().get(self.prefix + logical, (0, 0))
@@ -323,9 +402,10 @@ class Stack:
 def receiver_call(infra: Infra, path: str, body: dict[str, Any] | None = None) -> Any:
     """POST (with ``body``) or GET the receiver's control API."""
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(f"{infra.receiver_url}{path}", data=data,
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 (loopback)
+    request = urllib.request.Request(
+        f"{infra.receiver_url}{path}", data=data, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 

@@ -34,8 +34,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RabbitNod
     """Three nodes of our own (names, ports and data directories), joined into one cluster;
     stopped and removed afterwards."""
     if not rabbit_available():
-        pytest.skip("the RabbitMQ server package is not installed: the cluster test starts "
-                    "three nodes of its own (apt-get install rabbitmq-server)")
+        pytest.skip(
+            "the RabbitMQ server package is not installed: the cluster test starts "
+            "three nodes of its own (apt-get install rabbitmq-server)"
+        )
     base = Path(tmp_path_factory.mktemp("rabbit-cluster"))
     cookie = secrets.token_hex(20)
     nodes = [RabbitNode(base, name=f"encompass-c{n}-{RUN_ID}", cookie=cookie) for n in (1, 2, 3)]
@@ -119,7 +121,8 @@ async def broker(cluster: list[RabbitNode]) -> AsyncIterator[tuple[RabbitBroker,
 
 
 async def test_killing_a_follower_then_the_leader_loses_nothing_confirmed(
-        cluster: list[RabbitNode], broker: tuple[RabbitBroker, Topology]) -> None:
+    cluster: list[RabbitNode], broker: tuple[RabbitBroker, Topology]
+) -> None:
     publisher_broker, topology = broker
     real = topology.name(QUEUE)
     leader, members = await asyncio.to_thread(leader_and_members, cluster[2], real)
@@ -147,8 +150,10 @@ async def test_killing_a_follower_then_the_leader_loses_nothing_confirmed(
     while (delivery := await publisher_broker.get(QUEUE, timeout=2.0)) is not None:
         received.append(delivery.message.message_id)
         await delivery.ack()
-    say(f"cluster: {len(publisher.confirmed)} confirmed, {len(received)} received, "
-        f"{publisher.refused} refused; leader {leader} -> {new_leader}")
+    say(
+        f"cluster: {len(publisher.confirmed)} confirmed, {len(received)} received, "
+        f"{publisher.refused} refused; leader {leader} -> {new_leader}"
+    )
     assert new_leader != leader
     assert publisher.confirmed <= set(received), "a confirmed message was lost"
     assert set(received) <= publisher.confirmed, "a message nobody published"

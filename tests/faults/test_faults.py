@@ -75,7 +75,9 @@ def check(result: Tally) -> None:
     problems = result.detail[:10]
     assert result.accepted == result.attempted, (result.row(), problems)
     assert (result.lost, result.duplicated, result.unexpected) == (0, 0, 0), (
-        result.row(), problems)
+        result.row(),
+        problems,
+    )
     assert not result.leftovers, f"messages left in queues: {result.leftovers}"
     assert set(result.statuses) <= ALLOWED, result.row()
     assert result.missing_retry_after == 0, "a 503 without Retry-After"
@@ -101,8 +103,9 @@ async def restart_after_kill(stack: Stack, load: Load, role: str, queue: str) ->
     return f"killed holding {held} unacked {queue}"
 
 
-async def test_matcher_killed_mid_batch(service: Service, in_flight: int,
-                                        fault_table: list[Tally]) -> None:
+async def test_matcher_killed_mid_batch(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> str:
         return await restart_after_kill(stack, load, "matcher", "incidents")
 
@@ -111,8 +114,9 @@ async def test_matcher_killed_mid_batch(service: Service, in_flight: int,
     check(result)
 
 
-async def test_dispatcher_killed_mid_delivery(service: Service, in_flight: int,
-                                              fault_table: list[Tally]) -> None:
+async def test_dispatcher_killed_mid_delivery(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> str:
         # A slow receiver keeps deliveries in flight when the dispatcher dies.
         await asyncio.to_thread(receiver_call, stack.infra, "/control", {"latency": 0.5})
@@ -125,8 +129,9 @@ async def test_dispatcher_killed_mid_delivery(service: Service, in_flight: int,
     check(result)
 
 
-async def test_broker_stopped_and_started(service: Service, in_flight: int,
-                                          fault_table: list[Tally]) -> None:
+async def test_broker_stopped_and_started(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> None:
         await sent(load, 0.3)
         await asyncio.to_thread(stack.infra.rabbit.stop_app)
@@ -143,8 +148,9 @@ async def test_broker_stopped_and_started(service: Service, in_flight: int,
     check(result)
 
 
-async def test_database_restarted(service: Service, in_flight: int,
-                                  fault_table: list[Tally]) -> None:
+async def test_database_restarted(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> None:
         await sent(load, 0.3)
         await asyncio.to_thread(stack.infra.pg.stop, "fast")
@@ -180,8 +186,9 @@ async def network_faults(proxy: FaultProxy, load: Load) -> None:
     proxy.heal()
 
 
-async def test_network_faults_between_workers_and_broker(service: Service, in_flight: int,
-                                                         fault_table: list[Tally]) -> None:
+async def test_network_faults_between_workers_and_broker(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> None:
         await network_faults(service.broker_link, load)
 
@@ -190,8 +197,9 @@ async def test_network_faults_between_workers_and_broker(service: Service, in_fl
     check(result)
 
 
-async def test_network_faults_between_api_and_database(service: Service, in_flight: int,
-                                                       fault_table: list[Tally]) -> None:
+async def test_network_faults_between_api_and_database(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> None:
         await network_faults(service.database_link, load)
 
@@ -201,15 +209,17 @@ async def test_network_faults_between_api_and_database(service: Service, in_flig
 
 
 async def test_webhook_receiver_fails_times_out_and_recovers(
-        service: Service, in_flight: int, fault_table: list[Tally]) -> None:
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     async def inject(stack: Stack, load: Load) -> None:
         await sent(load, 0.3)
         await asyncio.to_thread(receiver_call, stack.infra, "/control", {"mode": "fail"})
         load.fault_begun.set()
         await asyncio.sleep(3)
         # Longer than the sender's 2 s timeout: the request arrived, the answer did not.
-        await asyncio.to_thread(receiver_call, stack.infra, "/control",
-                                {"mode": "timeout", "hang": 3})
+        await asyncio.to_thread(
+            receiver_call, stack.infra, "/control", {"mode": "timeout", "hang": 3}
+        )
         await asyncio.sleep(3)
         await asyncio.to_thread(receiver_call, stack.infra, "/control", {"mode": "ok"})
 

@@ -18,14 +18,19 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 GRACE = 15.0  # seconds a worker may take to stop (its own grace is 10)
 
 
-async def test_rolling_restart_of_every_worker(service: Service, in_flight: int,
-                                               fault_table: list[Tally]) -> None:
+async def test_rolling_restart_of_every_worker(
+    service: Service, in_flight: int, fault_table: list[Tally]
+) -> None:
     exits: list[tuple[str, int | None, float]] = []
 
     async def inject(stack: Stack, load: Load) -> str:
         # A second worker of each kind, so that one always consumes during the roll.
-        await asyncio.gather(*(asyncio.to_thread(stack.wait_ready, stack.spawn(role))
-                               for role in ("matcher", "dispatcher")))
+        await asyncio.gather(
+            *(
+                asyncio.to_thread(stack.wait_ready, stack.spawn(role))
+                for role in ("matcher", "dispatcher")
+            )
+        )
         await sent(load, 0.3)
         load.fault_begun.set()
         for old in stack.running("matcher") + stack.running("dispatcher"):
@@ -33,8 +38,9 @@ async def test_rolling_restart_of_every_worker(service: Service, in_flight: int,
             code = await asyncio.to_thread(stack.terminate, old, GRACE)
             exits.append((old.role, code, time.monotonic() - began))
             await asyncio.to_thread(stack.wait_ready, stack.spawn(old.role))
-        return "stops: " + ", ".join(f"{role} exit {code} in {took:.1f}s"
-                                     for role, code, took in exits)
+        return "stops: " + ", ".join(
+            f"{role} exit {code} in {took:.1f}s" for role, code, took in exits
+        )
 
     result = await run_scenario(service, "rolling restart (SIGTERM)", in_flight, inject)
     fault_table.append(result)

@@ -22,8 +22,9 @@ async def migrated_pg(pg_url: str) -> str:
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-async def sessions(request: pytest.FixtureRequest, tmp_path: Path,
-                   migrated_pg: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def sessions(
+    request: pytest.FixtureRequest, tmp_path: Path, migrated_pg: str
+) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     url = migrated_pg
     if request.param == "sqlite":
         url = f"sqlite+aiosqlite:///{tmp_path / 'encompass.db'}"

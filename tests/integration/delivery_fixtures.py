@@ -38,8 +38,12 @@ from encompass.services.notices import transition
 from tests.databases import scratch_database
 
 # Distinctive values, so a test can prove none of them leaked anywhere.
-CHILD = {"given_name": "Zephyrine", "family_name": "Quillfeather",
-         "date_of_birth": "2016-04-05", "postcode": "ZZ9 9ZZ"}
+CHILD = {
+    "given_name": "Zephyrine",
+    "family_name": "Quillfeather",
+    "date_of_birth": "2016-04-05",
+    "postcode": "ZZ9 9ZZ",
+}
 SCHOOL_NAME = "Bramblewood Academy"
 SECRET = "whsec_test-secret-for-hmac"
 
@@ -131,52 +135,81 @@ class Person:
     keys: KeyAdultPrivateKeys
 
 
-async def add_setting(sessions: async_sessionmaker[AsyncSession], *,
-                      people: list[tuple[str, str | None]], day_starts: time = time(8, 45),
-                      with_secret: bool = True) -> tuple[str, list[Person]]:
+async def add_setting(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    people: list[tuple[str, str | None]],
+    day_starts: time = time(8, 45),
+    with_secret: bool = True,
+) -> tuple[str, list[Person]]:
     """A setting with Key Adults given as (role, webhook_url or None); returns its id and
     the people with their private keys."""
     setting_id = f"S{uuid.uuid4().hex[:10]}"
     made: list[Person] = []
     async with sessions.begin() as session:
-        session.add(SettingRow(setting_id=setting_id, name=SCHOOL_NAME, kind="school",
-                               nation="england", postcode=CHILD["postcode"],
-                               day_starts=day_starts, day_ends=time(15, 30),
-                               dispatch_at=time(7, 30), calendar_id="weekdays",
-                               holiday_policy="hold"))
+        session.add(
+            SettingRow(
+                setting_id=setting_id,
+                name=SCHOOL_NAME,
+                kind="school",
+                nation="england",
+                postcode=CHILD["postcode"],
+                day_starts=day_starts,
+                day_ends=time(15, 30),
+                dispatch_at=time(7, 30),
+                calendar_id="weekdays",
+                holiday_policy="hold",
+            )
+        )
         await session.flush()
         for n, (role, webhook) in enumerate(people):
             person = Person(f"{setting_id}-{role}-{n}", generate_key_adult_keys(False))
             row = key_adult_row(setting_id, person, role, webhook)
             if with_secret:
                 row.webhook_key_sealed = keys_of(session).seal_secret(
-                    signature_key(SECRET), purpose=WEBHOOK_KEY_PURPOSE,
-                    subject=person.key_adult_id)
+                    signature_key(SECRET), purpose=WEBHOOK_KEY_PURPOSE, subject=person.key_adult_id
+                )
             session.add(row)
             made.append(person)
     return setting_id, made
 
 
-def key_adult_row(setting_id: str, person: Person, role: str, webhook: str | None
-                  ) -> KeyAdultRow:
+def key_adult_row(setting_id: str, person: Person, role: str, webhook: str | None) -> KeyAdultRow:
     """A Key Adult with no webhook secret (``add_setting`` seals one in when asked)."""
-    return KeyAdultRow(key_adult_id=person.key_adult_id, setting_id=setting_id,
-                       name="Ms Example Key Adult", role=role,
-                       email=f"{person.key_adult_id.lower()}@settings.example",
-                       webhook_url=webhook,
-                       public_key_pem=public_keys_pem(person.keys.public_keys()).decode(),
-                       token_hash=None, webhook_key_sealed=None)
+    return KeyAdultRow(
+        key_adult_id=person.key_adult_id,
+        setting_id=setting_id,
+        name="Ms Example Key Adult",
+        role=role,
+        email=f"{person.key_adult_id.lower()}@settings.example",
+        webhook_url=webhook,
+        public_key_pem=public_keys_pem(person.keys.public_keys()).decode(),
+        token_hash=None,
+        webhook_key_sealed=None,
+    )
 
 
 def report_payload(ref: str, occurred_at: datetime) -> str:
-    return IncidentReport.model_validate({
-        "incident_ref": ref, "version": 1, "occurred_at": occurred_at.isoformat(),
-        "location": "the family home", "circumstances": "Argument between adults.",
-        "police_actions": "Officers attended; one adult arrested.",
-        "officer": {"name": "PC 1234 Example", "contact": "0300 000 0000"},
-        "children": [{**CHILD, "present": True, "where_during": "upstairs bedroom",
-                      "voice": "said she was scared"}],
-    }, context={"now": occurred_at + timedelta(hours=1)}).model_dump_json()
+    return IncidentReport.model_validate(
+        {
+            "incident_ref": ref,
+            "version": 1,
+            "occurred_at": occurred_at.isoformat(),
+            "location": "the family home",
+            "circumstances": "Argument between adults.",
+            "police_actions": "Officers attended; one adult arrested.",
+            "officer": {"name": "PC 1234 Example", "contact": "0300 000 0000"},
+            "children": [
+                {
+                    **CHILD,
+                    "present": True,
+                    "where_during": "upstairs bedroom",
+                    "voice": "said she was scared",
+                }
+            ],
+        },
+        context={"now": occurred_at + timedelta(hours=1)},
+    ).model_dump_json()
 
 
 @dataclass
@@ -186,9 +219,14 @@ class Made:
     notice_ids: list[str]
 
 
-async def add_incident(sessions: async_sessionmaker[AsyncSession], *, setting_ids: list[str],
-                       deliver_at: datetime, recipient: str = "key_adults",
-                       later: dict[str, datetime] | None = None) -> Made:
+async def add_incident(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    setting_ids: list[str],
+    deliver_at: datetime,
+    recipient: str = "key_adults",
+    later: dict[str, datetime] | None = None,
+) -> Made:
     """A force's incident with one child, scheduled at each setting at ``deliver_at`` (or
     ``later[setting_id]``); the notice ids come in the order of ``setting_ids``."""
     force_id = f"F{uuid.uuid4().hex[:8].upper()}"
@@ -196,35 +234,74 @@ async def add_incident(sessions: async_sessionmaker[AsyncSession], *, setting_id
     occurred = deliver_at - timedelta(hours=9)
     made = Made(incident_id, force_id, [])
     async with sessions.begin() as session:
-        session.add(Force(force_id=force_id, name="Test Constabulary",
-                          token_hash=uuid.uuid4().hex, created_at=occurred))
+        session.add(
+            Force(
+                force_id=force_id,
+                name="Test Constabulary",
+                token_hash=uuid.uuid4().hex,
+                created_at=occurred,
+            )
+        )
         await session.flush()
-        session.add(Incident(incident_id=incident_id, force_id=force_id,
-                             incident_ref=f"T-{uuid.uuid4().hex[:10]}", latest_version=1,
-                             status="active", created_at=occurred, updated_at=occurred))
+        session.add(
+            Incident(
+                incident_id=incident_id,
+                force_id=force_id,
+                incident_ref=f"T-{uuid.uuid4().hex[:10]}",
+                latest_version=1,
+                status="active",
+                created_at=occurred,
+                updated_at=occurred,
+            )
+        )
         await session.flush()
         payload = report_payload(f"T-{incident_id[:8]}", occurred)
-        sealed = await seal_payload(session, incident_id=incident_id, version_id=version_id,
-                                    payload=payload, now=occurred)
-        session.add(IncidentVersion(version_id=version_id, incident_id=incident_id, version=1,
-                                    payload=sealed, payload_sha256=hashlib.sha256(
-                                        payload.encode()).hexdigest(),
-                                    received_at=occurred, queued_at=occurred,
-                                    processed_at=occurred))
+        sealed = await seal_payload(
+            session, incident_id=incident_id, version_id=version_id, payload=payload, now=occurred
+        )
+        session.add(
+            IncidentVersion(
+                version_id=version_id,
+                incident_id=incident_id,
+                version=1,
+                payload=sealed,
+                payload_sha256=hashlib.sha256(payload.encode()).hexdigest(),
+                received_at=occurred,
+                queued_at=occurred,
+                processed_at=occurred,
+            )
+        )
         await session.flush()
-        session.add(Child(child_id=child_id, version_id=version_id, position=0,
-                          decision="match", score=1.0, reasons=[],
-                          candidates=await seal_candidates(session, incident_id=incident_id,
-                                                           child_id=child_id, candidates=[],
-                                                           now=occurred),
-                          reported_at=occurred, resolved_at=None, resolved_by=None))
+        session.add(
+            Child(
+                child_id=child_id,
+                version_id=version_id,
+                position=0,
+                decision="match",
+                score=1.0,
+                reasons=[],
+                candidates=await seal_candidates(
+                    session, incident_id=incident_id, child_id=child_id, candidates=[], now=occurred
+                ),
+                reported_at=occurred,
+                resolved_at=None,
+                resolved_by=None,
+            )
+        )
         await session.flush()
         for setting_id in setting_ids:
-            notice = Notice(notice_id=str(uuid.uuid4()), child_id=child_id,
-                            incident_id=incident_id, setting_id=setting_id, status="",
-                            deliver_at=(later or {}).get(setting_id, deliver_at),
-                            recipient=recipient, release_reason="test", created_at=occurred,
-                            updated_at=occurred)
+            notice = Notice(
+                notice_id=str(uuid.uuid4()),
+                child_id=child_id,
+                incident_id=incident_id,
+                setting_id=setting_id,
+                status="",
+                deliver_at=(later or {}).get(setting_id, deliver_at),
+                recipient=recipient,
+                release_reason="test",
+                created_at=occurred,
+                updated_at=occurred,
+            )
             session.add(notice)
             transition(session, notice, NoticeStatus.SCHEDULED, at=occurred, cause="test")
             made.notice_ids.append(notice.notice_id)

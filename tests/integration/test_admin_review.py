@@ -43,10 +43,17 @@ pytestmark = pytest.mark.integration
 FRIDAY_NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)
 SATURDAY_MORNING = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 MONDAY_10 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)  # GMT: 10:00 in London
-CANDIDATES = [{"setting_id": "EY200002", "score": 0.81,
-               "reasons": ["given name: nickname", "date of birth: day and month swapped"],
-               "given_name": "Fred", "family_name": "Smith", "date_of_birth": "2022-02-14",
-               "postcode": "TF3 4NT"}]
+CANDIDATES = [
+    {
+        "setting_id": "EY200002",
+        "score": 0.81,
+        "reasons": ["given name: nickname", "date of birth: day and month swapped"],
+        "given_name": "Fred",
+        "family_name": "Smith",
+        "date_of_birth": "2022-02-14",
+        "postcode": "TF3 4NT",
+    }
+]
 
 
 @dataclass
@@ -62,35 +69,51 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(admin_pg_url: str, tmp_path_factory: pytest.TempPathFactory
-                ) -> AsyncIterator[Stack]:
+async def stack(
+    admin_pg_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     folder = tmp_path_factory.mktemp("admin")
     async with own_database(admin_pg_url, "admin") as url:
-        settings = load_settings(database_url=url, amqp_url="",
-                                 signing_key=folder / "service.pem")
+        settings = load_settings(database_url=url, amqp_url="", signing_key=folder / "service.pem")
         container = await bootstrap(settings, clock=Clock(FRIDAY_NIGHT))
         await import_directory(container.sessions, **write_directory(folder / "directory"))
-        force = await add_force(container.sessions, container.clock,
-                                f"A{secrets.token_hex(3).upper()}", "Test Constabulary")
+        force = await add_force(
+            container.sessions,
+            container.clock,
+            f"A{secrets.token_hex(3).upper()}",
+            "Test Constabulary",
+        )
         admin = await add_admin(container.sessions, container.clock, "Coordinator", "all")
         area = await add_admin(container.sessions, container.clock, "Area", "E06000020")
-        key_adult = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                      "KA-OAK-1")
+        key_adult = await issue_key_adult_credentials(
+            container.sessions, container.clock, "KA-OAK-1"
+        )
         runner = web.AppRunner(create_app(container))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
-        yield Stack(container, f"http://{host}:{port}", force.token, force.subject_id,
-                    admin.token, area.token, key_adult.token, folder / "directory" / "keys")
+        yield Stack(
+            container,
+            f"http://{host}:{port}",
+            force.token,
+            force.subject_id,
+            admin.token,
+            area.token,
+            key_adult.token,
+            folder / "directory" / "keys",
+        )
         await runner.cleanup()
         await container.close()
 
 
-async def call(stack: Stack, method: str, path: str, token: str | None = None,
-               body: Any = None) -> tuple[int, Any]:
+async def call(
+    stack: Stack, method: str, path: str, token: str | None = None, body: Any = None
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token or stack.admin}"} if token != "" else {}
-    async with aiohttp.ClientSession() as client, client.request(
-            method, stack.url + path, headers=headers, json=body) as response:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.request(method, stack.url + path, headers=headers, json=body) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -100,13 +123,19 @@ async def queue(stack: Stack) -> dict[str, dict[str, Any]]:
     return {item["id"]: item for item in body["items"]}
 
 
-async def unplaced(stack: Stack, reported_at: datetime, decision: str = "review",
-                   child: dict[str, Any] = AMELIA) -> str:
-    placed = await add_child(stack.container.sessions, force_id=stack.force_id,
-                             reported_at=reported_at, child=child, decision=decision,
-                             score=0.81 if decision == "review" else 0.0,
-                             candidates=CANDIDATES if decision == "review" else [],
-                             reasons=["names do not agree well enough to be sure"])
+async def unplaced(
+    stack: Stack, reported_at: datetime, decision: str = "review", child: dict[str, Any] = AMELIA
+) -> str:
+    placed = await add_child(
+        stack.container.sessions,
+        force_id=stack.force_id,
+        reported_at=reported_at,
+        child=child,
+        decision=decision,
+        score=0.81 if decision == "review" else 0.0,
+        candidates=CANDIDATES if decision == "review" else [],
+        reasons=["names do not agree well enough to be sure"],
+    )
     return placed.child_id
 
 
@@ -120,29 +149,36 @@ async def test_the_review_queue_shows_candidates_reasons_and_age(stack: Stack) -
     assert item["reasons"] == ["names do not agree well enough to be sure"]
     # The person deciding sees what the force reported, to compare with the candidates
     assert item["reported_child"]["given_name"] == "Amelia"
-    assert item["age_seconds"] == pytest.approx(
-        (MONDAY_10 - FRIDAY_NIGHT).total_seconds(), abs=60)
+    assert item["age_seconds"] == pytest.approx((MONDAY_10 - FRIDAY_NIGHT).total_seconds(), abs=60)
 
 
-@pytest.mark.parametrize("path,method", [("/v1/admin/review", "GET"),
-                                         ("/v1/admin/notices", "GET"),
-                                         ("/v1/admin/review/x/resolve", "POST")])
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [
+        ("/v1/admin/review", "GET"),
+        ("/v1/admin/notices", "GET"),
+        ("/v1/admin/review/x/resolve", "POST"),
+    ],
+)
 async def test_admin_routes_refuse_other_callers(stack: Stack, path: str, method: str) -> None:
     body = {"setting_id": "EY200002"}
-    for token, status_, code in ((stack.force, 403, "forbidden"),
-                                 (stack.key_adult, 403, "forbidden"),
-                                 ("", 401, "unauthorised"), ("admin_forged", 401, "unauthorised"),
-                                 (stack.area_admin, 403, "area_scoping_unavailable")):
+    for token, status_, code in (
+        (stack.force, 403, "forbidden"),
+        (stack.key_adult, 403, "forbidden"),
+        ("", 401, "unauthorised"),
+        ("admin_forged", 401, "unauthorised"),
+        (stack.area_admin, 403, "area_scoping_unavailable"),
+    ):
         status, answer = await call(stack, method, path, token, body)
         assert (status, answer["error"]["code"]) == (status_, code), token
 
 
-async def test_a_friday_night_child_resolved_on_monday_morning_goes_at_once(
-        stack: Stack) -> None:
+async def test_a_friday_night_child_resolved_on_monday_morning_goes_at_once(stack: Stack) -> None:
     stack.container.clock.set(MONDAY_10)
     child_id = await unplaced(stack, FRIDAY_NIGHT)
-    status, done = await call(stack, "POST", f"/v1/admin/review/{child_id}/resolve",
-                              body={"setting_id": "EY200002"})
+    status, done = await call(
+        stack, "POST", f"/v1/admin/review/{child_id}/resolve", body={"setting_id": "EY200002"}
+    )
     assert status == 200, done
     assert done["type"] == "child" and done["resolution"] == "setting"
     assert done["notice"]["status"] == "scheduled"
@@ -153,8 +189,11 @@ async def test_a_friday_night_child_resolved_on_monday_morning_goes_at_once(
     assert child_id not in await queue(stack)
     async with stack.container.sessions() as session:
         child = await session.get(Child, child_id)
-        audit = await session.scalar(select(AuditEntry).where(
-            AuditEntry.subject == f"child:{child_id}", AuditEntry.action == "review.resolved"))
+        audit = await session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.subject == f"child:{child_id}", AuditEntry.action == "review.resolved"
+            )
+        )
     assert child is not None and child.resolved_at is not None
     assert child.resolved_by is not None and child.resolved_by.startswith("admin:")
     assert audit is not None and audit.detail["setting_id"] == "EY200002"
@@ -163,28 +202,40 @@ async def test_a_friday_night_child_resolved_on_monday_morning_goes_at_once(
 async def test_a_saturday_child_resolved_on_saturday_waits_for_monday(stack: Stack) -> None:
     stack.container.clock.set(datetime(2026, 11, 21, 11, 0, tzinfo=UTC))
     child_id = await unplaced(stack, SATURDAY_MORNING)
-    status, done = await call(stack, "POST", f"/v1/admin/review/{child_id}/resolve",
-                              body={"setting_id": "EY200002"})
+    status, done = await call(
+        stack, "POST", f"/v1/admin/review/{child_id}/resolve", body={"setting_id": "EY200002"}
+    )
     assert status == 200, done
     # The nursery opens on weekdays at 07:00 (GMT in November)
     assert datetime.fromisoformat(done["notice"]["deliver_at"]) == datetime(
-        2026, 11, 23, 7, 0, tzinfo=UTC)
+        2026, 11, 23, 7, 0, tzinfo=UTC
+    )
 
 
 async def test_a_child_on_no_roll_goes_to_the_local_authority_contact(stack: Stack) -> None:
     stack.container.clock.set(MONDAY_10)
-    placed = await add_child(stack.container.sessions, force_id=stack.force_id,
-                             reported_at=FRIDAY_NIGHT, child=NOBODY, decision="none",
-                             score=0.0)
+    placed = await add_child(
+        stack.container.sessions,
+        force_id=stack.force_id,
+        reported_at=FRIDAY_NIGHT,
+        child=NOBODY,
+        decision="none",
+        score=0.0,
+    )
     assert (await queue(stack))[placed.child_id]["decision"] == "none"
-    status, done = await call(stack, "POST", f"/v1/admin/review/{placed.child_id}/resolve",
-                              body={"local_authority_contact": True})
+    status, done = await call(
+        stack,
+        "POST",
+        f"/v1/admin/review/{placed.child_id}/resolve",
+        body={"local_authority_contact": True},
+    )
     assert status == 200, done
     assert done["resolution"] == "local_authority_contact" and done["notice"] is None
     assert "no local-authority contact directory" in done["message"]
     async with stack.container.sessions() as session:
-        alerts = (await session.scalars(select(Alert).where(
-            Alert.kind == "local_authority_contact"))).all()
+        alerts = (
+            await session.scalars(select(Alert).where(Alert.kind == "local_authority_contact"))
+        ).all()
     assert any(placed.child_id in a.message and a.audience == "admins" for a in alerts)
     status, state = await call(stack, "GET", f"/v1/incidents/{placed.incident_id}", stack.force)
     assert state["children"][0]["resolution"] == "local_authority_contact"
@@ -195,17 +246,19 @@ async def test_resolutions_that_cannot_be_made_are_refused(stack: Stack) -> None
     child_id = await unplaced(stack, FRIDAY_NIGHT)
     path = f"/v1/admin/review/{child_id}/resolve"
     for body, status_, code in (
-            ({}, 400, "bad_request"),
-            ({"setting_id": "EY200002", "local_authority_contact": True}, 400, "bad_request"),
-            ({"setting_id": "NOPE"}, 404, "unknown_setting"),
-            ({"setting": "EY200002"}, 422, "invalid_resolution")):
+        ({}, 400, "bad_request"),
+        ({"setting_id": "EY200002", "local_authority_contact": True}, 400, "bad_request"),
+        ({"setting_id": "NOPE"}, 404, "unknown_setting"),
+        ({"setting": "EY200002"}, 422, "invalid_resolution"),
+    ):
         status, answer = await call(stack, "POST", path, body=body)
         assert (status, answer["error"]["code"]) == (status_, code), body
     assert (await call(stack, "POST", path, body={"setting_id": "EY200002"}))[0] == 200
     status, answer = await call(stack, "POST", path, body={"setting_id": "EY200002"})
     assert status == 409 and answer["error"]["code"] == "already_resolved"
-    status, answer = await call(stack, "POST", "/v1/admin/review/nothing/resolve",
-                                body={"setting_id": "EY200002"})
+    status, answer = await call(
+        stack, "POST", "/v1/admin/review/nothing/resolve", body={"setting_id": "EY200002"}
+    )
     assert status == 404 and answer["error"]["code"] == "not_found"
 
 
@@ -213,8 +266,7 @@ async def test_a_returned_notice_is_resolved_to_another_setting(stack: Stack) ->
     # Given a notice the school received and answered "not our pupil"
     container = stack.container
     container.clock.set(FRIDAY_NIGHT)
-    placed = await add_child(container.sessions, force_id=stack.force_id,
-                             reported_at=FRIDAY_NIGHT)
+    placed = await add_child(container.sessions, force_id=stack.force_id, reported_at=FRIDAY_NIGHT)
     notice_id = await add_notice(container.sessions, placed, "URN100001", FRIDAY_NIGHT)
     container.clock.set(datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
     await send_due(container)
@@ -222,11 +274,22 @@ async def test_a_returned_notice_is_resolved_to_another_setting(stack: Stack) ->
     assert served is not None
     digest = envelope_hash(parse_envelope(served.envelope))
     keys = load_private_key_bundle((stack.keys / "KA-OAK-1.private.pem").read_bytes())
-    await acknowledge(container.sessions, container.clock, "KA-OAK-1", notice_id=notice_id,
-                      kind="not_our_pupil", reply=None, envelope_hash=digest,
-                      signature=sign_ack(keys.signing, notice_id=notice_id,
-                                         envelope_hash=digest, kind="not_our_pupil",
-                                         reply=None))
+    await acknowledge(
+        container.sessions,
+        container.clock,
+        "KA-OAK-1",
+        notice_id=notice_id,
+        kind="not_our_pupil",
+        reply=None,
+        envelope_hash=digest,
+        signature=sign_ack(
+            keys.signing,
+            notice_id=notice_id,
+            envelope_hash=digest,
+            kind="not_our_pupil",
+            reply=None,
+        ),
+    )
     path = f"/v1/admin/review/{notice_id}/resolve"
     # Sending it to the same school again is refused: they have it and said no
     status, answer = await call(stack, "POST", path, body={"setting_id": "URN100001"})
@@ -247,8 +310,9 @@ async def test_a_returned_notice_is_resolved_to_another_setting(stack: Stack) ->
 
 async def test_admins_list_notices_without_child_data(stack: Stack) -> None:
     stack.container.clock.set(FRIDAY_NIGHT)
-    placed = await add_child(stack.container.sessions, force_id=stack.force_id,
-                             reported_at=FRIDAY_NIGHT)
+    placed = await add_child(
+        stack.container.sessions, force_id=stack.force_id, reported_at=FRIDAY_NIGHT
+    )
     notice_id = await add_notice(stack.container.sessions, placed, "EY200002", FRIDAY_NIGHT)
     status, body = await call(stack, "GET", "/v1/admin/notices?status=scheduled")
     assert status == 200
@@ -264,11 +328,20 @@ async def test_admins_list_notices_without_child_data(stack: Stack) -> None:
 
 async def test_the_dashboard_escapes_everything_and_names_no_child(stack: Stack) -> None:
     async with stack.container.sessions.begin() as session:
-        session.add(Alert(notice_id=None, kind="test", audience="admins",
-                          message="<script>alert(1)</script>", created_at=FRIDAY_NIGHT))
+        session.add(
+            Alert(
+                notice_id=None,
+                kind="test",
+                audience="admins",
+                message="<script>alert(1)</script>",
+                created_at=FRIDAY_NIGHT,
+            )
+        )
     await unplaced(stack, FRIDAY_NIGHT)
-    async with aiohttp.ClientSession() as client, client.get(
-            f"{stack.url}/admin", params={"token": stack.admin}) as response:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{stack.url}/admin", params={"token": stack.admin}) as response,
+    ):
         assert response.status == 200 and response.content_type == "text/html"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         page = await response.text()
@@ -284,27 +357,29 @@ async def test_the_dashboard_escapes_everything_and_names_no_child(stack: Stack)
 async def test_the_metrics_show_the_age_of_the_oldest_review_item(stack: Stack) -> None:
     stack.container.clock.set(MONDAY_10)
     await unplaced(stack, FRIDAY_NIGHT)
-    async with aiohttp.ClientSession() as client, client.get(
-            f"{stack.url}/metrics") as response:
+    async with aiohttp.ClientSession() as client, client.get(f"{stack.url}/metrics") as response:
         text = await response.text()
-    (line,) = [x for x in text.splitlines()
-               if x.startswith("encompass_review_queue_oldest_age_seconds ")]
+    (line,) = [
+        x for x in text.splitlines() if x.startswith("encompass_review_queue_oldest_age_seconds ")
+    ]
     assert float(line.split()[1]) >= (MONDAY_10 - FRIDAY_NIGHT).total_seconds() - 60
 
 
 async def test_an_urgent_release_sends_a_held_notice_now(stack: Stack) -> None:
     container = stack.container
     container.clock.set(FRIDAY_NIGHT)
-    placed = await add_child(container.sessions, force_id=stack.force_id,
-                             reported_at=FRIDAY_NIGHT)
+    placed = await add_child(container.sessions, force_id=stack.force_id, reported_at=FRIDAY_NIGHT)
     notice_id = await add_notice(container.sessions, placed, "URN100001", FRIDAY_NIGHT)
     done = await release_now(container.sessions, container.clock, notice_id, actor="admin:cli")
     assert done.was_due_at == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
     assert abs((done.deliver_at - container.clock.now()).total_seconds()) < 60
     async with container.sessions() as session:
-        entry = await session.scalar(select(AuditEntry).where(
-            AuditEntry.subject == f"notice:{notice_id}",
-            AuditEntry.action == "notice.released_now"))
+        entry = await session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.subject == f"notice:{notice_id}",
+                AuditEntry.action == "notice.released_now",
+            )
+        )
     assert entry is not None and entry.actor == "admin:cli"
     with pytest.raises(ReleaseRefused, match="already due"):
         await release_now(container.sessions, container.clock, notice_id, actor="admin:cli")

@@ -50,8 +50,12 @@ TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # Oakfield's next open day
 # Examples per operation and mode: many under the token the route serves, a few under the
 # others (those stop at 403, so more would test nothing new).
 EXAMPLES, OTHER_EXAMPLES = 15, 2
-OWNER = (("/v1/incidents", "force"), ("/v1/notices", "key_adult"), ("/v1/admin", "admin"),
-         ("/admin", "admin"))
+OWNER = (
+    ("/v1/incidents", "force"),
+    ("/v1/notices", "key_adult"),
+    ("/v1/admin", "admin"),
+    ("/admin", "admin"),
+)
 
 
 def _owner(path: str) -> str | None:
@@ -68,8 +72,9 @@ class Live:
 
 
 @pytest.fixture(scope="module")
-def live(admin_pg_url: str, rabbit: RabbitTarget,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+def live(
+    admin_pg_url: str, rabbit: RabbitTarget, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
     folder: Path = tmp_path_factory.mktemp("fuzz")
     thread, stack = LoopThread(), AsyncExitStack()
     prefix = f"{rabbit.prefix}fuzz.{secrets.token_hex(3)}."
@@ -77,22 +82,32 @@ def live(admin_pg_url: str, rabbit: RabbitTarget,
     async def start() -> Live:
         url = await stack.enter_async_context(own_database(admin_pg_url, "fuzz"))
         # Rate limits off: this test is about what each request does, not how many.
-        config = load_settings(database_url=url, amqp_url=rabbit.url, queue_prefix=prefix,
-                               signing_key=folder / "service.pem",
-                               rate_limit_credential=0, rate_limit_address=0)
+        config = load_settings(
+            database_url=url,
+            amqp_url=rabbit.url,
+            queue_prefix=prefix,
+            signing_key=folder / "service.pem",
+            rate_limit_credential=0,
+            rate_limit_address=0,
+        )
         container = await bootstrap(config, clock=Clock(NIGHT))
         stack.push_async_callback(delete_topologies, [(rabbit.url, Topology(prefix))])
         stack.push_async_callback(container.close)
         await import_directory(container.sessions, **write_directory(folder / "directory"))
         force = await add_force(container.sessions, container.clock, "FUZZ", "Fuzz Police")
         admin = await add_admin(container.sessions, container.clock, "Fuzz Admin", "all")
-        key_adult = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                      "KA-OAK-1")
-        placed = await add_child(container.sessions, force_id=force.subject_id,
-                                 reported_at=NIGHT)
+        key_adult = await issue_key_adult_credentials(
+            container.sessions, container.clock, "KA-OAK-1"
+        )
+        placed = await add_child(container.sessions, force_id=force.subject_id, reported_at=NIGHT)
         notice_id = await add_notice(container.sessions, placed, "URN100001", NIGHT)
-        review = await add_child(container.sessions, force_id=force.subject_id,
-                                 reported_at=NIGHT, decision="review", score=0.5)
+        review = await add_child(
+            container.sessions,
+            force_id=force.subject_id,
+            reported_at=NIGHT,
+            decision="review",
+            score=0.5,
+        )
         container.clock.set(TUESDAY)
         await send_due(container)
         runner = web.AppRunner(create_app(container), access_log=None)
@@ -100,10 +115,11 @@ def live(admin_pg_url: str, rabbit: RabbitTarget,
         stack.push_async_callback(runner.cleanup)
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
-        return Live(f"http://{host}:{port}",
-                    {"force": force.token, "admin": admin.token, "key_adult": key_adult.token},
-                    {"incident_id": placed.incident_id, "notice_id": notice_id,
-                     "item_id": review.child_id})
+        return Live(
+            f"http://{host}:{port}",
+            {"force": force.token, "admin": admin.token, "key_adult": key_adult.token},
+            {"incident_id": placed.incident_id, "notice_id": notice_id, "item_id": review.child_id},
+        )
 
     live = thread.run(start())
     yield live
@@ -121,8 +137,11 @@ def _problem(response: requests.Response) -> str | None:
         error = json.loads(response.content)["error"]
     except (ValueError, KeyError, TypeError):
         return f"HTTP {response.status_code} without a JSON error body"
-    if not (isinstance(error, dict) and isinstance(error.get("code"), str)
-            and isinstance(error.get("message"), str)):
+    if not (
+        isinstance(error, dict)
+        and isinstance(error.get("code"), str)
+        and isinstance(error.get("message"), str)
+    ):
         return f"HTTP {response.status_code} with a malformed error body"
     return None
 
@@ -137,37 +156,56 @@ def _runs(operation: Any, live: Live, role: str) -> list[tuple[int, dict[str, st
     return [(EXAMPLES, None), (EXAMPLES, {name: live.ids[name] for name in names})]
 
 
-def _fuzz(schema: Any, live: Live, role: str, mode: GenerationMode,
-          session: requests.Session, problems: list[str]) -> int:
+def _fuzz(
+    schema: Any,
+    live: Live,
+    role: str,
+    mode: GenerationMode,
+    session: requests.Session,
+    problems: list[str],
+) -> int:
     calls = 0
     for result in schema.get_all_operations():
         operation = result.ok()
         for examples, path_parameters in _runs(operation, live, role):
-            calls += _fuzz_one(operation, live, role, mode, session, problems, examples,
-                               path_parameters)
+            calls += _fuzz_one(
+                operation, live, role, mode, session, problems, examples, path_parameters
+            )
     return calls
 
 
-def _fuzz_one(operation: Any, live: Live, role: str, mode: GenerationMode,
-              session: requests.Session, problems: list[str], examples: int,
-              path_parameters: dict[str, str] | None) -> int:
+def _fuzz_one(
+    operation: Any,
+    live: Live,
+    role: str,
+    mode: GenerationMode,
+    session: requests.Session,
+    problems: list[str],
+    examples: int,
+    path_parameters: dict[str, str] | None,
+) -> int:
     calls = 0
 
-    @settings(max_examples=examples, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate],
-              suppress_health_check=list(HealthCheck))
-    @given(case=operation.as_strategy(generation_mode=mode,
-                                      path_parameters=path_parameters))
+    @settings(
+        max_examples=examples,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(generation_mode=mode, path_parameters=path_parameters))
     def call(case: Any) -> None:
         nonlocal calls
-        case.headers = {**(case.headers or {}),
-                        "Authorization": f"Bearer {live.tokens[role]}"}
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {live.tokens[role]}"}
         response = case.call(base_url=live.url, session=session, timeout=30)
         calls += 1
         problem = _problem(response)
         if problem:
-            problems.append(f"{role} {mode.value} {case.method} {case.formatted_path}: "
-                            f"{problem}: {response.text[:200]!r}")
+            problems.append(
+                f"{role} {mode.value} {case.method} {case.formatted_path}: "
+                f"{problem}: {response.text[:200]!r}"
+            )
 
     try:
         call()

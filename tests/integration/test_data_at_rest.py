@@ -70,11 +70,23 @@ pytestmark = pytest.mark.integration
 
 # The demo night's children (encompass/demo/incidents.py) and what the force said.
 NAMES = ("Amelia", "Oliver", "Freddie", "Noah", "Isla", "Harry", "Cerys")
-BORN = ("2015-03-02", "2017-07-19", "2022-02-14", "2018-01-30", "2016-05-11", "2013-06-01",
-        "2014-10-09")
-CIRCUMSTANCES = ("Verbal argument between adults", "police called by a neighbour",
-                 "said she was scared", "upstairs bedroom", "a street near the home",
-                 "one adult left the address")
+BORN = (
+    "2015-03-02",
+    "2017-07-19",
+    "2022-02-14",
+    "2018-01-30",
+    "2016-05-11",
+    "2013-06-01",
+    "2014-10-09",
+)
+CIRCUMSTANCES = (
+    "Verbal argument between adults",
+    "police called by a neighbour",
+    "said she was scared",
+    "upstairs bedroom",
+    "a street near the home",
+    "one adult left the address",
+)
 # Harry Brown is on no roll: nothing anywhere may name him, the roster included.
 NO_ROLL = ("Harry", "Brown", "2013-06-01", "TF1 2ZZ")
 LATER = datetime(2027, 6, 1, 12, 0, tzinfo=UTC)  # well past the 90 days of retention
@@ -95,17 +107,27 @@ def _env() -> Iterator[pytest.MonkeyPatch]:
 
 
 @pytest.fixture(scope="module")
-async def ran(admin_pg_url: str, rabbit: RabbitTarget, _env: pytest.MonkeyPatch,
-              tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ran]:
+async def ran(
+    admin_pg_url: str,
+    rabbit: RabbitTarget,
+    _env: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Ran]:
     """The demo's whole night and morning on RabbitMQ and a PostgreSQL database of its own,
     with the service's keys in a folder of this module's."""
     folder = tmp_path_factory.mktemp("at-rest")
     prefix = f"{rabbit.prefix}rest."
     async with scratch_database(admin_pg_url, f"encompass_rest_{uuid.uuid4().hex[:8]}") as url:
-        env = {"ENCOMPASS_DATABASE_URL": url, "ENCOMPASS_SIGNING_KEY": str(folder / "svc.pem"),
-               "ENCOMPASS_DATA_KEY": str(folder / "data-key")}
-        for name, value in {**env, "ENCOMPASS_AMQP_URL": rabbit.url,
-                            "ENCOMPASS_QUEUE_PREFIX": prefix}.items():
+        env = {
+            "ENCOMPASS_DATABASE_URL": url,
+            "ENCOMPASS_SIGNING_KEY": str(folder / "svc.pem"),
+            "ENCOMPASS_DATA_KEY": str(folder / "data-key"),
+        }
+        for name, value in {
+            **env,
+            "ENCOMPASS_AMQP_URL": rabbit.url,
+            "ENCOMPASS_QUEUE_PREFIX": prefix,
+        }.items():
             _env.setenv(name, value)
         _env.delenv("ENCOMPASS_NOW", raising=False)
         try:
@@ -120,20 +142,39 @@ async def ran(admin_pg_url: str, rabbit: RabbitTarget, _env: pytest.MonkeyPatch,
 
 
 async def _container(ran: Ran, now: datetime) -> Container:
-    settings = load_settings(database_url=ran.url, amqp_url="",
-                             signing_key=ran.folder / "svc.pem",
-                             data_key=ran.folder / "data-key")
+    settings = load_settings(
+        database_url=ran.url,
+        amqp_url="",
+        signing_key=ran.folder / "svc.pem",
+        data_key=ran.folder / "data-key",
+    )
     return await bootstrap(settings, clock=Clock(now), run_migrations=False)
 
 
 async def _every_row(container: Container) -> dict[str, list[str]]:
     """Every row of every table, as PostgreSQL spells it in text (every column)."""
     async with container.engine.connect() as connection:
-        tables = (await connection.execute(text(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"))).scalars().all()
-        return {table: [str(row) for row in (await connection.execute(
-            text(f'SELECT t::text FROM "{table}" t'))).scalars().all()] for table in tables}
+        tables = (
+            (
+                await connection.execute(
+                    text(
+                        "SELECT table_name FROM information_schema.tables "
+                        "WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
+                    )
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return {
+            table: [
+                str(row)
+                for row in (await connection.execute(text(f'SELECT t::text FROM "{table}" t')))
+                .scalars()
+                .all()
+            ]
+            for table in tables
+        }
 
 
 async def test_the_database_holds_no_child_in_clear(ran: Ran) -> None:
@@ -144,8 +185,9 @@ async def test_the_database_holds_no_child_in_clear(ran: Ran) -> None:
         await container.close()
     assert rows["incident_versions"] and rows["children"] and rows["envelopes"]
     everything = "\n".join(line for lines in rows.values() for line in lines)
-    outside_roster = "\n".join(line for table, lines in rows.items() if table != "pupils"
-                               for line in lines)
+    outside_roster = "\n".join(
+        line for table, lines in rows.items() if table != "pupils" for line in lines
+    )
     for words in CIRCUMSTANCES + NO_ROLL:
         assert words not in everything, words
     for words in NAMES + BORN:
@@ -185,8 +227,7 @@ async def test_webhooks_cannot_be_forged_from_the_database(ran: Ran) -> None:
     container = await _container(ran, LATER)
     try:
         # A Key Adult holds a webhook secret, so its key is in the database (sealed)
-        issued = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                   "KA-OAK-1")
+        issued = await issue_key_adult_credentials(container.sessions, container.clock, "KA-OAK-1")
         rows = await _every_row(container)
     finally:
         await container.close()
@@ -196,62 +237,89 @@ async def test_webhooks_cannot_be_forged_from_the_database(ran: Ran) -> None:
     assert len(materials) > 1_000
     for key in materials:
         # Neither the HMAC of the webhook secret ...
-        assert not verify(body, sign(body, key=key, timestamp=now),
-                          secret=issued.webhook_secret, now=now)
+        assert not verify(
+            body, sign(body, key=key, timestamp=now), secret=issued.webhook_secret, now=now
+        )
         # ... nor the service's Ed25519 signature can be made with anything stored.
         if len(key) == 32:
-            forged = service_sign(body, signing_key=Ed25519PrivateKey.from_private_bytes(key),
-                                  timestamp=now, idempotency_key="x", kind="notice")
-            assert not verify_service(body, forged, idempotency_key="x", kind="notice",
-                                      service_key=service, now=now)
+            forged = service_sign(
+                body,
+                signing_key=Ed25519PrivateKey.from_private_bytes(key),
+                timestamp=now,
+                idempotency_key="x",
+                kind="notice",
+            )
+            assert not verify_service(
+                body, forged, idempotency_key="x", kind="notice", service_key=service, now=now
+            )
     for table in rows:  # no private key of any kind is stored
         assert all("PRIVATE KEY" not in line for line in rows[table]), table
     # The harness would catch the old scheme: the key it stored did sign webhooks.
     old = signature_key(issued.webhook_secret)
-    assert verify(body, sign(body, key=old, timestamp=now), secret=issued.webhook_secret,
-                  now=now)
+    assert verify(body, sign(body, key=old, timestamp=now), secret=issued.webhook_secret, now=now)
     assert old not in materials and old.hex().encode() not in materials
 
 
 def _cli(ran: Ran, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **ran.env, "ENCOMPASS_NOW": LATER.isoformat()}
     env.pop("ENCOMPASS_AMQP_URL", None)
-    return subprocess.run([sys.executable, "-m", "encompass.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "encompass.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 async def test_purge_shreds_closed_incidents_and_everything_copes(ran: Ran) -> None:
     container = await _container(ran, LATER)
     try:
         async with container.sessions() as session:
-            before = (await session.execute(select(IncidentVersion.incident_id,
-                                                   IncidentVersion.version_id,
-                                                   IncidentVersion.payload))).all()
+            before = (
+                await session.execute(
+                    select(
+                        IncidentVersion.incident_id,
+                        IncidentVersion.version_id,
+                        IncidentVersion.payload,
+                    )
+                )
+            ).all()
             audit_before = len((await session.scalars(select(AuditEntry.seq))).all())
         # A dry run names them and changes nothing
         dry = _cli(ran, "purge", "--dry-run")
         assert dry.returncode == 0, dry.stderr
-        would = [line.split()[3] for line in dry.stdout.splitlines()
-                 if line.startswith("would purge incident")]
+        would = [
+            line.split()[3]
+            for line in dry.stdout.splitlines()
+            if line.startswith("would purge incident")
+        ]
         assert len(would) == 6, dry.stdout  # every demo incident is closed by then
         assert all(word not in dry.stdout for word in NAMES)
         # When purged (the command, as an operator runs it)
         done = _cli(ran, "purge")
         assert done.returncode == 0, done.stderr
         assert "6 incident(s) purged" in done.stdout
-        assert sorted(line.split()[2] for line in done.stdout.splitlines()
-                      if line.startswith("purged incident")) == sorted(would)
+        assert sorted(
+            line.split()[2]
+            for line in done.stdout.splitlines()
+            if line.startswith("purged incident")
+        ) == sorted(would)
         async with container.sessions() as session:
             keys = (await session.scalars(select(IncidentKey))).all()
             assert {k.incident_id for k in keys} == set(would)
-            assert all(k.wrapped_key is None and k.purged_at is not None
-                       and k.purged_at >= LATER for k in keys)
+            assert all(
+                k.wrapped_key is None and k.purged_at is not None and k.purged_at >= LATER
+                for k in keys
+            )
             # Then no stored report opens any more, with any key material left anywhere
             left = [m for m in _materials(await _every_row(container)) if len(m) == 32]
             for incident_id, version_id, stored in before:
                 with pytest.raises(DataPurged):
-                    await open_payload(session, incident_id=incident_id,
-                                       version_id=version_id, stored=stored)
+                    await open_payload(
+                        session, incident_id=incident_id, version_id=version_id, stored=stored
+                    )
                 for candidate in left:
                     with pytest.raises(DataUnreadable):
                         open_value(candidate, stored, purpose=PAYLOAD, subject=version_id)
@@ -261,8 +329,11 @@ async def test_purge_shreds_closed_incidents_and_everything_copes(ran: Ran) -> N
             # and the audit trail still verifies, one entry per purge on it
             chain = await verify_chain(session)
             assert chain.ok and chain.entries == audit_before + 6, chain
-            purges = (await session.scalars(select(AuditEntry).where(
-                AuditEntry.action == "incident.purged"))).all()
+            purges = (
+                await session.scalars(
+                    select(AuditEntry).where(AuditEntry.action == "incident.purged")
+                )
+            ).all()
             assert {p.subject for p in purges} == {f"incident:{i}" for i in would}
         # Again: nothing more to do
         assert await purge_due(container.sessions, container.clock, retention_days=90) == []
@@ -284,29 +355,46 @@ async def _everything_copes(container: Container, purged: list[str]) -> None:
     async with container.sessions.begin() as session:
         incident = await session.get(Incident, purged[0])
         assert incident is not None
-        await session.execute(update(Force).where(Force.force_id == incident.force_id)
-                              .values(token_hash=hash_token("force_after_purge")))
+        await session.execute(
+            update(Force)
+            .where(Force.force_id == incident.force_id)
+            .values(token_hash=hash_token("force_after_purge"))
+        )
     client = TestClient(TestServer(create_app(container)))
     await client.start_server()
     try:
-        response = await client.get(f"/v1/incidents/{purged[0]}", headers={
-            "Authorization": "Bearer force_after_purge"})
+        response = await client.get(
+            f"/v1/incidents/{purged[0]}", headers={"Authorization": "Bearer force_after_purge"}
+        )
         assert response.status == 200, await response.text()
         answer = await response.json()
     finally:
         await client.close()
     assert answer["data"] == "purged" and answer["purged_at"] >= LATER.isoformat()
-    assert answer["children"] and all(n["status"] for c in answer["children"]
-                                      for n in c["notices"])
+    assert answer["children"] and all(n["status"] for c in answer["children"] for n in c["notices"])
     # A new version of a purged incident is refused with a clear message
-    report = IncidentReport.model_validate({
-        "incident_ref": incident.incident_ref, "version": 9,
-        "occurred_at": (LATER - timedelta(hours=1)).isoformat(), "location": "home",
-        "circumstances": "x", "police_actions": "y",
-        "officer": {"name": "PC 1", "contact": "0300 000 0000"},
-        "children": [{"given_name": "A", "family_name": "B", "date_of_birth": "2015-01-01",
-                      "postcode": "TF3 4NT", "present": True}]}, context={"now": LATER})
+    report = IncidentReport.model_validate(
+        {
+            "incident_ref": incident.incident_ref,
+            "version": 9,
+            "occurred_at": (LATER - timedelta(hours=1)).isoformat(),
+            "location": "home",
+            "circumstances": "x",
+            "police_actions": "y",
+            "officer": {"name": "PC 1", "contact": "0300 000 0000"},
+            "children": [
+                {
+                    "given_name": "A",
+                    "family_name": "B",
+                    "date_of_birth": "2015-01-01",
+                    "postcode": "TF3 4NT",
+                    "present": True,
+                }
+            ],
+        },
+        context={"now": LATER},
+    )
     with pytest.raises(IncidentPurged, match="purged under the retention rule"):
-        await report_incident(container.sessions, container.broker, container.clock,
-                              incident.force_id, report)
-
+        await report_incident(
+            container.sessions, container.broker, container.clock, incident.force_id, report
+        )

@@ -35,14 +35,17 @@ async def pg(admin_pg_url: str) -> AsyncIterator[str]:
 
 
 async def _seed(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
-    settings = [(await add_setting(sessions, people=[("key_adult", None), ("deputy", None)]))[0]
-                for _ in range(10)]
+    settings = [
+        (await add_setting(sessions, people=[("key_adult", None), ("deputy", None)]))[0]
+        for _ in range(10)
+    ]
     for n in range(count):
         await add_incident(sessions, setting_ids=[settings[n % len(settings)]], deliver_at=NOW)
 
 
-async def _dispatcher(sessions: async_sessionmaker[AsyncSession], key: Ed25519PrivateKey,
-                      clock: Clock) -> list[Released]:
+async def _dispatcher(
+    sessions: async_sessionmaker[AsyncSession], key: Ed25519PrivateKey, clock: Clock
+) -> list[Released]:
     """Release in small batches until nothing is left to take."""
     passes: list[Released] = []
     while True:
@@ -50,8 +53,9 @@ async def _dispatcher(sessions: async_sessionmaker[AsyncSession], key: Ed25519Pr
         passes.append(released)
         if released.notices == 0:
             async with sessions() as session:
-                left = await session.scalar(select(func.count()).select_from(Notice).where(
-                    Notice.status == "scheduled"))
+                left = await session.scalar(
+                    select(func.count()).select_from(Notice).where(Notice.status == "scheduled")
+                )
             if not left:
                 return passes
             await asyncio.sleep(0.01)  # the rest is locked by the other dispatcher
@@ -66,17 +70,22 @@ async def test_two_dispatchers_never_release_a_notice_twice(pg: str) -> None:
         await _seed(first, NOTICES)
         key, clock = Ed25519PrivateKey.generate(), Clock(NOW)
         # When two dispatchers, each with its own connections, release at once
-        a, b = await asyncio.gather(_dispatcher(first, key, clock),
-                                    _dispatcher(second, key, clock))
+        a, b = await asyncio.gather(_dispatcher(first, key, clock), _dispatcher(second, key, clock))
         # Then between them every notice was released exactly once
         assert sum(r.notices for r in a + b) == NOTICES
         async with first() as session:
-            per_notice = (await session.execute(
-                select(SealedEnvelope.notice_id, func.count())
-                .group_by(SealedEnvelope.notice_id))).all()
+            per_notice = (
+                await session.execute(
+                    select(SealedEnvelope.notice_id, func.count()).group_by(
+                        SealedEnvelope.notice_id
+                    )
+                )
+            ).all()
             sealed_events = await session.scalar(
-                select(func.count()).select_from(NoticeEvent)
-                .where(NoticeEvent.to_status == "sealed"))
+                select(func.count())
+                .select_from(NoticeEvent)
+                .where(NoticeEvent.to_status == "sealed")
+            )
             outbox = await session.scalar(select(func.count()).select_from(OutboxEntry))
             statuses = set((await session.scalars(select(Notice.status))).all())
         assert len(per_notice) == NOTICES and {count for _, count in per_notice} == {2}
@@ -96,7 +105,6 @@ async def test_release_works_on_sqlite_too(tmp_path: Path) -> None:
         await _seed(sessions, 5)
         released = await release_due(sessions, Clock(NOW), Ed25519PrivateKey.generate())
         assert (released.notices, released.envelopes) == (5, 10)
-        assert (await release_due(sessions, Clock(NOW), Ed25519PrivateKey.generate())
-                ).notices == 0
+        assert (await release_due(sessions, Clock(NOW), Ed25519PrivateKey.generate())).notices == 0
     finally:
         await engine.dispose()

@@ -77,22 +77,29 @@ class Stack:
 
     async def alerts(self, notice_id: str) -> list[tuple[str, str]]:
         async with self.container.sessions() as session:
-            return [(a.kind, a.audience) for a in await session.scalars(
-                select(Alert).where(Alert.notice_id == notice_id).order_by(Alert.alert_id))]
+            return [
+                (a.kind, a.audience)
+                for a in await session.scalars(
+                    select(Alert).where(Alert.notice_id == notice_id).order_by(Alert.alert_id)
+                )
+            ]
 
 
 @pytest.fixture(scope="module")
 async def stack(admin_pg_url: str, rabbit: RabbitTarget) -> AsyncIterator[Stack]:
     async with own_database(admin_pg_url, "sweep") as url, receiver() as hooks:
-        settings = load_settings(database_url=url, amqp_url=rabbit.url,
-                                 queue_prefix=f"{rabbit.prefix}sweep.")
+        settings = load_settings(
+            database_url=url, amqp_url=rabbit.url, queue_prefix=f"{rabbit.prefix}sweep."
+        )
         key = Ed25519PrivateKey.generate()
         container = await bootstrap(settings, clock=Clock(MORNING), signing_key=key)
         webhook = WebhookSender(timeout=2.0, signing_key=key)
-        handler = DeliverEnvelope(container.sessions, container.clock, webhook, None,
-                                  max_attempts=3)
-        consumer: Consumer = await run_consumer(container.broker, DELIVERIES, handler,
-                                                backoff=lambda _attempt: 0.0)
+        handler = DeliverEnvelope(
+            container.sessions, container.clock, webhook, None, max_attempts=3
+        )
+        consumer: Consumer = await run_consumer(
+            container.broker, DELIVERIES, handler, backoff=lambda _attempt: 0.0
+        )
         try:
             yield Stack(container, hooks, key)
         finally:
@@ -102,19 +109,22 @@ async def stack(admin_pg_url: str, rabbit: RabbitTarget) -> AsyncIterator[Stack]
             await delete_topologies([(rabbit.url, Topology(settings.queue_prefix))])
 
 
-async def test_unacknowledged_goes_to_deputies_at_day_start_then_to_admins(
-        stack: Stack) -> None:
+async def test_unacknowledged_goes_to_deputies_at_day_start_then_to_admins(stack: Stack) -> None:
     c = stack.container
     stack.clock.set(MORNING)
     # Given a Key Adult on a webhook; the notice is released at 07:30 and delivered
-    setting, _ = await add_setting(c.sessions, people=[("key_adult", stack.hooks.url("esc"))],
-                                   day_starts=time(8, 45))
-    acked_setting, _ = await add_setting(c.sessions,
-                                         people=[("key_adult", stack.hooks.url("esc-ack"))])
-    (notice_id,) = (await add_incident(c.sessions, setting_ids=[setting],
-                                       deliver_at=MORNING)).notice_ids
-    (acked_id,) = (await add_incident(c.sessions, setting_ids=[acked_setting],
-                                      deliver_at=MORNING)).notice_ids
+    setting, _ = await add_setting(
+        c.sessions, people=[("key_adult", stack.hooks.url("esc"))], day_starts=time(8, 45)
+    )
+    acked_setting, _ = await add_setting(
+        c.sessions, people=[("key_adult", stack.hooks.url("esc-ack"))]
+    )
+    (notice_id,) = (
+        await add_incident(c.sessions, setting_ids=[setting], deliver_at=MORNING)
+    ).notice_ids
+    (acked_id,) = (
+        await add_incident(c.sessions, setting_ids=[acked_setting], deliver_at=MORNING)
+    ).notice_ids
     await stack.release_and_deliver()
     assert await notice_status(c.sessions, notice_id) == "delivered"
     await _acknowledge(stack, acked_id)
@@ -135,8 +145,11 @@ async def test_unacknowledged_goes_to_deputies_at_day_start_then_to_admins(
     assert notice.overdue_at is not None and notice.admins_alerted_at is None
     assert notice.status == "delivered"  # overdue is a flag, not a status
     (request,) = await until(lambda: _at(stack, "esc-deputy"))
-    opened = open_sealed(parse_envelope(request.body), private_key=deputy.keys.recipient,
-                         service_public_key=stack.service_key.public_key())
+    opened = open_sealed(
+        parse_envelope(request.body),
+        private_key=deputy.keys.recipient,
+        service_public_key=stack.service_key.public_key(),
+    )
     assert opened.notice_id == notice_id
     # When 59 minutes pass, not yet the admins
     stack.clock.advance(timedelta(minutes=59))
@@ -153,16 +166,16 @@ async def test_unacknowledged_goes_to_deputies_at_day_start_then_to_admins(
     assert (await _notice(stack, acked_id)).overdue_at is None
 
 
-async def test_a_lost_delivery_is_requeued_then_failed_when_out_of_requeues(
-        stack: Stack) -> None:
+async def test_a_lost_delivery_is_requeued_then_failed_when_out_of_requeues(stack: Stack) -> None:
     c = stack.container
     stack.clock.set(MORNING + timedelta(days=1))
-    setting, _ = await add_setting(c.sessions,
-                                   people=[("key_adult", stack.hooks.url("lost"))])
-    recovered, _ = await add_setting(c.sessions,
-                                     people=[("key_adult", stack.hooks.url("found"))])
-    lost_id, found_id = (await add_incident(c.sessions, setting_ids=[setting, recovered],
-                                            deliver_at=stack.clock.now())).notice_ids
+    setting, _ = await add_setting(c.sessions, people=[("key_adult", stack.hooks.url("lost"))])
+    recovered, _ = await add_setting(c.sessions, people=[("key_adult", stack.hooks.url("found"))])
+    lost_id, found_id = (
+        await add_incident(
+            c.sessions, setting_ids=[setting, recovered], deliver_at=stack.clock.now()
+        )
+    ).notice_ids
     await release_due(c.sessions, c.clock, c.signing_key)
     # Given the relay published the entries but the messages were lost
     await _lose_pending(stack, lost_id, found_id)
@@ -188,17 +201,24 @@ async def _lose_pending(stack: Stack, *notice_ids: str) -> None:
     """As if the relay published these notices' pending entries and the broker lost them."""
     envelopes = select(SealedEnvelope.envelope_id).where(SealedEnvelope.notice_id.in_(notice_ids))
     async with stack.container.sessions.begin() as session:
-        await session.execute(update(OutboxEntry).where(OutboxEntry.published_at.is_(None),
-                                                        OutboxEntry.envelope_id.in_(envelopes))
-                              .values(published_at=stack.clock.now()))
+        await session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.published_at.is_(None), OutboxEntry.envelope_id.in_(envelopes))
+            .values(published_at=stack.clock.now())
+        )
 
 
 async def _entries(stack: Stack, notice_id: str) -> int:
     async with stack.container.sessions() as session:
-        return int(await session.scalar(
-            select(func.count()).select_from(OutboxEntry).join(
-                SealedEnvelope, SealedEnvelope.envelope_id == OutboxEntry.envelope_id)
-            .where(SealedEnvelope.notice_id == notice_id)) or 0)
+        return int(
+            await session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .join(SealedEnvelope, SealedEnvelope.envelope_id == OutboxEntry.envelope_id)
+                .where(SealedEnvelope.notice_id == notice_id)
+            )
+            or 0
+        )
 
 
 async def _acknowledge(stack: Stack, notice_id: str) -> None:
@@ -206,8 +226,7 @@ async def _acknowledge(stack: Stack, notice_id: str) -> None:
     async with stack.container.sessions.begin() as session:
         notice = await session.get(Notice, notice_id)
         assert notice is not None
-        transition(session, notice, NoticeStatus.ACKNOWLEDGED, at=stack.clock.now(),
-                   cause="test")
+        transition(session, notice, NoticeStatus.ACKNOWLEDGED, at=stack.clock.now(), cause="test")
 
 
 async def _notice(stack: Stack, notice_id: str) -> Notice:
@@ -221,14 +240,14 @@ async def _at(stack: Stack, path: str) -> list[Received]:
     return list(stack.hooks.at(path))
 
 
-async def test_a_notice_nobody_can_receive_stays_scheduled_and_alerts_once(
-        stack: Stack) -> None:
+async def test_a_notice_nobody_can_receive_stays_scheduled_and_alerts_once(stack: Stack) -> None:
     c = stack.container
     stack.clock.set(MORNING + timedelta(days=2))
     # Given a setting whose only Key Adult is a holiday contact, and a term-time notice
     setting, _ = await add_setting(c.sessions, people=[("holiday_contact", None)])
-    (notice_id,) = (await add_incident(c.sessions, setting_ids=[setting],
-                                       deliver_at=stack.clock.now())).notice_ids
+    (notice_id,) = (
+        await add_incident(c.sessions, setting_ids=[setting], deliver_at=stack.clock.now())
+    ).notice_ids
     # When it falls due, it cannot be sealed to anyone: held, and the admins told once
     await release_due(c.sessions, c.clock, c.signing_key)
     await release_due(c.sessions, c.clock, c.signing_key)
@@ -251,39 +270,52 @@ async def test_a_holiday_notice_goes_to_the_holiday_contact_only(stack: Stack) -
     c = stack.container
     stack.clock.set(MORNING + timedelta(days=3))
     setting, (_, contact) = await add_setting(
-        c.sessions, people=[("key_adult", None), ("holiday_contact", None)])
-    (notice_id,) = (await add_incident(c.sessions, setting_ids=[setting],
-                                       deliver_at=stack.clock.now(),
-                                       recipient="holiday_contact")).notice_ids
+        c.sessions, people=[("key_adult", None), ("holiday_contact", None)]
+    )
+    (notice_id,) = (
+        await add_incident(
+            c.sessions,
+            setting_ids=[setting],
+            deliver_at=stack.clock.now(),
+            recipient="holiday_contact",
+        )
+    ).notice_ids
     await release_due(c.sessions, c.clock, c.signing_key)
     async with c.sessions() as session:
-        holders = (await session.scalars(select(SealedEnvelope.key_adult_id).where(
-            SealedEnvelope.notice_id == notice_id))).all()
+        holders = (
+            await session.scalars(
+                select(SealedEnvelope.key_adult_id).where(SealedEnvelope.notice_id == notice_id)
+            )
+        ).all()
     assert list(holders) == [contact.key_adult_id]
 
 
 async def test_withdrawal_while_sending_cancels_and_retracts_what_may_be_in_flight(
-        stack: Stack) -> None:
+    stack: Stack,
+) -> None:
     c = stack.container
     stack.clock.set(MORNING + timedelta(days=4))
     # Given a notice released (sending) whose deliveries have not gone out yet
     setting, (key_adult, _) = await add_setting(
-        c.sessions, people=[("key_adult", stack.hooks.url("inflight")), ("deputy", None)])
+        c.sessions, people=[("key_adult", stack.hooks.url("inflight")), ("deputy", None)]
+    )
     made = await add_incident(c.sessions, setting_ids=[setting], deliver_at=stack.clock.now())
     (notice_id,) = made.notice_ids
     await release_due(c.sessions, c.clock, c.signing_key)
     assert await notice_status(c.sessions, notice_id) == "sending"
     # When the force withdraws it
-    summary = await withdraw_incident(c.sessions, c.clock, c.signing_key, made.force_id,
-                                      made.incident_id)
-    assert (summary["cancelled"], summary["retracted"], summary["retractions_sealed"]) == (
-        1, 0, 1)
+    summary = await withdraw_incident(
+        c.sessions, c.clock, c.signing_key, made.force_id, made.incident_id
+    )
+    assert (summary["cancelled"], summary["retracted"], summary["retractions_sealed"]) == (1, 0, 1)
     assert await notice_status(c.sessions, notice_id) == "cancelled"
     await stack.relay()
     # Then the notice itself never goes out; the webhook gets the retraction only
     kinds = [r.headers["X-Encompass-Envelope-Kind"] for r in stack.hooks.at("inflight")]
     assert kinds == ["retraction"]
-    content = open_sealed(parse_envelope(stack.hooks.at("inflight")[0].body),
-                          private_key=key_adult.keys.recipient,
-                          service_public_key=stack.service_key.public_key())
+    content = open_sealed(
+        parse_envelope(stack.hooks.at("inflight")[0].body),
+        private_key=key_adult.keys.recipient,
+        service_public_key=stack.service_key.public_key(),
+    )
     assert content.kind == "retraction"

@@ -28,9 +28,13 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 async def _import(sessions: Sessions, paths: dict[str, Path]) -> ImportReport:
-    return await import_directory(sessions, calendars=paths.get("calendars"),
-                                  settings=paths.get("settings"),
-                                  key_adults=paths.get("key_adults"), pupils=paths.get("pupils"))
+    return await import_directory(
+        sessions,
+        calendars=paths.get("calendars"),
+        settings=paths.get("settings"),
+        key_adults=paths.get("key_adults"),
+        pupils=paths.get("pupils"),
+    )
 
 
 async def _count(sessions: Sessions, column: InstrumentedAttribute[str], value: str) -> int:
@@ -40,9 +44,11 @@ async def _count(sessions: Sessions, column: InstrumentedAttribute[str], value: 
 
 async def _roster(sessions: Sessions, setting_id: str) -> list[str]:
     async with sessions() as session:
-        names = await session.scalars(select(PupilRow.given_name)
-                                      .where(PupilRow.setting_id == setting_id)
-                                      .order_by(PupilRow.given_name))
+        names = await session.scalars(
+            select(PupilRow.given_name)
+            .where(PupilRow.setting_id == setting_id)
+            .order_by(PupilRow.given_name)
+        )
         return list(names)
 
 
@@ -55,22 +61,34 @@ async def test_imports_the_four_files(sessions: Sessions, tmp_path: Path, prefix
         nursery = await repo.load_setting_calendar(session, f"{prefix}EY200001")
         assert await repo.load_setting_calendar(session, f"{prefix}nowhere") is None
         academy_adults = await repo.key_adults_for(session, f"{prefix}URN100002")
-        twins = await repo.candidate_pupils(session, upn=None, date_of_birth=date(2017, 9, 14),
-                                            postcode="tf34nt", family_name="Example")
-        by_upn = await repo.candidate_pupils(session, upn="a801200002001", date_of_birth=None,
-                                             postcode=None, family_name="Sample")
-        swapped = await repo.candidate_pupils(session, upn=None, date_of_birth=date(2015, 2, 3),
-                                              postcode=None, family_name="Example")
+        twins = await repo.candidate_pupils(
+            session,
+            upn=None,
+            date_of_birth=date(2017, 9, 14),
+            postcode="tf34nt",
+            family_name="Example",
+        )
+        by_upn = await repo.candidate_pupils(
+            session, upn="a801200002001", date_of_birth=None, postcode=None, family_name="Sample"
+        )
+        swapped = await repo.candidate_pupils(
+            session, upn=None, date_of_birth=date(2015, 2, 3), postcode=None, family_name="Example"
+        )
         everyone = [p async for p in repo.all_pupils(session) if p.setting_id.startswith(prefix)]
     assert school is not None and nursery is not None
     assert school.setting.dispatch_at == time(7, 30) and school.setting.nation is Nation.ENGLAND
     assert [s.kind for s in school.spans] == [SpanKind.TERM, SpanKind.TERM, SpanKind.CLOSED]
     assert nursery.setting.calendar_id == "weekdays" and nursery.spans == ()
     assert [(a.role, a.webhook_url is not None) for a in academy_adults] == [
-        (KeyAdultRole.KEY_ADULT, True), (KeyAdultRole.HOLIDAY_CONTACT, False)]
+        (KeyAdultRole.KEY_ADULT, True),
+        (KeyAdultRole.HOLIDAY_CONTACT, False),
+    ]
     assert academy_adults[0].public_key_pem.startswith("-----BEGIN PUBLIC KEY-----\n")
-    mine = {(p.given_name, p.setting_id.removeprefix(prefix)) for p in twins
-            if p.setting_id.startswith(prefix) and p.date_of_birth == date(2017, 9, 14)}
+    mine = {
+        (p.given_name, p.setting_id.removeprefix(prefix))
+        for p in twins
+        if p.setting_id.startswith(prefix) and p.date_of_birth == date(2017, 9, 14)
+    }
     assert mine == {("Oliver", "URN100001"), ("Oliver", "EY200001")}
     assert {p.given_name for p in by_upn if p.setting_id.startswith(prefix)} == {"Noah"}
     assert "Amelia" in {p.given_name for p in swapped if p.setting_id.startswith(prefix)}
@@ -78,16 +96,23 @@ async def test_imports_the_four_files(sessions: Sessions, tmp_path: Path, prefix
     assert {p.postcode for p in everyone if p.given_name == "Isla"} == {"TF1 3BX"}
 
 
-async def test_bad_row_loads_nothing_of_its_file(sessions: Sessions, tmp_path: Path,
-                                                 prefix: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_bad_row_loads_nothing_of_its_file(
+    sessions: Sessions, tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     await _import(sessions, write_sample(tmp_path / "first", prefix))
     # Small chunks, so rows before the bad one were already written inside the transaction.
     monkeypatch.setattr(directory_import, "CHUNK", 2)
     school = f"{prefix}URN100001"
-    pupils = [{"setting_id": school, "given_name": f"New{i}", "family_name": "Example",
-               "date_of_birth": "2016-01-0" + str(i + 1), "postcode": "TF3 4NT"}
-              for i in range(6)]
+    pupils = [
+        {
+            "setting_id": school,
+            "given_name": f"New{i}",
+            "family_name": "Example",
+            "date_of_birth": "2016-01-0" + str(i + 1),
+            "postcode": "TF3 4NT",
+        }
+        for i in range(6)
+    ]
     pupils[3]["date_of_birth"] = "2016-02-30"
     path = write_csv(tmp_path / "pupils.csv", pupils)
 
@@ -98,8 +123,9 @@ async def test_bad_row_loads_nothing_of_its_file(sessions: Sessions, tmp_path: P
     assert await _roster(sessions, school) == ["Amelia", "Oliver", "Zoë"]
 
 
-async def test_later_files_stop_at_the_bad_one(sessions: Sessions, tmp_path: Path,
-                                               prefix: str) -> None:
+async def test_later_files_stop_at_the_bad_one(
+    sessions: Sessions, tmp_path: Path, prefix: str
+) -> None:
     paths = write_sample(tmp_path, prefix)
     adults = [prefixed(row, prefix) for row in read_sample("key_adults")]
     adults[2]["setting_id"] = f"{prefix}URN999999"
@@ -108,8 +134,10 @@ async def test_later_files_stop_at_the_bad_one(sessions: Sessions, tmp_path: Pat
     with pytest.raises(DirectoryImportError) as caught:
         await _import(sessions, paths)
 
-    assert str(caught.value) == (f"{paths['key_adults']}:4: setting_id {prefix}URN999999 is "
-                                 "not a known setting (import it in settings.csv first)")
+    assert str(caught.value) == (
+        f"{paths['key_adults']}:4: setting_id {prefix}URN999999 is "
+        "not a known setting (import it in settings.csv first)"
+    )
     # Files before it stay loaded; nothing of it nor of the pupils after it is.
     assert await _count(sessions, SettingRow.setting_id, f"{prefix}URN100001") == 1
     assert await _count(sessions, KeyAdultRow.key_adult_id, f"{prefix}KA-100001-1") == 0
@@ -119,9 +147,11 @@ async def test_later_files_stop_at_the_bad_one(sessions: Sessions, tmp_path: Pat
 async def test_reimport_replaces_by_id(sessions: Sessions, tmp_path: Path, prefix: str) -> None:
     await _import(sessions, write_sample(tmp_path / "first", prefix))
     async with sessions.begin() as session:
-        await session.execute(update(KeyAdultRow)
-                              .where(KeyAdultRow.key_adult_id == f"{prefix}KA-100001-1")
-                              .values(token_hash=uuid.uuid4().hex))
+        await session.execute(
+            update(KeyAdultRow)
+            .where(KeyAdultRow.key_adult_id == f"{prefix}KA-100001-1")
+            .values(token_hash=uuid.uuid4().hex)
+        )
     second = write_sample(tmp_path / "second", prefix)
     settings = [prefixed(row, prefix) for row in read_sample("settings")][:1]
     settings[0].update(name="Renamed Example School", dispatch_at="08:00")
@@ -129,9 +159,15 @@ async def test_reimport_replaces_by_id(sessions: Sessions, tmp_path: Path, prefi
     adults[0]["email"] = "new.dsl@hollinswood.example.org"
     spans = [prefixed(row, prefix) for row in read_sample("calendars")][:1]
     pupils = [prefixed(row, prefix) for row in read_sample("pupils")][:1]
-    second |= {name: write_csv(tmp_path / "second" / f"{name}.csv", rows) for name, rows in
-               (("settings", settings), ("key_adults", adults), ("calendars", spans),
-                ("pupils", pupils))}
+    second |= {
+        name: write_csv(tmp_path / "second" / f"{name}.csv", rows)
+        for name, rows in (
+            ("settings", settings),
+            ("key_adults", adults),
+            ("calendars", spans),
+            ("pupils", pupils),
+        )
+    }
 
     report = await _import(sessions, second)
 
@@ -151,15 +187,20 @@ async def test_reimport_replaces_by_id(sessions: Sessions, tmp_path: Path, prefi
     assert await _roster(sessions, f"{prefix}URN100002") == ["Isla", "Mohammed", "Noah"]
 
 
-async def test_bom_extra_columns_and_any_order(sessions: Sessions, tmp_path: Path,
-                                              prefix: str) -> None:
+async def test_bom_extra_columns_and_any_order(
+    sessions: Sessions, tmp_path: Path, prefix: str
+) -> None:
     settings = [prefixed(row, prefix) | {"notes": "ignored"} for row in read_sample("settings")]
     nursery = [row for row in settings if row["calendar_id"] == "weekdays"]
-    pupils = [prefixed(row, prefix) | {"year_group": "N"} for row in read_sample("pupils")
-              if row["setting_id"] == "EY200001"]
+    pupils = [
+        prefixed(row, prefix) | {"year_group": "N"}
+        for row in read_sample("pupils")
+        if row["setting_id"] == "EY200001"
+    ]
     paths = {
-        "settings": write_csv(tmp_path / "s.csv", nursery, bom=True,
-                              columns=sorted(nursery[0], reverse=True)),
+        "settings": write_csv(
+            tmp_path / "s.csv", nursery, bom=True, columns=sorted(nursery[0], reverse=True)
+        ),
         "pupils": write_csv(tmp_path / "p.csv", pupils, bom=True, columns=sorted(pupils[0])),
     }
 
@@ -167,17 +208,34 @@ async def test_bom_extra_columns_and_any_order(sessions: Sessions, tmp_path: Pat
     assert await _roster(sessions, f"{prefix}EY200001") == ["Freya", "Oliver"]
 
 
-@pytest.mark.parametrize(("name", "change", "line", "reason"), [
-    ("settings", {"calendar_id": "NOWHERE"}, 2,
-     "calendar_id {p}NOWHERE is not a known calendar (import it in calendars.csv, "
-     "or use 'weekdays')"),
-    ("settings", {"setting_id": "URN100001"}, 3, "setting_id {p}URN100001 repeats line 2"),
-    ("pupils", {"setting_id": "URN999999"}, 2,
-     "setting_id {p}URN999999 is not a known setting (import it in settings.csv first)"),
-])
-async def test_references_are_checked(sessions: Sessions, tmp_path: Path, prefix: str,
-                                      name: str, change: dict[str, str], line: int,
-                                      reason: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "change", "line", "reason"),
+    [
+        (
+            "settings",
+            {"calendar_id": "NOWHERE"},
+            2,
+            "calendar_id {p}NOWHERE is not a known calendar (import it in calendars.csv, "
+            "or use 'weekdays')",
+        ),
+        ("settings", {"setting_id": "URN100001"}, 3, "setting_id {p}URN100001 repeats line 2"),
+        (
+            "pupils",
+            {"setting_id": "URN999999"},
+            2,
+            "setting_id {p}URN999999 is not a known setting (import it in settings.csv first)",
+        ),
+    ],
+)
+async def test_references_are_checked(
+    sessions: Sessions,
+    tmp_path: Path,
+    prefix: str,
+    name: str,
+    change: dict[str, str],
+    line: int,
+    reason: str,
+) -> None:
     sample = write_sample(tmp_path / "sample", prefix)
     await import_directory(sessions, calendars=sample["calendars"], settings=sample["settings"])
     rows = read_sample(name)
@@ -188,15 +246,21 @@ async def test_references_are_checked(sessions: Sessions, tmp_path: Path, prefix
     assert str(caught.value) == f"{path}:{line}: {reason.format(p=prefix)}"
 
 
-async def test_progress_is_reported(sessions: Sessions, tmp_path: Path, prefix: str,
-                                    monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_progress_is_reported(
+    sessions: Sessions, tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     paths = write_sample(tmp_path, prefix)
     monkeypatch.setattr(directory_import, "CHUNK", 2)
     monkeypatch.setattr(directory_import, "PROGRESS_EVERY", 3)
     calls: list[tuple[str, int]] = []
 
-    await import_directory(sessions, settings=paths["settings"], calendars=paths["calendars"],
-                           pupils=paths["pupils"], progress=lambda f, n: calls.append((f, n)))
+    await import_directory(
+        sessions,
+        settings=paths["settings"],
+        calendars=paths["calendars"],
+        pupils=paths["pupils"],
+        progress=lambda f, n: calls.append((f, n)),
+    )
 
     label = str(paths["pupils"])
     assert [call for call in calls if call[0] == label] == [(label, 4), (label, 6)]

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -57,15 +58,23 @@ class Door:
     tokens: dict[str, str]
     force_id: str
 
-    async def call(self, method: str, path: str, *, role: str | None = None,
-                   token: str | None = None, body: bytes | None = None,
-                   headers: dict[str, str] | None = None
-                   ) -> tuple[int, Any, aiohttp.typedefs.LooseHeaders]:
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        role: str | None = None,
+        token: str | None = None,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, CIMultiDictProxy[str]]:
         sent = dict(headers or {})
         if role or token:
             sent["Authorization"] = f"Bearer {token or self.tokens[role or '']}"
-        async with aiohttp.ClientSession() as client, client.request(
-                method, self.url + path, data=body, headers=sent) as response:
+        async with (
+            aiohttp.ClientSession() as client,
+            client.request(method, self.url + path, data=body, headers=sent) as response,
+        ):
             raw = await response.read()
             try:
                 parsed = json.loads(raw)
@@ -83,23 +92,34 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
 
 
 @pytest.fixture(scope="module")
-async def door(admin_pg_url: str, rabbit: RabbitTarget,
-               tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Door]:
+async def door(
+    admin_pg_url: str, rabbit: RabbitTarget, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Door]:
     folder: Path = tmp_path_factory.mktemp("door")
     prefix = f"{rabbit.prefix}door.{secrets.token_hex(3)}."
     async with own_database(admin_pg_url, "door") as url:
-        settings = load_settings(database_url=url, amqp_url=rabbit.url, queue_prefix=prefix,
-                                 signing_key=folder / "service.pem")
+        settings = load_settings(
+            database_url=url,
+            amqp_url=rabbit.url,
+            queue_prefix=prefix,
+            signing_key=folder / "service.pem",
+        )
         container = await bootstrap(settings, clock=Clock(NIGHT))
         await import_directory(container.sessions, **write_directory(folder / "directory"))
         force = await add_force(container.sessions, container.clock, "DOOR", "Door Police")
         admin = await add_admin(container.sessions, container.clock, "Door Admin", "all")
-        key_adult = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                      "KA-OAK-1")
+        key_adult = await issue_key_adult_credentials(
+            container.sessions, container.clock, "KA-OAK-1"
+        )
         app = create_app(container)
         runner, base = await _serve(app)
-        yield Door(container, app, base, {"force": force.token, "admin": admin.token,
-                                          "key_adult": key_adult.token}, force.subject_id)
+        yield Door(
+            container,
+            app,
+            base,
+            {"force": force.token, "admin": admin.token, "key_adult": key_adult.token},
+            force.subject_id,
+        )
         await runner.cleanup()
         await container.close()
         await delete_topologies([(rabbit.url, Topology(prefix))])
@@ -122,14 +142,18 @@ HOSTILE: list[tuple[str, bytes, str]] = [
     ("not UTF-8", b'{"location": "\xff\xfe"}', "invalid_json"),
     ("not JSON", b"{not json", "invalid_json"),
 ]
-POSTS = [("force", "/v1/incidents"), ("key_adult", "/v1/notices/n-1/ack"),
-         ("admin", "/v1/admin/review/r-1/resolve")]
+POSTS = [
+    ("force", "/v1/incidents"),
+    ("key_adult", "/v1/notices/n-1/ack"),
+    ("admin", "/v1/admin/review/r-1/resolve"),
+]
 
 
 @pytest.mark.parametrize(("role", "path"), POSTS)
 @pytest.mark.parametrize(("what", "body", "code"), HOSTILE, ids=[h[0] for h in HOSTILE])
 async def test_hostile_bodies_are_refused_with_a_clear_code(
-        door: Door, role: str, path: str, what: str, body: bytes, code: str) -> None:
+    door: Door, role: str, path: str, what: str, body: bytes, code: str
+) -> None:
     status, answer, _ = await door.call("POST", path, role=role, body=body, headers=JSON)
     assert status == 400, (what, answer)
     assert answer["error"]["code"] == code
@@ -137,26 +161,41 @@ async def test_hostile_bodies_are_refused_with_a_clear_code(
 
 
 @pytest.mark.parametrize(("role", "path"), POSTS)
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "application/json; charset=latin-1", None])
-async def test_a_body_not_declared_json_is_415(door: Door, role: str, path: str,
-                                               content_type: str | None) -> None:
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1", None],
+)
+async def test_a_body_not_declared_json_is_415(
+    door: Door, role: str, path: str, content_type: str | None
+) -> None:
     headers = {"Content-Type": content_type} if content_type else {}
-    status, answer, _ = await door.call("POST", path, role=role, body=b'{"version": 1}',
-                                        headers=headers)
+    status, answer, _ = await door.call(
+        "POST", path, role=role, body=b'{"version": 1}', headers=headers
+    )
     assert status == 415 and answer["error"]["code"] == "unsupported_media_type"
 
 
 async def test_a_declared_charset_of_utf8_is_accepted(door: Door) -> None:
     status, answer, _ = await door.call(
-        "POST", "/v1/admin/review/r-1/resolve", role="admin", body=b'{"setting_id": "X"}',
-        headers={"Content-Type": "application/json; charset=UTF-8"})
+        "POST",
+        "/v1/admin/review/r-1/resolve",
+        role="admin",
+        body=b'{"setting_id": "X"}',
+        headers={"Content-Type": "application/json; charset=UTF-8"},
+    )
     assert status == 404 and answer["error"]["code"] == "not_found"
 
 
-@pytest.mark.parametrize("path", ["/v1/incidents/%00", "/v1/incidents/a%00b",
-                                  "/v1/incidents/%ED%A0%80", "/v1/notices?limit=%00",
-                                  "/v1/admin/notices?status=%ED%A0%80"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/v1/incidents/%00",
+        "/v1/incidents/a%00b",
+        "/v1/incidents/%ED%A0%80",
+        "/v1/notices?limit=%00",
+        "/v1/admin/notices?status=%ED%A0%80",
+    ],
+)
 async def test_nul_and_surrogates_in_the_url_are_4xx(door: Door, path: str) -> None:
     for role in ("force", "key_adult", "admin"):
         status, answer, _ = await door.call("GET", path, role=role)
@@ -164,8 +203,9 @@ async def test_nul_and_surrogates_in_the_url_are_4xx(door: Door, path: str) -> N
         assert set(answer["error"]) >= {"code", "message"}
 
 
-@pytest.mark.parametrize(("role", "path"), [("key_adult", "/v1/notices"),
-                                            ("admin", "/v1/admin/notices")])
+@pytest.mark.parametrize(
+    ("role", "path"), [("key_adult", "/v1/notices"), ("admin", "/v1/admin/notices")]
+)
 @pytest.mark.parametrize("limit", ["%C2%B2", "0" * 5_000, "9" * 5_000, "-1", "1.5", "%00"])
 async def test_odd_limits_are_400(door: Door, role: str, path: str, limit: str) -> None:
     status, answer, _ = await door.call("GET", f"{path}?limit={limit}", role=role)
@@ -187,8 +227,11 @@ async def _raw(door: Door, request: bytes) -> bytes:
 @pytest.mark.parametrize("token", [b"\xff\xfe", "caf\u00e9".encode(), b"force_\x80abc"])
 async def test_a_token_that_is_not_ascii_is_401(door: Door, token: bytes) -> None:
     # Raw bytes on the wire: aiohttp hands undecodable header bytes on as surrogates.
-    response = await _raw(door, b"GET /v1/incidents/x HTTP/1.1\r\nHost: door\r\n"
-                          b"Connection: close\r\nAuthorization: Bearer " + token + b"\r\n\r\n")
+    response = await _raw(
+        door,
+        b"GET /v1/incidents/x HTTP/1.1\r\nHost: door\r\n"
+        b"Connection: close\r\nAuthorization: Bearer " + token + b"\r\n\r\n",
+    )
     head, _, body = response.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 401"), response[:300]
     assert json.loads(body)["error"]["code"] == "unauthorised"
@@ -203,8 +246,13 @@ async def test_a_405_keeps_its_allow_header_and_is_json(door: Door) -> None:
 
 
 async def test_no_response_names_the_server_software_or_its_version(door: Door) -> None:
-    for method, path in (("GET", "/healthz"), ("GET", "/nowhere"), ("GET", "/v1/incidents"),
-                         ("GET", "/metrics"), ("GET", "/v1/service-key")):
+    for method, path in (
+        ("GET", "/healthz"),
+        ("GET", "/nowhere"),
+        ("GET", "/v1/incidents"),
+        ("GET", "/metrics"),
+        ("GET", "/v1/service-key"),
+    ):
         _, _, headers = await door.call(method, path)
         assert headers.get("Server") == "Encompass", (path, headers.get("Server"))
     # Not even on what aiohttp's parser refuses before the app sees it.
@@ -233,16 +281,22 @@ async def test_failed_sign_ins_are_logged_without_the_token_and_counted(door: Do
 
 async def test_rate_limits_answer_429_with_retry_after(door: Door) -> None:
     # Given an app over the same services with a burst of 3 per credential, 5 per address,
-    settings = door.container.settings.model_copy(update={
-        "rate_limit_credential": 0.01, "rate_limit_credential_burst": 3,
-        "rate_limit_address": 0.01, "rate_limit_address_burst": 5})
+    settings = door.container.settings.model_copy(
+        update={
+            "rate_limit_credential": 0.01,
+            "rate_limit_credential_burst": 3,
+            "rate_limit_address": 0.01,
+            "rate_limit_address_burst": 5,
+        }
+    )
     app = create_app(dataclasses.replace(door.container, settings=settings))
     runner, base = await _serve(app)
     try:
         limited = Door(door.container, app, base, door.tokens, door.force_id)
         # when one token calls four times, the fourth is refused with Retry-After,
-        statuses = [(await limited.call("GET", "/v1/notices", role="key_adult"))[0]
-                    for _ in range(3)]
+        statuses = [
+            (await limited.call("GET", "/v1/notices", role="key_adult"))[0] for _ in range(3)
+        ]
         status, answer, headers = await limited.call("GET", "/v1/notices", role="key_adult")
         assert statuses == [200, 200, 200]
         assert status == 429 and answer["error"]["code"] == "rate_limited"
@@ -280,22 +334,30 @@ async def test_a_revoked_force_token_stops_at_once_and_is_audited(door: Door) ->
     assert (await door.call("GET", "/v1/incidents/x", token=issued.token))[0] == 401
     # and the audit log holds both, still verifying.
     async with container.sessions() as session:
-        actions = (await session.scalars(select(AuditEntry.action).where(
-            AuditEntry.subject == f"force:{code}").order_by(AuditEntry.seq))).all()
+        actions = (
+            await session.scalars(
+                select(AuditEntry.action)
+                .where(AuditEntry.subject == f"force:{code}")
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
         assert (await verify_chain(session)).ok
     assert actions == ["force.revoked", "force.reinstated"]
 
 
-@pytest.mark.parametrize(("what", "body", "code"),
-                         [h for h in HOSTILE if h[2] != "invalid_json"],
-                         ids=[h[0] for h in HOSTILE if h[2] != "invalid_json"])
-async def test_the_amqp_intake_refuses_what_the_door_refuses(door: Door, what: str,
-                                                            body: bytes, code: str) -> None:
-    message = Message(body=body, message_id=f"m-{secrets.token_hex(4)}",
-                      user_id=force_user(door.force_id))
+@pytest.mark.parametrize(
+    ("what", "body", "code"),
+    [h for h in HOSTILE if h[2] != "invalid_json"],
+    ids=[h[0] for h in HOSTILE if h[2] != "invalid_json"],
+)
+async def test_the_amqp_intake_refuses_what_the_door_refuses(
+    door: Door, what: str, body: bytes, code: str
+) -> None:
+    message = Message(
+        body=body, message_id=f"m-{secrets.token_hex(4)}", user_id=force_user(door.force_id)
+    )
     with pytest.raises(Refused) as refused:
-        await intake(door.container.sessions, door.container.broker, door.container.clock,
-                     message)
+        await intake(door.container.sessions, door.container.broker, door.container.clock, message)
     assert refused.value.reason.endswith(f"({code})")
 
 
@@ -328,6 +390,9 @@ async def test_a_revoked_admin_token_stops_at_once(door: Door) -> None:
     with pytest.raises(CredentialError, match="no admin named 'Nobody'"):
         await revoke_admin(container.sessions, container.clock, "Nobody")
     async with container.sessions() as session:
-        subjects = (await session.scalars(select(AuditEntry.subject).where(
-            AuditEntry.action == "admin.revoked"))).all()
+        subjects = (
+            await session.scalars(
+                select(AuditEntry.subject).where(AuditEntry.action == "admin.revoked")
+            )
+        ).all()
     assert f"admin:{first.subject_id}" in subjects and f"admin:{third.subject_id}" in subjects

@@ -48,16 +48,26 @@ class Ticks:
 
 async def _import_sample(sessions: Sessions, folder: Path, prefix: str) -> None:
     paths = write_sample(folder, prefix)
-    await import_directory(sessions, calendars=paths["calendars"], settings=paths["settings"],
-                           key_adults=paths["key_adults"], pupils=paths["pupils"])
+    await import_directory(
+        sessions,
+        calendars=paths["calendars"],
+        settings=paths["settings"],
+        key_adults=paths["key_adults"],
+        pupils=paths["pupils"],
+    )
 
 
-async def _import_with(sessions: Sessions, folder: Path, prefix: str,
-                       child: ChildQuery) -> None:
+async def _import_with(sessions: Sessions, folder: Path, prefix: str, child: ChildQuery) -> None:
     """Import the sample roster again, ``child`` joining the first school."""
-    joining = {"setting_id": "URN100001", "upn": "", "given_name": child.given_name,
-               "family_name": child.family_name, "date_of_birth": str(child.date_of_birth),
-               "postcode": child.postcode, "gender": "F"}
+    joining = {
+        "setting_id": "URN100001",
+        "upn": "",
+        "given_name": child.given_name,
+        "family_name": child.family_name,
+        "date_of_birth": str(child.date_of_birth),
+        "postcode": child.postcode,
+        "gender": "F",
+    }
     pupils = [prefixed(row, prefix) for row in [*read_sample("pupils"), joining]]
     await import_directory(sessions, pupils=write_csv(folder / "pupils-2.csv", pupils))
 
@@ -67,9 +77,9 @@ async def _match(roster: IndexedRoster, sessions: Sessions, query: ChildQuery) -
         return await roster.match(session, query)
 
 
-async def test_a_new_pupil_matches_after_the_refresh(sessions: Sessions, tmp_path: Path,
-                                                     prefix: str, newcomer: ChildQuery
-                                                     ) -> None:
+async def test_a_new_pupil_matches_after_the_refresh(
+    sessions: Sessions, tmp_path: Path, prefix: str, newcomer: ChildQuery
+) -> None:
     # Given the sample roster imported and indexed by a roster that checks before every match
     await _import_sample(sessions, tmp_path, prefix)
     roster = IndexedRoster(sessions, check_every=0)
@@ -91,8 +101,9 @@ async def test_a_new_pupil_matches_after_the_refresh(sessions: Sessions, tmp_pat
     await roster.close()
 
 
-async def test_nothing_changed_nothing_rebuilt(sessions: Sessions, tmp_path: Path,
-                                               prefix: str, newcomer: ChildQuery) -> None:
+async def test_nothing_changed_nothing_rebuilt(
+    sessions: Sessions, tmp_path: Path, prefix: str, newcomer: ChildQuery
+) -> None:
     # Given an indexed roster that checks the version before every match
     await _import_sample(sessions, tmp_path, prefix)
     roster = IndexedRoster(sessions, check_every=0)
@@ -111,9 +122,9 @@ async def test_nothing_changed_nothing_rebuilt(sessions: Sessions, tmp_path: Pat
     await roster.close()
 
 
-async def test_the_version_is_read_at_most_every_interval(sessions: Sessions, tmp_path: Path,
-                                                          prefix: str, newcomer: ChildQuery
-                                                          ) -> None:
+async def test_the_version_is_read_at_most_every_interval(
+    sessions: Sessions, tmp_path: Path, prefix: str, newcomer: ChildQuery
+) -> None:
     # Given a roster checking every 30 seconds, indexed at t
     await _import_sample(sessions, tmp_path, prefix)
     ticks = Ticks()
@@ -135,8 +146,12 @@ async def test_the_version_is_read_at_most_every_interval(sessions: Sessions, tm
 
 
 async def test_a_failed_rebuild_leaves_the_old_index_serving(
-        sessions: Sessions, tmp_path: Path, prefix: str, newcomer: ChildQuery,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    sessions: Sessions,
+    tmp_path: Path,
+    prefix: str,
+    newcomer: ChildQuery,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # Given an indexed roster, and a rebuild that will fail (the database gone, say)
     await _import_sample(sessions, tmp_path, prefix)
     roster = IndexedRoster(sessions, check_every=0)
@@ -163,15 +178,16 @@ async def test_a_failed_rebuild_leaves_the_old_index_serving(
     await roster.close()
 
 
-async def test_a_failed_pupils_import_leaves_the_version(sessions: Sessions, tmp_path: Path,
-                                                         prefix: str) -> None:
+async def test_a_failed_pupils_import_leaves_the_version(
+    sessions: Sessions, tmp_path: Path, prefix: str
+) -> None:
     await _import_sample(sessions, tmp_path, prefix)
     async with sessions() as session:
         before = await repo.roster_version(session)
     assert before
     bad = [prefixed(row, prefix) for row in read_sample("pupils")]
     bad[-1]["date_of_birth"] = "not a date"
-    with pytest.raises(DirectoryImportError, match="pupils-bad.csv:9"):
+    with pytest.raises(DirectoryImportError, match=r"pupils-bad.csv:9"):
         await import_directory(sessions, pupils=write_csv(tmp_path / "pupils-bad.csv", bad))
     async with sessions() as session:
         assert await repo.roster_version(session) == before

@@ -50,24 +50,33 @@ class Stack:
     log: io.StringIO
 
     def headers(self, token: str | None = None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {token or self.token}",
-                "Content-Type": "application/json"}
+        return {
+            "Authorization": f"Bearer {token or self.token}",
+            "Content-Type": "application/json",
+        }
 
 
 @pytest.fixture(scope="module")
-async def stack(pg_url: str, rabbit: RabbitTarget,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    pg_url: str, rabbit: RabbitTarget, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     log = io.StringIO()
     configure_logging("json", "debug", stream=log)
-    settings = load_settings(database_url=pg_url, amqp_url=rabbit.url,
-                             queue_prefix=f"{rabbit.prefix}flow.")
+    settings = load_settings(
+        database_url=pg_url, amqp_url=rabbit.url, queue_prefix=f"{rabbit.prefix}flow."
+    )
     container = await bootstrap(settings, clock=Clock(NIGHT))
     paths = write_directory(Path(tmp_path_factory.mktemp("directory")))
-    await import_directory(container.sessions, settings=paths["settings"],
-                           calendars=paths["calendars"], key_adults=paths["key_adults"],
-                           pupils=paths["pupils"])
-    force = await add_force(container.sessions, container.clock,
-                            f"T{secrets.token_hex(3).upper()}", "Test Constabulary")
+    await import_directory(
+        container.sessions,
+        settings=paths["settings"],
+        calendars=paths["calendars"],
+        key_adults=paths["key_adults"],
+        pupils=paths["pupils"],
+    )
+    force = await add_force(
+        container.sessions, container.clock, f"T{secrets.token_hex(3).upper()}", "Test Constabulary"
+    )
     runner = web.AppRunner(create_app(container))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -84,8 +93,11 @@ async def stack(pg_url: str, rabbit: RabbitTarget,
 
 def report(ref: str, *children: dict[str, Any], version: int = 1) -> dict[str, Any]:
     return {
-        "incident_ref": ref, "version": version, "occurred_at": "2026-11-20T22:10:00+00:00",
-        "location": "the family home", "circumstances": "Argument between adults.",
+        "incident_ref": ref,
+        "version": version,
+        "occurred_at": "2026-11-20T22:10:00+00:00",
+        "location": "the family home",
+        "circumstances": "Argument between adults.",
         "police_actions": "Officers attended.",
         "officer": {"name": "PC 1234 Jones", "contact": "0300 000 0000"},
         "children": list(children),
@@ -93,10 +105,19 @@ def report(ref: str, *children: dict[str, Any], version: int = 1) -> dict[str, A
 
 
 def child(given: str, family: str, born: str, postcode: str) -> dict[str, Any]:
-    return {"given_name": given, "family_name": family, "date_of_birth": born,
-            "postcode": postcode, "upn": None, "gender": None, "present": True,
-            "where_during": "upstairs bedroom", "voice": "said she was scared",
-            "injured": False, "school_hint": None}
+    return {
+        "given_name": given,
+        "family_name": family,
+        "date_of_birth": born,
+        "postcode": postcode,
+        "upn": None,
+        "gender": None,
+        "present": True,
+        "where_during": "upstairs bedroom",
+        "voice": "said she was scared",
+        "injured": False,
+        "school_hint": None,
+    }
 
 
 AMELIA = child("Amelia", "Smith", "2015-03-02", "TF3 4NT")
@@ -107,19 +128,29 @@ def ref() -> str:
     return f"IT-{uuid.uuid4().hex[:12]}"
 
 
-async def post(stack: Stack, body: Any, *, token: str | None = None,
-               raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as client, client.post(
-            f"{stack.url}/v1/incidents", headers=stack.headers(token),
+async def post(
+    stack: Stack, body: Any, *, token: str | None = None, raw: bytes | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.post(
+            f"{stack.url}/v1/incidents",
+            headers=stack.headers(token),
             data=raw if raw is not None else json.dumps(body),
-            ) as response:
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
-async def get(stack: Stack, incident_id: str, token: str | None = None
-              ) -> tuple[int, dict[str, Any]]:
-    async with aiohttp.ClientSession() as client, client.get(
-            f"{stack.url}/v1/incidents/{incident_id}", headers=stack.headers(token)) as response:
+async def get(
+    stack: Stack, incident_id: str, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(
+            f"{stack.url}/v1/incidents/{incident_id}", headers=stack.headers(token)
+        ) as response,
+    ):
         return response.status, await response.json()
 
 
@@ -131,7 +162,8 @@ async def settled(stack: Stack, incident_id: str, version: int = 1) -> dict[str,
         # The GET reads the incident and its versions in separate statements, so wait
         # until both show the version processed.
         if body["latest_version"] >= version and any(
-                v["version"] == version and v["processed"] for v in body["versions"]):
+            v["version"] == version and v["processed"] for v in body["versions"]
+        ):
             return body
         await asyncio.sleep(0.05)
     raise AssertionError("the matcher did not process the incident in 10 seconds")
@@ -150,12 +182,10 @@ async def test_an_incident_becomes_scheduled_notices_with_release_times(stack: S
     # Oakfield's Monday 23 November is an INSET day: Tuesday at 07:30
     assert school["setting_id"] == "URN100001"
     assert school["status"] == "scheduled"
-    assert datetime.fromisoformat(school["deliver_at"]) == datetime(2026, 11, 24, 7, 30,
-                                                                    tzinfo=UTC)
+    assert datetime.fromisoformat(school["deliver_at"]) == datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
     # The nursery opens every weekday: Monday at 07:00
     assert nursery["setting_id"] == "EY200002"
-    assert datetime.fromisoformat(nursery["deliver_at"]) == datetime(2026, 11, 23, 7, 0,
-                                                                     tzinfo=UTC)
+    assert datetime.fromisoformat(nursery["deliver_at"]) == datetime(2026, 11, 23, 7, 0, tzinfo=UTC)
 
 
 async def test_the_same_version_twice_is_accepted_once(stack: Stack) -> None:
@@ -185,19 +215,26 @@ async def test_a_new_version_replaces_the_unsent_notices(stack: Stack) -> None:
     state = await settled(stack, first["incident_id"], version=2)
     assert state["latest_version"] == 2 and len(state["children"]) == 2
     async with stack.container.sessions() as session:
-        statuses = sorted((await session.scalars(select(Notice.status).where(
-            Notice.incident_id == first["incident_id"]))).all())
+        statuses = sorted(
+            (
+                await session.scalars(
+                    select(Notice.status).where(Notice.incident_id == first["incident_id"])
+                )
+            ).all()
+        )
     assert statuses == ["cancelled", "scheduled", "scheduled"]
 
 
-@pytest.mark.parametrize("mutate,code", [
-    (lambda r: r.update(surprise=1), "invalid_incident"),
-    (lambda r: r["children"][0].update(date_of_birth="2000-01-01"), "invalid_incident"),
-    (lambda r: r.update(occurred_at="2030-01-01T00:00:00+00:00"), "invalid_incident"),
-    (lambda r: r.update(occurred_at="2026-11-20T22:10:00"), "invalid_incident"),
-])
-async def test_invalid_reports_are_refused_with_json(stack: Stack, mutate: Any,
-                                                     code: str) -> None:
+@pytest.mark.parametrize(
+    ("mutate", "code"),
+    [
+        (lambda r: r.update(surprise=1), "invalid_incident"),
+        (lambda r: r["children"][0].update(date_of_birth="2000-01-01"), "invalid_incident"),
+        (lambda r: r.update(occurred_at="2030-01-01T00:00:00+00:00"), "invalid_incident"),
+        (lambda r: r.update(occurred_at="2026-11-20T22:10:00"), "invalid_incident"),
+    ],
+)
+async def test_invalid_reports_are_refused_with_json(stack: Stack, mutate: Any, code: str) -> None:
     incident = report(ref(), dict(AMELIA))
     incident["children"] = [dict(AMELIA)]
     mutate(incident)
@@ -218,8 +255,12 @@ async def test_transport_errors_are_json_too(stack: Stack) -> None:
 
 async def test_a_force_sees_only_its_own_incidents(stack: Stack) -> None:
     _, body = await post(stack, report(ref(), AMELIA))
-    other = await add_force(stack.container.sessions, stack.container.clock,
-                            f"O{secrets.token_hex(3).upper()}", "Other Constabulary")
+    other = await add_force(
+        stack.container.sessions,
+        stack.container.clock,
+        f"O{secrets.token_hex(3).upper()}",
+        "Other Constabulary",
+    )
     status, answer = await get(stack, body["incident_id"], token=other.token)
     assert status == 404 and answer["error"]["code"] == "not_found"
 
@@ -227,22 +268,30 @@ async def test_a_force_sees_only_its_own_incidents(stack: Stack) -> None:
 async def counts_of(stack: Stack, incident_id: str) -> tuple[int, int, int]:
     """(versions, children, notices) stored for one incident."""
     async with stack.container.sessions() as session:
-        versions = await session.scalar(select(func.count()).select_from(IncidentVersion)
-                                        .where(IncidentVersion.incident_id == incident_id))
+        versions = await session.scalar(
+            select(func.count())
+            .select_from(IncidentVersion)
+            .where(IncidentVersion.incident_id == incident_id)
+        )
         children = await session.scalar(
-            select(func.count()).select_from(Child)
+            select(func.count())
+            .select_from(Child)
             .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
-            .where(IncidentVersion.incident_id == incident_id))
-        notices = await session.scalar(select(func.count()).select_from(Notice)
-                                       .where(Notice.incident_id == incident_id))
+            .where(IncidentVersion.incident_id == incident_id)
+        )
+        notices = await session.scalar(
+            select(func.count()).select_from(Notice).where(Notice.incident_id == incident_id)
+        )
     return versions or 0, children or 0, notices or 0
 
 
 async def total_rows(stack: Stack) -> tuple[int, int, int]:
     """(incidents, versions, notices) in the whole database."""
     async with stack.container.sessions() as session:
-        counts = [await session.scalar(select(func.count()).select_from(table)) or 0
-                  for table in (Incident, IncidentVersion, Notice)]
+        counts = [
+            await session.scalar(select(func.count()).select_from(table)) or 0
+            for table in (Incident, IncidentVersion, Notice)
+        ]
     return counts[0], counts[1], counts[2]
 
 
@@ -263,14 +312,16 @@ async def test_a_redelivered_message_creates_nothing_twice(stack: Stack) -> None
     _, body = await post(stack, report(ref(), AMELIA))
     await settled(stack, body["incident_id"])
     async with stack.container.sessions() as session:
-        version_id = await session.scalar(select(IncidentVersion.version_id).where(
-            IncidentVersion.incident_id == body["incident_id"]))
+        version_id = await session.scalar(
+            select(IncidentVersion.version_id).where(
+                IncidentVersion.incident_id == body["incident_id"]
+            )
+        )
     assert version_id is not None
     # When its queue message arrives twice more (a redelivery, a replay)
     queued = VersionQueued(version_id=version_id)
     for _ in range(2):
-        await stack.container.broker.publish(INCIDENTS, queued.to_bytes(),
-                                             message_id=version_id)
+        await stack.container.broker.publish(INCIDENTS, queued.to_bytes(), message_id=version_id)
     for _ in range(100):
         if await stack.container.broker.depth(INCIDENTS) == 0:
             break
@@ -283,27 +334,35 @@ async def test_a_redelivered_message_creates_nothing_twice(stack: Stack) -> None
 FORCE_HEADER = "x-encompass-force"  # the header the queue used to trust
 
 
-@pytest.mark.parametrize("body,headers", [
-    # a whole report, claiming to come from a registered force (the issue's finding)
-    (None, "force"),
-    # a well-formed version message naming a version nobody stored
-    (VersionQueued(version_id=str(uuid.uuid4())).to_bytes(), "force"),
-    (b'{"version_id": "not-a-uuid"}', None),
-    (b'{"version_id": "' + str(uuid.uuid4()).encode() + b'", "Amelia Smith": 1}', None),
-    (b"\x00\xff garbage", "garbage"),
-    (b"", None),
-])
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        # a whole report, claiming to come from a registered force (the issue's finding)
+        (None, "force"),
+        # a well-formed version message naming a version nobody stored
+        (VersionQueued(version_id=str(uuid.uuid4())).to_bytes(), "force"),
+        (b'{"version_id": "not-a-uuid"}', None),
+        (b'{"version_id": "' + str(uuid.uuid4()).encode() + b'", "Amelia Smith": 1}', None),
+        (b"\x00\xff garbage", "garbage"),
+        (b"", None),
+    ],
+)
 async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettered(
-        stack: Stack, body: bytes | None, headers: str | None) -> None:
+    stack: Stack, body: bytes | None, headers: str | None
+) -> None:
     # Given a message published straight to the incidents queue, not through ingest
     forged = json.dumps(report(ref(), AMELIA)).encode() if body is None else body
-    header_values = {"force": {FORCE_HEADER: stack.force_id},
-                     "garbage": {FORCE_HEADER: "Amelia Smith", "x-other": b"\x01"},
-                     None: {}}[headers]
+    choices: dict[str | None, dict[str, Any]] = {
+        "force": {FORCE_HEADER: stack.force_id},
+        "garbage": {FORCE_HEADER: "Amelia Smith", "x-other": b"\x01"},
+        None: {},
+    }
+    header_values = choices[headers]
     before = await total_rows(stack)
     message_id = str(uuid.uuid4())
-    await stack.container.broker.publish(INCIDENTS, forged, message_id=message_id,
-                                         headers=header_values)
+    await stack.container.broker.publish(
+        INCIDENTS, forged, message_id=message_id, headers=header_values
+    )
     # Then it is dead-lettered with a reason that quotes nothing of it
     dead, dead_body = await dead_letter(stack, message_id)
     reason = dead["x-encompass-dead-reason"]
@@ -320,16 +379,32 @@ async def test_a_forged_message_on_the_queue_creates_nothing_and_is_dead_lettere
 async def test_every_report_is_an_audit_entry_and_the_chain_holds(stack: Stack) -> None:
     incident = report(ref(), AMELIA, FREDDIE)
     _, first = await post(stack, incident)
-    _, again = await post(stack, incident)
+    _, _again = await post(stack, incident)
     async with stack.container.sessions() as session:
-        entries = (await session.scalars(select(AuditEntry).where(
-            AuditEntry.subject == f"incident:{first['incident_id']}",
-            AuditEntry.action == "incident.reported").order_by(AuditEntry.seq))).all()
+        entries = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(
+                    AuditEntry.subject == f"incident:{first['incident_id']}",
+                    AuditEntry.action == "incident.reported",
+                )
+                .order_by(AuditEntry.seq)
+            )
+        ).all()
         chain = await verify_chain(session)
-    assert [(e.actor, e.detail["version"], e.detail["children_count"], e.detail["channel"],
-             e.detail["duplicate"]) for e in entries] == [
+    assert [
+        (
+            e.actor,
+            e.detail["version"],
+            e.detail["children_count"],
+            e.detail["channel"],
+            e.detail["duplicate"],
+        )
+        for e in entries
+    ] == [
         (f"force:{stack.force_id}", 1, 2, "http", False),
-        (f"force:{stack.force_id}", 1, 2, "http", True)]
+        (f"force:{stack.force_id}", 1, 2, "http", True),
+    ]
     assert chain.ok
     assert "Amelia" not in json.dumps([e.detail for e in entries])
 

@@ -79,31 +79,47 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-async def stack(admin_pg_url: str, rabbit: RabbitTarget,
-                tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
+async def stack(
+    admin_pg_url: str, rabbit: RabbitTarget, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     folder = tmp_path_factory.mktemp("portal")
     async with own_database(admin_pg_url, "portal") as url:
-        settings = load_settings(database_url=url, amqp_url=rabbit.url,
-                                 queue_prefix=f"{rabbit.prefix}portal.",
-                                 signing_key=folder / "service.pem")
+        settings = load_settings(
+            database_url=url,
+            amqp_url=rabbit.url,
+            queue_prefix=f"{rabbit.prefix}portal.",
+            signing_key=folder / "service.pem",
+        )
         container = await bootstrap(settings, clock=Clock(NIGHT))
         paths = write_directory(folder / "directory")
         await import_directory(container.sessions, **paths)
-        force = await add_force(container.sessions, container.clock,
-                                f"P{secrets.token_hex(3).upper()}", "Test Constabulary")
+        force = await add_force(
+            container.sessions,
+            container.clock,
+            f"P{secrets.token_hex(3).upper()}",
+            "Test Constabulary",
+        )
         admin = await add_admin(container.sessions, container.clock, "Coordinator", "all")
         tokens = {}
         for key_adult_id in ("KA-OAK-1", "KA-OAK-2", "KA-ACORN-1"):
-            issued = await issue_key_adult_credentials(container.sessions, container.clock,
-                                                       key_adult_id)
+            issued = await issue_key_adult_credentials(
+                container.sessions, container.clock, key_adult_id
+            )
             tokens[key_adult_id] = issued.token
         runner = web.AppRunner(create_app(container))
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
         host, port = runner.addresses[0][:2]
         consumers = await start_workers(container, ["matcher"])
-        yield Stack(container, f"http://{host}:{port}", force.token, force.subject_id,
-                    admin.token, tokens, folder / "directory" / "keys")
+        yield Stack(
+            container,
+            f"http://{host}:{port}",
+            force.token,
+            force.subject_id,
+            admin.token,
+            tokens,
+            folder / "directory" / "keys",
+        )
         for consumer in consumers:
             await consumer.cancel()
         await runner.cleanup()
@@ -111,35 +127,49 @@ async def stack(admin_pg_url: str, rabbit: RabbitTarget,
         await delete_topologies([(rabbit.url, Topology(settings.queue_prefix))])
 
 
-async def call(stack: Stack, method: str, path: str, token: str | None,
-               body: Any = None) -> tuple[int, Any]:
+async def call(
+    stack: Stack, method: str, path: str, token: str | None, body: Any = None
+) -> tuple[int, Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as client, client.request(
-            method, stack.url + path, headers=headers, json=body) as response:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.request(method, stack.url + path, headers=headers, json=body) as response,
+    ):
         return response.status, await response.json()
 
 
-async def sent_notice(stack: Stack, child: dict[str, Any] = AMELIA,
-                      setting_id: str = "URN100001") -> str:
+async def sent_notice(
+    stack: Stack, child: dict[str, Any] = AMELIA, setting_id: str = "URN100001"
+) -> str:
     """A Friday-night child's notice, released on Tuesday morning: ``sending``."""
     clock = stack.container.clock
-    placed = await add_child(stack.container.sessions, force_id=stack.force_id,
-                             reported_at=NIGHT, child=child)
+    placed = await add_child(
+        stack.container.sessions, force_id=stack.force_id, reported_at=NIGHT, child=child
+    )
     notice_id = await add_notice(stack.container.sessions, placed, setting_id, clock.now())
     clock.set(TUESDAY)
     await send_due(stack.container)
     return notice_id
 
 
-async def signed(stack: Stack, key_adult_id: str, notice_id: str, kind: str = "received",
-                 reply: str | None = None) -> dict[str, Any]:
+async def signed(
+    stack: Stack,
+    key_adult_id: str,
+    notice_id: str,
+    kind: str = "received",
+    reply: str | None = None,
+) -> dict[str, Any]:
     """An acknowledgement body, signed over the envelope the portal serves."""
-    status, item = await call(stack, "GET", f"/v1/notices/{notice_id}",
-                              stack.tokens[key_adult_id])
+    status, item = await call(stack, "GET", f"/v1/notices/{notice_id}", stack.tokens[key_adult_id])
     assert status == 200, item
     digest = envelope_hash(parse_envelope(item["envelope"]))
-    signature = sign_ack(stack.key(key_adult_id).signing, notice_id=notice_id,
-                         envelope_hash=digest, kind=kind, reply=reply)  # type: ignore[arg-type]
+    signature = sign_ack(
+        stack.key(key_adult_id).signing,
+        notice_id=notice_id,
+        envelope_hash=digest,
+        kind=kind,  # type: ignore[arg-type]
+        reply=reply,
+    )
     return {"kind": kind, "reply": reply, "envelope_hash": digest, "signature": signature}
 
 
@@ -153,15 +183,32 @@ async def notice(stack: Stack, notice_id: str) -> Notice:
 async def test_an_incident_reported_over_http_is_opened_and_acknowledged(stack: Stack) -> None:
     # Given a Friday-night incident, reported over HTTP and matched through RabbitMQ
     stack.container.clock.set(NIGHT)
-    child = {**AMELIA, "upn": None, "gender": None, "present": True,
-             "where_during": "upstairs bedroom", "voice": "said she was scared",
-             "injured": False, "school_hint": None}
-    status, accepted = await call(stack, "POST", "/v1/incidents", stack.force, {
-        "incident_ref": f"FLOW-{secrets.token_hex(4)}", "version": 1,
-        "occurred_at": "2026-11-20T22:10:00+00:00", "location": "the family home",
-        "circumstances": "Argument between adults.", "police_actions": "Officers attended.",
-        "officer": {"name": "PC 1234 Jones", "contact": "0300 000 0000"},
-        "children": [child]})
+    child = {
+        **AMELIA,
+        "upn": None,
+        "gender": None,
+        "present": True,
+        "where_during": "upstairs bedroom",
+        "voice": "said she was scared",
+        "injured": False,
+        "school_hint": None,
+    }
+    status, accepted = await call(
+        stack,
+        "POST",
+        "/v1/incidents",
+        stack.force,
+        {
+            "incident_ref": f"FLOW-{secrets.token_hex(4)}",
+            "version": 1,
+            "occurred_at": "2026-11-20T22:10:00+00:00",
+            "location": "the family home",
+            "circumstances": "Argument between adults.",
+            "police_actions": "Officers attended.",
+            "officer": {"name": "PC 1234 Jones", "contact": "0300 000 0000"},
+            "children": [child],
+        },
+    )
     assert status == 202, accepted
     path = f"/v1/incidents/{accepted['incident_id']}"
     for _ in range(200):
@@ -201,8 +248,7 @@ async def test_a_key_adult_sees_only_their_own_notices(stack: Stack) -> None:
     # Another setting's notice looks exactly like one that does not exist
     status, body = await call(stack, "GET", f"/v1/notices/{nursery}", stack.tokens["KA-OAK-1"])
     assert status == 404 and body["error"]["code"] == "not_found"
-    status, other = await call(stack, "GET", "/v1/notices/no-such-notice",
-                               stack.tokens["KA-OAK-1"])
+    status, other = await call(stack, "GET", "/v1/notices/no-such-notice", stack.tokens["KA-OAK-1"])
     assert status == 404 and other == body
 
 
@@ -223,13 +269,25 @@ async def test_the_first_fetch_delivers_the_notice(stack: Stack) -> None:
     _, again = await call(stack, "GET", f"/v1/notices/{notice_id}", stack.tokens["KA-OAK-1"])
     assert again["delivered_at"] == first["delivered_at"]
     async with stack.container.sessions() as session:
-        envelope = await session.scalar(select(SealedEnvelope).where(
-            SealedEnvelope.notice_id == notice_id, SealedEnvelope.key_adult_id == "KA-OAK-1"))
-        events = (await session.scalars(select(NoticeEvent).where(
-            NoticeEvent.notice_id == notice_id).order_by(NoticeEvent.event_id))).all()
-        reads = (await session.scalars(select(AuditEntry).where(
-            AuditEntry.subject == f"notice:{notice_id}",
-            AuditEntry.action == "notice.read"))).all()
+        envelope = await session.scalar(
+            select(SealedEnvelope).where(
+                SealedEnvelope.notice_id == notice_id, SealedEnvelope.key_adult_id == "KA-OAK-1"
+            )
+        )
+        events = (
+            await session.scalars(
+                select(NoticeEvent)
+                .where(NoticeEvent.notice_id == notice_id)
+                .order_by(NoticeEvent.event_id)
+            )
+        ).all()
+        reads = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.subject == f"notice:{notice_id}", AuditEntry.action == "notice.read"
+                )
+            )
+        ).all()
     assert envelope is not None and envelope.delivered_by == "portal"
     assert (events[-1].from_status, events[-1].to_status) == ("sending", "delivered")
     assert [r.detail["first_fetch"] for r in reads] == [True, False]
@@ -239,33 +297,47 @@ async def test_the_first_fetch_delivers_the_notice(stack: Stack) -> None:
 async def test_a_valid_signed_acknowledgement_is_recorded(stack: Stack) -> None:
     notice_id = await sent_notice(stack)
     body = await signed(stack, "KA-OAK-1", notice_id, "child_absent", "Not in school today")
-    status, answer = await call(stack, "POST", f"/v1/notices/{notice_id}/ack",
-                                stack.tokens["KA-OAK-1"], body)
+    status, answer = await call(
+        stack, "POST", f"/v1/notices/{notice_id}/ack", stack.tokens["KA-OAK-1"], body
+    )
     assert status == 201, answer
     assert answer["notice_status"] == "acknowledged" and answer["kind"] == "child_absent"
     async with stack.container.sessions() as session:
-        (receipt,) = (await session.scalars(select(Acknowledgement).where(
-            Acknowledgement.notice_id == notice_id))).all()
+        (receipt,) = (
+            await session.scalars(
+                select(Acknowledgement).where(Acknowledgement.notice_id == notice_id)
+            )
+        ).all()
         key_adult = await session.get(KeyAdultRow, "KA-OAK-1")
         row = await session.get(Notice, notice_id)
         assert row is not None
-        reply = await open_reply(session, incident_id=row.incident_id,
-                                 ack_id=receipt.ack_id, stored=receipt.reply)
+        reply = await open_reply(
+            session, incident_id=row.incident_id, ack_id=receipt.ack_id, stored=receipt.reply
+        )
     assert key_adult is not None
     # The reply is kept sealed under the incident's data key, never in clear
     assert receipt.reply is not None and "school" not in receipt.reply
     assert (receipt.key_adult_id, receipt.kind, reply) == (
-        "KA-OAK-1", "child_absent", "Not in school today")
+        "KA-OAK-1",
+        "child_absent",
+        "Not in school today",
+    )
     assert receipt.at == datetime.fromisoformat(answer["at"])
     # The stored receipt proves itself to anyone holding the Key Adult's public key
-    verify_ack(load_public_key_bundle(key_adult.public_key_pem).signing, receipt.signature,
-               notice_id=notice_id, envelope_hash=receipt.envelope_hash, kind="child_absent",
-               reply="Not in school today")
+    verify_ack(
+        load_public_key_bundle(key_adult.public_key_pem).signing,
+        receipt.signature,
+        notice_id=notice_id,
+        envelope_hash=receipt.envelope_hash,
+        kind="child_absent",
+        reply="Not in school today",
+    )
     assert (await notice(stack, notice_id)).status == "acknowledged"
     # A second answer, from the deputy too, is refused
     again = await signed(stack, "KA-OAK-2", notice_id)
-    status, refused = await call(stack, "POST", f"/v1/notices/{notice_id}/ack",
-                                 stack.tokens["KA-OAK-2"], again)
+    status, refused = await call(
+        stack, "POST", f"/v1/notices/{notice_id}/ack", stack.tokens["KA-OAK-2"], again
+    )
     assert status == 409 and refused["error"]["code"] == "already_acknowledged"
 
 
@@ -273,16 +345,33 @@ async def test_forged_or_mismatched_acknowledgements_are_refused(stack: Stack) -
     notice_id = await sent_notice(stack)
     good = await signed(stack, "KA-OAK-1", notice_id)
     path, token = f"/v1/notices/{notice_id}/ack", stack.tokens["KA-OAK-1"]
-    forged = sign_ack(Ed25519PrivateKey.generate(), notice_id=notice_id,
-                      envelope_hash=good["envelope_hash"], kind="received", reply=None)
+    forged = sign_ack(
+        Ed25519PrivateKey.generate(),
+        notice_id=notice_id,
+        envelope_hash=good["envelope_hash"],
+        kind="received",
+        reply=None,
+    )
     cases = [
         ({**good, "signature": forged}, 403, "bad_signature"),
         ({**good, "reply": "words the Key Adult never signed"}, 403, "bad_signature"),
         ({**good, "kind": "not_our_pupil"}, 403, "bad_signature"),
         ({**good, "signature": base64.b64encode(b"x" * 64).decode()}, 403, "bad_signature"),
-        ({**good, "envelope_hash": "0" * 64, "signature": sign_ack(
-            stack.key("KA-OAK-1").signing, notice_id=notice_id, envelope_hash="0" * 64,
-            kind="received", reply=None)}, 400, "envelope_mismatch"),
+        (
+            {
+                **good,
+                "envelope_hash": "0" * 64,
+                "signature": sign_ack(
+                    stack.key("KA-OAK-1").signing,
+                    notice_id=notice_id,
+                    envelope_hash="0" * 64,
+                    kind="received",
+                    reply=None,
+                ),
+            },
+            400,
+            "envelope_mismatch",
+        ),
         ({**good, "surprise": 1}, 422, "invalid_acknowledgement"),
         ({**good, "reply": "x" * 501}, 422, "invalid_acknowledgement"),
     ]
@@ -293,10 +382,16 @@ async def test_forged_or_mismatched_acknowledgements_are_refused(stack: Stack) -
     status, answer = await call(stack, "POST", path, stack.tokens["KA-OAK-2"], good)
     assert status == 400 and answer["error"]["code"] == "envelope_mismatch"
     deputys = await signed(stack, "KA-OAK-2", notice_id)
-    borrowed = sign_ack(stack.key("KA-OAK-1").signing, notice_id=notice_id,
-                        envelope_hash=deputys["envelope_hash"], kind="received", reply=None)
-    status, answer = await call(stack, "POST", path, stack.tokens["KA-OAK-2"],
-                                {**deputys, "signature": borrowed})
+    borrowed = sign_ack(
+        stack.key("KA-OAK-1").signing,
+        notice_id=notice_id,
+        envelope_hash=deputys["envelope_hash"],
+        kind="received",
+        reply=None,
+    )
+    status, answer = await call(
+        stack, "POST", path, stack.tokens["KA-OAK-2"], {**deputys, "signature": borrowed}
+    )
     assert status == 403 and answer["error"]["code"] == "bad_signature"
     # Nor can another setting acknowledge it
     status, answer = await call(stack, "POST", path, stack.tokens["KA-ACORN-1"], good)
@@ -310,8 +405,9 @@ async def test_not_our_pupil_goes_back_to_review_and_the_force_sees_it(stack: St
     notice_id = await sent_notice(stack)
     found = await notice(stack, notice_id)
     body = await signed(stack, "KA-OAK-1", notice_id, "not_our_pupil", "Left us in July")
-    status, answer = await call(stack, "POST", f"/v1/notices/{notice_id}/ack",
-                                stack.tokens["KA-OAK-1"], body)
+    status, answer = await call(
+        stack, "POST", f"/v1/notices/{notice_id}/ack", stack.tokens["KA-OAK-1"], body
+    )
     assert status == 201 and answer["result"] == "returned_to_review"
     assert (await notice(stack, notice_id)).status == "review"
     async with stack.container.sessions() as session:
@@ -341,8 +437,12 @@ async def test_a_withdrawal_retracts_a_delivered_notice_in_the_portal(stack: Sta
     portal = stack.portal("KA-OAK-1")
     assert any(line["notice_id"] == notice_id for line in await inbox(portal))
     # When another force tries to withdraw it, nothing happens; when its own force does...
-    other = await add_force(stack.container.sessions, stack.container.clock,
-                            f"Q{secrets.token_hex(3).upper()}", "Other Constabulary")
+    other = await add_force(
+        stack.container.sessions,
+        stack.container.clock,
+        f"Q{secrets.token_hex(3).upper()}",
+        "Other Constabulary",
+    )
     path = f"/v1/incidents/{found.incident_id}/withdraw"
     status, body = await call(stack, "POST", path, other.token)
     assert status == 404 and body["error"]["code"] == "not_found"
@@ -354,23 +454,30 @@ async def test_a_withdrawal_retracts_a_delivered_notice_in_the_portal(stack: Sta
     lines = [line for line in await inbox(portal) if line["notice_id"] == notice_id]
     assert sorted(line["notice"]["kind"] for line in lines) == ["notice", "retraction"]
     assert {line["status"] for line in lines} == {"retracted"}
-    status, item = await call(stack, "GET", f"/v1/notices/{notice_id}?kind=retraction",
-                              stack.tokens["KA-OAK-1"])
+    status, item = await call(
+        stack, "GET", f"/v1/notices/{notice_id}?kind=retraction", stack.tokens["KA-OAK-1"]
+    )
     assert status == 200 and item["kind"] == "retraction"
     body = await signed(stack, "KA-OAK-1", notice_id)
-    status, refused = await call(stack, "POST", f"/v1/notices/{notice_id}/ack",
-                                 stack.tokens["KA-OAK-1"], body)
+    status, refused = await call(
+        stack, "POST", f"/v1/notices/{notice_id}/ack", stack.tokens["KA-OAK-1"], body
+    )
     assert status == 409 and refused["error"]["code"] == "not_acknowledgeable"
     async with stack.container.sessions() as session:
-        entry = await session.scalar(select(AuditEntry).where(
-            AuditEntry.action == "incident.withdrawn",
-            AuditEntry.subject == f"incident:{found.incident_id}"))
+        entry = await session.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "incident.withdrawn",
+                AuditEntry.subject == f"incident:{found.incident_id}",
+            )
+        )
     assert entry is not None and entry.actor == f"force:{stack.force_id}"
 
 
 async def test_the_service_key_verifies_envelopes(stack: Stack) -> None:
-    async with aiohttp.ClientSession() as client, client.get(
-            f"{stack.url}/v1/service-key") as response:
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{stack.url}/v1/service-key") as response,
+    ):
         assert response.status == 200
         pem = await response.text()
     assert pem == public_key_pem(stack.container.signing_key)
@@ -383,10 +490,15 @@ async def test_the_audit_chain_holds_and_names_no_child(stack: Stack) -> None:
     assert report.ok, report
     assert report.entries == len(entries) > 5
     actions = {e.action for e in entries}
-    assert {"notices.list", "notice.read", "notice.acknowledged", "incident.read",
-            "incident.withdrawn",
-            "key_adult.credentials_issued", "review.list"} <= actions
+    assert {
+        "notices.list",
+        "notice.read",
+        "notice.acknowledged",
+        "incident.read",
+        "incident.withdrawn",
+        "key_adult.credentials_issued",
+        "review.list",
+    } <= actions
     text = repr([(e.actor, e.action, e.subject, e.detail) for e in entries])
     for value in PERSONAL:
         assert value not in text
-

@@ -34,10 +34,14 @@ async def write(sessions: async_sessionmaker[AsyncSession], count: int) -> list[
     hashes = []
     for n in range(count):
         async with sessions.begin() as session:
-            entry = await record(session, actor=f"key_adult:KA-{n}", action="notice.read",
-                                 subject=f"notice:N-{n}", detail={"first_fetch": n == 0,
-                                                                  "count": n},
-                                 at=AT + timedelta(seconds=n))
+            entry = await record(
+                session,
+                actor=f"key_adult:KA-{n}",
+                action="notice.read",
+                subject=f"notice:N-{n}",
+                detail={"first_fetch": n == 0, "count": n},
+                at=AT + timedelta(seconds=n),
+            )
             hashes.append(entry.entry_hash)
     return hashes
 
@@ -49,15 +53,24 @@ async def check(sessions: async_sessionmaker[AsyncSession]) -> tuple[bool, int |
 
 
 def test_the_hash_covers_the_link_and_every_field() -> None:
-    base = {"at": AT, "actor": "admin:1", "action": "review.resolved", "subject": "child:C",
-            "detail": {"setting_id": "S"}}
+    base = {
+        "at": AT,
+        "actor": "admin:1",
+        "action": "review.resolved",
+        "subject": "child:C",
+        "detail": {"setting_id": "S"},
+    }
     first = entry_hash(GENESIS, **base)  # type: ignore[arg-type]
     assert first == entry_hash(GENESIS, **base)  # type: ignore[arg-type]
     assert len(first) == 64
     assert entry_hash("1" * 64, **base) != first  # type: ignore[arg-type]
-    for field, other in (("at", AT + timedelta(microseconds=1)), ("actor", "admin:2"),
-                         ("action", "review.list"), ("subject", "child:D"),
-                         ("detail", {"setting_id": "T"})):
+    for field, other in (
+        ("at", AT + timedelta(microseconds=1)),
+        ("actor", "admin:2"),
+        ("action", "review.list"),
+        ("subject", "child:D"),
+        ("detail", {"setting_id": "T"}),
+    ):
         assert entry_hash(GENESIS, **{**base, field: other}) != first  # type: ignore[arg-type]
 
 
@@ -77,17 +90,20 @@ async def test_an_empty_log_verifies(sessions: async_sessionmaker[AsyncSession])
 async def test_an_altered_detail_is_found(sessions: async_sessionmaker[AsyncSession]) -> None:
     await write(sessions, 4)
     async with sessions.begin() as session:
-        await session.execute(update(AuditEntry).where(AuditEntry.seq == 3)
-                              .values(detail={"first_fetch": False, "count": 99}))
+        await session.execute(
+            update(AuditEntry)
+            .where(AuditEntry.seq == 3)
+            .values(detail={"first_fetch": False, "count": 99})
+        )
     assert await check(sessions) == (False, 3, "its content does not match its hash (altered)")
 
 
-async def test_an_altered_actor_is_found(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_an_altered_actor_is_found(sessions: async_sessionmaker[AsyncSession]) -> None:
     await write(sessions, 3)
     async with sessions.begin() as session:
-        await session.execute(update(AuditEntry).where(AuditEntry.seq == 2)
-                              .values(actor="admin:someone-else"))
+        await session.execute(
+            update(AuditEntry).where(AuditEntry.seq == 2).values(actor="admin:someone-else")
+        )
     ok, at, _ = await check(sessions)
     assert (ok, at) == (False, 2)
 
@@ -101,29 +117,38 @@ async def test_a_removed_entry_is_found(sessions: async_sessionmaker[AsyncSessio
 
 
 async def test_a_rewritten_entry_with_its_own_hash_breaks_the_next_link(
-        sessions: async_sessionmaker[AsyncSession]) -> None:
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
     # Recomputing the changed entry's hash is not enough: the next entry names the old one.
     await write(sessions, 3)
     async with sessions.begin() as session:
-        prev = (await session.execute(text("SELECT entry_hash FROM audit_log WHERE seq = 1"))
-                ).scalar_one()
-        forged = entry_hash(prev, at=AT, actor="admin:x", action="notice.read",
-                            subject="notice:N-1", detail={})
-        await session.execute(update(AuditEntry).where(AuditEntry.seq == 2).values(
-            actor="admin:x", at=AT, detail={}, entry_hash=forged))
+        prev = (
+            await session.execute(text("SELECT entry_hash FROM audit_log WHERE seq = 1"))
+        ).scalar_one()
+        forged = entry_hash(
+            prev, at=AT, actor="admin:x", action="notice.read", subject="notice:N-1", detail={}
+        )
+        await session.execute(
+            update(AuditEntry)
+            .where(AuditEntry.seq == 2)
+            .values(actor="admin:x", at=AT, detail={}, entry_hash=forged)
+        )
     ok, at, problem = await check(sessions)
     assert (ok, at) == (False, 3) and "does not link" in problem
 
 
 async def test_personal_data_is_refused(sessions: async_sessionmaker[AsyncSession]) -> None:
-    for detail in ({"given_name": "Amelia"}, {"nested": {"postcode": "TF3 4NT"}},
-                   {"items": [{"reply": "text"}]}):
+    for detail in (
+        {"given_name": "Amelia"},
+        {"nested": {"postcode": "TF3 4NT"}},
+        {"items": [{"reply": "text"}]},
+    ):
         async with sessions.begin() as session:
             with pytest.raises(PersonalDataInAudit):
-                await record(session, actor="system", action="x", subject="y", detail=detail,
-                             at=AT)
+                await record(session, actor="system", action="x", subject="y", detail=detail, at=AT)
     async with sessions.begin() as session:
         with pytest.raises(ValueError, match="aware"):
-            await record(session, actor="system", action="x", subject="y",
-                         at=AT.replace(tzinfo=None))
+            await record(
+                session, actor="system", action="x", subject="y", at=AT.replace(tzinfo=None)
+            )
     assert (await check(sessions))[0]

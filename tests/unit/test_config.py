@@ -23,25 +23,39 @@ def test_defaults_are_the_embedded_ones() -> None:
     assert (settings.rate_limit_address, settings.rate_limit_address_burst) == (50, 500)
 
 
-@pytest.mark.parametrize("given,expected", [
-    ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
-    ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
-    ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
-])
-def test_plain_database_urls_are_accepted(monkeypatch: pytest.MonkeyPatch, given: str,
-                                          expected: str) -> None:
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("sqlite:///x.db", "sqlite+aiosqlite:///x.db"),
+        ("postgresql://u@h/db", "postgresql+asyncpg://u@h/db"),
+        ("postgresql+asyncpg://u@h/db", "postgresql+asyncpg://u@h/db"),
+    ],
+)
+def test_plain_database_urls_are_accepted(
+    monkeypatch: pytest.MonkeyPatch, given: str, expected: str
+) -> None:
     monkeypatch.setenv("ENCOMPASS_DATABASE_URL", given)
     assert load_settings().database_url == expected
 
 
-@pytest.mark.parametrize("name,value", [
-    ("HTTP_PORT", "eighty"), ("HTTP_PORT", "70000"), ("LOG_FORMAT", "xml"),
-    ("NOW", "yesterday"), ("NOW", "2026-11-23T07:00:00"), ("DATABASE_URL", "mysql://x"),
-    ("AMQP_URL", "http://localhost"), ("RATE_LIMIT_CREDENTIAL", "-1"),
-    ("RATE_LIMIT_ADDRESS_BURST", "0"), ("RATE_LIMIT_ADDRESS", "fast"),
-])
-def test_a_bad_value_is_one_line_naming_the_variable(monkeypatch: pytest.MonkeyPatch,
-                                                     name: str, value: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTP_PORT", "eighty"),
+        ("HTTP_PORT", "70000"),
+        ("LOG_FORMAT", "xml"),
+        ("NOW", "yesterday"),
+        ("NOW", "2026-11-23T07:00:00"),
+        ("DATABASE_URL", "mysql://x"),
+        ("AMQP_URL", "http://localhost"),
+        ("RATE_LIMIT_CREDENTIAL", "-1"),
+        ("RATE_LIMIT_ADDRESS_BURST", "0"),
+        ("RATE_LIMIT_ADDRESS", "fast"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
     monkeypatch.setenv(f"ENCOMPASS_{name}", value)
     with pytest.raises(ConfigError) as info:
         load_settings()

@@ -31,17 +31,21 @@ KEY = DataKeys.new_data_key()
 
 
 def test_a_sealed_value_opens_only_for_its_key_column_and_row() -> None:
-    sealed = seal_value(KEY, b"Amelia Smith", purpose="incident_versions.payload",
-                        subject="v-1")
+    sealed = seal_value(KEY, b"Amelia Smith", purpose="incident_versions.payload", subject="v-1")
     assert sealed.startswith("ev1.") and "Amelia" not in sealed
-    assert open_value(KEY, sealed, purpose="incident_versions.payload",
-                      subject="v-1") == b"Amelia Smith"
+    assert (
+        open_value(KEY, sealed, purpose="incident_versions.payload", subject="v-1")
+        == b"Amelia Smith"
+    )
     # Two seals of one value differ (a fresh nonce each time)
-    assert sealed != seal_value(KEY, b"Amelia Smith", purpose="incident_versions.payload",
-                                subject="v-1")
-    for key, purpose, subject in ((DataKeys.new_data_key(), "incident_versions.payload", "v-1"),
-                                  (KEY, "children.candidates", "v-1"),
-                                  (KEY, "incident_versions.payload", "v-2")):
+    assert sealed != seal_value(
+        KEY, b"Amelia Smith", purpose="incident_versions.payload", subject="v-1"
+    )
+    for key, purpose, subject in (
+        (DataKeys.new_data_key(), "incident_versions.payload", "v-1"),
+        (KEY, "children.candidates", "v-1"),
+        (KEY, "incident_versions.payload", "v-2"),
+    ):
         with pytest.raises(DataUnreadable):
             open_value(key, sealed, purpose=purpose, subject=subject)
 
@@ -78,16 +82,26 @@ def test_the_key_file_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
     assert path.read_text().startswith("encompass-data-key/1\n")
 
 
-@pytest.mark.parametrize("content,problem", [
-    (b"", "not an Encompass data key file"),
-    (b"-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
-     "not an Encompass data key file"),
-    (b"encompass-data-key/1\n%%%%\n", "does not hold valid base64"),
-    (data_key_file_text(b"k" * 32).replace(base64.b64encode(b"k" * 32),
-                                           base64.b64encode(b"k" * 16)), "16 bytes, not 32"),
-])
-def test_a_bad_key_file_stops_the_start_with_one_line(tmp_path: Path, content: bytes,
-                                                      problem: str) -> None:
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"", "not an Encompass data key file"),
+        (
+            b"-----BEGIN PRIVATE KEY-----\nabc\n-----END PRIVATE KEY-----\n",
+            "not an Encompass data key file",
+        ),
+        (b"encompass-data-key/1\n%%%%\n", "does not hold valid base64"),
+        (
+            data_key_file_text(b"k" * 32).replace(
+                base64.b64encode(b"k" * 32), base64.b64encode(b"k" * 16)
+            ),
+            "16 bytes, not 32",
+        ),
+    ],
+)
+def test_a_bad_key_file_stops_the_start_with_one_line(
+    tmp_path: Path, content: bytes, problem: str
+) -> None:
     path = tmp_path / "data-key"
     path.write_bytes(content)
     with pytest.raises(KeyFileError) as refused:
@@ -95,8 +109,9 @@ def test_a_bad_key_file_stops_the_start_with_one_line(tmp_path: Path, content: b
     assert problem in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_the_data_key_defaults_to_beside_the_signing_key(tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_data_key_defaults_to_beside_the_signing_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ENCOMPASS_DATA_KEY", raising=False)
     monkeypatch.delenv("ENCOMPASS_SIGNING_KEY", raising=False)
     assert data_key_path(load_settings()) == Path("encompass-data-key")
@@ -135,26 +150,36 @@ BODY = b'{"format":"encompass-envelope/1"}'
 
 
 def test_the_service_signs_exactly_the_documented_bytes() -> None:
-    assert signed_bytes(BODY, timestamp=1_700_000_000, idempotency_key="e-1",
-                        kind="notice") == (
+    assert signed_bytes(BODY, timestamp=1_700_000_000, idempotency_key="e-1", kind="notice") == (
         b"encompass-webhook/1\n1700000000\ne-1\nnotice\n"
-        + hashlib.sha256(BODY).hexdigest().encode())
-    header = service_sign(BODY, signing_key=SERVICE, timestamp=1_700_000_000,
-                          idempotency_key="e-1", kind="notice")
+        + hashlib.sha256(BODY).hexdigest().encode()
+    )
+    header = service_sign(
+        BODY, signing_key=SERVICE, timestamp=1_700_000_000, idempotency_key="e-1", kind="notice"
+    )
     assert header.startswith("t=1700000000,ed25519=")
-    SERVICE.public_key().verify(base64.b64decode(header.split("ed25519=")[1]),
-                                signed_bytes(BODY, timestamp=1_700_000_000,
-                                             idempotency_key="e-1", kind="notice"))
+    SERVICE.public_key().verify(
+        base64.b64decode(header.split("ed25519=")[1]),
+        signed_bytes(BODY, timestamp=1_700_000_000, idempotency_key="e-1", kind="notice"),
+    )
 
 
 def test_the_service_signature_verifies_for_that_request_only() -> None:
-    header = service_sign(BODY, signing_key=SERVICE, timestamp=1_700_000_000,
-                          idempotency_key="e-1", kind="notice")
+    header = service_sign(
+        BODY, signing_key=SERVICE, timestamp=1_700_000_000, idempotency_key="e-1", kind="notice"
+    )
 
-    def ok(body: bytes = BODY, header: str = header, key: str = "e-1", kind: str = "notice",
-           service: Ed25519PrivateKey = SERVICE, now: int = 1_700_000_100) -> bool:
-        return verify_service(body, header, idempotency_key=key, kind=kind,
-                              service_key=service.public_key(), now=now)
+    def ok(
+        body: bytes = BODY,
+        header: str = header,
+        key: str = "e-1",
+        kind: str = "notice",
+        service: Ed25519PrivateKey = SERVICE,
+        now: int = 1_700_000_100,
+    ) -> bool:
+        return verify_service(
+            body, header, idempotency_key=key, kind=kind, service_key=service.public_key(), now=now
+        )
 
     assert ok()
     assert not ok(body=BODY + b" ")

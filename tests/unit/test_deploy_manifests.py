@@ -18,10 +18,16 @@ from encompass.config import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S = DEPLOY / "k8s"
-API_VERSIONS = {"Namespace": "v1", "ConfigMap": "v1", "Secret": "v1", "Service": "v1",
-                "Deployment": "apps/v1", "Job": "batch/v1",
-                "RabbitmqCluster": "rabbitmq.com/v1beta1",
-                "Kustomization": "kustomize.config.k8s.io/v1beta1"}
+API_VERSIONS = {
+    "Namespace": "v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "Deployment": "apps/v1",
+    "Job": "batch/v1",
+    "RabbitmqCluster": "rabbitmq.com/v1beta1",
+    "Kustomization": "kustomize.config.k8s.io/v1beta1",
+}
 # Made outside the manifests: by hand (secrets.yaml says how) or by the RabbitMQ operator.
 EXTERNAL_SECRETS = {"encompass-keys", "encompass-database", "encompass-rabbitmq-default-user"}
 SETTINGS = {f"ENCOMPASS_{name.upper()}" for name in Settings.model_fields}
@@ -71,8 +77,10 @@ def test_deployments_run_our_commands_with_our_settings() -> None:
     for doc in of_kind("Deployment") + of_kind("Job"):
         spec = doc["spec"]
         if doc["kind"] == "Deployment":
-            assert spec["selector"]["matchLabels"].items() <= \
-                spec["template"]["metadata"]["labels"].items()
+            assert (
+                spec["selector"]["matchLabels"].items()
+                <= spec["template"]["metadata"]["labels"].items()
+            )
         for container in containers(doc):
             command_is_ours(container["command"])
             for source in container.get("envFrom", []):
@@ -95,13 +103,13 @@ def test_the_api_is_probed_for_liveness_and_readiness() -> None:
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert "http" in ports
     service = next(s for s in of_kind("Service") if s["metadata"]["name"] == "encompass-api")
-    assert service["spec"]["selector"].items() <= \
-        api["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        service["spec"]["selector"].items() <= api["spec"]["template"]["metadata"]["labels"].items()
+    )
     assert {p["targetPort"] for p in service["spec"]["ports"]} <= ports
 
 
-@pytest.mark.parametrize("name", ["encompass-matcher", "encompass-dispatcher",
-                                  "encompass-intake"])
+@pytest.mark.parametrize("name", ["encompass-matcher", "encompass-dispatcher", "encompass-intake"])
 def test_workers_scale_out_and_have_time_to_stop(name: str) -> None:
     worker = deployment(name)
     assert worker["spec"]["replicas"] >= 2
@@ -113,8 +121,9 @@ def test_workers_scale_out_and_have_time_to_stop(name: str) -> None:
 def test_rabbitmq_is_a_three_node_cluster_and_postgres_is_external() -> None:
     (cluster,) = of_kind("RabbitmqCluster")
     assert cluster["spec"]["replicas"] == 3
-    assert "quorum_queue.initial_cluster_size = 3" in cluster["spec"]["rabbitmq"][
-        "additionalConfig"]
+    assert (
+        "quorum_queue.initial_cluster_size = 3" in cluster["spec"]["rabbitmq"]["additionalConfig"]
+    )
     postgres = next(s for s in of_kind("Service") if s["metadata"]["name"] == "postgres")
     assert postgres["spec"]["type"] == "ExternalName"
 
@@ -122,8 +131,17 @@ def test_rabbitmq_is_a_three_node_cluster_and_postgres_is_external() -> None:
 def test_the_compose_file_runs_a_cluster_and_every_role() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"rabbitmq1", "rabbitmq2", "rabbitmq3", "postgres", "migrate", "api", "intake",
-            "matcher", "dispatcher"} <= set(services)
+    assert {
+        "rabbitmq1",
+        "rabbitmq2",
+        "rabbitmq3",
+        "postgres",
+        "migrate",
+        "api",
+        "intake",
+        "matcher",
+        "dispatcher",
+    } <= set(services)
     cluster_conf = (DEPLOY / "rabbitmq" / "cluster.conf").read_text()
     for node in ("rabbitmq1", "rabbitmq2", "rabbitmq3"):
         assert services[node]["hostname"] == node

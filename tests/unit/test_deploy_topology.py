@@ -46,11 +46,12 @@ def test_deployed_exchange_and_bindings_equal_the_code() -> None:
 
     assert [(e["name"], e["type"], e["durable"]) for e in definitions["exchanges"]] == [
         (topology.dead_letter_exchange, "direct", True),
-        (topology.incidents_exchange, "fanout", True)]
+        (topology.incidents_exchange, "fanout", True),
+    ]
     assert topology.incidents_exchange == "encompass.incidents"  # the public name
-    assert sorted((b["source"], b["destination"], b["routing_key"])
-                  for b in definitions["bindings"]) == sorted(
-        (b.exchange, b.queue, b.routing_key) for b in topology.bindings())
+    assert sorted(
+        (b["source"], b["destination"], b["routing_key"]) for b in definitions["bindings"]
+    ) == sorted((b.exchange, b.queue, b.routing_key) for b in topology.bindings())
 
 
 def test_the_whole_file_is_what_the_code_generates() -> None:
@@ -72,5 +73,4 @@ def test_every_work_queue_is_a_dead_lettering_quorum_queue() -> None:
 
 def test_the_police_exchange_feeds_the_intake_queue_only() -> None:
     bindings = [b for b in deployed()["bindings"] if b["source"] == "encompass.incidents"]
-    assert [(b["destination"], b["destination_type"]) for b in bindings] == [
-        ("intake", "queue")]
+    assert [(b["destination"], b["destination_type"]) for b in bindings] == [("intake", "queue")]

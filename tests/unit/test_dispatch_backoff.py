@@ -28,11 +28,24 @@ def test_backoff_jitter_spreads_retries() -> None:
     assert len(values) > 40 and all(4.0 <= v <= 8.0 for v in values)
 
 
-@pytest.mark.parametrize("status,outcome", [
-    (200, "delivered"), (202, "delivered"), (204, "delivered"),
-    (500, "retry"), (502, "retry"), (503, "retry"), (408, "retry"), (429, "retry"),
-    (400, "failed"), (401, "failed"), (404, "failed"), (410, "failed"), (301, "failed"),
-])
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [
+        (200, "delivered"),
+        (202, "delivered"),
+        (204, "delivered"),
+        (500, "retry"),
+        (502, "retry"),
+        (503, "retry"),
+        (408, "retry"),
+        (429, "retry"),
+        (400, "failed"),
+        (401, "failed"),
+        (404, "failed"),
+        (410, "failed"),
+        (301, "failed"),
+    ],
+)
 def test_webhook_answers_are_classified(status: int, outcome: str) -> None:
     assert classify(status).outcome == outcome
 
@@ -49,34 +62,55 @@ def test_the_signature_verifies_with_the_secret_and_nothing_else() -> None:
     assert not verify(body, "garbage", secret=secret, now=1_700_000_000)
 
 
-@pytest.mark.parametrize("url,ok", [
-    ("https://cpoms.example/hook", True), ("http://127.0.0.1:8080/hook", True),
-    ("http://localhost/hook", True), ("http://[::1]/hook", True),
-    ("http://cpoms.example/hook", False), ("http://10.0.0.1/hook", False),
-    ("ftp://x/y", False), ("https:///nohost", False),
-])
+@pytest.mark.parametrize(
+    ("url", "ok"),
+    [
+        ("https://cpoms.example/hook", True),
+        ("http://127.0.0.1:8080/hook", True),
+        ("http://localhost/hook", True),
+        ("http://[::1]/hook", True),
+        ("http://cpoms.example/hook", False),
+        ("http://10.0.0.1/hook", False),
+        ("ftp://x/y", False),
+        ("https:///nohost", False),
+    ],
+)
 def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
     assert acceptable_url(url) is ok
 
 
 def test_the_pointer_says_where_and_nothing_else() -> None:
-    message = pointer_message(sender="encompass@la.example", to="dsl@school.example",
-                              notice_id="N-42", portal_url="https://encompass.example/")
+    message = pointer_message(
+        sender="encompass@la.example",
+        to="dsl@school.example",
+        notice_id="N-42",
+        portal_url="https://encompass.example/",
+    )
     parsed = email.message_from_bytes(bytes(message), policy=email.policy.default)
     body = parsed.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
     assert "N-42" in text and "https://encompass.example/v1/notices/N-42" in text
-    assert set(parsed.keys()) == {"From", "To", "Subject", "Date", "Message-ID",
-                                  "Content-Type", "Content-Transfer-Encoding", "MIME-Version"}
+    assert set(parsed.keys()) == {
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "Content-Type",
+        "Content-Transfer-Encoding",
+        "MIME-Version",
+    }
 
 
 def test_smtp_refusals_fail_and_transient_errors_retry() -> None:
     refused = aiosmtplib.SMTPRecipientsRefused(
-        [aiosmtplib.SMTPRecipientRefused(550, "no such user", "x@y")])
+        [aiosmtplib.SMTPRecipientRefused(550, "no such user", "x@y")]
+    )
     assert classify_error(refused).outcome == "failed"
     busy = aiosmtplib.SMTPRecipientsRefused(
-        [aiosmtplib.SMTPRecipientRefused(451, "try later", "x@y")])
+        [aiosmtplib.SMTPRecipientRefused(451, "try later", "x@y")]
+    )
     assert classify_error(busy).outcome == "retry"
     assert classify_error(aiosmtplib.SMTPResponseException(554, "no")).outcome == "failed"
     assert classify_error(aiosmtplib.SMTPConnectError("refused")).outcome == "retry"
@@ -89,8 +123,7 @@ GRACE = timedelta(hours=1)
 def test_the_deadline_is_the_day_start_in_london_on_the_release_day() -> None:
     # Winter (GMT): 07:30 release, 08:45 start
     released = datetime(2026, 11, 24, 7, 30, tzinfo=UTC)
-    assert ack_deadline(released, time(8, 45), GRACE) == datetime(2026, 11, 24, 8, 45,
-                                                                  tzinfo=UTC)
+    assert ack_deadline(released, time(8, 45), GRACE) == datetime(2026, 11, 24, 8, 45, tzinfo=UTC)
     # Summer (BST): 08:45 in London is 07:45 UTC
     summer = datetime(2026, 6, 9, 6, 30, tzinfo=UTC)
     assert ack_deadline(summer, time(8, 45), GRACE) == datetime(2026, 6, 9, 7, 45, tzinfo=UTC)

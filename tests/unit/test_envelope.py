@@ -41,11 +41,18 @@ SERVICE = Ed25519PrivateKey.generate()
 
 def notice(notice_id: str = "N-1", **changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "notice_id": notice_id, "setting_id": "URN100001", "kind": "notice", "version": 1,
+        "notice_id": notice_id,
+        "setting_id": "URN100001",
+        "kind": "notice",
+        "version": 1,
         "child": {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2015-03-02"},
-        "police_reference": "CH-2026-000123", "occurred_at": "2026-11-22T23:10:00+00:00",
-        "location": "the family home", "present": True, "where_during": "upstairs bedroom",
-        "voice": "said she was scared; her brother was there", "circumstances": "x" * 1500,
+        "police_reference": "CH-2026-000123",
+        "occurred_at": "2026-11-22T23:10:00+00:00",
+        "location": "the family home",
+        "present": True,
+        "where_during": "upstairs bedroom",
+        "voice": "said she was scared; her brother was there",
+        "circumstances": "x" * 1500,
         "police_actions": "arrest made; safeguarding referral",
         "officer": {"name": "PC 1234 Jones", "contact": "0300 000 0000"},
         "guidance": "Offer quiet support; do not question the child about the incident.",
@@ -59,16 +66,27 @@ def recipient(post_quantum: bool = False) -> RecipientPrivateKey:
     return RecipientPrivateKey(X25519PrivateKey.generate(), mlkem)
 
 
-def sealed(key: RecipientPrivateKey, notice_id: str = "N-1", recipient_id: str = "KA-1",
-           signing_key: Ed25519PrivateKey = SERVICE) -> Envelope:
-    return seal(notice(notice_id), notice_id=notice_id, recipient_id=recipient_id,
-                recipient_public_key=key.public_key(), signing_key=signing_key, now=NOW)
+def sealed(
+    key: RecipientPrivateKey,
+    notice_id: str = "N-1",
+    recipient_id: str = "KA-1",
+    signing_key: Ed25519PrivateKey = SERVICE,
+) -> Envelope:
+    return seal(
+        notice(notice_id),
+        notice_id=notice_id,
+        recipient_id=recipient_id,
+        recipient_public_key=key.public_key(),
+        signing_key=signing_key,
+        now=NOW,
+    )
 
 
 def refused(envelope: Envelope, key: RecipientPrivateKey, *, service: bool = True) -> EnvelopeError:
     with pytest.raises(EnvelopeError) as caught:
-        open_sealed(envelope, private_key=key,
-                    service_public_key=SERVICE.public_key() if service else None)
+        open_sealed(
+            envelope, private_key=key, service_public_key=SERVICE.public_key() if service else None
+        )
     assert "\n" not in str(caught.value)
     return caught.value
 
@@ -83,8 +101,9 @@ def flip_byte(text: str, index: int) -> str:
     return base64.b64encode(bytes(raw)).decode()
 
 
-@pytest.mark.parametrize(("post_quantum", "algorithm"),
-                         [(False, X25519_ALGORITHM), (True, HYBRID_ALGORITHM)])
+@pytest.mark.parametrize(
+    ("post_quantum", "algorithm"), [(False, X25519_ALGORITHM), (True, HYBRID_ALGORITHM)]
+)
 def test_round_trip(post_quantum: bool, algorithm: str) -> None:
     key = recipient(post_quantum)
     envelope = sealed(key)
@@ -104,9 +123,14 @@ def test_round_trip(post_quantum: bool, algorithm: str) -> None:
 
 def test_round_trip_through_json_and_bare_x25519_keys() -> None:
     private = X25519PrivateKey.generate()
-    envelope = seal(NoticeContent.model_validate(notice()), notice_id="N-1", recipient_id="KA-1",
-                    recipient_public_key=private.public_key(), signing_key=SERVICE,
-                    now=NOW.astimezone(timezone(timedelta(hours=1))))
+    envelope = seal(
+        NoticeContent.model_validate(notice()),
+        notice_id="N-1",
+        recipient_id="KA-1",
+        recipient_public_key=private.public_key(),
+        signing_key=SERVICE,
+        now=NOW.astimezone(timezone(timedelta(hours=1))),
+    )
     again = parse_envelope(envelope.model_dump_json())
     assert again == envelope and envelope_hash(again) == envelope_hash(envelope)
     assert again.sealed_at == "2026-11-23T07:30:05Z"
@@ -116,17 +140,41 @@ def test_round_trip_through_json_and_bare_x25519_keys() -> None:
 def test_seal_refuses_bad_input() -> None:
     key = recipient().public_key()
     with pytest.raises(ValueError, match="notice_id"):
-        seal(notice("N-1"), notice_id="N-2", recipient_id="KA-1", recipient_public_key=key,
-             signing_key=SERVICE, now=NOW)
+        seal(
+            notice("N-1"),
+            notice_id="N-2",
+            recipient_id="KA-1",
+            recipient_public_key=key,
+            signing_key=SERVICE,
+            now=NOW,
+        )
     with pytest.raises(ValueError, match="timezone"):
-        seal(notice(), notice_id="N-1", recipient_id="KA-1", recipient_public_key=key,
-             signing_key=SERVICE, now=NOW.replace(tzinfo=None))
+        seal(
+            notice(),
+            notice_id="N-1",
+            recipient_id="KA-1",
+            recipient_public_key=key,
+            signing_key=SERVICE,
+            now=NOW.replace(tzinfo=None),
+        )
     with pytest.raises(ValidationError):
-        seal(notice(), notice_id="N-1", recipient_id="KA\n1", recipient_public_key=key,
-             signing_key=SERVICE, now=NOW)
+        seal(
+            notice(),
+            notice_id="N-1",
+            recipient_id="KA\n1",
+            recipient_public_key=key,
+            signing_key=SERVICE,
+            now=NOW,
+        )
     with pytest.raises(ValidationError):
-        seal(notice(injured=True), notice_id="N-1", recipient_id="KA-1",
-             recipient_public_key=key, signing_key=SERVICE, now=NOW)
+        seal(
+            notice(injured=True),
+            notice_id="N-1",
+            recipient_id="KA-1",
+            recipient_public_key=key,
+            signing_key=SERVICE,
+            now=NOW,
+        )
 
 
 @pytest.mark.parametrize("post_quantum", [False, True])
@@ -135,8 +183,11 @@ def test_tampered_ciphertext_is_refused(post_quantum: bool, service: bool) -> No
     key = recipient(post_quantum)
     envelope = sealed(key)
     for index in (0, 40, -1):  # KEM encapsulation, AEAD body, AEAD tag
-        error = refused(altered(envelope, ciphertext=flip_byte(envelope.ciphertext, index)), key,
-                        service=service)
+        error = refused(
+            altered(envelope, ciphertext=flip_byte(envelope.ciphertext, index)),
+            key,
+            service=service,
+        )
         assert error.reason == "altered" and str(error).startswith("envelope altered")
 
 
@@ -188,14 +239,17 @@ def test_algorithm_swapped_is_refused() -> None:
     assert refused(swapped, key, service=False).reason == "altered"
 
 
-@pytest.mark.parametrize(("change", "reason"), [
-    ({"format": "encompass-envelope/2"}, "unknown_format"),
-    ({"algorithm": "HPKE-P256-SHA256-AES128GCM"}, "unknown_algorithm"),
-    ({"algorithm": ["x"]}, "unknown_algorithm"),
-    ({"extra": "field"}, "malformed"),
-    ({"recipient_key_id": "abc"}, "malformed"),
-    ({"sealed_at": "2026-11-23T07:30:05+00:00"}, "malformed"),
-])
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"format": "encompass-envelope/2"}, "unknown_format"),
+        ({"algorithm": "HPKE-P256-SHA256-AES128GCM"}, "unknown_algorithm"),
+        ({"algorithm": ["x"]}, "unknown_algorithm"),
+        ({"extra": "field"}, "malformed"),
+        ({"recipient_key_id": "abc"}, "malformed"),
+        ({"sealed_at": "2026-11-23T07:30:05+00:00"}, "malformed"),
+    ],
+)
 def test_parse_envelope_refuses(change: dict[str, Any], reason: str) -> None:
     data = {**sealed(recipient()).model_dump(), **change}
     with pytest.raises(EnvelopeError) as caught:
@@ -219,21 +273,31 @@ def test_parse_envelope_refuses_non_json_and_non_canonical_base64() -> None:
 
 
 def test_canonical_form_is_stable() -> None:
-    value = {"b": "2", "a": "ünï\"\n", "c": None, "d": 1}
+    value = {"b": "2", "a": 'ünï"\n', "c": None, "d": 1}
     assert canonical_bytes(value) == '{"a":"ünï\\"\\n","b":"2","c":null,"d":1}'.encode()
-    envelope = Envelope.model_validate({
-        "format": "encompass-envelope/1", "notice_id": "N-1", "recipient": "KA-1",
-        "recipient_key_id": "sha256:" + "a" * 64, "algorithm": X25519_ALGORITHM,
-        "sealed_at": "2026-11-23T07:30:05Z", "ciphertext": "AAAA",
-        "signer_key_id": "sha256:" + "b" * 64, "signature": "AAAA"})
+    envelope = Envelope.model_validate(
+        {
+            "format": "encompass-envelope/1",
+            "notice_id": "N-1",
+            "recipient": "KA-1",
+            "recipient_key_id": "sha256:" + "a" * 64,
+            "algorithm": X25519_ALGORITHM,
+            "sealed_at": "2026-11-23T07:30:05Z",
+            "ciphertext": "AAAA",
+            "signer_key_id": "sha256:" + "b" * 64,
+            "signature": "AAAA",
+        }
+    )
     assert signed_bytes(envelope) == (
         b'{"algorithm":"HPKE-X25519-SHA256-AES256GCM","ciphertext":"AAAA","format":'
         b'"encompass-envelope/1","notice_id":"N-1","recipient":"KA-1","recipient_key_id":'
         b'"sha256:' + b"a" * 64 + b'","sealed_at":"2026-11-23T07:30:05Z","signer_key_id":'
-        b'"sha256:' + b"b" * 64 + b'"}')
+        b'"sha256:' + b"b" * 64 + b'"}'
+    )
     # A golden value: changing it changes the format, and needs a new format version.
     assert envelope_hash(envelope) == (
-        "fa0e45377ee2333adec8c4ecb13395605bc0a98ab33ce76dbfb4de82fc4441b1")
+        "fa0e45377ee2333adec8c4ecb13395605bc0a98ab33ce76dbfb4de82fc4441b1"
+    )
 
 
 def test_envelope_hash_covers_every_field() -> None:
@@ -253,15 +317,25 @@ def test_models_refuse_unknown_fields() -> None:
 
 def test_ack_round_trip_and_tamper() -> None:
     key = Ed25519PrivateKey.generate()
-    values: dict[str, Any] = {"notice_id": "N-1", "envelope_hash": "f" * 64,
-                              "kind": "child_absent", "reply": "not in school today"}
+    values: dict[str, Any] = {
+        "notice_id": "N-1",
+        "envelope_hash": "f" * 64,
+        "kind": "child_absent",
+        "reply": "not in school today",
+    }
     signature = sign_ack(key, **values)
     verify_ack(key.public_key(), signature, **values)
     assert ack_payload("N-1", "f" * 64, "received", None) == (
-        b'{"envelope_hash":"' + b"f" * 64
-        + b'","format":"encompass-ack/1","kind":"received","notice_id":"N-1","reply":null}')
-    for field, value in [("notice_id", "N-2"), ("envelope_hash", "e" * 64),
-                         ("kind", "received"), ("reply", "in school")]:
+        b'{"envelope_hash":"'
+        + b"f" * 64
+        + b'","format":"encompass-ack/1","kind":"received","notice_id":"N-1","reply":null}'
+    )
+    for field, value in [
+        ("notice_id", "N-2"),
+        ("envelope_hash", "e" * 64),
+        ("kind", "received"),
+        ("reply", "in school"),
+    ]:
         with pytest.raises(EnvelopeError) as caught:
             verify_ack(key.public_key(), signature, **{**values, field: value})
         assert caught.value.reason == "bad_signature"

@@ -24,10 +24,19 @@ def valid() -> dict[str, Any]:
         "police_actions": "free text",
         "officer": {"name": "PC 1234 Jones", "contact": "0300 000 0000"},
         "children": [
-            {"given_name": "Amelia", "family_name": "Smith", "date_of_birth": "2015-03-02",
-             "postcode": "TF3 4NT", "upn": None, "gender": None,
-             "present": True, "where_during": "upstairs bedroom", "voice": "said she was scared",
-             "injured": False, "school_hint": None}
+            {
+                "given_name": "Amelia",
+                "family_name": "Smith",
+                "date_of_birth": "2015-03-02",
+                "postcode": "TF3 4NT",
+                "upn": None,
+                "gender": None,
+                "present": True,
+                "where_during": "upstairs bedroom",
+                "voice": "said she was scared",
+                "injured": False,
+                "school_hint": None,
+            }
         ],
     }
 
@@ -112,10 +121,16 @@ def test_at_least_one_child() -> None:
     assert any(p.startswith("children") for p in problems(data))
 
 
-@pytest.mark.parametrize("field,value", [
-    ("incident_ref", ""), ("incident_ref", "has spaces"), ("version", 0),
-    ("location", "   "), ("officer", None),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("incident_ref", ""),
+        ("incident_ref", "has spaces"),
+        ("version", 0),
+        ("location", "   "),
+        ("officer", None),
+    ],
+)
 def test_bad_top_level_values_are_refused(field: str, value: object) -> None:
     data = valid()
     data[field] = value

@@ -38,17 +38,21 @@ def test_a_force_user_is_named_by_its_code_and_back() -> None:
 
 
 def test_the_commands_grant_writing_the_prefixed_exchange_only() -> None:
-    add, permit = rabbitmqctl_commands("CH", Topology("blue."), vhost="/police",
-                                       password="abc123")
+    add, permit = rabbitmqctl_commands("CH", Topology("blue."), vhost="/police", password="abc123")
     assert shlex.split(add) == ["rabbitmqctl", "add_user", "encompass-force-CH", "abc123"]
     words = shlex.split(permit)
-    assert words[:5] == ["rabbitmqctl", "set_permissions", "-p", "/police",
-                         "encompass-force-CH"]
+    assert words[:5] == ["rabbitmqctl", "set_permissions", "-p", "/police", "encompass-force-CH"]
     configure, write, read = words[5:]
     assert (configure, read) == ("", "")
     assert re.fullmatch(write, "blue.encompass.incidents")
-    for other in ("encompass.incidents", "blue.encompass.incidentsX", "blue.incidents",
-                  "amq.default", "", "blue.encompass.dlx"):
+    for other in (
+        "encompass.incidents",
+        "blue.encompass.incidentsX",
+        "blue.incidents",
+        "amq.default",
+        "",
+        "blue.encompass.dlx",
+    ):
         assert not re.fullmatch(write, other)
 
 
@@ -60,8 +64,11 @@ def test_a_generated_password_is_never_read_as_an_option() -> None:
 
 def test_a_dead_record_names_message_user_and_reason_only() -> None:
     record = json.loads(dead_record("msg-1", "encompass-force-CH", "no message_id"))
-    assert record == {"message_id": "msg-1", "user_id": "encompass-force-CH",
-                      "reason": "no message_id"}
+    assert record == {
+        "message_id": "msg-1",
+        "user_id": "encompass-force-CH",
+        "reason": "no message_id",
+    }
     assert json.loads(dead_record("", None, "r"))["message_id"] is None
     # An id that is free text (a child's name, say) is not repeated
     assert shown_id("Amelia Smith 2015-03-02") == "(not shown)"
@@ -74,14 +81,16 @@ class CapturingBroker(EmbeddedBroker):
     handler: DeliveryHandler
     refuse = False
 
-    async def publish(self, queue: str, body: bytes, *, message_id: str,
-                      headers: Mapping[str, Any] | None = None) -> None:
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
         if self.refuse:
             raise PublishError(f"{queue}: refused by the broker (nack)")
         await super().publish(queue, body, message_id=message_id, headers=headers)
 
-    async def consume(self, queue: str, handler: DeliveryHandler, *,
-                      prefetch: int = 16) -> Consumer:
+    async def consume(
+        self, queue: str, handler: DeliveryHandler, *, prefetch: int = 16
+    ) -> Consumer:
         self.handler = handler
         return await super().consume(queue, handler, prefetch=prefetch)
 
@@ -101,8 +110,9 @@ class FakeDelivery:
 SECRET = b'{"children": [{"given_name": "Ada", "family_name": "Lovelace"}]}'
 
 
-async def handled(outcome: Exception | None, *, refuse: bool = False
-                  ) -> tuple[FakeDelivery, CapturingBroker]:
+async def handled(
+    outcome: Exception | None, *, refuse: bool = False
+) -> tuple[FakeDelivery, CapturingBroker]:
     async def fake_intake(*_: Any) -> Any:
         if outcome is not None:
             raise outcome
@@ -112,10 +122,12 @@ async def handled(outcome: Exception | None, *, refuse: bool = False
     await broker.start()
     broker.refuse = refuse
     container = SimpleNamespace(broker=broker, sessions=None, clock=None)
-    consumer = await workers.intake.start(container, retry_pause=0,  # type: ignore[arg-type]
-                                          ingest=fake_intake)
-    delivery = FakeDelivery(Message(body=SECRET, message_id="m-1",
-                                    user_id="encompass-force-CH"))
+    consumer = await workers.intake.start(
+        container,  # type: ignore[arg-type]
+        retry_pause=0,
+        ingest=fake_intake,
+    )
+    delivery = FakeDelivery(Message(body=SECRET, message_id="m-1", user_id="encompass-force-CH"))
     await broker.handler(delivery)
     await consumer.cancel()
     return delivery, broker
@@ -132,9 +144,11 @@ async def test_a_refused_report_leaves_a_record_not_the_report() -> None:
     assert delivery.outcome == "acked"
     dead = await broker.get("intake.dead", timeout=0.1)
     assert dead is not None
-    assert json.loads(dead.message.body) == {"message_id": "m-1",
-                                             "user_id": "encompass-force-CH",
-                                             "reason": "no message_id"}
+    assert json.loads(dead.message.body) == {
+        "message_id": "m-1",
+        "user_id": "encompass-force-CH",
+        "reason": "no message_id",
+    }
     assert dead.message.headers["x-encompass-dead-reason"] == "no message_id"
 
 
@@ -148,13 +162,14 @@ async def test_a_transient_failure_gives_the_message_back_with_its_user() -> Non
 
 
 async def test_a_refusal_the_broker_will_not_dead_letter_keeps_the_message() -> None:
-    delivery, broker = await handled(Refused("no message_id"), refuse=True)
+    delivery, _broker = await handled(Refused("no message_id"), refuse=True)
     assert delivery.outcome == "requeued"
 
 
 async def test_what_needs_no_database_is_refused_before_it() -> None:
-    big = Message(body=b" " * (MAX_REPORT_BYTES + 1), message_id="m-1",
-                  user_id="encompass-force-CH")
+    big = Message(
+        body=b" " * (MAX_REPORT_BYTES + 1), message_id="m-1", user_id="encompass-force-CH"
+    )
     no_id = Message(body=b"{}", message_id="", user_id="encompass-force-CH")
     no_user = Message(body=b"{}", message_id="m-1", user_id="guest")
     reasons = []

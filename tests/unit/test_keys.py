@@ -37,19 +37,24 @@ def mode(path: Path) -> int:
 
 
 def pem(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_pem(key: X25519PrivateKey | Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(serialization.Encoding.PEM,
-                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
 
 
-@pytest.mark.parametrize(("post_quantum", "blocks", "algorithm"),
-                         [(False, 2, X25519_ALGORITHM), (True, 3, HYBRID_ALGORITHM)])
-def test_keys_generate_writes_matching_files(tmp_path: Path, post_quantum: bool, blocks: int,
-                                             algorithm: str) -> None:
+@pytest.mark.parametrize(
+    ("post_quantum", "blocks", "algorithm"),
+    [(False, 2, X25519_ALGORITHM), (True, 3, HYBRID_ALGORITHM)],
+)
+def test_keys_generate_writes_matching_files(
+    tmp_path: Path, post_quantum: bool, blocks: int, algorithm: str
+) -> None:
     out = tmp_path / "new" / "keys"
     keys_generate(out, post_quantum)
     private_text = (out / "private.pem").read_text()
@@ -80,12 +85,14 @@ def test_bundles_refuse_bad_input() -> None:
     private_text = private_keys_pem(keys).decode()
     x25519, signing = X25519PrivateKey.generate(), Ed25519PrivateKey.generate()
     ec_key = generate_private_key(SECP256R1())
-    ec_pem = ec_key.private_bytes(serialization.Encoding.PEM,
-                                  serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
-    encrypted = x25519.private_bytes(serialization.Encoding.PEM,
-                                     serialization.PrivateFormat.PKCS8,
-                                     serialization.BestAvailableEncryption(b"pw"))
+    ec_pem = ec_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    encrypted = x25519.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"pw"),
+    )
     private_cases = [
         (b"nothing here", "no PEM block"),
         (pem(x25519), "exactly one Ed25519"),
@@ -152,38 +159,66 @@ def test_open_envelope_end_to_end(tmp_path: Path, post_quantum: bool) -> None:
     public = load_public_key_bundle((tmp_path / "ka" / "public.pem").read_text())
     service = load_or_create_signing_key(tmp_path / "service.pem")
     (tmp_path / "service.pub.pem").write_text(public_key_pem(service))
-    envelope = seal(notice(), notice_id="N-1", recipient_id="KA-1",
-                    recipient_public_key=public.recipient, signing_key=service,
-                    now=datetime(2026, 11, 23, 7, 30, tzinfo=UTC))
+    envelope = seal(
+        notice(),
+        notice_id="N-1",
+        recipient_id="KA-1",
+        recipient_public_key=public.recipient,
+        signing_key=service,
+        now=datetime(2026, 11, 23, 7, 30, tzinfo=UTC),
+    )
     (tmp_path / "N-1.json").write_text(envelope.model_dump_json())
-    opened = open_envelope(tmp_path / "N-1.json", tmp_path / "ka" / "private.pem",
-                           tmp_path / "service.pub.pem")
+    opened = open_envelope(
+        tmp_path / "N-1.json", tmp_path / "ka" / "private.pem", tmp_path / "service.pub.pem"
+    )
     assert opened["notice_id"] == "N-1" and opened["child"]["given_name"] == "Amelia"
     json.dumps(opened)  # JSON-ready as returned
     # Without --service-key it fails closed until a key is pinned beside the private key.
     with pytest.raises(OpenError, match="cannot check who sealed this envelope"):
         open_envelope(tmp_path / "N-1.json", tmp_path / "ka" / "private.pem", None)
     (tmp_path / "ka" / "service-key.pem").write_text(public_key_pem(service))
-    assert open_envelope(str(tmp_path / "N-1.json"), str(tmp_path / "ka" / "private.pem"),
-                         None) == opened
+    assert (
+        open_envelope(str(tmp_path / "N-1.json"), str(tmp_path / "ka" / "private.pem"), None)
+        == opened
+    )
 
     keys_generate(tmp_path / "other", post_quantum=False)
     failures = [
-        ((tmp_path / "N-1.json", tmp_path / "other" / "private.pem",
-          tmp_path / "service.pub.pem"), "not for this key"),
-        ((tmp_path / "N-1.json", tmp_path / "ka" / "private.pem",
-          tmp_path / "other" / "public.pem"), "must be one Ed25519"),
+        (
+            (
+                tmp_path / "N-1.json",
+                tmp_path / "other" / "private.pem",
+                tmp_path / "service.pub.pem",
+            ),
+            "not for this key",
+        ),
+        (
+            (
+                tmp_path / "N-1.json",
+                tmp_path / "ka" / "private.pem",
+                tmp_path / "other" / "public.pem",
+            ),
+            "must be one Ed25519",
+        ),
         ((tmp_path / "missing.json", tmp_path / "ka" / "private.pem", None), "cannot read"),
         ((tmp_path / "N-1.json", tmp_path / "ka" / "public.pem", None), "private key"),
     ]
     data = envelope.model_dump()
     (tmp_path / "bad.json").write_text(json.dumps({**data, "notice_id": "N-9"}))
-    failures.append(((tmp_path / "bad.json", tmp_path / "ka" / "private.pem",
-                      tmp_path / "service.pub.pem"), "envelope altered"))
+    failures.append(
+        (
+            (tmp_path / "bad.json", tmp_path / "ka" / "private.pem", tmp_path / "service.pub.pem"),
+            "envelope altered",
+        )
+    )
     stranger = Ed25519PrivateKey.generate()
     (tmp_path / "stranger.pem").write_text(public_key_pem(stranger))
-    failures.append(((tmp_path / "N-1.json", tmp_path / "ka" / "private.pem",
-                      tmp_path / "stranger.pem"), "signature does not verify"))
+    failures.append(
+        (
+            (tmp_path / "N-1.json", tmp_path / "ka" / "private.pem", tmp_path / "stranger.pem"),
+            "signature does not verify",
+        )
+    )
     for (envelope_path, key_path, service_path), message in failures:
         with pytest.raises(OpenError, match=message) as caught:
             open_envelope(envelope_path, key_path, service_path)

@@ -37,13 +37,29 @@ BACKGROUND = [
 ]
 
 
-DIRECTORY = ["LS6 2QT", "LS6 2QU", "LS6 3AB", "LS6 3AD", "LS6 1EE", "LS6 9ZZ", "M14 5RR",
-             "B23 6TH", "NE1 4XF", "SW1A 1AA", "EX1 1AA"]  # real postcodes, as the ONSPD lists
+DIRECTORY = [
+    "LS6 2QT",
+    "LS6 2QU",
+    "LS6 3AB",
+    "LS6 3AD",
+    "LS6 1EE",
+    "LS6 9ZZ",
+    "M14 5RR",
+    "B23 6TH",
+    "NE1 4XF",
+    "SW1A 1AA",
+    "EX1 1AA",
+]  # real postcodes, as the ONSPD lists
 
 
 def run(*pupils: Pupil, **query: object) -> MatchResult:
-    fields: dict[str, object] = {"ref": "r", "given_name": "Alfred", "family_name": "Okonkwo",
-                                 "date_of_birth": DOB, "postcode": "LS6 2QT"}
+    fields: dict[str, object] = {
+        "ref": "r",
+        "given_name": "Alfred",
+        "family_name": "Okonkwo",
+        "date_of_birth": DOB,
+        "postcode": "LS6 2QT",
+    }
     fields.update(query)
     roster = RosterIndex.from_pupils([*BACKGROUND, *(pupils or (ALFRED,))], DIRECTORY)
     return roster.match(ChildQuery(**fields))  # type: ignore[arg-type]
@@ -66,9 +82,9 @@ def test_exact_match_carries_score_and_reasons() -> None:
 
 
 # -- names --------------------------------------------------------------------------------
-@pytest.mark.parametrize(("roster_name", "reported"), [("Alfred", "Alfie"),
-                                                       ("Margaret", "Maisie"),
-                                                       ("Oliver", "Ollie")])
+@pytest.mark.parametrize(
+    ("roster_name", "reported"), [("Alfred", "Alfie"), ("Margaret", "Maisie"), ("Oliver", "Ollie")]
+)
 def test_diminutive_matches(roster_name: str, reported: str) -> None:
     pupil = Pupil("PRI-LS6-1", None, roster_name, "Okonkwo", DOB, "LS6 2QT", "M")
     result = run(pupil, given_name=reported)
@@ -90,8 +106,12 @@ def test_either_part_of_a_double_barrelled_name_matches() -> None:
 
 
 def test_part_of_a_double_barrelled_name_with_another_birthday_is_no_match() -> None:
-    result = run(family_name="Jones", given_name="Margaret", date_of_birth=date(2012, 6, 2),
-                 postcode="LS6 3AB")
+    result = run(
+        family_name="Jones",
+        given_name="Margaret",
+        date_of_birth=date(2012, 6, 2),
+        postcode="LS6 3AB",
+    )
     assert result.decision != Decision.MATCH
 
 
@@ -124,19 +144,28 @@ def test_a_middle_name_alone_is_not_a_sibling() -> None:
 
 
 def test_accents_and_transliterations_match() -> None:
-    zoe = run(Pupil("PRI-LS6-2", None, "Zoë", "Brontë", date(2016, 8, 30), "LS6 3AD", "F"),
-              given_name="ZOE", family_name="Bronte", date_of_birth=date(2016, 8, 30),
-              postcode="ls63ad")
+    zoe = run(
+        Pupil("PRI-LS6-2", None, "Zoë", "Brontë", date(2016, 8, 30), "LS6 3AD", "F"),
+        given_name="ZOE",
+        family_name="Bronte",
+        date_of_birth=date(2016, 8, 30),
+        postcode="ls63ad",
+    )
     assert matched(zoe, "PRI-LS6-2") and said(zoe, "given name: exact")
-    mo = run(Pupil("PRI-B23-1", None, "Muhammad", "Khan", date(2014, 5, 2), "B23 6TH", "M"),
-             given_name="Mohammed", family_name="Khan", date_of_birth=date(2014, 5, 2),
-             postcode="B23 6TH")
+    mo = run(
+        Pupil("PRI-B23-1", None, "Muhammad", "Khan", date(2014, 5, 2), "B23 6TH", "M"),
+        given_name="Mohammed",
+        family_name="Khan",
+        date_of_birth=date(2014, 5, 2),
+        postcode="B23 6TH",
+    )
     assert matched(mo, "PRI-B23-1") and said(mo, "transliteration")
 
 
 def test_a_different_name_with_the_same_consonants_is_no_match() -> None:
-    result = run(given_name="Mahmoud", family_name="Khan", date_of_birth=date(2014, 5, 2),
-                 postcode="B23 6TH")
+    result = run(
+        given_name="Mahmoud", family_name="Khan", date_of_birth=date(2014, 5, 2), postcode="B23 6TH"
+    )
     assert result.decision != Decision.MATCH
 
 
@@ -258,8 +287,9 @@ def test_two_records_with_conflicting_upns_are_not_one_child() -> None:
 
 # -- the model ----------------------------------------------------------------------------
 def test_smith_counts_for_less_than_okonkwo() -> None:
-    frequencies = TermFrequencies(given={"jack": 1_500}, family={"smith": 11_500, "okonkwo": 3},
-                                  population=1_000_000)
+    frequencies = TermFrequencies(
+        given={"jack": 1_500}, family={"smith": 11_500, "okonkwo": 3}, population=1_000_000
+    )
     query = prepare_query(ChildQuery("r", "Jack", "Smith", DOB, "NE1 4XF"))
     smith = score(query, Pupil("S", None, "Jack", "Smith", DOB, "LS6 2QT", "M"), frequencies)
     query = prepare_query(ChildQuery("r", "Jack", "Okonkwo", DOB, "NE1 4XF"))
@@ -269,9 +299,18 @@ def test_smith_counts_for_less_than_okonkwo() -> None:
 
 
 def test_term_frequencies_come_from_a_large_roster() -> None:
-    roster = [Pupil(f"S{i % 50}", None, "Jack" if i % 2 else "Amara", "Smith" if i % 3 else
-                    f"Family{i}", date(2010 + i % 8, 1 + i % 12, 1 + i % 28), "LS6 2QT", "M")
-              for i in range(12_000)]
+    roster = [
+        Pupil(
+            f"S{i % 50}",
+            None,
+            "Jack" if i % 2 else "Amara",
+            "Smith" if i % 3 else f"Family{i}",
+            date(2010 + i % 8, 1 + i % 12, 1 + i % 28),
+            "LS6 2QT",
+            "M",
+        )
+        for i in range(12_000)
+    ]
     frequencies = RosterIndex.from_pupils(roster).frequencies
     assert frequencies.family_u("smith") > 0.6 > frequencies.family_u("family3")
     assert frequencies.given_u("jack") == pytest.approx(0.5)
@@ -280,8 +319,9 @@ def test_term_frequencies_come_from_a_large_roster() -> None:
 def test_decide_without_an_index_keeps_working() -> None:
     result = decide(ChildQuery("r", "Alfie", "Okonkwo", DOB, "LS6 2QT"), [ALFRED, TWIN])
     assert result.decision == Decision.REVIEW  # a twin is there and "Alfie" is a short form
-    assert decide(ChildQuery("r", "Alfred", "Okonkwo", DOB, "LS6 2QT"), []).decision == \
-        Decision.NONE
+    assert (
+        decide(ChildQuery("r", "Alfred", "Okonkwo", DOB, "LS6 2QT"), []).decision == Decision.NONE
+    )
 
 
 def test_normalisers() -> None:
@@ -291,8 +331,9 @@ def test_normalisers() -> None:
 
 
 def test_none_carries_no_pupil() -> None:
-    result = run(given_name="Nobody", family_name="Atall", date_of_birth=date(2009, 9, 9),
-                 postcode="EX1 1AA")
+    result = run(
+        given_name="Nobody", family_name="Atall", date_of_birth=date(2009, 9, 9), postcode="EX1 1AA"
+    )
     assert result.decision == Decision.NONE and result.candidates == ()
 
 
@@ -309,18 +350,21 @@ SOPHIE = Pupil("PRI-LS6-1", None, "Sophie", "Brown", date(2017, 1, 5), "LS6 2QT"
 
 def test_two_independent_slips_go_to_review() -> None:
     # A slip in the family name and the day and month transposed: perhaps another child.
-    result = run(SOPHIE, given_name="Sophia", family_name="Browne",
-                 date_of_birth=date(2017, 5, 1))
+    result = run(SOPHIE, given_name="Sophia", family_name="Browne", date_of_birth=date(2017, 5, 1))
     assert result.decision == Decision.REVIEW
     assert said(result, "2 independent differences in name and date of birth")
     assert result.candidates and result.candidates[0].pupil == SOPHIE
 
 
 def test_one_slip_alone_still_matches() -> None:
-    assert matched(run(SOPHIE, given_name="Sophie", family_name="Browne",
-                       date_of_birth=date(2017, 1, 5)), "PRI-LS6-1")
-    assert matched(run(SOPHIE, given_name="Sophie", family_name="Brown",
-                       date_of_birth=date(2017, 5, 1)), "PRI-LS6-1")
+    assert matched(
+        run(SOPHIE, given_name="Sophie", family_name="Browne", date_of_birth=date(2017, 1, 5)),
+        "PRI-LS6-1",
+    )
+    assert matched(
+        run(SOPHIE, given_name="Sophie", family_name="Brown", date_of_birth=date(2017, 5, 1)),
+        "PRI-LS6-1",
+    )
 
 
 def test_a_typing_slip_in_the_given_name_alone_matches() -> None:

@@ -27,11 +27,29 @@ def test_pupils_round_trip_through_the_columns() -> None:
 
 
 def test_columns_from_sequences_build_the_same_index() -> None:
-    columns = columns_from_sequences(*(list(col) for col in zip(
-        *((p.setting_id, p.upn, p.given_name, p.family_name, p.date_of_birth, p.postcode,
-           p.gender) for p in PUPILS), strict=True)))
-    assert RosterIndex(columns).candidates(ChildQuery("r", "Grace", "Hughes", DOB, "")) == \
-        [PUPILS[2]]
+    columns = columns_from_sequences(
+        *(
+            list(col)
+            for col in zip(
+                *(
+                    (
+                        p.setting_id,
+                        p.upn,
+                        p.given_name,
+                        p.family_name,
+                        p.date_of_birth,
+                        p.postcode,
+                        p.gender,
+                    )
+                    for p in PUPILS
+                ),
+                strict=True,
+            )
+        )
+    )
+    assert RosterIndex(columns).candidates(ChildQuery("r", "Grace", "Hughes", DOB, "")) == [
+        PUPILS[2]
+    ]
 
 
 def test_blocking_finds_the_child_through_any_single_error() -> None:
@@ -52,8 +70,7 @@ def test_blocking_finds_the_child_through_any_single_error() -> None:
 
 def test_blocking_does_not_compare_everyone() -> None:
     index = RosterIndex.from_pupils(PUPILS)
-    assert index.candidates(ChildQuery("r", "Nobody", "Known", date(2009, 1, 1), "EX1 1AA")) \
-        == []
+    assert index.candidates(ChildQuery("r", "Nobody", "Known", date(2009, 1, 1), "EX1 1AA")) == []
 
 
 def test_the_holder_rebuilds_only_when_the_version_changes() -> None:
@@ -71,14 +88,34 @@ def test_the_holder_rebuilds_only_when_the_version_changes() -> None:
 def test_dry_run_reports_one_line_per_child() -> None:
     index = RosterIndex.from_pupils(PUPILS)
     lines = [
-        json.dumps({"ref": "a", "given_name": "Alfie", "family_name": "Okonkwo-Smith",
-                    "date_of_birth": "2015-03-07", "postcode": "LS6 2QT"}),
+        json.dumps(
+            {
+                "ref": "a",
+                "given_name": "Alfie",
+                "family_name": "Okonkwo-Smith",
+                "date_of_birth": "2015-03-07",
+                "postcode": "LS6 2QT",
+            }
+        ),
         "",
         "{not json",
-        json.dumps({"ref": "c", "given_name": "Zoe", "family_name": "Bronte",
-                    "date_of_birth": "30/08/2021", "postcode": "LS6 3AD"}),
-        json.dumps({"given_name": "Nobody", "family_name": "Known", "date_of_birth": None,
-                    "postcode": "EX1 1AA"}),
+        json.dumps(
+            {
+                "ref": "c",
+                "given_name": "Zoe",
+                "family_name": "Bronte",
+                "date_of_birth": "30/08/2021",
+                "postcode": "LS6 3AD",
+            }
+        ),
+        json.dumps(
+            {
+                "given_name": "Nobody",
+                "family_name": "Known",
+                "date_of_birth": None,
+                "postcode": "EX1 1AA",
+            }
+        ),
     ]
     out = list(match_children(index, lines))
     assert [o["ref"] for o in out] == ["a", "line 3", "line 4", "line 5"]

@@ -28,23 +28,36 @@ def family_level(a: str, b: str) -> FamilyLevel:
     return FamilyLevel(compare_family(name_tokens(a), name_tokens(b)).level)
 
 
-@pytest.mark.parametrize(("reported", "roster"), [
-    ("aprl", "april"), ("ammy", "amy"), ("Katel Byn", "Katelyn"), ("Lachlq-Njohn", "Lachlan-John"),
-    ("Madelne", "Madeline"), ("Olvier", "Oliver")])
+@pytest.mark.parametrize(
+    ("reported", "roster"),
+    [
+        ("aprl", "april"),
+        ("ammy", "amy"),
+        ("Katel Byn", "Katelyn"),
+        ("Lachlq-Njohn", "Lachlan-John"),
+        ("Madelne", "Madeline"),
+        ("Olvier", "Oliver"),
+    ],
+)
 def test_typing_slips_in_given_names(reported: str, roster: str) -> None:
     assert given_level(reported, roster) == GivenLevel.FUZZY
 
 
-@pytest.mark.parametrize(("reported", "roster"), [("Ava", "Eva"), ("Eli", "Elia"),
-                                                  ("Joe", "Jon"), ("Jack", "Jake")])
-def test_short_names_that_are_names_of_their_own_are_not_slips(reported: str,
-                                                               roster: str) -> None:
-    assert given_level(reported, roster) not in (GivenLevel.EXACT, GivenLevel.MIDDLE,
-                                                 GivenLevel.FUZZY)
+@pytest.mark.parametrize(
+    ("reported", "roster"), [("Ava", "Eva"), ("Eli", "Elia"), ("Joe", "Jon"), ("Jack", "Jake")]
+)
+def test_short_names_that_are_names_of_their_own_are_not_slips(reported: str, roster: str) -> None:
+    assert given_level(reported, roster) not in (
+        GivenLevel.EXACT,
+        GivenLevel.MIDDLE,
+        GivenLevel.FUZZY,
+    )
 
 
-@pytest.mark.parametrize(("reported", "roster"), [("Webbm", "Webb"), ("Hoep", "Hope"),
-                                                  ("Rei", "Reid"), ("Mcacrthy", "McCarthy")])
+@pytest.mark.parametrize(
+    ("reported", "roster"),
+    [("Webbm", "Webb"), ("Hoep", "Hope"), ("Rei", "Reid"), ("Mcacrthy", "McCarthy")],
+)
 def test_typing_slips_in_family_names(reported: str, roster: str) -> None:
     assert family_level(reported, roster) == FamilyLevel.FUZZY
 
@@ -73,9 +86,10 @@ def test_a_name_agrees_exactly_with_itself(name: str) -> None:
 
 @given(NAMES, st.integers(0, 10))
 def test_two_letters_swapped_in_a_long_family_name_is_never_another_family(
-        name: str, at: int) -> None:
+    name: str, at: int
+) -> None:
     assume(len(name) >= 5 and at < len(name) - 1 and name[at] != name[at + 1])
-    slipped = name[:at] + name[at + 1] + name[at] + name[at + 2:]
+    slipped = name[:at] + name[at + 1] + name[at] + name[at + 2 :]
     assert family_level(slipped, name) != FamilyLevel.DIFFERENT
 
 

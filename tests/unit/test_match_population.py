@@ -23,8 +23,13 @@ def test_the_population_is_seeded_and_labelled() -> None:
     assert 0.18 < off < 0.32
     assert {"unenrolled", "namesake", "absent_twin"} <= set(kinds)
     errors = Counter(e for q in POPULATION.queries for e in q.errors)
-    assert {"nickname", "double_barrel_part", "dob_transposed", "moved_away",
-            "postcode_typo"} <= set(errors)
+    assert {
+        "nickname",
+        "double_barrel_part",
+        "dob_transposed",
+        "moved_away",
+        "postcode_typo",
+    } <= set(errors)
     assert any(len(q.truth) == 2 for q in POPULATION.queries)  # two enrolments
 
 

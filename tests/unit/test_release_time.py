@@ -75,9 +75,16 @@ def make_calendar(
     day_ends: time = time(15, 30),
 ) -> SettingCalendar:
     setting = Setting(
-        setting_id="URN-100001", name="Hilltop Primary", kind=SettingKind.SCHOOL,
-        nation=nation, postcode="TF3 4NT", day_starts=time(8, 45), day_ends=day_ends,
-        dispatch_at=dispatch_at, calendar_id=calendar_id, holiday_policy=policy,
+        setting_id="URN-100001",
+        name="Hilltop Primary",
+        kind=SettingKind.SCHOOL,
+        nation=nation,
+        postcode="TF3 4NT",
+        day_starts=time(8, 45),
+        day_ends=day_ends,
+        dispatch_at=dispatch_at,
+        calendar_id=calendar_id,
+        holiday_policy=policy,
     )
     spans = tuple(CalendarSpan(calendar_id, a, b, TERM) for a, b in terms) + tuple(
         CalendarSpan(calendar_id, a, b, CLOSED) for a, b in closed
@@ -87,8 +94,10 @@ def make_calendar(
 
 def weekdays(nation: Nation = Nation.ENGLAND, policy: HolidayPolicy = HOLD) -> SettingCalendar:
     cal = make_calendar(nation=nation, policy=policy, terms=(), closed=())
-    return replace(cal, setting=replace(cal.setting, calendar_id=WEEKDAYS_CALENDAR,
-                                        kind=SettingKind.EARLY_YEARS))
+    return replace(
+        cal,
+        setting=replace(cal.setting, calendar_id=WEEKDAYS_CALENDAR, kind=SettingKind.EARLY_YEARS),
+    )
 
 
 def at(y: int, m: int, d: int, hh: int = 0, mm: int = 0, ss: int = 0) -> datetime:
@@ -101,12 +110,14 @@ SCHOOL_CONTACT = make_calendar(policy=CONTACT)
 
 # --- weekends and the school day ------------------------------------------------------------
 
+
 def test_saturday_night_goes_monday_at_dispatch() -> None:
     release = release_time(SCHOOL, at(2026, 11, 21, 23, 10))
     assert release == Release(
-        at=at(2026, 11, 23, 7, 30), recipient=Recipient.KEY_ADULTS,
+        at=at(2026, 11, 23, 7, 30),
+        recipient=Recipient.KEY_ADULTS,
         reason="reported on Saturday 21 November 2026 at 23:10; Monday 23 November 2026 is "
-               "the next open day; released at its dispatch time 07:30",
+        "the next open day; released at its dispatch time 07:30",
     )
 
 
@@ -159,6 +170,7 @@ def test_after_the_day_ended_the_reason_says_so() -> None:
 
 
 # --- bank holidays, checked against the holidays package -----------------------------------
+
 
 @pytest.mark.parametrize(
     ("nation", "day", "name"),
@@ -259,6 +271,7 @@ def test_a_bank_holiday_inside_term_is_not_open() -> None:
 
 # --- terms, INSET days and closures --------------------------------------------------------
 
+
 def test_inset_day_inside_term_is_skipped() -> None:
     release = release_time(SCHOOL, at(2026, 11, 26, 18))
     assert release.at == at(2026, 11, 30, 7, 30)
@@ -270,11 +283,13 @@ def test_last_day_of_term_goes_to_the_first_open_day_of_the_next() -> None:
     release = release_time(SCHOOL, at(2026, 7, 17, 16))
     assert release.at == at(2026, 9, 4, 7, 30)
     assert release.recipient is Recipient.KEY_ADULTS
-    assert ("the weekdays from Monday 20 July 2026 to Friday 28 August 2026 are school "
-            "holidays") in release.reason
+    assert (
+        "the weekdays from Monday 20 July 2026 to Friday 28 August 2026 are school holidays"
+    ) in release.reason
     assert "Monday 31 August 2026 is a bank holiday" in release.reason
-    assert ("the weekdays from Wednesday 2 September 2026 to Thursday 3 September 2026 are "
-            "closed") in release.reason
+    assert (
+        "the weekdays from Wednesday 2 September 2026 to Thursday 3 September 2026 are closed"
+    ) in release.reason
 
 
 def test_half_term_and_christmas_hold() -> None:
@@ -292,12 +307,13 @@ def test_first_day_of_term_is_open_last_day_too() -> None:
 
 def test_spans_of_another_calendar_are_ignored() -> None:
     stray = CalendarSpan("other", date(2026, 7, 20), date(2026, 8, 28), TERM)
-    cal = replace(SCHOOL, spans=SCHOOL.spans + (stray,))
+    cal = replace(SCHOOL, spans=(*SCHOOL.spans, stray))
     assert not is_open_day(cal, date(2026, 7, 21))
     assert release_time(cal, at(2026, 7, 17, 16)).at == at(2026, 9, 4, 7, 30)
 
 
 # --- holiday policy --------------------------------------------------------------------------
+
 
 def test_holiday_contact_gets_the_first_holiday_weekday() -> None:
     release = release_time(SCHOOL_CONTACT, at(2026, 7, 17, 16))
@@ -374,6 +390,7 @@ def test_no_future_term_with_holiday_contact_goes_to_the_contact() -> None:
 
 # --- clocks and zones ------------------------------------------------------------------------
 
+
 def test_march_clock_change() -> None:
     release = release_time(SCHOOL, at(2026, 3, 28, 23, 30))
     assert release.at == datetime(2026, 3, 30, 6, 30, tzinfo=UTC)
@@ -409,13 +426,19 @@ def test_reported_in_the_repeated_hour_of_october() -> None:
         # 23:30Z on Sunday 31 May is already Monday 00:30 in London.
         (datetime(2026, 5, 31, 23, 30, tzinfo=UTC), at(2026, 6, 1, 7, 30)),
         # Friday 22:00 in New York is Saturday 03:00 in London.
-        (datetime(2026, 11, 20, 22, 0, tzinfo=timezone(timedelta(hours=-5))),
-         at(2026, 11, 23, 7, 30)),
-        (datetime(2026, 11, 20, 22, 0, tzinfo=ZoneInfo("America/New_York")),
-         at(2026, 11, 23, 7, 30)),
+        (
+            datetime(2026, 11, 20, 22, 0, tzinfo=timezone(timedelta(hours=-5))),
+            at(2026, 11, 23, 7, 30),
+        ),
+        (
+            datetime(2026, 11, 20, 22, 0, tzinfo=ZoneInfo("America/New_York")),
+            at(2026, 11, 23, 7, 30),
+        ),
         # 12:00+05:30 is 06:30 GMT: before dispatch.
-        (datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-         at(2026, 11, 23, 7, 30)),
+        (
+            datetime(2026, 11, 23, 12, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+            at(2026, 11, 23, 7, 30),
+        ),
     ],
 )
 def test_reported_in_other_zones(reported: datetime, expected: datetime) -> None:
@@ -432,6 +455,7 @@ def test_naive_time_refused() -> None:
 
 # --- early years -----------------------------------------------------------------------------
 
+
 def test_weekdays_calendar_is_open_in_school_holidays() -> None:
     early = weekdays()
     assert release_time(early, at(2026, 8, 12, 11)).at == at(2026, 8, 12, 11)
@@ -443,11 +467,14 @@ def test_weekdays_calendar_is_open_in_school_holidays() -> None:
 
 # --- the CLI line ----------------------------------------------------------------------------
 
+
 def test_format_release() -> None:
     line = format_release(release_time(SCHOOL, at(2026, 11, 21, 23, 10)))
-    assert line == ("2026-11-23T07:30:00+00:00 reported on Saturday 21 November 2026 at 23:10; "
-                    "Monday 23 November 2026 is the next open day; released at its dispatch "
-                    "time 07:30")
+    assert line == (
+        "2026-11-23T07:30:00+00:00 reported on Saturday 21 November 2026 at 23:10; "
+        "Monday 23 November 2026 is the next open day; released at its dispatch "
+        "time 07:30"
+    )
     summer = format_release(release_time(SCHOOL, at(2026, 6, 5, 16)))
     assert summer.startswith("2026-06-08T07:30:00+01:00 ")
 
@@ -460,8 +487,15 @@ def test_reason_carries_no_setting_details() -> None:
 
 # --- properties ------------------------------------------------------------------------------
 
-ZONES = st.sampled_from([UTC, LONDON, ZoneInfo("Europe/Paris"), ZoneInfo("America/New_York"),
-                         timezone(timedelta(hours=-9, minutes=-30))])
+ZONES = st.sampled_from(
+    [
+        UTC,
+        LONDON,
+        ZoneInfo("Europe/Paris"),
+        ZoneInfo("America/New_York"),
+        timezone(timedelta(hours=-9, minutes=-30)),
+    ]
+)
 INSET_DAYS = st.lists(st.dates(date(2025, 9, 1), date(2028, 7, 1)), max_size=8)
 
 
@@ -487,18 +521,32 @@ def _reference_open(cal: SettingCalendar, day: date) -> bool:
     """The rule read straight from docs/release-rule.md, independently of the module."""
     s = cal.setting
     bank = holidays.country_holidays(
-        "GB", subdiv={"england": "ENG", "wales": "WLS", "scotland": "SCT",
-                      "northern_ireland": "NIR"}[s.nation.value], years=day.year)
-    spans = [x for x in cal.spans if x.calendar_id == s.calendar_id and x.first_day <= day
-             and day <= x.last_day]
+        "GB",
+        subdiv={"england": "ENG", "wales": "WLS", "scotland": "SCT", "northern_ireland": "NIR"}[
+            s.nation.value
+        ],
+        years=day.year,
+    )
+    spans = [
+        x
+        for x in cal.spans
+        if x.calendar_id == s.calendar_id and x.first_day <= day and day <= x.last_day
+    ]
     in_term = s.calendar_id == WEEKDAYS_CALENDAR or any(x.kind is TERM for x in spans)
-    return (in_term and day.weekday() < 5 and day not in bank
-            and not any(x.kind is CLOSED for x in spans))
+    return (
+        in_term
+        and day.weekday() < 5
+        and day not in bank
+        and not any(x.kind is CLOSED for x in spans)
+    )
 
 
 def _closed_weekday(cal: SettingCalendar, day: date) -> bool:
-    return (day.weekday() < 5 and day not in bank_holidays(cal.setting.nation, day.year)
-            and not _reference_open(cal, day))
+    return (
+        day.weekday() < 5
+        and day not in bank_holidays(cal.setting.nation, day.year)
+        and not _reference_open(cal, day)
+    )
 
 
 def _moments(cal: SettingCalendar, t: datetime, until: datetime, kind: str) -> list[datetime]:

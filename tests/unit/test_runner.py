@@ -34,8 +34,9 @@ class RefusingBroker(EmbeddedBroker):
         super().__init__(Topology("unit."))
         self.target, self.refusals = target, refusals
 
-    async def publish(self, queue: str, body: bytes, *, message_id: str,
-                      headers: Mapping[str, Any] | None = None) -> None:
+    async def publish(
+        self, queue: str, body: bytes, *, message_id: str, headers: Mapping[str, Any] | None = None
+    ) -> None:
         if queue == self.target and self.refusals > 0:
             self.refusals -= 1
             raise PublishError(f"{queue}: refused by the broker (nack)")
@@ -106,8 +107,7 @@ async def test_backoff_is_asked_for_each_failed_attempt_before_the_last() -> Non
         asked.append(attempt)
         return 0.0
 
-    consumer = await run_consumer(broker, "incidents", handler, max_attempts=4,
-                                  backoff=backoff)
+    consumer = await run_consumer(broker, "incidents", handler, max_attempts=4, backoff=backoff)
     await broker.publish("incidents", b"x", message_id="b-1")
     await broker.join("incidents")
     await consumer.cancel()
@@ -130,11 +130,14 @@ async def test_one_attempt_means_dead_at_the_first_failure() -> None:
     dead = await broker.get("incidents.dead", timeout=0)
     assert dead is not None
     assert dict(dead.message.headers) == {
-        DEAD_REASON_HEADER: "gave up after 1 attempts: KeyError", ATTEMPTS_HEADER: 1}
+        DEAD_REASON_HEADER: "gave up after 1 attempts: KeyError",
+        ATTEMPTS_HEADER: 1,
+    }
 
 
-@pytest.mark.parametrize(("header", "expected"),
-                         [(None, 0), (2, 2), ("3", 3), ("junk", 0), (-4, 0), (b"\x00", 0)])
+@pytest.mark.parametrize(
+    ("header", "expected"), [(None, 0), (2, 2), ("3", 3), ("junk", 0), (-4, 0), (b"\x00", 0)]
+)
 def test_attempts_are_read_from_our_header_leniently(header: object, expected: int) -> None:
     headers = {} if header is None else {ATTEMPTS_HEADER: header}
     assert attempts_of(Message(b"", "id", headers, False)) == expected
@@ -173,27 +176,32 @@ async def test_logs_name_the_message_but_never_its_body_or_error_text() -> None:
 
     assert done.is_set()
     assert [(e["event"], e["outcome"], e["attempt"]) for e in logs] == [
-        ("message.retry", "retry", 1), ("message.processed", "acked", 2)]
+        ("message.retry", "retry", 1),
+        ("message.processed", "acked", 2),
+    ]
     assert all(e["message_id"] == "log-1" and e["queue"] == "incidents" for e in logs)
     assert logs[0]["error"] == "RuntimeError"
     assert "Lovelace" not in repr(logs)
 
 
-async def test_a_poison_message_we_did_not_write_is_dead_lettered_without_body_or_headers(
-        ) -> None:
+async def test_a_poison_message_we_did_not_write_is_dead_lettered_without_body_or_headers() -> None:
     broker = await started(embedded())
 
     async def handler(message: Message) -> None:
         raise Poison("not ours", keep_body=False)
 
     consumer = await run_consumer(broker, "incidents", handler)
-    await broker.publish("incidents", SECRET, message_id="drop-1",
-                         headers={"x-encompass-force": "Ada Lovelace"})
+    await broker.publish(
+        "incidents", SECRET, message_id="drop-1", headers={"x-encompass-force": "Ada Lovelace"}
+    )
     await broker.join("incidents")
     await consumer.cancel()
     dead = await broker.get("incidents.dead", timeout=0.1)
     assert dead is not None
     assert dead.message.body == b""
-    assert dict(dead.message.headers) == {DEAD_REASON_HEADER: "not ours", ATTEMPTS_HEADER: 1,
-                                          DROPPED_HEADER: len(SECRET)}
+    assert dict(dead.message.headers) == {
+        DEAD_REASON_HEADER: "not ours",
+        ATTEMPTS_HEADER: 1,
+        DROPPED_HEADER: len(SECRET),
+    }
     assert dead.message.message_id == "drop-1"

@@ -15,7 +15,8 @@ from workers.runner import ATTEMPTS_HEADER, attempts_of, run_consumer
 
 
 async def test_an_outage_longer_than_max_attempts_dead_letters_nothing(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setattr(runner, "UNAVAILABLE_PAUSE", 0.0)
     broker = EmbeddedBroker(Topology("unit."))
     await broker.start()
@@ -26,10 +27,10 @@ async def test_an_outage_longer_than_max_attempts_dead_letters_nothing(
         if len(seen) <= 6:  # the database refuses six times in a row
             raise raised_in("asyncpg.connect_utils", ConnectionRefusedError(111, "refused"))
 
-    consumer = await run_consumer(broker, "incidents", handler, max_attempts=3,
-                                  backoff=lambda _: 0.0)
-    await broker.publish("incidents", b"{}", message_id="outage-1",
-                         headers={ATTEMPTS_HEADER: 1})
+    consumer = await run_consumer(
+        broker, "incidents", handler, max_attempts=3, backoff=lambda _: 0.0
+    )
+    await broker.publish("incidents", b"{}", message_id="outage-1", headers={ATTEMPTS_HEADER: 1})
     await broker.join("incidents")
     await consumer.cancel()
 

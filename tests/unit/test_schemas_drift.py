@@ -16,7 +16,8 @@ def test_generated_schemas_match_the_models() -> None:
         path = SCHEMAS / name
         assert path.exists(), f"schemas/{name} is missing: run make schemas"
         assert path.read_text(encoding="utf-8") == text, (
-            f"schemas/{name} differs from the models: run make schemas")
+            f"schemas/{name} differs from the models: run make schemas"
+        )
 
 
 def _properties(schema: Any, where: str) -> list[tuple[str, Any]]:
@@ -37,10 +38,17 @@ def test_the_asyncapi_document_describes_the_exchange_and_every_field() -> None:
     assert message["payload"] == {"$ref": "#/components/schemas/IncidentReport"}
     assert set(schemas["PublishProperties"]["required"]) == {"message_id", "user_id"}
     # The payload is the very schema the HTTP body is validated with
-    assert schemas["IncidentReport"]["properties"] == json.loads(
-        (SCHEMAS / "openapi.json").read_text(encoding="utf-8")
-    )["components"]["schemas"]["IncidentReport"]["properties"]
-    undescribed = [where for name, schema in schemas.items()
-                   for where, prop in _properties(schema, name) if not prop.get("description")]
+    assert (
+        schemas["IncidentReport"]["properties"]
+        == json.loads((SCHEMAS / "openapi.json").read_text(encoding="utf-8"))["components"][
+            "schemas"
+        ]["IncidentReport"]["properties"]
+    )
+    undescribed = [
+        where
+        for name, schema in schemas.items()
+        for where, prop in _properties(schema, name)
+        if not prop.get("description")
+    ]
     assert undescribed == []
     assert all(schema.get("description") for schema in schemas.values())

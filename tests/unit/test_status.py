@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from encompass.domain.status import FINAL, IllegalTransition, NoticeStatus, check_transition
 
 
 def test_the_happy_path_is_allowed() -> None:
-    path = [None, NoticeStatus.SCHEDULED, NoticeStatus.SEALED, NoticeStatus.SENDING,
-            NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED]
-    for current, new in zip(path, path[1:], strict=False):
+    path = [
+        None,
+        NoticeStatus.SCHEDULED,
+        NoticeStatus.SEALED,
+        NoticeStatus.SENDING,
+        NoticeStatus.DELIVERED,
+        NoticeStatus.ACKNOWLEDGED,
+    ]
+    for current, new in itertools.pairwise(path):
         check_transition(current, new)  # type: ignore[arg-type]
 
 

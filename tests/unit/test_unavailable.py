@@ -26,7 +26,7 @@ def raised_in(module: str, exc: BaseException) -> BaseException:
     """``exc`` with a traceback frame in ``module``, as if that library had raised it."""
     code = compile("def fail(exc):\n    raise exc\n", module, "exec")
     scope: dict[str, object] = {"__name__": module}
-    exec(code, scope)  # noqa: S102 (a fixed two-line function)
+    exec(code, scope)
     try:
         scope["fail"](exc)  # type: ignore[operator]
     except BaseException as raised:
@@ -34,20 +34,24 @@ def raised_in(module: str, exc: BaseException) -> BaseException:
     raise AssertionError("unreachable")
 
 
-@pytest.mark.parametrize(("exc", "expected"), [
-    (raised_in("asyncpg.connect_utils", ConnectionRefusedError(111, "refused")), "database"),
-    (raised_in("aiormq.connection", ConnectionResetError(104, "reset")), "broker"),
-    (raised_in("asyncpg.connect_utils", TimeoutError()), "database"),
-    (ConnectionRefusedError(111, "refused by our own code"), None),
-    (TimeoutError("a webhook did not answer"), None),
-    (asyncpg.exceptions.CannotConnectNowError("starting up"), "database"),
-    (asyncpg.exceptions.AdminShutdownError("terminating"), "database"),
-    (wrapped(asyncpg.exceptions.ConnectionDoesNotExistError("gone")), "database"),
-    (aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED"), "broker"),
-    (ValueError("a bad value"), None),
-    (asyncpg.exceptions.UniqueViolationError("duplicate key"), None),
-    (wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key")), None),
-])
-def test_outages_are_told_apart_from_other_failures(exc: BaseException,
-                                                    expected: str | None) -> None:
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (raised_in("asyncpg.connect_utils", ConnectionRefusedError(111, "refused")), "database"),
+        (raised_in("aiormq.connection", ConnectionResetError(104, "reset")), "broker"),
+        (raised_in("asyncpg.connect_utils", TimeoutError()), "database"),
+        (ConnectionRefusedError(111, "refused by our own code"), None),
+        (TimeoutError("a webhook did not answer"), None),
+        (asyncpg.exceptions.CannotConnectNowError("starting up"), "database"),
+        (asyncpg.exceptions.AdminShutdownError("terminating"), "database"),
+        (wrapped(asyncpg.exceptions.ConnectionDoesNotExistError("gone")), "database"),
+        (aiormq.exceptions.ConnectionClosed(320, "CONNECTION_FORCED"), "broker"),
+        (ValueError("a bad value"), None),
+        (asyncpg.exceptions.UniqueViolationError("duplicate key"), None),
+        (wrapped(asyncpg.exceptions.UniqueViolationError("duplicate key")), None),
+    ],
+)
+def test_outages_are_told_apart_from_other_failures(
+    exc: BaseException, expected: str | None
+) -> None:
     assert unavailable(exc) == expected

@@ -34,24 +34,44 @@ from encompass.domain.directory import (
 )
 from encompass.services.directory_rows import canonical_postcode
 
-_PUPIL_COLUMNS = (PupilRow.setting_id, PupilRow.upn, PupilRow.given_name, PupilRow.family_name,
-                  PupilRow.date_of_birth, PupilRow.postcode, PupilRow.gender)
+_PUPIL_COLUMNS = (
+    PupilRow.setting_id,
+    PupilRow.upn,
+    PupilRow.given_name,
+    PupilRow.family_name,
+    PupilRow.date_of_birth,
+    PupilRow.postcode,
+    PupilRow.gender,
+)
 _PupilRow = Row[str, str | None, str, str, date, str, str | None]
 _STREAM_BATCH = 2_000
 
 
 def _setting(row: SettingRow) -> Setting:
-    return Setting(setting_id=row.setting_id, name=row.name, kind=SettingKind(row.kind),
-                   nation=Nation(row.nation), postcode=row.postcode, day_starts=row.day_starts,
-                   day_ends=row.day_ends, dispatch_at=row.dispatch_at,
-                   calendar_id=row.calendar_id,
-                   holiday_policy=HolidayPolicy(row.holiday_policy))
+    return Setting(
+        setting_id=row.setting_id,
+        name=row.name,
+        kind=SettingKind(row.kind),
+        nation=Nation(row.nation),
+        postcode=row.postcode,
+        day_starts=row.day_starts,
+        day_ends=row.day_ends,
+        dispatch_at=row.dispatch_at,
+        calendar_id=row.calendar_id,
+        holiday_policy=HolidayPolicy(row.holiday_policy),
+    )
 
 
 def _pupil(row: _PupilRow) -> Pupil:
-    return Pupil(setting_id=row.setting_id, upn=row.upn, given_name=row.given_name,
-                 family_name=row.family_name, date_of_birth=row.date_of_birth,
-                 postcode=row.postcode, gender=row.gender)
+    return Pupil(
+        setting_id=row.setting_id,
+        upn=row.upn,
+        given_name=row.given_name,
+        family_name=row.family_name,
+        date_of_birth=row.date_of_birth,
+        postcode=row.postcode,
+        gender=row.gender,
+    )
 
 
 async def load_setting_calendar(session: AsyncSession, setting_id: str) -> SettingCalendar | None:
@@ -63,12 +83,20 @@ async def load_setting_calendar(session: AsyncSession, setting_id: str) -> Setti
     spans = await session.scalars(
         select(CalendarSpanRow)
         .where(CalendarSpanRow.calendar_id == setting.calendar_id)
-        .order_by(CalendarSpanRow.first_day, CalendarSpanRow.span_id))
+        .order_by(CalendarSpanRow.first_day, CalendarSpanRow.span_id)
+    )
     return SettingCalendar(
         setting=_setting(setting),
-        spans=tuple(CalendarSpan(calendar_id=span.calendar_id, first_day=span.first_day,
-                                 last_day=span.last_day, kind=SpanKind(span.kind))
-                    for span in spans))
+        spans=tuple(
+            CalendarSpan(
+                calendar_id=span.calendar_id,
+                first_day=span.first_day,
+                last_day=span.last_day,
+                kind=SpanKind(span.kind),
+            )
+            for span in spans
+        ),
+    )
 
 
 def _birthdays(born: date) -> set[date]:
@@ -80,9 +108,14 @@ def _birthdays(born: date) -> set[date]:
     return days
 
 
-async def candidate_pupils(session: AsyncSession, *, upn: str | None,
-                           date_of_birth: date | None, postcode: str | None,
-                           family_name: str | None) -> list[Pupil]:
+async def candidate_pupils(
+    session: AsyncSession,
+    *,
+    upn: str | None,
+    date_of_birth: date | None,
+    postcode: str | None,
+    family_name: str | None,
+) -> list[Pupil]:
     """Every roster entry that shares the UPN, OR the date of birth (or its day/month swap),
     OR the postcode (in any spacing or case) with the reported child, at every setting.
 
@@ -101,27 +134,40 @@ async def candidate_pupils(session: AsyncSession, *, upn: str | None,
     if not tests:
         return []
     result = await session.execute(
-        select(*_PUPIL_COLUMNS).where(or_(*tests)).order_by(PupilRow.pupil_id))
+        select(*_PUPIL_COLUMNS).where(or_(*tests)).order_by(PupilRow.pupil_id)
+    )
     return [_pupil(row) for row in result]
 
 
 async def key_adults_for(session: AsyncSession, setting_id: str) -> list[KeyAdult]:
     """The setting's Key Adults, deputies and holiday contacts, ordered by id."""
     rows = await session.scalars(
-        select(KeyAdultRow).where(KeyAdultRow.setting_id == setting_id)
-        .order_by(KeyAdultRow.key_adult_id))
-    return [KeyAdult(key_adult_id=row.key_adult_id, setting_id=row.setting_id, name=row.name,
-                     role=KeyAdultRole(row.role), email=row.email, webhook_url=row.webhook_url,
-                     public_key_pem=row.public_key_pem)
-            for row in rows]
+        select(KeyAdultRow)
+        .where(KeyAdultRow.setting_id == setting_id)
+        .order_by(KeyAdultRow.key_adult_id)
+    )
+    return [
+        KeyAdult(
+            key_adult_id=row.key_adult_id,
+            setting_id=row.setting_id,
+            name=row.name,
+            role=KeyAdultRole(row.role),
+            email=row.email,
+            webhook_url=row.webhook_url,
+            public_key_pem=row.public_key_pem,
+        )
+        for row in rows
+    ]
 
 
 async def all_pupils(session: AsyncSession) -> AsyncIterator[Pupil]:
     """Every roster entry, streamed in batches (a server-side cursor on PostgreSQL), so an
     in-memory index can be built without holding the raw result twice."""
     result = await session.stream(
-        select(*_PUPIL_COLUMNS).order_by(PupilRow.pupil_id)
-        .execution_options(yield_per=_STREAM_BATCH))
+        select(*_PUPIL_COLUMNS)
+        .order_by(PupilRow.pupil_id)
+        .execution_options(yield_per=_STREAM_BATCH)
+    )
     # By partition, not row by row: each step of an async result is a greenlet switch, and
     # one per row would cost more than the rest of the load.
     async for rows in result.partitions():
@@ -132,6 +178,7 @@ async def all_pupils(session: AsyncSession) -> AsyncIterator[Pupil]:
 async def roster_version(session: AsyncSession) -> str:
     """The roster's current version: a token that changes whenever any pupil is imported
     (``""`` before the first pupils import). One read of one row, cheap enough to ask often."""
-    version = await session.scalar(select(RosterVersionRow.version)
-                                   .where(RosterVersionRow.roster_id == ROSTER_VERSION_ID))
+    version = await session.scalar(
+        select(RosterVersionRow.version).where(RosterVersionRow.roster_id == ROSTER_VERSION_ID)
+    )
     return version or ""

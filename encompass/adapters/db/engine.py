@@ -64,8 +64,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def make_sessions(engine: AsyncEngine, data_keys: DataKeys | None = None
-                  ) -> async_sessionmaker[AsyncSession]:
+def make_sessions(
+    engine: AsyncEngine, data_keys: DataKeys | None = None
+) -> async_sessionmaker[AsyncSession]:
     """Sessions on ``engine``; each carries ``data_keys`` in ``session.info`` so that the
     fields sealed at rest are sealed and opened inside the caller's transaction without
     every use case passing the keys along. Without them, such fields cannot be touched."""
@@ -73,16 +74,16 @@ def make_sessions(engine: AsyncEngine, data_keys: DataKeys | None = None
     return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
-async def forget_old_versions(sessions: async_sessionmaker[AsyncSession],
-                              tables: Sequence[str]) -> None:
+async def forget_old_versions(
+    sessions: async_sessionmaker[AsyncSession], tables: Sequence[str]
+) -> None:
     """Make the old versions of rows just overwritten (clear text sealed, a data key
     destroyed) leave the database's files: PostgreSQL keeps them in the table until a
     vacuum, so ``tables`` are vacuumed; SQLite (which overwrites freed pages itself, see
     ``secure_delete``) keeps them in its write-ahead log until a checkpoint, so the log is
     checkpointed and truncated. Best effort: a busy database is left to its own routine."""
     async with sessions() as session:
-        connection = await session.connection(
-            execution_options={"isolation_level": "AUTOCOMMIT"})
+        connection = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         if connection.dialect.name == "postgresql":
             for table in tables:
                 await connection.exec_driver_sql(f'VACUUM "{table}"')

@@ -39,7 +39,6 @@ NAMING = {
 }
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """An aware instant, stored in UTC; SQLite keeps no offset, so we restore it on read."""
 
@@ -61,7 +60,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}  # noqa: RUF012 (SQLAlchemy's)
 
 
 class Force(Base):
@@ -189,8 +188,7 @@ class IncidentKey(Base):
     """
 
     __tablename__ = "incident_keys"
-    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"),
-                                             primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), primary_key=True)
     wrapped_key: Mapped[str | None] = mapped_column(Text)
     kek_id: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -203,8 +201,7 @@ class Child(Base):
     __tablename__ = "children"
     __table_args__ = (UniqueConstraint("version_id", "position"),)
     child_id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    version_id: Mapped[str] = mapped_column(ForeignKey("incident_versions.version_id"),
-                                            index=True)
+    version_id: Mapped[str] = mapped_column(ForeignKey("incident_versions.version_id"), index=True)
     position: Mapped[int] = mapped_column(Integer)
     decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
     score: Mapped[float] = mapped_column(Float)
@@ -240,7 +237,7 @@ class Notice(Base):
     # Every UPDATE of a notice carries "WHERE status = <the status we read>": a writer that
     # read a status another has since changed (a delivery racing an acknowledgement) fails
     # with StaleDataError and retries, instead of silently moving the lifecycle backwards.
-    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}
+    __mapper_args__ = {"version_id_col": status, "version_id_generator": False}  # noqa: RUF012
 
 
 class NoticeEvent(Base):
@@ -262,8 +259,7 @@ class SealedEnvelope(Base):
     __table_args__ = (UniqueConstraint("notice_id", "key_adult_id", "kind"),)
     envelope_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
-    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"),
-                                              index=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"), index=True)
     role: Mapped[str] = mapped_column(String(16))  # key_adult | deputy | holiday_contact
     kind: Mapped[str] = mapped_column(String(16))  # notice | retraction
     body: Mapped[str] = mapped_column(Text)  # the envelope JSON, as sent

@@ -52,8 +52,12 @@ def _round(h: KeyArray) -> KeyArray:
     return h
 
 
-def mix3(kind: npt.NDArray[np.int64], a: npt.NDArray[np.int64], b: npt.NDArray[np.int64],
-         c: npt.NDArray[np.int64]) -> KeyArray:
+def mix3(
+    kind: npt.NDArray[np.int64],
+    a: npt.NDArray[np.int64],
+    b: npt.NDArray[np.int64],
+    c: npt.NDArray[np.int64],
+) -> KeyArray:
     """A 64-bit key per element from a key kind and three integer columns (0 when unused)."""
     with np.errstate(over="ignore"):
         h = _round(kind.astype(np.uint64))
@@ -112,8 +116,11 @@ class SortedKeys:
         sizes = right - left
         keep = sizes <= max_block
         keep[:exempt] = True
-        spans = [self.rows[a:b] for a, b in zip(left[keep].tolist(), right[keep].tolist(),
-                                                 strict=True) if b > a]
+        spans = [
+            self.rows[a:b]
+            for a, b in zip(left[keep].tolist(), right[keep].tolist(), strict=True)
+            if b > a
+        ]
         if not spans:
             return np.empty(0, dtype=np.int32)
         return np.unique(np.concatenate(spans))

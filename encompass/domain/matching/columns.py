@@ -62,18 +62,31 @@ class RosterColumns:
     def pupil(self, row: int) -> Pupil:
         """Rebuild one pupil from its row."""
         upn = bytes(self.upn[row]).decode("ascii")
-        return Pupil(setting_id=self.settings[self.setting[row]], upn=upn or None,
-                     given_name=self.given_names[self.given[row]],
-                     family_name=self.family_names[self.family[row]],
-                     date_of_birth=date.fromordinal(int(self.dob_days[row]) + EPOCH),
-                     postcode=self.postcodes[self.postcode[row]],
-                     gender=self.genders[self.gender[row]])
+        return Pupil(
+            setting_id=self.settings[self.setting[row]],
+            upn=upn or None,
+            given_name=self.given_names[self.given[row]],
+            family_name=self.family_names[self.family[row]],
+            date_of_birth=date.fromordinal(int(self.dob_days[row]) + EPOCH),
+            postcode=self.postcodes[self.postcode[row]],
+            gender=self.genders[self.gender[row]],
+        )
 
     @property
     def nbytes(self) -> int:
         """Bytes held by the arrays (vocabulary strings not counted)."""
-        return sum(int(a.nbytes) for a in (self.setting, self.given, self.family, self.postcode,
-                                           self.gender, self.dob_days, self.upn))
+        return sum(
+            int(a.nbytes)
+            for a in (
+                self.setting,
+                self.given,
+                self.family,
+                self.postcode,
+                self.gender,
+                self.dob_days,
+                self.upn,
+            )
+        )
 
 
 class ColumnBuilder:
@@ -82,12 +95,21 @@ class ColumnBuilder:
     def __init__(self) -> None:
         self._settings, self._given, self._family = _Vocabulary(), _Vocabulary(), _Vocabulary()
         self._postcodes, self._genders = _Vocabulary(), _Vocabulary()
-        self._cols = {name: array("i") for name in
-                      ("setting", "given", "family", "postcode", "gender", "dob")}
+        self._cols = {
+            name: array("i") for name in ("setting", "given", "family", "postcode", "gender", "dob")
+        }
         self._upn = bytearray()
 
-    def add(self, setting_id: str, upn: str | None, given_name: str, family_name: str,
-            date_of_birth: date, postcode: str, gender: str | None) -> None:
+    def add(
+        self,
+        setting_id: str,
+        upn: str | None,
+        given_name: str,
+        family_name: str,
+        date_of_birth: date,
+        postcode: str,
+        gender: str | None,
+    ) -> None:
         """Append one pupil."""
         cols = self._cols
         cols["setting"].append(self._settings.id(setting_id))
@@ -101,34 +123,50 @@ class ColumnBuilder:
 
     def build(self) -> RosterColumns:
         """Freeze the columns into numpy arrays."""
+
         def col(name: str) -> IntArray:
             return np.frombuffer(self._cols[name], dtype=np.int32).copy()
 
         upn = np.frombuffer(bytes(self._upn), dtype=f"S{UPN_WIDTH}").copy()
         return RosterColumns(
-            setting=col("setting"), given=col("given"), family=col("family"),
-            postcode=col("postcode"), gender=col("gender"), dob_days=col("dob"), upn=upn,
-            settings=tuple(self._settings.values), given_names=tuple(self._given.values),
-            family_names=tuple(self._family.values), postcodes=tuple(self._postcodes.values),
-            genders=tuple(g or None for g in self._genders.values))
+            setting=col("setting"),
+            given=col("given"),
+            family=col("family"),
+            postcode=col("postcode"),
+            gender=col("gender"),
+            dob_days=col("dob"),
+            upn=upn,
+            settings=tuple(self._settings.values),
+            given_names=tuple(self._given.values),
+            family_names=tuple(self._family.values),
+            postcodes=tuple(self._postcodes.values),
+            genders=tuple(g or None for g in self._genders.values),
+        )
 
 
 def columns_from_pupils(pupils: Iterable[Pupil]) -> RosterColumns:
     """Stream pupils into columns: the iterable may be a generator over a million rows."""
     builder = ColumnBuilder()
     for p in pupils:
-        builder.add(p.setting_id, p.upn, p.given_name, p.family_name, p.date_of_birth,
-                    p.postcode, p.gender)
+        builder.add(
+            p.setting_id, p.upn, p.given_name, p.family_name, p.date_of_birth, p.postcode, p.gender
+        )
     return builder.build()
 
 
-def columns_from_sequences(setting_id: Sequence[str], upn: Sequence[str | None],
-                           given_name: Sequence[str], family_name: Sequence[str],
-                           date_of_birth: Sequence[date], postcode: Sequence[str],
-                           gender: Sequence[str | None]) -> RosterColumns:
+def columns_from_sequences(
+    setting_id: Sequence[str],
+    upn: Sequence[str | None],
+    given_name: Sequence[str],
+    family_name: Sequence[str],
+    date_of_birth: Sequence[date],
+    postcode: Sequence[str],
+    gender: Sequence[str | None],
+) -> RosterColumns:
     """Columns from parallel sequences (e.g. the columns of a database query)."""
     builder = ColumnBuilder()
-    for row in zip(setting_id, upn, given_name, family_name, date_of_birth, postcode, gender,
-                   strict=True):
+    for row in zip(
+        setting_id, upn, given_name, family_name, date_of_birth, postcode, gender, strict=True
+    ):
         builder.add(*row)
     return builder.build()

@@ -17,8 +17,8 @@ class DobLevel(IntEnum):
     """How a reported date of birth agrees with a roster's, best first."""
 
     EXACT = 0
-    TRANSPOSED = 1   # day and month swapped
-    ONE_DIGIT = 2    # one digit of DD/MM/YYYY differs, or two adjacent digits swapped
+    TRANSPOSED = 1  # day and month swapped
+    ONE_DIGIT = 2  # one digit of DD/MM/YYYY differs, or two adjacent digits swapped
     DIFFERENT = 3
     MISSING = 4
 
@@ -44,7 +44,12 @@ def compare_dob(query: date | None, roster: date | None) -> tuple[DobLevel, str]
     diff = [i for i in range(8) if a[i] != b[i]]
     if len(diff) == 1:
         return DobLevel.ONE_DIGIT, f"date of birth: one digit differs ({_FIELD[diff[0]]})"
-    if (len(diff) == 2 and diff[1] == diff[0] + 1 and _FIELD[diff[0]] == _FIELD[diff[1]]
-            and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]]):
+    if (
+        len(diff) == 2
+        and diff[1] == diff[0] + 1
+        and _FIELD[diff[0]] == _FIELD[diff[1]]
+        and a[diff[0]] == b[diff[1]]
+        and a[diff[1]] == b[diff[0]]
+    ):
         return DobLevel.ONE_DIGIT, f"date of birth: two digits swapped ({_FIELD[diff[0]]})"
     return DobLevel.DIFFERENT, "date of birth: differs"

@@ -98,14 +98,11 @@ def defects(best: Scored) -> list[str]:
     be another child, so a person checks."""
     found: list[str] = []
     if best.given not in _GIVEN_FORMS:
-        found.append("given name missing" if best.given == GivenLevel.MISSING
-                     else "given name")
+        found.append("given name missing" if best.given == GivenLevel.MISSING else "given name")
     if best.family not in _FAMILY_FORMS:
-        found.append("family name missing" if best.family == FamilyLevel.MISSING
-                     else "family name")
+        found.append("family name missing" if best.family == FamilyLevel.MISSING else "family name")
     if best.dob != DobLevel.EXACT:
-        found.append("date of birth missing" if best.dob == DobLevel.MISSING
-                     else "date of birth")
+        found.append("date of birth missing" if best.dob == DobLevel.MISSING else "date of birth")
     return found
 
 
@@ -114,9 +111,13 @@ def _names_slipped_in_a_strong_record(best: Scored, found: list[str]) -> bool:
     other child shares a birthday and an address under two names each one letter away (a
     twin's family name is exact). A slip in the date with one in a name (Sophia Browne
     2017-05-01, Sophie Brown 2017-01-05) is not this: a person checks it."""
-    return (found == ["given name", "family name"] and best.given == GivenLevel.FUZZY
-            and best.family == FamilyLevel.FUZZY and best.dob == DobLevel.EXACT
-            and best.postcode == PostcodeLevel.EXACT)
+    return (
+        found == ["given name", "family name"]
+        and best.given == GivenLevel.FUZZY
+        and best.family == FamilyLevel.FUZZY
+        and best.dob == DobLevel.EXACT
+        and best.postcode == PostcodeLevel.EXACT
+    )
 
 
 def blockers(best: Scored) -> list[str]:
@@ -125,10 +126,14 @@ def blockers(best: Scored) -> list[str]:
     if best.upn == UpnLevel.CONFLICT:
         why.append("a valid UPN conflicts: a person must check")
     if best.weight < MATCH_WEIGHT:
-        why.append(f"match weight {best.weight:.1f} below the automatic threshold "
-                   f"{MATCH_WEIGHT:.0f}")
-    if best.upn == UpnLevel.EXACT and best.dob in _DOB_OK and (
-            best.given in _NAME_OK_GIVEN or best.family in _NAME_OK_FAMILY):
+        why.append(
+            f"match weight {best.weight:.1f} below the automatic threshold {MATCH_WEIGHT:.0f}"
+        )
+    if (
+        best.upn == UpnLevel.EXACT
+        and best.dob in _DOB_OK
+        and (best.given in _NAME_OK_GIVEN or best.family in _NAME_OK_FAMILY)
+    ):
         return why
     found = defects(best)
     if best.given in _GIVEN_NEVER or best.family in _FAMILY_NEVER:
@@ -136,19 +141,28 @@ def blockers(best: Scored) -> list[str]:
     if best.dob in _DOB_NEVER:
         why.append("date of birth does not agree")
     if len(found) > 1 and not best.hint and not _names_slipped_in_a_strong_record(best, found):
-        why.append(f"{len(found)} independent differences in name and date of birth "
-                   f"({', '.join(found)}): a person must check")
+        why.append(
+            f"{len(found)} independent differences in name and date of birth "
+            f"({', '.join(found)}): a person must check"
+        )
     if best.gender_differs:
         why.append("gender differs: perhaps a twin or sibling of the other sex")
-    place_ok = best.postcode == PostcodeLevel.EXACT or (
-        best.postcode == PostcodeLevel.TYPO and best.postcode_slip_certain) or (
-        best.postcode == PostcodeLevel.OUTWARD and OUTWARD_MAY_MATCH)
+    place_ok = (
+        best.postcode == PostcodeLevel.EXACT
+        or (best.postcode == PostcodeLevel.TYPO and best.postcode_slip_certain)
+        or (best.postcode == PostcodeLevel.OUTWARD and OUTWARD_MAY_MATCH)
+    )
     if not place_ok and not best.hint:
-        why.append({PostcodeLevel.OUTWARD: "only name, date of birth and district agree "
-                                           "(moved, or a namesake)",
-                    PostcodeLevel.TYPO: "postcode one character off, and nothing says the "
-                                        "reported one does not exist (a neighbour?)"}.get(
-            best.postcode, "only name and date of birth agree (postcode differs or is missing)"))
+        why.append(
+            {
+                PostcodeLevel.OUTWARD: "only name, date of birth and district agree "
+                "(moved, or a namesake)",
+                PostcodeLevel.TYPO: "postcode one character off, and nothing says the "
+                "reported one does not exist (a neighbour?)",
+            }.get(
+                best.postcode, "only name and date of birth agree (postcode differs or is missing)"
+            )
+        )
     return why
 
 
@@ -166,38 +180,51 @@ def _same_child(a: Scored, b: Scored) -> bool:
     family = compare_family(name_tokens(pa.family_name), name_tokens(pb.family_name))
     place, _ = compare_postcode(normalise_postcode(pa.postcode), normalise_postcode(pb.postcode))
     if pa.setting_id == pb.setting_id:  # a duplicate row: harmless only when identical
-        return (given.level == GivenLevel.EXACT and family.level == FamilyLevel.EXACT
-                and place == PostcodeLevel.EXACT)
+        return (
+            given.level == GivenLevel.EXACT
+            and family.level == FamilyLevel.EXACT
+            and place == PostcodeLevel.EXACT
+        )
     # Two settings: the same address (or one UPN), since two children of one name born on one
     # day in one district would otherwise both be notified.
     same_upn = bool(pa.upn and pb.upn)
-    return (given.level in (GivenLevel.EXACT, GivenLevel.MIDDLE)
-            and family.level in (FamilyLevel.EXACT, FamilyLevel.PART)
-            and (place == PostcodeLevel.EXACT or same_upn))
+    return (
+        given.level in (GivenLevel.EXACT, GivenLevel.MIDDLE)
+        and family.level in (FamilyLevel.EXACT, FamilyLevel.PART)
+        and (place == PostcodeLevel.EXACT or same_upn)
+    )
 
 
 def _twin_of(best: Scored, other: Scored) -> bool:
     pa, pb = best.pupil, other.pupil
-    return (pa.date_of_birth == pb.date_of_birth
-            and name_tokens(pa.family_name) == name_tokens(pb.family_name)
-            and normalise_postcode(pa.postcode) == normalise_postcode(pb.postcode)
-            and name_tokens(pa.given_name) != name_tokens(pb.given_name))
+    return (
+        pa.date_of_birth == pb.date_of_birth
+        and name_tokens(pa.family_name) == name_tokens(pb.family_name)
+        and normalise_postcode(pa.postcode) == normalise_postcode(pb.postcode)
+        and name_tokens(pa.given_name) != name_tokens(pb.given_name)
+    )
 
 
 def choose(scored: Sequence[Scored]) -> Outcome:
     """Decide over every scored candidate (any order)."""
     ranked = sorted(scored, key=lambda s: s.weight, reverse=True)
     if not ranked or ranked[0].weight < REVIEW_WEIGHT:
-        return Outcome("none", (), tuple(ranked[:SHOWN]),
-                       ("no candidate on any roster is likely to be this child",))
+        return Outcome(
+            "none",
+            (),
+            tuple(ranked[:SHOWN]),
+            ("no candidate on any roster is likely to be this child",),
+        )
     best = ranked[0]
     why = blockers(best)
     # the same child's record at another setting: identified through the best candidate
     same = [s for s in ranked[1:] if _same_child(best, s) and s.upn != UpnLevel.CONFLICT]
     others = [s for s in ranked[1:] if not any(s is t for t in same)]
     if others and best.weight - others[0].weight < MARGIN:
-        why.append(f"another child scores close ({others[0].weight:.1f} against "
-                   f"{best.weight:.1f}): a person must choose")
+        why.append(
+            f"another child scores close ({others[0].weight:.1f} against "
+            f"{best.weight:.1f}): a person must choose"
+        )
     twins = [s for s in others if _twin_of(best, s)]
     if twins and best.given not in (GivenLevel.EXACT, GivenLevel.MIDDLE):
         why.append("a twin is on the roster and the given name is not exact")
@@ -213,8 +240,11 @@ def choose(scored: Sequence[Scored]) -> Outcome:
 
 
 def _candidate(s: Scored) -> Candidate:
-    return Candidate(pupil=s.pupil, score=round(s.probability, 6),
-                     reasons=(f"match weight {s.weight:.1f} bits", *s.reasons))
+    return Candidate(
+        pupil=s.pupil,
+        score=round(s.probability, 6),
+        reasons=(f"match weight {s.weight:.1f} bits", *s.reasons),
+    )
 
 
 def result_of(query: PreparedQuery, scored: Sequence[Scored]) -> MatchResult:
@@ -228,14 +258,24 @@ def result_of(query: PreparedQuery, scored: Sequence[Scored]) -> MatchResult:
     if outcome.decision == "match":
         best = outcome.matched[0]
         settings = tuple(dict.fromkeys(s.pupil.setting_id for s in outcome.matched))
-        return MatchResult(Decision.MATCH, settings, round(best.probability, 6),
-                           (*outcome.reasons, *best.reasons),
-                           tuple(_candidate(s) for s in outcome.matched))
+        return MatchResult(
+            Decision.MATCH,
+            settings,
+            round(best.probability, 6),
+            (*outcome.reasons, *best.reasons),
+            tuple(_candidate(s) for s in outcome.matched),
+        )
     if outcome.decision == "review":
         best = outcome.shown[0]
-        shown = tuple(_candidate(s) for s in outcome.shown
-                      if s.weight >= REVIEW_WEIGHT - SHOWN_BELOW)
-        return MatchResult(Decision.REVIEW, (), round(best.probability, 6),
-                           (*outcome.reasons, *best.reasons), shown)
+        shown = tuple(
+            _candidate(s) for s in outcome.shown if s.weight >= REVIEW_WEIGHT - SHOWN_BELOW
+        )
+        return MatchResult(
+            Decision.REVIEW,
+            (),
+            round(best.probability, 6),
+            (*outcome.reasons, *best.reasons),
+            shown,
+        )
     top = outcome.shown[0].probability if outcome.shown else 0.0
     return MatchResult(Decision.NONE, (), round(top, 6), outcome.reasons, ())

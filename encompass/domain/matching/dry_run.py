@@ -52,11 +52,16 @@ def parse_child(line: str, number: int) -> ChildQuery:
         dob = date.fromisoformat(dob_text) if dob_text else None
     except ValueError:
         raise ValueError("date_of_birth is not an ISO date (YYYY-MM-DD)") from None
-    return ChildQuery(ref=_text(record, "ref") or f"line {number}",
-                      given_name=record["given_name"], family_name=record["family_name"],
-                      date_of_birth=dob, postcode=record["postcode"],
-                      upn=_text(record, "upn"), gender=_text(record, "gender"),
-                      school_hint=_text(record, "school_hint"))
+    return ChildQuery(
+        ref=_text(record, "ref") or f"line {number}",
+        given_name=record["given_name"],
+        family_name=record["family_name"],
+        date_of_birth=dob,
+        postcode=record["postcode"],
+        upn=_text(record, "upn"),
+        gender=_text(record, "gender"),
+        school_hint=_text(record, "school_hint"),
+    )
 
 
 def match_children(index: RosterIndex, lines: Iterable[str]) -> Iterator[dict[str, Any]]:
@@ -68,13 +73,22 @@ def match_children(index: RosterIndex, lines: Iterable[str]) -> Iterator[dict[st
         try:
             query = parse_child(line, number)
         except ValueError as exc:
-            yield {"ref": f"line {number}", "decision": "error", "setting_ids": [],
-                   "score": 0.0, "reasons": [f"invalid line: {exc}"]}
+            yield {
+                "ref": f"line {number}",
+                "decision": "error",
+                "setting_ids": [],
+                "score": 0.0,
+                "reasons": [f"invalid line: {exc}"],
+            }
             continue
         result = index.match(query)
-        out: dict[str, Any] = {"ref": query.ref, "decision": result.decision.value,
-                               "setting_ids": list(result.setting_ids), "score": result.score,
-                               "reasons": list(result.reasons)}
+        out: dict[str, Any] = {
+            "ref": query.ref,
+            "decision": result.decision.value,
+            "setting_ids": list(result.setting_ids),
+            "score": result.score,
+            "reasons": list(result.reasons),
+        }
         if result.decision == Decision.REVIEW:
             out["candidates"] = candidates_json(result.candidates)
         yield out
@@ -87,5 +101,7 @@ def candidates_json(candidates: Iterable[Candidate]) -> list[dict[str, Any]]:
     best: dict[str, Candidate] = {}
     for c in ranked:
         best.setdefault(c.pupil.setting_id, c)
-    return [{"setting_id": c.pupil.setting_id, "score": c.score, "reasons": list(c.reasons)}
-            for c in list(best.values())[:SHOWN_CANDIDATES]]
+    return [
+        {"setting_id": c.pupil.setting_id, "score": c.score, "reasons": list(c.reasons)}
+        for c in list(best.values())[:SHOWN_CANDIDATES]
+    ]

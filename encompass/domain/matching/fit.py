@@ -64,13 +64,20 @@ class Comparison:
     prior_u: tuple[float, ...]
 
 
-def _comparison(name: str, enum: Iterable[GivenLevel | FamilyLevel | DobLevel | PostcodeLevel],
-                table: dict[int, tuple[float, float]]) -> Comparison:
+def _comparison(
+    name: str,
+    enum: Iterable[GivenLevel | FamilyLevel | DobLevel | PostcodeLevel],
+    table: dict[int, tuple[float, float]],
+) -> Comparison:
     kept = [level for level in enum if level in table]
     m = np.array([table[level][0] for level in kept])
     u = np.array([table[level][1] for level in kept])
-    return Comparison(name, tuple(level.name.lower() for level in kept),
-                      tuple((m / m.sum()).tolist()), tuple((u / u.sum()).tolist()))
+    return Comparison(
+        name,
+        tuple(level.name.lower() for level in kept),
+        tuple((m / m.sum()).tolist()),
+        tuple((u / u.sum()).tolist()),
+    )
 
 
 COMPARISONS: tuple[Comparison, ...] = (
@@ -102,21 +109,26 @@ def pair_levels(a: Record, b: Record) -> tuple[int, int, int, int]:
     family = compare_family(name_tokens(a.family_name), name_tokens(b.family_name)).level
     dob, _ = compare_dob(a.date_of_birth, b.date_of_birth)
     postcode, _ = compare_postcode(normalise_postcode(a.postcode), normalise_postcode(b.postcode))
-    return (MISSING if given == GivenLevel.MISSING else int(given),
-            MISSING if family == FamilyLevel.MISSING else int(family),
-            MISSING if dob == DobLevel.MISSING else int(dob),
-            MISSING if postcode == PostcodeLevel.MISSING else int(postcode))
+    return (
+        MISSING if given == GivenLevel.MISSING else int(given),
+        MISSING if family == FamilyLevel.MISSING else int(family),
+        MISSING if dob == DobLevel.MISSING else int(dob),
+        MISSING if postcode == PostcodeLevel.MISSING else int(postcode),
+    )
 
 
-def _counts(levels: Levels, column: int, size: int,
-            weights: npt.NDArray[np.float64] | None = None) -> npt.NDArray[np.float64]:
+def _counts(
+    levels: Levels, column: int, size: int, weights: npt.NDArray[np.float64] | None = None
+) -> npt.NDArray[np.float64]:
     seen = levels[:, column] >= 0
-    return np.bincount(levels[seen, column], minlength=size,
-                       weights=None if weights is None else weights[seen]).astype(np.float64)
+    return np.bincount(
+        levels[seen, column], minlength=size, weights=None if weights is None else weights[seen]
+    ).astype(np.float64)
 
 
-def estimate_u(levels: Levels, comparisons: Sequence[Comparison] = COMPARISONS,
-               prior_strength: float = 1.0) -> list[npt.NDArray[np.float64]]:
+def estimate_u(
+    levels: Levels, comparisons: Sequence[Comparison] = COMPARISONS, prior_strength: float = 1.0
+) -> list[npt.NDArray[np.float64]]:
     """``u`` of every level of every comparison from random pairs (almost all non-matches):
     each level's share among the pairs where the comparison is not missing, smoothed by
     ``prior_strength`` pseudo-pairs spread as the hand-set ``u``."""
@@ -139,10 +151,17 @@ class EmFit:
     converged: bool
 
 
-def fit_m(levels: Levels, u: Sequence[npt.NDArray[np.float64]],
-          comparisons: Sequence[Comparison] = COMPARISONS, *, match_share: float = 0.1,
-          prior_strength: float = 10.0, max_iterations: int = 100,
-          tolerance: float = 1e-6, blocked_on: int | None = None) -> EmFit:
+def fit_m(
+    levels: Levels,
+    u: Sequence[npt.NDArray[np.float64]],
+    comparisons: Sequence[Comparison] = COMPARISONS,
+    *,
+    match_share: float = 0.1,
+    prior_strength: float = 10.0,
+    max_iterations: int = 100,
+    tolerance: float = 1e-6,
+    blocked_on: int | None = None,
+) -> EmFit:
     """``m`` of every level, and the share of matches, by expectation-maximisation over blocked
     pairs with ``u`` fixed (Splink's method). ``blocked_on``: the comparison every pair agrees
     on by construction (pairs found by date of birth, say); it says nothing about matching
@@ -171,8 +190,10 @@ def fit_m(levels: Levels, u: Sequence[npt.NDArray[np.float64]],
             prior = np.array(comparison.prior_m)
             new_m.append((counts + prior_strength * prior) / (counts.sum() + prior_strength))
         new_share = float(np.clip(p.mean(), 1e-9, 1 - 1e-9))
-        change = max(max(float(np.abs(a - b).max()) for a, b in zip(new_m, m, strict=True)),
-                     abs(new_share - share))
+        change = max(
+            max(float(np.abs(a - b).max()) for a, b in zip(new_m, m, strict=True)),
+            abs(new_share - share),
+        )
         m, share = new_m, new_share
         if change < tolerance:
             return EmFit(m, share, iteration, True)
@@ -198,24 +219,31 @@ class FittedModel:
 
     def explain(self) -> list[str]:
         """The model as lines for people: each level's m, u and weight beside the hand-set."""
-        lines = [f"Fellegi-Sunter model: u from {self.random_pairs:,} random roster pairs, m by "
-                 f"EM over {self.blocked_pairs:,} blocked pairs ({self.iterations} iterations"
-                 f"{'' if self.converged else ', not converged'}); share of matches among "
-                 f"blocked pairs {self.match_share:.4f}",
-                 f"{'comparison':<14} {'level':<11} {'m':>9} {'u':>11} {'bits':>7} "
-                 f"{'hand-set bits':>14}"]
+        lines = [
+            f"Fellegi-Sunter model: u from {self.random_pairs:,} random roster pairs, m by "
+            f"EM over {self.blocked_pairs:,} blocked pairs ({self.iterations} iterations"
+            f"{'' if self.converged else ', not converged'}); share of matches among "
+            f"blocked pairs {self.match_share:.4f}",
+            f"{'comparison':<14} {'level':<11} {'m':>9} {'u':>11} {'bits':>7} "
+            f"{'hand-set bits':>14}",
+        ]
         for c, comparison in enumerate(self.comparisons):
             for level, name in enumerate(comparison.levels):
                 hand = math.log2(comparison.prior_m[level] / comparison.prior_u[level])
-                lines.append(f"{comparison.name:<14} {name:<11} {self.m[c][level]:>9.5f} "
-                             f"{self.u[c][level]:>11.7f} {self.weight(c, level):>7.2f} "
-                             f"{hand:>14.2f}")
+                lines.append(
+                    f"{comparison.name:<14} {name:<11} {self.m[c][level]:>9.5f} "
+                    f"{self.u[c][level]:>11.7f} {self.weight(c, level):>7.2f} "
+                    f"{hand:>14.2f}"
+                )
         lines.append("a missing value adds 0 bits")
         return lines
 
 
-def fit_model(random_pairs: Levels, rounds: Sequence[tuple[int, Levels]],
-              comparisons: tuple[Comparison, ...] = COMPARISONS) -> FittedModel:
+def fit_model(
+    random_pairs: Levels,
+    rounds: Sequence[tuple[int, Levels]],
+    comparisons: tuple[Comparison, ...] = COMPARISONS,
+) -> FittedModel:
     """u from ``random_pairs``, then m by EM in rounds, as Splink trains: each round's pairs
     were blocked on one comparison (``(column, levels)``), which that round leaves out. A
     comparison's m is the mean over the rounds that estimated it (the prior if none did);
@@ -232,11 +260,20 @@ def fit_model(random_pairs: Levels, rounds: Sequence[tuple[int, Levels]],
                 estimates[c].append(em.m[c])
         share, iterations = em.match_share, iterations + em.iterations
         converged, pairs = converged and em.converged, pairs + levels.shape[0]
-    m = [np.mean(e, axis=0) if e else np.array(comparisons[c].prior_m)
-         for c, e in enumerate(estimates)]
-    return FittedModel(comparisons, tuple(tuple(x.tolist()) for x in m),
-                       tuple(tuple(x.tolist()) for x in u), share, random_pairs.shape[0],
-                       pairs, iterations, converged)
+    m = [
+        np.mean(e, axis=0) if e else np.array(comparisons[c].prior_m)
+        for c, e in enumerate(estimates)
+    ]
+    return FittedModel(
+        comparisons,
+        tuple(tuple(x.tolist()) for x in m),
+        tuple(tuple(x.tolist()) for x in u),
+        share,
+        random_pairs.shape[0],
+        pairs,
+        iterations,
+        converged,
+    )
 
 
 def levels_of(pairs: Iterable[tuple[Record, Record]]) -> Levels:
@@ -251,8 +288,9 @@ MAX_BLOCKED_PAIRS = 200_000
 """Blocked pairs kept per EM round: enough for every level, bounded in time."""
 
 
-def fit_roster(pupils: Sequence[Pupil], children: Sequence[Record] = (), *,
-               seed: int = 1) -> FittedModel:
+def fit_roster(
+    pupils: Sequence[Pupil], children: Sequence[Record] = (), *, seed: int = 1
+) -> FittedModel:
     """The model of a roster: ``u`` from random pairs of its records, ``m`` by EM over the
     pairs blocked on the date of birth, then on the postcode. The pairs are the reported
     ``children`` against the roster when there are any (the incoming children), else the
@@ -264,8 +302,10 @@ def fit_roster(pupils: Sequence[Pupil], children: Sequence[Record] = (), *,
     n = len(pupils)
     if n < 2:
         return fit_model(np.zeros((0, len(COMPARISONS)), np.int64), [])
-    random_pairs = levels_of((pupils[a], pupils[b]) for a, b in (
-        rng.sample(range(n), 2) for _ in range(min(RANDOM_PAIRS, n * (n - 1) // 2))))
+    random_pairs = levels_of(
+        (pupils[a], pupils[b])
+        for a, b in (rng.sample(range(n), 2) for _ in range(min(RANDOM_PAIRS, n * (n - 1) // 2)))
+    )
     by_dob: dict[object, list[int]] = {}
     by_postcode: dict[str, list[int]] = {}
     for row, p in enumerate(pupils):
@@ -278,8 +318,13 @@ def fit_roster(pupils: Sequence[Pupil], children: Sequence[Record] = (), *,
     for column in (2, 3):
         pairs: list[tuple[Record, Record]] = []
         for i, child in enumerate(reported):
-            rows = by_dob.get(child.date_of_birth, []) if column == 2 else \
-                by_postcode.get(normalise_postcode(child.postcode), []) if child.postcode else []
+            rows = (
+                by_dob.get(child.date_of_birth, [])
+                if column == 2
+                else by_postcode.get(normalise_postcode(child.postcode), [])
+                if child.postcode
+                else []
+            )
             for row in rows:
                 if not (own and row == i):
                     pairs.append((child, pupils[row]))
@@ -293,16 +338,18 @@ FIT_MIN_POPULATION = 1_000
 """Below this many pupils chance agreement cannot be measured: the hand-set weights are used."""
 
 
-def random_pair_levels(pupil: Callable[[int], Record], n: int, *, seed: int = 1,
-                       pairs: int = RANDOM_PAIRS) -> Levels:
+def random_pair_levels(
+    pupil: Callable[[int], Record], n: int, *, seed: int = 1, pairs: int = RANDOM_PAIRS
+) -> Levels:
     """The levels of up to ``pairs`` random pairs of distinct rows of a roster of ``n`` rows
     (``pupil(row)`` reads one). Seeded: one roster gives one sample."""
     import random
 
     rng = random.Random(seed)
     count = min(pairs, n * (n - 1) // 2) if n > 1 else 0
-    return levels_of((pupil(a), pupil(b)) for a, b in (rng.sample(range(n), 2)
-                                                       for _ in range(count)))
+    return levels_of(
+        (pupil(a), pupil(b)) for a, b in (rng.sample(range(n), 2) for _ in range(count))
+    )
 
 
 def roster_weights(random_pairs: Levels, population: int) -> RosterWeights:
@@ -316,24 +363,33 @@ def roster_weights(random_pairs: Levels, population: int) -> RosterWeights:
         return RosterWeights()
     u = estimate_u(random_pairs)
 
-    def bits(table: dict[int, tuple[float, float]],
-             fitted: npt.NDArray[np.float64]) -> dict[int, float]:
+    def bits(
+        table: dict[int, tuple[float, float]], fitted: npt.NDArray[np.float64]
+    ) -> dict[int, float]:
         # the levels of a comparison are numbered as its columns of u
-        return {level: math.log2(m / max(hand_u, float(fitted[level])))
-                for level, (m, hand_u) in table.items()}
+        return {
+            level: math.log2(m / max(hand_u, float(fitted[level])))
+            for level, (m, hand_u) in table.items()
+        }
 
-    return RosterWeights(prior=max(PRIOR_WEIGHT, -math.log2(population)),
-                         dob=bits(DOB_MU, u[2]), postcode=bits(POSTCODE_MU, u[3]))
+    return RosterWeights(
+        prior=max(PRIOR_WEIGHT, -math.log2(population)),
+        dob=bits(DOB_MU, u[2]),
+        postcode=bits(POSTCODE_MU, u[3]),
+    )
 
 
 def _level_bits(bits: Mapping[int, float], names: type[IntEnum]) -> str:
-    return ", ".join(f"{names(level).name.lower()} {value:.2f}"
-                     for level, value in sorted(bits.items()))
+    return ", ".join(
+        f"{names(level).name.lower()} {value:.2f}" for level, value in sorted(bits.items())
+    )
 
 
 def explain_weights(weights: RosterWeights) -> list[str]:
     """The roster-dependent weights the matcher uses, as lines for people."""
-    return [f"in use by the matcher for this roster: prior {weights.prior:.2f} bits; "
-            f"date of birth {_level_bits(weights.dob, DobLevel)}; "
-            f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; names: the hand-set m "
-            f"with u from the roster's name frequencies"]
+    return [
+        f"in use by the matcher for this roster: prior {weights.prior:.2f} bits; "
+        f"date of birth {_level_bits(weights.dob, DobLevel)}; "
+        f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; names: the hand-set m "
+        f"with u from the roster's name frequencies"
+    ]

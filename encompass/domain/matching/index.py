@@ -51,8 +51,15 @@ def _family_parts(tokens: tuple[str, ...]) -> tuple[str, ...]:
 
 def prepare_query(query: ChildQuery) -> PreparedQuery:
     """Normalise a reported child once for blocking and scoring."""
-    return prepare(query.given_name, query.family_name, query.date_of_birth, query.postcode,
-                   query.upn, query.gender, query.school_hint)
+    return prepare(
+        query.given_name,
+        query.family_name,
+        query.date_of_birth,
+        query.postcode,
+        query.upn,
+        query.gender,
+        query.school_hint,
+    )
 
 
 class RosterIndex:
@@ -62,14 +69,16 @@ class RosterIndex:
         """Index ``columns``; ``postcodes`` is every real postcode (e.g. the ONS Postcode
         Directory), so that a reported postcode which does not exist is known to be a slip."""
         self.columns = columns
-        self._directory = None if postcodes is None else frozenset(
-            normalise_postcode(p) for p in postcodes)
+        self._directory = (
+            None if postcodes is None else frozenset(normalise_postcode(p) for p in postcodes)
+        )
         n = len(columns)
         given_first = [name_tokens(g)[:1] for g in columns.given_names]
         self._skeleton_ids: dict[str, int] = {}
         self._family_ids: dict[str, int] = {}
-        skel_of_given = np.array([self._skeleton_id(t[0]) if t else -1 for t in given_first],
-                                 dtype=np.int64)
+        skel_of_given = np.array(
+            [self._skeleton_id(t[0]) if t else -1 for t in given_first], dtype=np.int64
+        )
         # family vocabulary id -> its blocking parts, flattened into (family id, part id) pairs
         pair_family: list[int] = []
         pair_part: list[int] = []
@@ -89,8 +98,13 @@ class RosterIndex:
         dob = columns.dob_days.astype(np.int64)
         years, mdays = bk.dob_parts(columns.dob_days)
         postcode_norm: dict[str, int] = {}
-        pc_ids = np.array([postcode_norm.setdefault(normalise_postcode(p), len(postcode_norm))
-                           for p in columns.postcodes], dtype=np.int64)
+        pc_ids = np.array(
+            [
+                postcode_norm.setdefault(normalise_postcode(p), len(postcode_norm))
+                for p in columns.postcodes
+            ],
+            dtype=np.int64,
+        )
         self._postcode_ids = postcode_norm
         gskel = skel_of_given[columns.given]
         pc_row = pc_ids[columns.postcode]
@@ -103,39 +117,59 @@ class RosterIndex:
 
         upn_codes = bk.upn_codes(columns.upn[has_upn]).view(np.int64)
         parts: list[tuple[bk.KeyArray, npt.NDArray[np.int32]]] = [
-            (bk.mix3(kind(bk.UPN_KEY, upn_codes.shape[0]), upn_codes, zero[has_upn],
-                     zero[has_upn]), rows[has_upn]),
+            (
+                bk.mix3(
+                    kind(bk.UPN_KEY, upn_codes.shape[0]), upn_codes, zero[has_upn], zero[has_upn]
+                ),
+                rows[has_upn],
+            ),
             (bk.mix3(kind(bk.DOB_FAMILY, f_rows.shape[0]), dob[f_rows], f_part, fzero), f_rows),
             (bk.mix3(kind(bk.DOB_GIVEN, n), dob, gskel, zero)[gskel >= 0], rows[gskel >= 0]),
-            (bk.mix3(kind(bk.POSTCODE_FAMILY, f_rows.shape[0]), pc_row[f_rows], f_part, fzero),
-             f_rows),
-            (bk.mix3(kind(bk.POSTCODE_GIVEN, n), pc_row, gskel, zero)[gskel >= 0],
-             rows[gskel >= 0]),
-            (bk.mix3(kind(bk.FAMILY_YEAR, f_rows.shape[0]), f_part, gskel[f_rows],
-                     years[f_rows]), f_rows),
-            (bk.mix3(kind(bk.FAMILY_DAY, f_rows.shape[0]), f_part, gskel[f_rows],
-                     mdays[f_rows]), f_rows),
+            (
+                bk.mix3(kind(bk.POSTCODE_FAMILY, f_rows.shape[0]), pc_row[f_rows], f_part, fzero),
+                f_rows,
+            ),
+            (
+                bk.mix3(kind(bk.POSTCODE_GIVEN, n), pc_row, gskel, zero)[gskel >= 0],
+                rows[gskel >= 0],
+            ),
+            (
+                bk.mix3(
+                    kind(bk.FAMILY_YEAR, f_rows.shape[0]), f_part, gskel[f_rows], years[f_rows]
+                ),
+                f_rows,
+            ),
+            (
+                bk.mix3(kind(bk.FAMILY_DAY, f_rows.shape[0]), f_part, gskel[f_rows], mdays[f_rows]),
+                f_rows,
+            ),
             (bk.mix3(kind(bk.DOB_POSTCODE, n), dob, pc_row, zero), rows),
-            (bk.mix3(kind(bk.FAMILY_GIVEN, f_rows.shape[0]), f_part, gskel[f_rows], fzero),
-             f_rows),
+            (bk.mix3(kind(bk.FAMILY_GIVEN, f_rows.shape[0]), f_part, gskel[f_rows], fzero), f_rows),
         ]
-        self._keys = bk.SortedKeys(np.concatenate([k for k, _ in parts]),
-                                   np.concatenate([r for _, r in parts]))
+        self._keys = bk.SortedKeys(
+            np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts])
+        )
         self.frequencies = self._frequencies(given_first, f_part, n)
         # the prior and the chance agreement of dates and postcodes, measured on this roster
-        self.weights = roster_weights(random_pair_levels(
-            self.columns.pupil, n if n >= FIT_MIN_POPULATION else 0, pairs=INDEX_RANDOM_PAIRS), n)
+        self.weights = roster_weights(
+            random_pair_levels(
+                self.columns.pupil, n if n >= FIT_MIN_POPULATION else 0, pairs=INDEX_RANDOM_PAIRS
+            ),
+            n,
+        )
 
     def _skeleton_id(self, token: str) -> int:
         return self._skeleton_ids.setdefault(skeleton(token), len(self._skeleton_ids))
 
-    def _frequencies(self, given_first: list[tuple[str, ...]],
-                     f_part: npt.NDArray[np.int64], n: int) -> TermFrequencies:
+    def _frequencies(
+        self, given_first: list[tuple[str, ...]], f_part: npt.NDArray[np.int64], n: int
+    ) -> TermFrequencies:
         if n < TF_MIN_POPULATION:
             return TermFrequencies()
         given: Counter[str] = Counter()
-        for gid, count in enumerate(np.bincount(self.columns.given,
-                                                minlength=len(given_first)).tolist()):
+        for gid, count in enumerate(
+            np.bincount(self.columns.given, minlength=len(given_first)).tolist()
+        ):
             if given_first[gid]:
                 given[given_first[gid][0]] += count
         part_names = list(self._family_ids)
@@ -143,8 +177,9 @@ class RosterIndex:
         return TermFrequencies(given=dict(given), family=family, population=n)
 
     @classmethod
-    def from_pupils(cls, pupils: Iterable[Pupil],
-                    postcodes: Iterable[str] | None = None) -> RosterIndex:
+    def from_pupils(
+        cls, pupils: Iterable[Pupil], postcodes: Iterable[str] | None = None
+    ) -> RosterIndex:
         """Build from any iterable of pupils, streamed (a generator is fine); ``postcodes``
         as for the constructor."""
         return cls(columns_from_pupils(pupils), postcodes)
@@ -157,7 +192,7 @@ class RosterIndex:
         """Bytes held by the columns and the blocking index (arrays only)."""
         return self.columns.nbytes + self._keys.nbytes
 
-    def _query_keys(self, q: PreparedQuery) -> bk.KeyArray:
+    def _query_keys(self, q: PreparedQuery) -> bk.KeyArray:  # noqa: C901 (to split with the matcher benchmarked before and after)
         kinds: list[int] = []
         cols: tuple[list[int], list[int], list[int]] = ([], [], [])
 
@@ -202,11 +237,21 @@ class RosterIndex:
             for fid in family_ids:
                 for sid in skeletons:
                     add(bk.FAMILY_GIVEN, fid, sid)
-        keys = bk.mix3(np.array(kinds, dtype=np.int64), *(np.array(c, dtype=np.int64)
-                                                          for c in cols))
+        keys = bk.mix3(
+            np.array(kinds, dtype=np.int64), *(np.array(c, dtype=np.int64) for c in cols)
+        )
         if upn:
-            return np.concatenate((bk.mix3(np.array([bk.UPN_KEY]), np.array(upn),
-                                           np.zeros(1, np.int64), np.zeros(1, np.int64)), keys))
+            return np.concatenate(
+                (
+                    bk.mix3(
+                        np.array([bk.UPN_KEY]),
+                        np.array(upn),
+                        np.zeros(1, np.int64),
+                        np.zeros(1, np.int64),
+                    ),
+                    keys,
+                )
+            )
         return keys
 
     def prepare(self, query: ChildQuery) -> PreparedQuery:
@@ -234,9 +279,12 @@ class RosterIndex:
         from encompass.domain.matching.decision import PRUNE_BELOW, result_of
 
         q = self.prepare(query)
-        scored = (score(q, self.columns.pupil(r), self.frequencies, floor=PRUNE_BELOW,
-                        weights=self.weights)
-                  for r in self.candidate_rows(q).tolist())
+        scored = (
+            score(
+                q, self.columns.pupil(r), self.frequencies, floor=PRUNE_BELOW, weights=self.weights
+            )
+            for r in self.candidate_rows(q).tolist()
+        )
         return result_of(q, [s for s in scored if s is not None])
 
 

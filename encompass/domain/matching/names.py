@@ -20,11 +20,29 @@ from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 from encompass.domain.matching.nicknames import are_nicknames, sexes_conflict
 
 # Letters NFKD does not decompose into an ASCII base letter, spelled as British registers do.
-ASCII_SPELLINGS = str.maketrans({
-    "ß": "ss", "æ": "ae", "Æ": "ae", "ø": "o", "Ø": "o", "ł": "l", "Ł": "l", "đ": "d",
-    "Đ": "d", "œ": "oe", "Œ": "oe", "ı": "i", "ð": "d", "þ": "th", "ɔ": "o", "Ɔ": "o",
-    "ε": "e", "Ɛ": "e", "ŋ": "ng",
-})
+ASCII_SPELLINGS = str.maketrans(
+    {
+        "ß": "ss",
+        "æ": "ae",
+        "Æ": "ae",
+        "ø": "o",
+        "Ø": "o",
+        "ł": "l",
+        "Ł": "l",
+        "đ": "d",
+        "Đ": "d",
+        "œ": "oe",
+        "Œ": "oe",
+        "ı": "i",  # noqa: RUF001 (the Turkish dotless i, on purpose)
+        "ð": "d",
+        "þ": "th",
+        "ɔ": "o",
+        "Ɔ": "o",
+        "ε": "e",
+        "Ɛ": "e",
+        "ŋ": "ng",
+    }
+)
 _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015_/.,]+")
 _NOT_LETTER = re.compile(r"[^a-z]")
 
@@ -46,17 +64,30 @@ def name_tokens(name: str) -> tuple[str, ...]:
 
     Hyphens, spaces and dots separate parts; apostrophes join ("O'Neil" is one part).
     """
-    return tuple(t for t in (_NOT_LETTER.sub("", part) for part in
-                             _SEPARATORS.split(fold(name))) if t)
+    return tuple(
+        t for t in (_NOT_LETTER.sub("", part) for part in _SEPARATORS.split(fold(name))) if t
+    )
 
 
 # Transliteration skeleton rules, applied in order: spellings of one sound become one letter.
 _SKELETON_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), replacement) for pattern, replacement in (
-        (r"ph", "f"), (r"ck", "k"), (r"q", "k"), (r"c(?=[eiy])", "s"), (r"c", "k"),
-        (r"x", "ks"), (r"z", "s"), (r"w", "v"), (r"(?<=[^aeiouy])h", ""), (r"h$", ""),
-        (r"y", "i"), (r"(.)\1+", r"\1"), (r"[aeiou]+", "a"),
-    ))
+    (re.compile(pattern), replacement)
+    for pattern, replacement in (
+        (r"ph", "f"),
+        (r"ck", "k"),
+        (r"q", "k"),
+        (r"c(?=[eiy])", "s"),
+        (r"c", "k"),
+        (r"x", "ks"),
+        (r"z", "s"),
+        (r"w", "v"),
+        (r"(?<=[^aeiouy])h", ""),
+        (r"h$", ""),
+        (r"y", "i"),
+        (r"(.)\1+", r"\1"),
+        (r"[aeiou]+", "a"),
+    )
+)
 
 
 @lru_cache(maxsize=65536)
@@ -77,12 +108,12 @@ class GivenLevel(IntEnum):
     """How a reported given name agrees with a roster's, best first."""
 
     EXACT = 0
-    MIDDLE = 1       # first names agree; a middle name on one side only
-    NICKNAME = 2     # diminutive: Alfie / Alfred
-    VARIANT = 3      # transliteration: Mohammed / Muhammad
-    BY_MIDDLE = 4    # known by the middle name (also: a twin named after the other's middle)
-    FUZZY = 5        # a typing slip
-    INITIAL = 6      # one side gives only the initial
+    MIDDLE = 1  # first names agree; a middle name on one side only
+    NICKNAME = 2  # diminutive: Alfie / Alfred
+    VARIANT = 3  # transliteration: Mohammed / Muhammad
+    BY_MIDDLE = 4  # known by the middle name (also: a twin named after the other's middle)
+    FUZZY = 5  # a typing slip
+    INITIAL = 6  # one side gives only the initial
     DIFFERENT = 7
     MISSING = 8
 
@@ -91,7 +122,7 @@ class FamilyLevel(IntEnum):
     """How a reported family name agrees with a roster's, best first."""
 
     EXACT = 0
-    PART = 1         # one part of a double-barrelled name, or its parts in the other order
+    PART = 1  # one part of a double-barrelled name, or its parts in the other order
     VARIANT = 2
     FUZZY = 3
     DIFFERENT = 4
@@ -122,7 +153,7 @@ def _short_slip(a: str, b: str) -> bool:
     short, long = sorted((a, b), key=len)
     if len(short) < 3 or len(long) != len(short) + 1 or short[:2] != long[:2]:
         return False
-    return any(long[:i] + long[i + 1:] == short for i in range(2, len(long) - 1))
+    return any(long[:i] + long[i + 1 :] == short for i in range(2, len(long) - 1))
 
 
 def _family_slip(a: str, b: str) -> bool:
@@ -130,7 +161,8 @@ def _family_slip(a: str, b: str) -> bool:
     letters ('webbm'/'webb', 'hoep'/'hope'): a child of the same given name, birthday and
     postcode under a family name one letter away is not a plausible other child."""
     return _similar(a, b) or (
-        min(len(a), len(b)) >= 3 and DamerauLevenshtein.distance(a, b, score_cutoff=1) <= 1)
+        min(len(a), len(b)) >= 3 and DamerauLevenshtein.distance(a, b, score_cutoff=1) <= 1
+    )
 
 
 def _variant(a: str, b: str) -> bool:
@@ -142,7 +174,8 @@ def _variant(a: str, b: str) -> bool:
     if sa != skeleton(b) or (a[0] != b[0] and not (a[0] in "aeiou" and b[0] in "aeiou")):
         return False
     return len(sa.replace("a", "")) >= 2 or (
-        min(len(a), len(b)) >= 5 and JaroWinkler.similarity(a, b) >= 0.8)
+        min(len(a), len(b)) >= 5 and JaroWinkler.similarity(a, b) >= 0.8
+    )
 
 
 @lru_cache(maxsize=262144)
@@ -154,8 +187,11 @@ def compare_given(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgreem
         return NameAgreement(GivenLevel.EXACT, roster[0], "given name: exact")
     q0, r0 = query[0], roster[0]
     if q0 == r0:
-        return NameAgreement(GivenLevel.MIDDLE, r0, "given name: first name agrees, "
-                             "middle name differs or missing on one side")
+        return NameAgreement(
+            GivenLevel.MIDDLE,
+            r0,
+            "given name: first name agrees, middle name differs or missing on one side",
+        )
     if len(q0) == 1 or len(r0) == 1:
         if q0[0] == r0[0]:
             return NameAgreement(GivenLevel.INITIAL, r0, "given name: initial only")
@@ -163,24 +199,30 @@ def compare_given(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgreem
     shared = set(query) & set(roster)
     if shared:
         token = next(t for t in roster if t in shared)
-        return NameAgreement(GivenLevel.BY_MIDDLE, token,
-                             "given name: known by a middle name on one record")
+        return NameAgreement(
+            GivenLevel.BY_MIDDLE, token, "given name: known by a middle name on one record"
+        )
     # A boy's and a girl's name (Aaron/Erin in the US list, Omar/Eimear by sound) are two
     # children, unless our British list says otherwise (Charlie for Charlotte).
     conflict = sexes_conflict(q0, r0)
     if are_nicknames(q0, r0, trusted_only=conflict):
-        return NameAgreement(GivenLevel.NICKNAME, r0,
-                             f"given name: {q0.title()} is a short form of {r0.title()}"
-                             if len(q0) < len(r0) else
-                             f"given name: {r0.title()} is a short form of {q0.title()}")
+        return NameAgreement(
+            GivenLevel.NICKNAME,
+            r0,
+            f"given name: {q0.title()} is a short form of {r0.title()}"
+            if len(q0) < len(r0)
+            else f"given name: {r0.title()} is a short form of {q0.title()}",
+        )
     if not conflict and _variant(q0, r0):
-        return NameAgreement(GivenLevel.VARIANT, r0,
-                             "given name: another spelling or transliteration")
+        return NameAgreement(
+            GivenLevel.VARIANT, r0, "given name: another spelling or transliteration"
+        )
     if _similar(q0, r0) or _short_slip(q0, r0):
         return NameAgreement(GivenLevel.FUZZY, r0, "given name: one typing slip")
     if (len(query) > 1 or len(roster) > 1) and _similar("".join(query), "".join(roster)):
-        return NameAgreement(GivenLevel.FUZZY, r0, "given name: one typing slip across a "
-                                                   "space or hyphen")
+        return NameAgreement(
+            GivenLevel.FUZZY, r0, "given name: one typing slip across a space or hyphen"
+        )
     return NameAgreement(GivenLevel.DIFFERENT, "", "given name: differs")
 
 
@@ -197,23 +239,32 @@ def compare_family(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgree
         return NameAgreement(FamilyLevel.EXACT, r, "family name: exact")
     if len(roster) > 1 and len(query) == 1 and q in roster:
         which = _ORDINAL[min(roster.index(q), 3)]
-        return NameAgreement(FamilyLevel.PART, q,
-                             f"family name: {which} part of a double-barrelled name")
+        return NameAgreement(
+            FamilyLevel.PART, q, f"family name: {which} part of a double-barrelled name"
+        )
     if len(query) > 1 and len(roster) == 1 and r in query:
         which = _ORDINAL[min(query.index(r), 3)]
-        return NameAgreement(FamilyLevel.PART, r, f"family name: reported double-barrelled, "
-                                                  f"roster has its {which} part")
+        return NameAgreement(
+            FamilyLevel.PART,
+            r,
+            f"family name: reported double-barrelled, roster has its {which} part",
+        )
     if len(query) > 1 and sorted(query) == sorted(roster):
-        return NameAgreement(FamilyLevel.PART, roster[0],
-                             "family name: parts of a double-barrelled name in the other order")
+        return NameAgreement(
+            FamilyLevel.PART,
+            roster[0],
+            "family name: parts of a double-barrelled name in the other order",
+        )
     if _variant(q, r):
-        return NameAgreement(FamilyLevel.VARIANT, r,
-                             "family name: another spelling or transliteration")
+        return NameAgreement(
+            FamilyLevel.VARIANT, r, "family name: another spelling or transliteration"
+        )
     if _family_slip(q, r):
         return NameAgreement(FamilyLevel.FUZZY, r, "family name: one typing slip")
     for qt in query:
         for rt in roster:
             if len(qt) >= 4 and qt == rt:
-                return NameAgreement(FamilyLevel.PART, rt,
-                                     "family name: shares one part of a multi-part name")
+                return NameAgreement(
+                    FamilyLevel.PART, rt, "family name: shares one part of a multi-part name"
+                )
     return NameAgreement(FamilyLevel.DIFFERENT, "", "family name: differs")

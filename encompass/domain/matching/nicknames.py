@@ -75,17 +75,24 @@ def _sex_of_names() -> dict[str, str]:
     baby-name lists in ``encompass/data``; unisex names are left out."""
     counts: dict[str, dict[str, float]] = {}
     data = resources.files("encompass.data")
-    for filename, default_sex in (("given_names_boys.csv", "M"), ("given_names_girls.csv", "F"),
-                                  ("given_names_supplement.csv", "")):
+    for filename, default_sex in (
+        ("given_names_boys.csv", "M"),
+        ("given_names_girls.csv", "F"),
+        ("given_names_supplement.csv", ""),
+    ):
         text = data.joinpath(filename).read_text(encoding="utf-8")
-        rows = csv.DictReader(line for line in text.splitlines()
-                              if line and not line.startswith("#"))
+        rows = csv.DictReader(
+            line for line in text.splitlines() if line and not line.startswith("#")
+        )
         for row in rows:
             sex = row.get("sex") or default_sex
             name = _clean(unicodedata.normalize("NFKD", row["name"]))
             counts.setdefault(name, {"M": 0.0, "F": 0.0})[sex] += float(row["count"])
-    return {name: ("M" if c["M"] > c["F"] else "F") for name, c in counts.items()
-            if max(c["M"], c["F"]) >= 9 * min(c["M"], c["F"])}
+    return {
+        name: ("M" if c["M"] > c["F"] else "F")
+        for name, c in counts.items()
+        if max(c["M"], c["F"]) >= 9 * min(c["M"], c["F"])
+    }
 
 
 def sexes_conflict(a: str, b: str) -> bool:

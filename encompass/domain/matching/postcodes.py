@@ -29,8 +29,8 @@ class PostcodeLevel(IntEnum):
     """How a reported postcode agrees with a roster's, best first."""
 
     EXACT = 0
-    TYPO = 1        # one character wrong, missing, extra, or two swapped
-    OUTWARD = 2     # same outward code: the same district
+    TYPO = 1  # one character wrong, missing, extra, or two swapped
+    OUTWARD = 2  # same outward code: the same district
     DIFFERENT = 3
     MISSING = 4
 

@@ -51,27 +51,37 @@ PRIOR_WEIGHT = _bits(1.0, 1_000_000.0)
 
 # (m, u) per level; u of EXACT names is the default when no roster frequencies are known.
 GIVEN_MU: dict[int, tuple[float, float]] = {
-    GivenLevel.EXACT: (0.86, 0.008), GivenLevel.MIDDLE: (0.04, 0.0015),
-    GivenLevel.NICKNAME: (0.05, 0.002), GivenLevel.VARIANT: (0.02, 0.001),
+    GivenLevel.EXACT: (0.86, 0.008),
+    GivenLevel.MIDDLE: (0.04, 0.0015),
+    GivenLevel.NICKNAME: (0.05, 0.002),
+    GivenLevel.VARIANT: (0.02, 0.001),
     GivenLevel.BY_MIDDLE: (0.01, 0.0005),
-    GivenLevel.FUZZY: (0.02, 0.002), GivenLevel.INITIAL: (0.003, 0.0008),
+    GivenLevel.FUZZY: (0.02, 0.002),
+    GivenLevel.INITIAL: (0.003, 0.0008),
     GivenLevel.DIFFERENT: (0.01, 0.98),
 }
 FAMILY_MU: dict[int, tuple[float, float]] = {
-    FamilyLevel.EXACT: (0.85, 0.002), FamilyLevel.PART: (0.05, 0.001),
-    FamilyLevel.VARIANT: (0.01, 0.0005), FamilyLevel.FUZZY: (0.03, 0.001),
+    FamilyLevel.EXACT: (0.85, 0.002),
+    FamilyLevel.PART: (0.05, 0.001),
+    FamilyLevel.VARIANT: (0.01, 0.0005),
+    FamilyLevel.FUZZY: (0.03, 0.001),
     FamilyLevel.DIFFERENT: (0.06, 0.995),
 }
 DOB_MU: dict[int, tuple[float, float]] = {
-    DobLevel.EXACT: (0.95, 1 / 6000), DobLevel.TRANSPOSED: (0.015, 1 / 15000),
-    DobLevel.ONE_DIGIT: (0.02, 0.004), DobLevel.DIFFERENT: (0.015, 0.996),
+    DobLevel.EXACT: (0.95, 1 / 6000),
+    DobLevel.TRANSPOSED: (0.015, 1 / 15000),
+    DobLevel.ONE_DIGIT: (0.02, 0.004),
+    DobLevel.DIFFERENT: (0.015, 0.996),
 }
 POSTCODE_MU: dict[int, tuple[float, float]] = {
-    PostcodeLevel.EXACT: (0.82, 2e-5), PostcodeLevel.TYPO: (0.02, 1e-4),
-    PostcodeLevel.OUTWARD: (0.06, 3e-4), PostcodeLevel.DIFFERENT: (0.10, 0.9997),
+    PostcodeLevel.EXACT: (0.82, 2e-5),
+    PostcodeLevel.TYPO: (0.02, 1e-4),
+    PostcodeLevel.OUTWARD: (0.06, 3e-4),
+    PostcodeLevel.DIFFERENT: (0.10, 0.9997),
 }
 UPN_MU: dict[int, tuple[float, float]] = {
-    UpnLevel.EXACT: (0.995, 1e-7), UpnLevel.CONFLICT: (0.005, 1.0),
+    UpnLevel.EXACT: (0.995, 1e-7),
+    UpnLevel.CONFLICT: (0.005, 1.0),
 }
 GENDER_AGREES = _bits(0.98, 0.5)
 GENDER_DIFFERS = _bits(0.02, 0.5)
@@ -120,9 +130,11 @@ class RosterWeights:
 
     prior: float = PRIOR_WEIGHT
     dob: Mapping[int, float] = field(
-        default_factory=lambda: {level: _bits(*mu) for level, mu in DOB_MU.items()})
+        default_factory=lambda: {level: _bits(*mu) for level, mu in DOB_MU.items()}
+    )
     postcode: Mapping[int, float] = field(
-        default_factory=lambda: {level: _bits(*mu) for level, mu in POSTCODE_MU.items()})
+        default_factory=lambda: {level: _bits(*mu) for level, mu in POSTCODE_MU.items()}
+    )
 
 
 DEFAULT_WEIGHTS = RosterWeights()
@@ -158,15 +170,27 @@ def normalise_gender(gender: str | None) -> str | None:
     return {"M": "M", "B": "M", "F": "F", "G": "F"}.get(first)
 
 
-def prepare(given_name: str, family_name: str, dob: date | None, postcode: str,
-            upn: str | None, gender: str | None, school_hint: str | None) -> PreparedQuery:
+def prepare(
+    given_name: str,
+    family_name: str,
+    dob: date | None,
+    postcode: str,
+    upn: str | None,
+    gender: str | None,
+    school_hint: str | None,
+) -> PreparedQuery:
     """Normalise a reported child once; an invalid UPN is dropped (and said so)."""
     clean_upn = valid_upn(upn) if upn else None
-    return PreparedQuery(given=name_tokens(given_name), family=name_tokens(family_name),
-                         dob=dob, postcode=normalise_postcode(postcode or ""), upn=clean_upn,
-                         upn_reported_invalid=bool(upn and upn.strip()) and clean_upn is None,
-                         gender=normalise_gender(gender),
-                         school_hint=school_hint.strip().lower() if school_hint else None)
+    return PreparedQuery(
+        given=name_tokens(given_name),
+        family=name_tokens(family_name),
+        dob=dob,
+        postcode=normalise_postcode(postcode or ""),
+        upn=clean_upn,
+        upn_reported_invalid=bool(upn and upn.strip()) and clean_upn is None,
+        gender=normalise_gender(gender),
+        school_hint=school_hint.strip().lower() if school_hint else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,19 +238,20 @@ _GIVEN_MAX = _bits(GIVEN_MU[GivenLevel.EXACT][0], GIVEN_U_FLOOR)
 _FAMILY_MAX = _bits(FAMILY_MU[FamilyLevel.EXACT][0], FAMILY_U_FLOOR)
 
 
-def _swap_possible(query: PreparedQuery, given: tuple[str, ...],
-                   family: tuple[str, ...]) -> bool:
+def _swap_possible(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...]) -> bool:
     """Cheap test before reading the names swapped: a reported part appears on the other side."""
     return bool(set(query.given) & set(family)) or bool(set(query.family) & set(given))
 
 
-def _names(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...],
-           tf: TermFrequencies) -> tuple[NameAgreement, NameAgreement, float, bool]:
+def _names(
+    query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...], tf: TermFrequencies
+) -> tuple[NameAgreement, NameAgreement, float, bool]:
     """The straight reading of the names, or the swapped one when that reads better."""
     g, f = compare_given(query.given, given), compare_family(query.family, family)
     weight = _given_weight(g, tf) + _family_weight(f, tf)
-    if (g.level >= GivenLevel.FUZZY or f.level >= FamilyLevel.FUZZY) and \
-            _swap_possible(query, given, family):
+    if (g.level >= GivenLevel.FUZZY or f.level >= FamilyLevel.FUZZY) and _swap_possible(
+        query, given, family
+    ):
         sg, sf = compare_given(query.family, given), compare_family(query.given, family)
         if sg.level <= GivenLevel.NICKNAME and sf.level <= FamilyLevel.PART:
             swapped = _given_weight(sg, tf) + _family_weight(sf, tf) + SWAPPED_PENALTY
@@ -235,9 +260,13 @@ def _names(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...]
     return g, f, weight, False
 
 
-def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQUENCIES,
-          floor: float | None = None,
-          weights: RosterWeights = DEFAULT_WEIGHTS) -> Scored | None:
+def score(  # noqa: C901 (to split with the matcher benchmarked before and after)
+    query: PreparedQuery,
+    pupil: Pupil,
+    tf: TermFrequencies = DEFAULT_FREQUENCIES,
+    floor: float | None = None,
+    weights: RosterWeights = DEFAULT_WEIGHTS,
+) -> Scored | None:
     """Compare a prepared query with one roster entry: levels, weight and reasons.
 
     With a ``floor``, a candidate whose weight cannot reach it even with the best possible
@@ -267,11 +296,15 @@ def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQ
     hint = bool(query.school_hint) and query.school_hint == pupil.setting_id.lower()
     if hint:
         weight += SCHOOL_HINT_AGREES
-    if floor is not None and weight + _GIVEN_MAX + _FAMILY_MAX < floor \
-            and upn_level != UpnLevel.CONFLICT:
+    if (
+        floor is not None
+        and weight + _GIVEN_MAX + _FAMILY_MAX < floor
+        and upn_level != UpnLevel.CONFLICT
+    ):
         return None
-    g, f, name_weight, swapped = _names(query, name_tokens(pupil.given_name),
-                                        name_tokens(pupil.family_name), tf)
+    g, f, name_weight, swapped = _names(
+        query, name_tokens(pupil.given_name), name_tokens(pupil.family_name), tf
+    )
     weight += name_weight
     reasons = ["given and family name swapped"] if swapped else []
     reasons += [g.reason, f.reason, dob_reason, pc_reason]
@@ -283,7 +316,17 @@ def score(query: PreparedQuery, pupil: Pupil, tf: TermFrequencies = DEFAULT_FREQ
         reasons.append("gender: differs")
     if hint:
         reasons.append("school hint: names this setting")
-    return Scored(pupil=pupil, weight=weight, given=g.level, family=f.level, dob=dob_level,
-                  postcode=pc_level, upn=upn_level, swapped=swapped, hint=hint,
-                  reasons=tuple(reasons), gender_differs=gender_differs,
-                  postcode_slip_certain=query.postcode_exists is False)
+    return Scored(
+        pupil=pupil,
+        weight=weight,
+        given=g.level,
+        family=f.level,
+        dob=dob_level,
+        postcode=pc_level,
+        upn=upn_level,
+        swapped=swapped,
+        hint=hint,
+        reasons=tuple(reasons),
+        gender_differs=gender_differs,
+        postcode_slip_certain=query.postcode_exists is False,
+    )

@@ -25,7 +25,8 @@ target_metadata = Base.metadata
 
 def _url() -> str:
     url = context.get_x_argument(as_dictionary=True).get("url") or config.get_main_option(
-        "sqlalchemy.url")
+        "sqlalchemy.url"
+    )
     if not url:
         raise RuntimeError("no database URL: pass -x url=… or set sqlalchemy.url")
     return normalise_database_url(url)
@@ -60,8 +61,12 @@ async def _run_async() -> None:
 def _run_offline() -> None:
     # ``alembic upgrade --sql``: prints the DDL for a DBA to review instead of running it.
     url = _url()
-    context.configure(url=url, target_metadata=target_metadata, literal_binds=True,
-                      render_as_batch=url.startswith("sqlite"))
+    context.configure(
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=url.startswith("sqlite"),
+    )
     with context.begin_transaction():
         context.run_migrations()
 

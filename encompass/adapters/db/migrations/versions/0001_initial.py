@@ -39,14 +39,19 @@ def _index(table: str, *columns: str) -> None:
 def upgrade() -> None:
     op.create_table(
         "admins",
-        _text("admin_id", 36), _text("name", 200), _text("area", 32), _text("token_hash", 64),
+        _text("admin_id", 36),
+        _text("name", 200),
+        _text("area", 32),
+        _text("token_hash", 64),
         _instant("created_at"),
         sa.PrimaryKeyConstraint("admin_id", name=op.f("pk_admins")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_admins_token_hash")),
     )
     op.create_table(
         "forces",
-        _text("force_id", 32), _text("name", 200), _text("token_hash", 64),
+        _text("force_id", 32),
+        _text("name", 200),
+        _text("token_hash", 64),
         _instant("created_at"),
         sa.PrimaryKeyConstraint("force_id", name=op.f("pk_forces")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_forces_token_hash")),
@@ -63,22 +68,32 @@ def upgrade() -> None:
     _index("calendar_spans", "calendar_id")
     op.create_table(
         "settings",
-        _text("setting_id", 64), _text("name", 200), _text("kind", 16), _text("nation", 20),
+        _text("setting_id", 64),
+        _text("name", 200),
+        _text("kind", 16),
+        _text("nation", 20),
         _text("postcode", 10),
         sa.Column("day_starts", sa.Time(), nullable=False),
         sa.Column("day_ends", sa.Time(), nullable=False),
         sa.Column("dispatch_at", sa.Time(), nullable=False),
-        _text("calendar_id", 64), _text("holiday_policy", 16),
+        _text("calendar_id", 64),
+        _text("holiday_policy", 16),
         sa.PrimaryKeyConstraint("setting_id", name=op.f("pk_settings")),
     )
     op.create_table(
         "key_adults",
-        _text("key_adult_id", 64), _text("setting_id", 64), _text("name", 200),
-        _text("role", 16), _text("email", 254), _text("webhook_url", 2000, nullable=True),
-        _text("public_key_pem"), _text("token_hash", 64, nullable=True),
+        _text("key_adult_id", 64),
+        _text("setting_id", 64),
+        _text("name", 200),
+        _text("role", 16),
+        _text("email", 254),
+        _text("webhook_url", 2000, nullable=True),
+        _text("public_key_pem"),
+        _text("token_hash", 64, nullable=True),
         _text("webhook_secret_hash", 64, nullable=True),
-        sa.ForeignKeyConstraint(["setting_id"], ["settings.setting_id"],
-                                name=op.f("fk_key_adults_setting_id_settings")),
+        sa.ForeignKeyConstraint(
+            ["setting_id"], ["settings.setting_id"], name=op.f("fk_key_adults_setting_id_settings")
+        ),
         sa.PrimaryKeyConstraint("key_adult_id", name=op.f("pk_key_adults")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_key_adults_token_hash")),
     )
@@ -86,52 +101,74 @@ def upgrade() -> None:
     op.create_table(
         "pupils",
         sa.Column("pupil_id", sa.Integer(), autoincrement=True, nullable=False),
-        _text("setting_id", 64), _text("upn", 13, nullable=True), _text("given_name", 200),
+        _text("setting_id", 64),
+        _text("upn", 13, nullable=True),
+        _text("given_name", 200),
         _text("family_name", 200),
         sa.Column("date_of_birth", sa.Date(), nullable=False),
-        _text("postcode", 10), _text("gender", 20, nullable=True),
-        sa.ForeignKeyConstraint(["setting_id"], ["settings.setting_id"],
-                                name=op.f("fk_pupils_setting_id_settings")),
+        _text("postcode", 10),
+        _text("gender", 20, nullable=True),
+        sa.ForeignKeyConstraint(
+            ["setting_id"], ["settings.setting_id"], name=op.f("fk_pupils_setting_id_settings")
+        ),
         sa.PrimaryKeyConstraint("pupil_id", name=op.f("pk_pupils")),
     )
     for column in ("setting_id", "upn", "date_of_birth", "postcode"):
         _index("pupils", column)
     op.create_table(
         "incidents",
-        _text("incident_id", 36), _text("force_id", 32), _text("incident_ref", 64),
+        _text("incident_id", 36),
+        _text("force_id", 32),
+        _text("incident_ref", 64),
         sa.Column("latest_version", sa.Integer(), nullable=False),
-        _text("status", 16), _instant("created_at"), _instant("updated_at"),
-        sa.ForeignKeyConstraint(["force_id"], ["forces.force_id"],
-                                name=op.f("fk_incidents_force_id_forces")),
+        _text("status", 16),
+        _instant("created_at"),
+        _instant("updated_at"),
+        sa.ForeignKeyConstraint(
+            ["force_id"], ["forces.force_id"], name=op.f("fk_incidents_force_id_forces")
+        ),
         sa.PrimaryKeyConstraint("incident_id", name=op.f("pk_incidents")),
         sa.UniqueConstraint("force_id", "incident_ref", name=op.f("uq_incidents_force_id")),
     )
     _index("incidents", "force_id")
     op.create_table(
         "incident_versions",
-        _text("version_id", 36), _text("incident_id", 36),
+        _text("version_id", 36),
+        _text("incident_id", 36),
         sa.Column("version", sa.Integer(), nullable=False),
-        _text("payload"), _text("payload_sha256", 64), _instant("received_at"),
-        _instant("queued_at", nullable=True), _instant("processed_at", nullable=True),
-        sa.ForeignKeyConstraint(["incident_id"], ["incidents.incident_id"],
-                                name=op.f("fk_incident_versions_incident_id_incidents")),
+        _text("payload"),
+        _text("payload_sha256", 64),
+        _instant("received_at"),
+        _instant("queued_at", nullable=True),
+        _instant("processed_at", nullable=True),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["incidents.incident_id"],
+            name=op.f("fk_incident_versions_incident_id_incidents"),
+        ),
         sa.PrimaryKeyConstraint("version_id", name=op.f("pk_incident_versions")),
-        sa.UniqueConstraint("incident_id", "version",
-                            name=op.f("uq_incident_versions_incident_id")),
+        sa.UniqueConstraint(
+            "incident_id", "version", name=op.f("uq_incident_versions_incident_id")
+        ),
     )
     _index("incident_versions", "incident_id")
     op.create_table(
         "children",
-        _text("child_id", 36), _text("version_id", 36),
+        _text("child_id", 36),
+        _text("version_id", 36),
         sa.Column("position", sa.Integer(), nullable=False),
         _text("decision", 8),
         sa.Column("score", sa.Float(), nullable=False),
         sa.Column("reasons", sa.JSON(), nullable=False),
         sa.Column("candidates", sa.JSON(), nullable=False),
-        _instant("reported_at"), _instant("resolved_at", nullable=True),
+        _instant("reported_at"),
+        _instant("resolved_at", nullable=True),
         _text("resolved_by", 200, nullable=True),
-        sa.ForeignKeyConstraint(["version_id"], ["incident_versions.version_id"],
-                                name=op.f("fk_children_version_id_incident_versions")),
+        sa.ForeignKeyConstraint(
+            ["version_id"],
+            ["incident_versions.version_id"],
+            name=op.f("fk_children_version_id_incident_versions"),
+        ),
         sa.PrimaryKeyConstraint("child_id", name=op.f("pk_children")),
         sa.UniqueConstraint("version_id", "position", name=op.f("uq_children_version_id")),
     )
@@ -139,16 +176,27 @@ def upgrade() -> None:
     _index("children", "decision")
     op.create_table(
         "notices",
-        _text("notice_id", 36), _text("child_id", 36), _text("incident_id", 36),
-        _text("setting_id", 64), _text("status", 16), _instant("deliver_at", nullable=True),
-        _text("recipient", 16), _text("release_reason"), _instant("created_at"),
+        _text("notice_id", 36),
+        _text("child_id", 36),
+        _text("incident_id", 36),
+        _text("setting_id", 64),
+        _text("status", 16),
+        _instant("deliver_at", nullable=True),
+        _text("recipient", 16),
+        _text("release_reason"),
+        _instant("created_at"),
         _instant("updated_at"),
-        sa.ForeignKeyConstraint(["child_id"], ["children.child_id"],
-                                name=op.f("fk_notices_child_id_children")),
-        sa.ForeignKeyConstraint(["incident_id"], ["incidents.incident_id"],
-                                name=op.f("fk_notices_incident_id_incidents")),
-        sa.ForeignKeyConstraint(["setting_id"], ["settings.setting_id"],
-                                name=op.f("fk_notices_setting_id_settings")),
+        sa.ForeignKeyConstraint(
+            ["child_id"], ["children.child_id"], name=op.f("fk_notices_child_id_children")
+        ),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["incidents.incident_id"],
+            name=op.f("fk_notices_incident_id_incidents"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["setting_id"], ["settings.setting_id"], name=op.f("fk_notices_setting_id_settings")
+        ),
         sa.PrimaryKeyConstraint("notice_id", name=op.f("pk_notices")),
         sa.UniqueConstraint("child_id", "setting_id", name=op.f("uq_notices_child_id")),
     )
@@ -159,10 +207,14 @@ def upgrade() -> None:
     op.create_table(
         "notice_events",
         sa.Column("event_id", sa.Integer(), autoincrement=True, nullable=False),
-        _text("notice_id", 36), _text("from_status", 16, nullable=True), _text("to_status", 16),
-        _instant("at"), _text("cause"),
-        sa.ForeignKeyConstraint(["notice_id"], ["notices.notice_id"],
-                                name=op.f("fk_notice_events_notice_id_notices")),
+        _text("notice_id", 36),
+        _text("from_status", 16, nullable=True),
+        _text("to_status", 16),
+        _instant("at"),
+        _text("cause"),
+        sa.ForeignKeyConstraint(
+            ["notice_id"], ["notices.notice_id"], name=op.f("fk_notice_events_notice_id_notices")
+        ),
         sa.PrimaryKeyConstraint("event_id", name=op.f("pk_notice_events")),
     )
     _index("notice_events", "notice_id")
@@ -170,6 +222,17 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     # Children before parents; dropping a table drops its indexes with it.
-    for table in ("notice_events", "notices", "children", "incident_versions", "incidents",
-                  "pupils", "key_adults", "settings", "calendar_spans", "forces", "admins"):
+    for table in (
+        "notice_events",
+        "notices",
+        "children",
+        "incident_versions",
+        "incidents",
+        "pupils",
+        "key_adults",
+        "settings",
+        "calendar_spans",
+        "forces",
+        "admins",
+    ):
         op.drop_table(table)

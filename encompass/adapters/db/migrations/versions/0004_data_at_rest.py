@@ -37,17 +37,26 @@ def upgrade() -> None:
         sa.Column("kek_id", sa.String(length=16), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("purged_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(["incident_id"], ["incidents.incident_id"],
-                                name=op.f("fk_incident_keys_incident_id_incidents")),
+        sa.ForeignKeyConstraint(
+            ["incident_id"],
+            ["incidents.incident_id"],
+            name=op.f("fk_incident_keys_incident_id_incidents"),
+        ),
         sa.PrimaryKeyConstraint("incident_id", name=op.f("pk_incident_keys")),
     )
     # Batch mode: SQLite cannot alter or drop a column in place, so the table is copied.
     with op.batch_alter_table("children") as batch:
-        batch.alter_column("candidates", existing_type=sa.JSON(), type_=sa.Text(),
-                           existing_nullable=False, postgresql_using="candidates::text")
+        batch.alter_column(
+            "candidates",
+            existing_type=sa.JSON(),
+            type_=sa.Text(),
+            existing_nullable=False,
+            postgresql_using="candidates::text",
+        )
     with op.batch_alter_table("acknowledgements") as batch:
-        batch.alter_column("reply", existing_type=sa.String(length=500), type_=sa.Text(),
-                           existing_nullable=True)
+        batch.alter_column(
+            "reply", existing_type=sa.String(length=500), type_=sa.Text(), existing_nullable=True
+        )
     with op.batch_alter_table("key_adults") as batch:
         batch.add_column(sa.Column("webhook_key_sealed", sa.Text(), nullable=True))
         batch.drop_column("webhook_secret_hash")
@@ -55,13 +64,18 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("key_adults") as batch:
-        batch.add_column(sa.Column("webhook_secret_hash", sa.String(length=64),
-                                   nullable=True))
+        batch.add_column(sa.Column("webhook_secret_hash", sa.String(length=64), nullable=True))
         batch.drop_column("webhook_key_sealed")
     with op.batch_alter_table("acknowledgements") as batch:
-        batch.alter_column("reply", existing_type=sa.Text(), type_=sa.String(length=500),
-                           existing_nullable=True)
+        batch.alter_column(
+            "reply", existing_type=sa.Text(), type_=sa.String(length=500), existing_nullable=True
+        )
     with op.batch_alter_table("children") as batch:
-        batch.alter_column("candidates", existing_type=sa.Text(), type_=sa.JSON(),
-                           existing_nullable=False, postgresql_using="candidates::json")
+        batch.alter_column(
+            "candidates",
+            existing_type=sa.Text(),
+            type_=sa.JSON(),
+            existing_nullable=False,
+            postgresql_using="candidates::json",
+        )
     op.drop_table("incident_keys")
