@@ -379,6 +379,33 @@ def roster_weights(random_pairs: Levels, population: int) -> RosterWeights:
     )
 
 
+def model_weights(model: FittedModel, population: int) -> RosterWeights:
+    """The weights a fitted model gives the matcher of a roster of ``population`` pupils:
+    every level's ``m`` as fitted (the hand-set values entered the fit as its prior), its ``u``
+    as fitted but never below the hand-set one (chance agreement on a small sample may look
+    rarer than it is; a level's weight never rises through ``u``), and the prior one in
+    ``population`` (never above one in :data:`FIT_MIN_POPULATION`). Exact names keep their
+    term-frequency ``u``, scaled by the fitted ``u`` of the other name levels. Below
+    :data:`FIT_MIN_POPULATION` pupils the hand-set weights are used."""
+    if population < FIT_MIN_POPULATION and model.blocked_pairs == 0:
+        return RosterWeights()
+    tables = (GIVEN_MU, FAMILY_MU, DOB_MU, POSTCODE_MU)
+    mu = [
+        {
+            level: (model.m[c][level], max(hand_u, model.u[c][level]))
+            for level, (_, hand_u) in table.items()
+        }
+        for c, table in enumerate(tables)
+    ]
+    return RosterWeights(
+        prior=max(PRIOR_WEIGHT, -math.log2(max(population, FIT_MIN_POPULATION))),
+        dob={level: math.log2(m / u) for level, (m, u) in mu[2].items()},
+        postcode={level: math.log2(m / u) for level, (m, u) in mu[3].items()},
+        given=mu[0],
+        family=mu[1],
+    )
+
+
 def _level_bits(bits: Mapping[int, float], names: type[IntEnum]) -> str:
     return ", ".join(
         f"{names(level).name.lower()} {value:.2f}" for level, value in sorted(bits.items())
@@ -390,6 +417,12 @@ def explain_weights(weights: RosterWeights) -> list[str]:
     return [
         f"in use by the matcher for this roster: prior {weights.prior:.2f} bits; "
         f"date of birth {_level_bits(weights.dob, DobLevel)}; "
-        f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; names: the hand-set m "
-        f"with u from the roster's name frequencies"
+        f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; "
+        f"given name {_level_bits(_name_bits(weights.given), GivenLevel)}; "
+        f"family name {_level_bits(_name_bits(weights.family), FamilyLevel)} "
+        f"(exact names: u from the roster's name frequencies)"
     ]
+
+
+def _name_bits(table: Mapping[int, tuple[float, float]]) -> dict[int, float]:
+    return {level: math.log2(m / u) for level, (m, u) in table.items()}
