@@ -19,6 +19,7 @@ from encompass.domain.matching.fit import (
     fit_m,
     fit_model,
     levels_of,
+    model_weights,
     pair_levels,
     roster_weights,
 )
@@ -145,3 +146,34 @@ def test_a_roster_where_many_share_a_postcode_weighs_postcode_agreement_less() -
     assert fitted.prior == pytest.approx(-np.log2(2_000))
     lines = explain_weights(fitted)
     assert lines[0].startswith("in use by the matcher for this roster: prior -10.97 bits")
+
+
+def test_the_matcher_weighs_names_dates_and_postcodes_with_the_fitted_m() -> None:
+    rng = np.random.default_rng(11)
+    random_pairs = np.stack(
+        [rng.integers(0, 8, 30_000), rng.integers(0, 5, 30_000)]
+        + [rng.integers(0, 4, 30_000) for _ in range(2)],
+        axis=1,
+    ).astype(np.int64)
+    # blocked pairs where a quarter are matches whose family name is a slip half the time
+    n = 20_000
+    match = rng.random(n) < 0.25
+    blocked = np.stack(
+        [
+            np.where(match, 0, 7),
+            np.where(match, np.where(rng.random(n) < 0.5, 3, 0), 4),
+            np.zeros(n, np.int64),
+            np.where(match, 0, 3),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    model = fit_model(random_pairs, [(2, blocked)])
+    weights = model_weights(model, 100_000)
+    hand = RosterWeights()
+    fuzzy = 3  # FamilyLevel.FUZZY
+    assert weights.family[fuzzy][0] == pytest.approx(model.m[1][fuzzy])
+    assert weights.family[fuzzy][0] > 5 * hand.family[fuzzy][0]  # learned: slips are common
+    for fitted, hand_set in ((weights.given, hand.given), (weights.family, hand.family)):
+        assert all(fitted[level][1] >= hand_set[level][1] for level in hand_set)
+    assert weights.prior == pytest.approx(-np.log2(100_000))
+    assert weights.dob[0] == pytest.approx(np.log2(model.m[2][0] / max(model.u[2][0], 1 / 6000)))
