@@ -125,6 +125,8 @@ def test_every_given_name_level(reported: str, roster: str, level: GivenLevel) -
         ("Jones Smith", "Smith-Jones", FamilyLevel.PART),
         ("Mohammed", "Muhammad", FamilyLevel.VARIANT),
         ("Okonkow", "Okonkwo", FamilyLevel.FUZZY),
+        ("Stephenson", "Stevenson", FamilyLevel.VARIANT),  # sounds alike (Metaphone)
+        ("Macdonald", "Mcdonald", FamilyLevel.FUZZY),  # one edit: a slip first
         ("Hughes", "Okonkwo", FamilyLevel.DIFFERENT),
         ("", "Okonkwo", FamilyLevel.MISSING),
     ],
@@ -162,3 +164,9 @@ def test_every_date_of_birth_level(reported: date | None, level: DobLevel) -> No
 )
 def test_every_postcode_level(reported: str, level: PostcodeLevel) -> None:
     assert compare_postcode(reported, "LS62QT")[0] == level
+
+
+@pytest.mark.parametrize(("reported", "roster"), [("Stephens", "Stevens"), ("Philips", "Fillips")])
+def test_family_names_that_sound_alike_keep_their_first_letter(reported: str, roster: str) -> None:
+    expected = FamilyLevel.VARIANT if reported[0] == roster[0] else FamilyLevel.DIFFERENT
+    assert family_level(reported, roster) == expected
