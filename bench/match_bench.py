@@ -3,14 +3,17 @@ sets 1-3 (``bench/febrl.py``), then speed and memory.
 
     python -m bench.match_bench                      # the full run (about 5 minutes, 2 cores)
     python -m bench.match_bench --roster 200000 --no-splink --quality-roster 50000
-    python -m bench.match_bench --datasets febrl1,febrl2,febrl3 --no-speed
+    python -m bench.match_bench --datasets febrl1,febrl2,febrl3 --no-speed --hand-set
 
 Quality: a seeded population (``encompass.testing.population``; thresholds were tuned on
 seed 1, the default report uses seed 2) of ``--quality-roster`` pupils and
 ``--quality-queries`` police reports, about a quarter of them for children on no roster; and
 each FEBRL data set mapped to a children's roster (one child in five held out of it). A review
 counts towards recall only when the true setting is among the candidates a person sees.
-Our matcher and Splink (its pip package, DuckDB, its default comparison functions for each
+Our matcher weighs every level with the model fitted by EM on the roster and the reports
+(``fit.fit_roster``: u from random roster pairs, m over blocked pairs, the hand-set values as
+priors), as Splink is trained; ``--hand-set`` adds a row with the hand-set m. Our matcher and
+Splink (its pip package, DuckDB, its default comparison functions for each
 column, with term-frequency adjustment on the names as its tutorials do, trained by random
 sampling and EM, best candidate per child) are scored on the same reports. Splink's threshold
 is set after the fact at its own zero-false-match point on this population (the most
