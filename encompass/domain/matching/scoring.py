@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from encompass.domain.directory import Pupil
 from encompass.domain.matching.dates import DobLevel, compare_dob
@@ -277,9 +278,9 @@ def _names(
     return g, f, weight, False
 
 
-@dataclass(frozen=True, slots=True)
-class _Cheap:
-    """The identifiers compared before the names: their levels, reasons and weight."""
+class _Cheap(NamedTuple):
+    """The identifiers compared before the names: their levels, reasons and weight (a
+    tuple: built for every candidate, it must be cheap to build)."""
 
     dob: DobLevel
     dob_reason: str
