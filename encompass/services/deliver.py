@@ -32,6 +32,7 @@ from encompass.adapters.smtp import SendResult
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
+from encompass.services.alert_mail import AlertMail
 from encompass.services.at_rest import keys_of
 from encompass.services.failure import fail_if_undeliverable
 from encompass.services.notices import transition
@@ -292,6 +293,10 @@ class DeliverEnvelope:
                     attempts=made + 1,
                 )
                 if plan.kind == "notice":
+                    # The others of the setting and the admins hear of it by e-mail.
+                    await AlertMail(session, now).delivery_failed(
+                        notice, envelope_id=plan.envelope_id
+                    )
                     await fail_if_undeliverable(session, notice, now)
         log.info(
             "delivery.attempt",
