@@ -166,9 +166,10 @@ def pointer_text(notice_id: str, portal_url: str) -> MailText:
 
 
 def _body(what: str, notice_id: str, link: str, verb: str) -> str:
+    # The link on a line of its own: short enough that mail programs show it whole.
     return (
         f"{what}\n\n"
         f"Notice: {notice_id}\n"
-        f"{verb}: {link}\n\n"
+        f"{verb}:\n{link}\n\n"
         "This e-mail deliberately says nothing about the notice itself.\n"
     )

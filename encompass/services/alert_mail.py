@@ -17,7 +17,7 @@ pass: e-mail is at least once, and that window is one SMTP round trip.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Final, Protocol
 
@@ -166,20 +166,16 @@ async def relay_mail(
     Without a mailer (no ``ENCOMPASS_SMTP_HOST``) each is recorded as skipped."""
     now = clock.now()
     async with sessions.begin() as session:
-        rows: Sequence[tuple[MailOutboxRow, str]] = (
-            (
-                await session.execute(
-                    select(MailOutboxRow, Notice.status)
-                    .join(Notice, Notice.notice_id == MailOutboxRow.notice_id)
-                    .where(MailOutboxRow.status == "pending", MailOutboxRow.next_at <= now)
-                    .order_by(MailOutboxRow.mail_id)
-                    .limit(limit)
-                    .with_for_update(of=MailOutboxRow, skip_locked=True)
-                )
+        rows = (
+            await session.execute(
+                select(MailOutboxRow, Notice.status)
+                .join(Notice, Notice.notice_id == MailOutboxRow.notice_id)
+                .where(MailOutboxRow.status == "pending", MailOutboxRow.next_at <= now)
+                .order_by(MailOutboxRow.mail_id)
+                .limit(limit)
+                .with_for_update(of=MailOutboxRow, skip_locked=True)
             )
-            .tuples()
-            .all()
-        )
+        ).all()
         if not rows:
             return 0
         to_send: list[MailOutboxRow] = []

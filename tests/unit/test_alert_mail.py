@@ -19,6 +19,7 @@ from encompass.domain.alert_mail import (
     pointer_text,
     unsent,
 )
+from encompass.services.credentials import CredentialError, admin_email
 
 PEOPLE = [
     Person("KA-1", "key_adult", "ka1@school.example"),
@@ -101,3 +102,23 @@ def test_every_e_mail_holds_the_notice_id_and_a_link_and_nothing_else(
     # date, postcode or reference) in what anyone on the mail path can read.
     rest = (text.subject + " " + text.body).replace(NOTICE, "").replace(text.link, "")
     assert not re.search(r"\d", rest)
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        (None, None),
+        ("  ", None),
+        (" coordinator@la.example ", "coordinator@la.example"),
+    ],
+)
+def test_an_admin_may_give_an_e_mail_address(given: str | None, kept: str | None) -> None:
+    assert admin_email(given) == kept
+
+
+@pytest.mark.parametrize(
+    "bad", ["not-an-address", "a@b", "two words@la.example", "x@la.example\nBcc: y@z.example"]
+)
+def test_a_bad_admin_address_is_refused_in_one_line(bad: str) -> None:
+    with pytest.raises(CredentialError, match="--email must be an e-mail address"):
+        admin_email(bad)
