@@ -21,12 +21,12 @@ from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container
-from encompass.services.alert_mail import relay_mail
-from encompass.services.deliver import DeliverEnvelope, delivery_backoff
-from encompass.services.dispatch import release_due
-from encompass.services.outbox import DELIVERIES, relay_outbox
-from encompass.services.retention import forget_purged, purge_due
-from encompass.services.sweep import SweepPolicy, sweep
+from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
+from encompass.services.receiving.alert_mail import relay_mail
+from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
+from encompass.services.records.retention import forget_purged, purge_due
+from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.release_due import release_due
 from workers.runner import run_consumer
 
 log = structlog.get_logger()
@@ -101,7 +101,7 @@ class Dispatcher:
                 await asyncio.sleep(self._interval)
 
     async def _purge_daily(self) -> None:
-        """Retention (``services/retention.py``) at start and then once a day, in batches
+        """Retention (``services/records/retention.py``) at start and then once a day, in batches
         until nothing more is due."""
         c = self._container
         while True:

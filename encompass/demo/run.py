@@ -38,7 +38,7 @@ from encompass.adapters.db.tables import (
     Notice,
     SettingRow,
 )
-from encompass.adapters.keys import load_or_create_signing_key
+from encompass.adapters.key_files import load_or_create_signing_key
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap, data_key_path, make_mailer
 from encompass.clock import Clock
@@ -50,11 +50,11 @@ from encompass.demo.receiver import DemoReceiver
 from encompass.domain.alert_mail import POINTER_SUBJECT
 from encompass.domain.calendar import LONDON
 from encompass.logging import configure_logging
-from encompass.services.credentials import add_admin, add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.escalate import ack_deadline
-from encompass.services.portal import issue_key_adult_credentials
-from encompass.services.sweep import SweepPolicy, sweep
+from encompass.services.access.credentials import add_admin, add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.escalate_overdue import ack_deadline
+from encompass.services.receiving.portal import issue_key_adult_credentials
+from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from workers.main import start_workers
 
 DEFAULT_NIGHT = datetime.fromisoformat("2026-11-20T23:30:00+00:00")  # a Friday night
@@ -259,15 +259,35 @@ async def _overdue(
     if starts is None:
         return
     deadline = ack_deadline(released, starts, policy.ack_grace)
-    for moment, who in (
-        (deadline, "the day starts: still not acknowledged, the deputies are e-mailed"),
-        (deadline + policy.admins_after, "an hour later: the admins are e-mailed"),
+    held = list(receiver.held)
+    for moment, who, flag in (
+        (
+            deadline,
+            "the day starts: still not acknowledged, the deputies are e-mailed",
+            "overdue_at",
+        ),
+        (
+            deadline + policy.admins_after,
+            "an hour later: the admins are e-mailed",
+            "admins_alerted_at",
+        ),
     ):
         container.clock.set(moment + timedelta(seconds=30))
         say(f"{_local(moment)}: {who}")
         await sweep(container.sessions, container.clock, container.signing_key, policy=policy)
+
+        async def flagged(column: str = flag) -> bool:
+            # The dispatcher's own sweep may have been first: its e-mails count the same.
+            async with container.sessions() as session:
+                missing = await session.scalar(
+                    select(func.count())
+                    .select_from(Notice)
+                    .where(Notice.notice_id.in_(held), getattr(Notice, column).is_(None))
+                )
+            return not missing
+
+        await _until("the escalation", flagged)
         await _mail_settled(container)
-    held = set(receiver.held)
     await receiver.release_held()
     say(f"  the Key Adult acknowledges notice(s) {', '.join(n[:8] for n in sorted(held))}")
 
@@ -369,6 +389,7 @@ async def _run(settings: Settings, scratch: Path, mailbox: DemoMailbox, say: Say
         ids = await _report_night(container, url, say)
         times = await _schedule(container, ids, say)
         await _morning(container, receiver, ids, times, say)
+        await _mail_settled(container)
         for worker in workers:
             await worker.cancel()
         summary = await _summary(container, ids)

@@ -23,8 +23,8 @@ from encompass.adapters.topology import Topology
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
-from encompass.services.credentials import add_admin, revoke_admin
-from encompass.services.sweep import sweep
+from encompass.services.access.credentials import add_admin, revoke_admin
+from encompass.services.receiving.sweep_stuck import sweep
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (

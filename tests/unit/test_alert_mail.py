@@ -19,7 +19,7 @@ from encompass.domain.alert_mail import (
     pointer_text,
     unsent,
 )
-from encompass.services.credentials import CredentialError, admin_email
+from encompass.services.access.credentials import CredentialError, admin_email
 
 PEOPLE = [
     Person("KA-1", "key_adult", "ka1@school.example"),

@@ -2,7 +2,7 @@
 
 Times are stored as aware UTC instants. Tokens are stored as SHA-256 hashes, never in
 clear; an incident's personal fields are sealed under its data key and the webhook HMAC key
-under the data key file (``services/at_rest.py``, ``adapters/data_keys.py``). Alembic
+under the data key file (``services/records/at_rest.py``, ``adapters/data_keys.py``). Alembic
 migrations in ``migrations/`` are the authority for the live schema; a test checks these
 definitions and the migrations agree.
 """
@@ -186,7 +186,7 @@ class IncidentKey(Base):
     """An incident's data key, wrapped by the key-encryption key (never in clear here).
 
     Retention destroys it: ``wrapped_key`` becomes NULL and ``purged_at`` is set, and every
-    field sealed under it is unreadable from then on (``services/retention.py``).
+    field sealed under it is unreadable from then on (``services/records/retention.py``).
     """
 
     __tablename__ = "incident_keys"
@@ -208,7 +208,7 @@ class Child(Base):
     decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
     score: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[Any]] = mapped_column(JSON)
-    candidates: Mapped[str] = mapped_column(Text)  # JSON, sealed (``services/at_rest.py``)
+    candidates: Mapped[str] = mapped_column(Text)  # JSON, sealed (``services/records/at_rest.py``)
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
@@ -326,7 +326,7 @@ class Alert(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained record of every read and change (services/audit.py)."""
+    """Append-only, hash-chained record of every read and change (services/records/audit.py)."""
 
     __tablename__ = "audit_log"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -345,7 +345,7 @@ class MailOutboxRow(Base):
 
     One row per notice, event and address (unique), so a person is e-mailed once however
     many dispatchers decide it and however often they restart; the mail relay sends pending
-    rows (``services/alert_mail.py``). Ids, an address and statuses only: no personal data
+    rows (``services/receiving/alert_mail.py``). Ids, an address and statuses only: no personal data
     of a child.
     """
 
@@ -367,3 +367,21 @@ class MailOutboxRow(Base):
     next_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     detail: Mapped[str] = mapped_column(String(500))  # SMTP code or error class, no data
+
+
+class WebSessionRow(Base):
+    """A signed-in browser: an admin (``/admin``) or a Key Adult's device (``/inbox``).
+
+    Only the SHA-256 of the cookie's value is kept, like every other token; closing a
+    session (sign-out, expiry, a revoked device or admin) sets ``closed_at``.
+    """
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

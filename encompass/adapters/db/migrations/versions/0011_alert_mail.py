@@ -5,7 +5,7 @@ written in the transaction that decided it; the relay sends the pending ones.
 ``admins.email`` is where an admin's e-mails go (``encompass admins add --email``).
 
 Revision ID: 0011
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
