@@ -381,6 +381,12 @@ async def _run(settings: Settings, scratch: Path, mailbox: DemoMailbox, say: Say
             f"directory imported: 3 settings, {len(KEY_ADULTS)} Key Adults with fresh keys, "
             f"8 pupils (broker: {container.broker.kind}, database: {settings.database_kind})"
         )
+        say(
+            f"  {', '.join(sorted(EMAIL_ONLY))} receives by e-mail; the system of "
+            f"{', '.join(sorted(BROKEN_WEBHOOK))} (deputy) answers 410 Gone; "
+            f"{', '.join(sorted(LATE))} will leave a notice unacknowledged; "
+            f"admin e-mail: {ADMIN_EMAIL}"
+        )
         runner, url = await _serve(container)
         receiver.api_url = url
         # The e-mails' links point at the demo's own server.
