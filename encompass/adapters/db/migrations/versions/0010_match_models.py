@@ -6,7 +6,7 @@ written when a model is fitted on reported children (``encompass match CHILDREN.
 roster; matcher workers read it when they index the roster.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0011 (0011 reached main first)
 Create Date: 2026-12-07
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0006"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
