@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import Alert, DeliveryAttempt, Notice, SealedEnvelope
 from encompass.domain.status import NoticeStatus
+from encompass.services.device_keys import DIRECTORY_DEVICE
 from encompass.services.notices import transition
 
 log = structlog.get_logger()
@@ -51,7 +52,10 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
     envelopes = (
         await session.execute(
             select(SealedEnvelope.envelope_id, SealedEnvelope.delivered_at).where(
-                SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice"
+                SealedEnvelope.notice_id == notice.notice_id,
+                SealedEnvelope.kind == "notice",
+                # Browser devices' envelopes have no delivery channel: they wait in /inbox.
+                SealedEnvelope.device_id == DIRECTORY_DEVICE,
             )
         )
     ).all()
