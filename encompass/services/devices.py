@@ -327,14 +327,17 @@ async def sign_in(
     """Open a session for a device that signed a fresh challenge. Audited."""
     now = clock.now()
     refused = DeviceError(403, "sign_in_refused", "this browser cannot sign in")
+    # Used up in a transaction of its own, so a failed attempt spends it too.
     async with sessions.begin() as session:
         used = await session.execute(
             delete(DeviceChallenge)
             .where(DeviceChallenge.challenge == challenge[:64], DeviceChallenge.expires_at > now)
             .returning(DeviceChallenge.challenge)
         )
-        if used.first() is None:
-            raise DeviceError(403, "bad_challenge", "the challenge is unknown, used or expired")
+        fresh = used.first() is not None
+    if not fresh:
+        raise DeviceError(403, "bad_challenge", "the challenge is unknown, used or expired")
+    async with sessions.begin() as session:
         device = await session.get(KeyAdultDevice, device_id[:36])
         if device is None or device.revoked_at is not None:
             raise refused
