@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml web/package-lock.json web/src/inbox.js
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/encompass demo
+	$(BIN)/encompass demo $(DEMO_ARGS)
 
 # The same checks run by .pre-commit-config.yaml.
 lint: $(STAMP)

@@ -277,7 +277,7 @@ async def _open(args: argparse.Namespace) -> None:
 async def _demo(args: argparse.Namespace) -> None:
     from encompass.demo.run import run_demo
 
-    await run_demo(json_only=args.json)
+    await run_demo(json_only=args.json, serve=args.serve)
 
 
 # --- The receiving side: Key Adult credentials, urgent release, the Key Adult's client ---
@@ -548,6 +548,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole job on a simulated night and morning")
     demo.add_argument("--json", action="store_true", help="print only the JSON summary")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep serving: print a set-up link for a Key Adult's browser inbox",
+    )
     demo.set_defaults(run=_demo)
 
     sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)

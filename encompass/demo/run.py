@@ -39,6 +39,7 @@ from encompass.bootstrap import Container, bootstrap, data_key_path
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import KEY_ADULTS, write_directory
+from encompass.demo.inbox import serve_inbox
 from encompass.demo.incidents import night_of_incidents
 from encompass.demo.receiver import DemoReceiver
 from encompass.domain.calendar import LONDON
@@ -232,8 +233,9 @@ async def _summary(container: Container, ids: list[str]) -> dict[str, Any]:
     }
 
 
-async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
-    """Run the demo and return (and print) its summary."""
+async def run_demo(*, json_only: bool = False, serve: bool = False) -> dict[str, Any]:
+    """Run the demo and return (and print) its summary; with ``serve``, then keep serving
+    a Key Adult's inbox until interrupted (``demo/inbox.py``)."""
     say: Say = (lambda _line: None) if json_only else print
     scratch = Path(tempfile.mkdtemp(prefix="encompass-demo-"))
     settings = load_settings()
@@ -274,9 +276,17 @@ async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
         ids = await _report_night(container, url, say)
         times = await _schedule(container, ids, say)
         await _morning(container, receiver, ids, times, say)
+        summary = await _summary(container, ids)
+        if serve:
+            print(json.dumps(summary, separators=(",", ":")))
+            await serve_inbox(container, url, receiver.roles, print)
+        else:
+            say(
+                "The Key Adult's inbox in a browser: run `make demo DEMO_ARGS=--serve` (or "
+                "`encompass demo --serve`); it prints a set-up link and keeps serving."
+            )
         for worker in workers:
             await worker.cancel()
-        summary = await _summary(container, ids)
     finally:
         await receiver.close()
         if runner is not None:

@@ -12,9 +12,14 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from encompass.adapters.db.tables import Alert, DeliveryAttempt, Notice, SealedEnvelope
+from encompass.adapters.db.tables import (
+    Alert,
+    DeliveryAttempt,
+    Notice,
+    OutboxEntry,
+    SealedEnvelope,
+)
 from encompass.domain.status import NoticeStatus
-from encompass.services.device_keys import DIRECTORY_DEVICE
 from encompass.services.notices import transition
 
 log = structlog.get_logger()
@@ -52,16 +57,22 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
     envelopes = (
         await session.execute(
             select(SealedEnvelope.envelope_id, SealedEnvelope.delivered_at).where(
-                SealedEnvelope.notice_id == notice.notice_id,
-                SealedEnvelope.kind == "notice",
-                # Browser devices' envelopes have no delivery channel: they wait in /inbox.
-                SealedEnvelope.device_id == DIRECTORY_DEVICE,
+                SealedEnvelope.notice_id == notice.notice_id, SealedEnvelope.kind == "notice"
             )
         )
     ).all()
     if any(delivered is not None for _, delivered in envelopes):
-        return False
-    ids = [envelope_id for envelope_id, _ in envelopes]
+        return False  # fetched by any device, browsers included
+    # Only envelopes with a delivery channel can fail: a browser's waits in /inbox.
+    ids = list(
+        (
+            await session.scalars(
+                select(OutboxEntry.envelope_id).where(
+                    OutboxEntry.envelope_id.in_([envelope_id for envelope_id, _ in envelopes])
+                )
+            )
+        ).all()
+    )
     failed = (
         set(
             (

@@ -22,7 +22,6 @@ from encompass.adapters.db.tables import DeliveryAttempt, Notice, OutboxEntry, S
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services.deliver import FINAL_OUTCOMES
-from encompass.services.device_keys import DIRECTORY_DEVICE
 from encompass.services.escalate import Escalated, escalate_overdue
 from encompass.services.failure import fail_if_undeliverable, give_up
 
@@ -61,8 +60,8 @@ def _pending_envelope() -> ColumnElement[bool]:
     return exists().where(
         SealedEnvelope.notice_id == Notice.notice_id,
         SealedEnvelope.kind == "notice",
-        # Browser devices' envelopes have no delivery channel: they wait in /inbox.
-        SealedEnvelope.device_id == DIRECTORY_DEVICE,
+        # Only envelopes with a delivery channel: a browser's waits in /inbox.
+        exists().where(OutboxEntry.envelope_id == SealedEnvelope.envelope_id),
         SealedEnvelope.delivered_at.is_(None),
         not_(final),
     )
