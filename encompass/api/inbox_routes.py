@@ -9,35 +9,35 @@ send holds a notice in clear: envelopes are opened in the browser.
 from __future__ import annotations
 
 import base64
-from importlib import resources
 from typing import Annotated, Final
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import ApiError, read_body
-from encompass.api.inbox_pages import enrol_page, inbox_page, sign_in_page
-from encompass.api.keys import CONTAINER, METRICS
+from encompass.api.web_session import (
+    clear_session_cookie,
+    cookie_value,
+    require_csrf,
+    set_session_cookie,
+    submitted_csrf,
+)
 from encompass.domain.envelope import AckKind
-from encompass.services import devices
-from encompass.services.acknowledge import AckRefused, acknowledge
-from encompass.services.inbox import inbox_items
-from encompass.services.portal import fetch_envelope
+from encompass.services.access.web_sessions import KEY_ADULT, WebSession
+from encompass.services.receiving import devices
+from encompass.services.receiving.acknowledge import AckRefused, acknowledge
+from encompass.services.receiving.inbox import inbox_items
+from encompass.services.receiving.portal import fetch_envelope
+from encompass.web.render import render
 
 routes = web.RouteTableDef()
-COOKIE: Final = "encompass_inbox"
 MAX_ID: Final = 64
-# Pages: only our own script and style, no framing, no referrer (the set-up link is a secret).
-PAGE_HEADERS: Final = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
-    "connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; "
-    "base-uri 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",
+ANSWERS: Final = {
+    "received": "Acknowledged: received",
+    "not_our_pupil": "Answered: not our pupil",
+    "child_absent": "Acknowledged: child absent",
 }
-STATIC_TYPES: Final = {"inbox.js": "text/javascript", "inbox.css": "text/css"}
 
 Token = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 B64Key = Annotated[str, StringConstraints(min_length=44, max_length=44)]
@@ -67,10 +67,6 @@ class BrowserAck(BaseModel):
     signature: Signature
 
 
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", headers=PAGE_HEADERS)
-
-
 def _service_key(request: web.Request) -> str:
     public = request.app[CONTAINER].signing_key.public_key()
     return base64.b64encode(public.public_bytes_raw()).decode("ascii")
@@ -80,18 +76,20 @@ def _refused(exc: devices.DeviceError) -> ApiError:
     return ApiError(exc.status, exc.code, str(exc))
 
 
-async def _current(request: web.Request) -> devices.Current | None:
+async def _current(request: web.Request) -> WebSession | None:
     container = request.app[CONTAINER]
-    return await devices.current(container.sessions, container.clock, request.cookies.get(COOKIE))
+    return await devices.current(
+        container.sessions, container.clock, cookie_value(request, KEY_ADULT)
+    )
 
 
-async def _signed_in(request: web.Request, *, csrf: bool) -> devices.Current:
-    """The signed-in device, else 401; with ``csrf``, the header must carry its token."""
+async def _signed_in(request: web.Request, *, csrf: bool) -> WebSession:
+    """The signed-in device's session, else 401; with ``csrf``, its token must come too."""
     held = await _current(request)
-    if held is None:
+    if held is None or held.device_id is None:
         raise ApiError(401, "unauthorised", "sign in with this browser first")
-    if csrf and request.headers.get("X-CSRF-Token") != held.csrf_token:
-        raise ApiError(403, "bad_csrf", "the request lacks this session's CSRF token")
+    if csrf:
+        require_csrf(held, await submitted_csrf(request))
     return held
 
 
@@ -110,8 +108,14 @@ async def enrol_form(request: web.Request) -> web.Response:
             container.sessions, container.clock, request.match_info["token"][:100]
         )
     except devices.DeviceError:
-        return _html(enrol_page(usable=False, service_key=""), status=410)
-    return _html(enrol_page(usable=True, service_key=_service_key(request)))
+        return render(request, "inbox/enrol.html", status=410, title="Set-up link", usable=False)
+    return render(
+        request,
+        "inbox/enrol.html",
+        title="Set up this browser",
+        usable=True,
+        service_key=_service_key(request),
+    )
 
 
 @routes.post("/enrol/{token}")
@@ -157,48 +161,46 @@ async def sign_in(request: web.Request) -> web.Response:
         )
     except devices.DeviceError as exc:
         raise _refused(exc) from None
-    response = web.json_response({"device_id": signed.device_id})
-    response.set_cookie(
-        COOKIE,
-        signed.cookie,
-        max_age=int(devices.SESSION_LIFETIME.total_seconds()),
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure or container.settings.portal_url.startswith("https:"),
-    )
+    response = web.json_response({"device_id": signed.session.device_id})
+    set_session_cookie(response, request, KEY_ADULT, signed.cookie, signed.session.expires_at)
     return response
 
 
 @routes.post("/inbox/sign-out")
 async def sign_out(request: web.Request) -> web.Response:
     held = await _current(request)
-    form = await request.post()
-    if held is not None and form.get("csrf") != held.csrf_token:
-        raise ApiError(403, "bad_csrf", "the request lacks this session's CSRF token")
+    if held is not None:
+        require_csrf(held, await submitted_csrf(request))
     container = request.app[CONTAINER]
-    await devices.sign_out(container.sessions, container.clock, request.cookies.get(COOKIE))
+    await devices.sign_out(container.sessions, container.clock, cookie_value(request, KEY_ADULT))
     # Back to the inbox, which offers to sign in again (the keys stay in this browser).
     response = web.Response(status=303, headers={"Location": "/inbox?signed-out=1"})
-    response.del_cookie(COOKIE, path="/")
+    clear_session_cookie(response, KEY_ADULT)
     return response
 
 
 async def _inbox(request: web.Request, focus: str | None) -> web.Response:
     held = await _current(request)
-    if held is None or "signed-out" in request.query:
-        return _html(
-            sign_in_page(_service_key(request), automatic="signed-out" not in request.query)
-        )
+    if held is None or held.device_id is None:
+        automatic = "signed-out" not in request.query
+        return render(request, "inbox/sign_in.html", title="Inbox", automatic=automatic)
     container = request.app[CONTAINER]
     items = await inbox_items(
         container.sessions,
         container.clock,
-        key_adult_id=held.key_adult_id,
+        key_adult_id=held.subject_id,
         device_id=held.device_id,
     )
-    return _html(
-        inbox_page(items, csrf=held.csrf_token, service_key=_service_key(request), focus=focus)
+    return render(
+        request,
+        "inbox/inbox.html",
+        title="Inbox",
+        items=items,
+        unread=sum(i.unread for i in items),
+        answers=ANSWERS,
+        focus=focus,
+        csrf_token=held.csrf_token,
+        service_key=_service_key(request),
     )
 
 
@@ -223,10 +225,10 @@ async def get_envelope(request: web.Request) -> web.Response:
     served = await fetch_envelope(
         container.sessions,
         container.clock,
-        held.key_adult_id,
+        held.subject_id,
         _notice_id(request),
         kind=kind,
-        device_id=held.device_id,
+        device_id=held.device_id or "",
     )
     if served is None:
         raise ApiError(404, "not_found", "no such notice")
@@ -246,13 +248,13 @@ async def post_ack(request: web.Request) -> web.Response:
         recorded = await acknowledge(
             container.sessions,
             container.clock,
-            held.key_adult_id,
+            held.subject_id,
             notice_id=notice_id,
             kind=body.kind,
             reply=body.reply,
             envelope_hash=body.envelope_hash,
             signature=body.signature,
-            device_id=held.device_id,
+            device_id=held.device_id or "",
         )
     except AckRefused as exc:
         metrics.acknowledgements_refused.labels(exc.code).inc()
@@ -261,23 +263,4 @@ async def post_ack(request: web.Request) -> web.Response:
     return web.json_response(
         {"kind": recorded.kind, "at": recorded.at.isoformat(), "status": recorded.notice_status},
         status=201,
-    )
-
-
-@routes.get("/static/{name}")
-async def static(request: web.Request) -> web.Response:
-    """The page's script and style, shipped inside the Python package."""
-    name = request.match_info["name"]
-    if name not in STATIC_TYPES:
-        raise ApiError(404, "not_found", "no such file")
-    try:
-        data = resources.files("encompass").joinpath("web", "static", name).read_bytes()
-    except FileNotFoundError:
-        raise ApiError(
-            404, "not_found", f"{name} is not built: run make (npm ci and the build)"
-        ) from None
-    return web.Response(
-        body=data,
-        content_type=STATIC_TYPES[name],
-        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"},
     )

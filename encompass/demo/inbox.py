@@ -20,8 +20,8 @@ from sqlalchemy import select
 
 from encompass.adapters.db.tables import KeyAdultDevice, Notice, SealedEnvelope
 from encompass.bootstrap import Container
-from encompass.services.credentials import add_force
-from encompass.services.devices import invite
+from encompass.services.access.credentials import add_force
+from encompass.services.receiving.devices import invite
 
 Say = Callable[[str], None]
 KEY_ADULT: Final = "KA-OAK-1"

@@ -32,10 +32,10 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.envelope import verify_ack
-from encompass.services.credentials import add_force
-from encompass.services.device_keys import signing_key
-from encompass.services.devices import invite, revoke_device
-from encompass.services.directory_import import import_directory
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.device_keys import signing_key
+from encompass.services.receiving.devices import invite, revoke_device
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import AMELIA, own_database, send_due
@@ -231,6 +231,15 @@ async def test_a_key_adult_sets_up_a_browser_opens_and_acknowledges_a_notice(
         envelope_hash=ack.envelope_hash,
         kind="child_absent",
         reply=REPLY,
+    )
+
+    # Signing out ends the session; signing in again needs only the browser's key
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page.get_by_text("You are signed out.")).to_be_visible()
+    assert (await page.request.get(f"{stack.url}/inbox/api/notices/{notice_id}")).status == 401
+    await page.get_by_role("button", name="Sign in with this browser").click()
+    await expect(page.locator(f'li[data-notice="{notice_id}"]')).to_contain_text(
+        "Acknowledged: child absent"
     )
 
     # A second browser that was never set up sees nothing

@@ -15,11 +15,12 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import AuditEntry, KeyAdultRow, SettingRow
-from encompass.adapters.keys import generate_key_adult_keys, public_keys_pem
+from encompass.adapters.key_files import generate_key_adult_keys, public_keys_pem
 from encompass.clock import Clock
 from encompass.domain.envelope import NoticeContent, open_sealed, parse_envelope
-from encompass.services import devices
-from encompass.services.sealing import KeyCache, seal_to
+from encompass.services.access.web_sessions import DEFAULT_TTL, KEY_ADULT
+from encompass.services.delivery.sealing import KeyCache, seal_to
+from encompass.services.receiving import devices
 
 pytestmark = pytest.mark.integration
 
@@ -161,7 +162,7 @@ async def test_a_device_signs_in_with_its_key_and_a_revoked_one_is_refused_at_on
     device_id = (await laptop.enrol(sessions, clock, link.token)).device_id
     signed = await laptop.sign_in(sessions, clock, device_id)
     held = await devices.current(sessions, clock, signed.cookie)
-    assert held is not None and held.key_adult_id == person.key_adult_id
+    assert held is not None and held.subject_id == person.key_adult_id
     # Another key's signature, or a challenge used twice, opens nothing
     challenge = await devices.new_challenge(sessions, clock)
     forged = Browser().signing.sign(devices.sign_in_payload(challenge, device_id))
@@ -186,7 +187,7 @@ async def test_a_device_signs_in_with_its_key_and_a_revoked_one_is_refused_at_on
     second = await laptop.sign_in(sessions, clock, device_id)
     await devices.sign_out(sessions, clock, second.cookie)
     assert await devices.current(sessions, clock, second.cookie) is None
-    later = Clock(NOW + devices.SESSION_LIFETIME + timedelta(minutes=1))
+    later = Clock(NOW + DEFAULT_TTL[KEY_ADULT] + timedelta(minutes=1))
     assert await devices.current(sessions, later, signed.cookie) is None
     # Revoked: the open session is refused at once, and it cannot sign in again
     await devices.revoke_device(sessions, clock, device_id)

@@ -73,7 +73,7 @@ const saveDevice = (device) => stored("readwrite", (s) => s.put(device, KEY));
 
 // --- page helpers ----------------------------------------------------------------------
 
-const main = document.getElementById("main");
+const main = document.getElementById("page");
 
 function say(text, { error = false } = {}) {
   const status = document.getElementById("status");
@@ -264,9 +264,9 @@ function formatWhen(text) {
 }
 
 function summary(rows) {
-  const list = el("dl", null, "summary");
+  const list = el("dl", null, "summary-list");
   for (const [label, value] of rows) {
-    const row = el("div", null, "summary-row");
+    const row = el("div");
     row.append(el("dt", label), el("dd", value ?? "Not given"));
     list.append(row);
   }
@@ -284,7 +284,7 @@ function renderNotice(notice, container) {
       el(
         "p",
         "The police withdrew this notice. No action is needed; keep it confidential.",
-        "warning",
+        "panel panel--warning",
       ),
     );
   }
@@ -302,7 +302,7 @@ function renderNotice(notice, container) {
       ["Police reference", notice.police_reference],
     ]),
   );
-  container.append(el("h4", "Guidance"), el("p", notice.guidance, "guidance"));
+  container.append(el("h4", "Guidance"), el("p", notice.guidance, "panel guidance"));
   return heading;
 }
 
@@ -311,24 +311,22 @@ let ackFormCount = 0;
 function ackForm(item, envelopeHash, device) {
   const id = `ack-${++ackFormCount}`;
   const form = el("form", null, "ack");
-  const fieldset = el("fieldset");
+  const fieldset = el("fieldset", null, "radios");
   fieldset.append(el("legend", "Acknowledge this notice"));
   const choices = [
     ["received", "Received"],
     ["not_our_pupil", "Not our pupil"],
     ["child_absent", "Child absent"],
   ];
-  choices.forEach(([value, label], index) => {
-    const wrap = el("div", null, "radio");
+  const names = Object.fromEntries(choices);
+  for (const [value, label] of choices) {
     const input = document.createElement("input");
     Object.assign(input, { type: "radio", name: `${id}-kind`, value, id: `${id}-${value}` });
-    if (index === 0) input.required = true;
-    const labelEl = el("label", label);
-    labelEl.htmlFor = input.id;
-    wrap.append(input, labelEl);
-    fieldset.append(wrap);
-  });
-  const replyLabel = el("label", "Reply to the police (optional)", "label");
+    const labelEl = el("label");
+    labelEl.append(input, document.createTextNode(label));
+    fieldset.append(labelEl);
+  }
+  const replyLabel = el("label", "Reply to the police (optional)");
   replyLabel.htmlFor = `${id}-reply`;
   const reply = document.createElement("textarea");
   Object.assign(reply, { id: `${id}-reply`, rows: 3, maxLength: 500, name: "reply" });
@@ -361,11 +359,11 @@ function ackForm(item, envelopeHash, device) {
         { kind: chosen.value, reply: text, envelope_hash: envelopeHash, signature },
         { "X-CSRF-Token": main.dataset.csrf },
       );
-      const done = el("p", `Acknowledged: ${chosen.labels[0].textContent}. Thank you.`, "done");
+      const done = el("p", `Acknowledged: ${names[chosen.value]}. Thank you.`, "panel");
       done.tabIndex = -1;
       form.replaceWith(done);
       done.focus();
-      say(`Acknowledgement sent: ${chosen.labels[0].textContent}.`);
+      say(`Acknowledgement sent: ${names[chosen.value]}.`);
     } catch (error) {
       submit.disabled = false;
       say(`The acknowledgement was not sent: ${error.message}`, { error: true });
@@ -398,7 +396,7 @@ async function openItem(item, button, device) {
     if (notice.kind === "notice" && !item.dataset.answer) box.append(ackForm(item, hash, device));
     box.hidden = false;
     item.classList.remove("unread");
-    item.querySelector(".tag")?.replaceWith(el("span", "Opened", "tag"));
+    item.querySelector(".tag")?.replaceWith(el("span", "Opened", "tag tag--grey"));
     button.setAttribute("aria-expanded", "true");
     button.textContent = button.textContent.replace("Open", "Close");
     say("Notice opened and verified.");

@@ -3,12 +3,13 @@
 ``key_adult_devices`` holds the public halves of each browser's keys (X25519 to open
 notices, Ed25519 to sign acknowledgements and to sign in); the private halves never leave
 the browser. ``device_invites`` are the one-time set-up links (only their hash is kept),
-``device_challenges`` the single-use sign-in challenges and ``device_sessions`` the signed-in
-browsers (the cookie's hash). ``envelopes.device_id`` says which device an envelope is sealed
-to: ``directory`` for the key in ``key_adults.csv``, so a notice has one envelope per device.
+``device_challenges`` the single-use sign-in challenges (a signed-in browser's session is a
+``web_sessions`` row naming its device). ``envelopes.device_id`` says which device an
+envelope is sealed to: ``directory`` for the key in ``key_adults.csv``, so a notice has one
+envelope per device.
 
 Revision ID: 0007
-Revises: 0005 (0006 once the web sessions land)
+Revises: 0006
 Create Date: 2026-12-07
 """
 
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0005"
+down_revision: str | Sequence[str] | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -67,22 +68,6 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("challenge", name=op.f("pk_device_challenges")),
     )
-    op.create_table(
-        "device_sessions",
-        sa.Column("session_hash", sa.String(length=64), nullable=False),
-        sa.Column("device_id", sa.String(length=36), nullable=False),
-        sa.Column("csrf_token", sa.String(length=64), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["device_id"],
-            ["key_adult_devices.device_id"],
-            name=op.f("fk_device_sessions_device_id_key_adult_devices"),
-        ),
-        sa.PrimaryKeyConstraint("session_hash", name=op.f("pk_device_sessions")),
-    )
-    op.create_index(op.f("ix_device_sessions_device_id"), "device_sessions", ["device_id"])
     with op.batch_alter_table("envelopes") as batch:
         batch.add_column(
             sa.Column("device_id", sa.String(length=36), nullable=False, server_default="directory")
@@ -101,8 +86,6 @@ def downgrade() -> None:
             "uq_envelopes_notice_id", ["notice_id", "key_adult_id", "kind"]
         )
         batch.drop_column("device_id")
-    op.drop_index(op.f("ix_device_sessions_device_id"), table_name="device_sessions")
-    op.drop_table("device_sessions")
     op.drop_table("device_challenges")
     op.drop_table("device_invites")
     op.drop_index(op.f("ix_key_adult_devices_key_adult_id"), table_name="key_adult_devices")
