@@ -39,7 +39,6 @@ ANSWERS: Final = {
     "child_absent": "Acknowledged: child absent",
 }
 
-Token = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 B64Key = Annotated[str, StringConstraints(min_length=44, max_length=44)]
 Signature = Annotated[str, StringConstraints(min_length=4, max_length=200)]
 

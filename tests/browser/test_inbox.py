@@ -46,7 +46,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.integration]
 NIGHT = datetime(2026, 11, 20, 23, 30, tzinfo=UTC)  # Friday night
 TUESDAY = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # Oakfield's next open day, after 07:30
 # What must never cross the wire in clear: the child's name, date of birth, their words.
-SECRETS = ("Amelia", "2015-03-02", "scared", "upstairs bedroom")
+SECRETS = ("Amelia", "2015-03-02", "scared", "upstairs bedroom", "Oliver", "2017-07-19")
+OLIVER = {
+    "given_name": "Oliver",
+    "family_name": "Smith",
+    "date_of_birth": "2017-07-19",
+    "postcode": "TF3 4NT",
+}
 REPLY = "Not in school today; our DSL will call the family."
 
 
@@ -113,10 +119,10 @@ async def call(stack: Stack, method: str, path: str, body: Any = None) -> tuple[
         return response.status, await response.json()
 
 
-async def report_incident(stack: Stack) -> tuple[str, str]:
-    """A Friday-night incident naming Amelia, matched to Oakfield: (incident id, notice id)."""
+async def report_incident(stack: Stack, who: dict[str, str] = AMELIA) -> tuple[str, str]:
+    """A Friday-night incident naming ``who``, matched to Oakfield: (incident id, notice id)."""
     child = {
-        **AMELIA,
+        **who,
         "upn": None,
         "gender": None,
         "present": True,
@@ -232,6 +238,20 @@ async def test_a_key_adult_sets_up_a_browser_opens_and_acknowledges_a_notice(
         kind="child_absent",
         reply=REPLY,
     )
+
+    # A notice the force withdraws after its release shows as withdrawn
+    stack.container.clock.set(NIGHT)
+    withdrawn_incident, withdrawn = await report_incident(stack, OLIVER)
+    stack.container.clock.set(TUESDAY)
+    await send_due(stack.container)
+    status, _ = await call(stack, "POST", f"/v1/incidents/{withdrawn_incident}/withdraw")
+    assert status == 200
+    await page.goto(f"{stack.url}/inbox")
+    retraction = page.locator(f'li[data-notice="{withdrawn}"][data-kind="retraction"]')
+    await retraction.get_by_role("button", name="Open retraction").click()
+    await expect(retraction.get_by_role("heading", name="Withdrawn: Oliver Smith")).to_be_visible()
+    await expect(retraction).to_contain_text("The police withdrew this notice")
+    assert await retraction.get_by_role("button", name="Acknowledge").count() == 0
 
     # Signing out ends the session; signing in again needs only the browser's key
     await page.get_by_role("button", name="Sign out").click()
