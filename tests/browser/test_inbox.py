@@ -244,6 +244,8 @@ async def test_a_key_adult_sets_up_a_browser_opens_and_acknowledges_a_notice(
     withdrawn_incident, withdrawn = await report_incident(stack, OLIVER)
     stack.container.clock.set(TUESDAY)
     await send_due(stack.container)
+    await page.goto(f"{stack.url}/inbox/notices/{withdrawn}")
+    await expect(page.get_by_role("heading", name="Oliver Smith")).to_be_visible()
     status, _ = await call(stack, "POST", f"/v1/incidents/{withdrawn_incident}/withdraw")
     assert status == 200
     await page.goto(f"{stack.url}/inbox")
