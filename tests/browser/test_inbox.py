@@ -53,7 +53,7 @@ OLIVER = {
     "date_of_birth": "2017-07-19",
     "postcode": "TF3 4NT",
 }
-REPLY = "Not in school today; our DSL will call the family."
+REPLY = "Not in school today; our DSL will call the family \u2014 Zo\u00eb\u2019s gran."
 
 
 @dataclass
