@@ -290,7 +290,7 @@ async def _open(args: argparse.Namespace) -> None:
 async def _demo(args: argparse.Namespace) -> None:
     from encompass.demo.run import run_demo
 
-    await run_demo(json_only=args.json)
+    await run_demo(json_only=args.json, serve=args.serve)
 
 
 # --- The receiving side: Key Adult credentials, urgent release, the Key Adult's client ---
@@ -313,6 +313,61 @@ async def _key_adults_credentials(args: argparse.Namespace) -> None:
         )
         print(f"token: {issued.token}")
         print(f"webhook_secret: {issued.webhook_secret}")
+
+    await _with_container(run)
+
+
+async def _key_adults_invite(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, invite
+
+    async def run(container: Any) -> None:
+        try:
+            made = await invite(
+                container.sessions, container.clock, args.key_adult_id, valid_hours=args.valid_hours
+            )
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        print(
+            f"Key Adult {made.key_adult_id}: a one-time link to set up a browser, valid until "
+            f"{made.expires_at.isoformat()}; give it to them only, it is shown once"
+        )
+        print(f"enrol_url: {made.url(container.settings.portal_url)}")
+
+    await _with_container(run)
+
+
+async def _key_adults_devices(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, list_devices
+
+    async def run(container: Any) -> None:
+        try:
+            found = await list_devices(container.sessions, args.key_adult_id)
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        for d in found:
+            state = "revoked " + d.revoked_at.isoformat() if d.revoked_at else "active"
+            if not d.opens_notices and d.revoked_at is None:
+                state = "unreadable key"
+            added = d.created_at.isoformat() if d.created_at else "-"
+            print(f"{d.device_id}\t{state}\tadded {added}\t{d.label}")
+
+    await _with_container(run)
+
+
+async def _key_adults_revoke_device(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, revoke_device
+
+    async def run(container: Any) -> None:
+        try:
+            done = await revoke_device(container.sessions, container.clock, args.device_id)
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        assert done.revoked_at is not None
+        print(
+            f"device {done.device_id} of Key Adult {done.key_adult_id} revoked at "
+            f"{done.revoked_at.isoformat()}: it can no longer sign in or acknowledge, and "
+            "no notice is sealed to it again"
+        )
 
     await _with_container(run)
 
@@ -435,6 +490,20 @@ def _add_receiving_commands(sub: Any) -> None:
     )
     cred.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
     cred.set_defaults(run=_key_adults_credentials)
+    inv = key_adults.add_parser(
+        "invite", help="print once a one-time enrol_url to set up a browser (audited)"
+    )
+    inv.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
+    inv.add_argument(
+        "--valid-hours", type=int, default=72, metavar="H", help="how long the link works"
+    )
+    inv.set_defaults(run=_key_adults_invite)
+    devs = key_adults.add_parser("devices", help="list a Key Adult's devices")
+    devs.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
+    devs.set_defaults(run=_key_adults_devices)
+    rev = key_adults.add_parser("revoke-device", help="revoke a browser device at once (audited)")
+    rev.add_argument("device_id", metavar="DEVICE_ID")
+    rev.set_defaults(run=_key_adults_revoke_device)
 
     purge = sub.add_parser(
         "purge",
@@ -492,6 +561,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole job on a simulated night and morning")
     demo.add_argument("--json", action="store_true", help="print only the JSON summary")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep serving: print a set-up link for a Key Adult's browser inbox",
+    )
     demo.set_defaults(run=_demo)
 
     sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from encompass.api import admin_routes, door, police_routes, settings_routes
+from encompass.api import admin_routes, door, inbox_routes, police_routes, settings_routes
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
@@ -81,4 +81,5 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.add_routes(police_routes.routes)
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
+    app.add_routes(inbox_routes.routes)
     return app

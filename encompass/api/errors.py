@@ -64,6 +64,12 @@ _HTTP_CODES = {
 _KEPT_HEADERS = ("Allow", "Retry-After")
 
 
+def _route(request: web.Request) -> str:
+    """The route's pattern (``/enrol/{token}``), not the path: a path may hold a secret."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,7 +93,7 @@ async def json_errors(
         if (dependency := unavailable(exc)) is not None:
             log.warning(
                 "http.unavailable",
-                path=request.path,
+                path=_route(request),
                 dependency=dependency,
                 error=type(exc).__name__,
             )
@@ -96,7 +102,7 @@ async def json_errors(
                 "unavailable",
                 f"the {dependency} is unavailable; retry after the time in Retry-After",
             )
-        log.exception("http.unhandled", path=request.path, method=request.method)
+        log.exception("http.unhandled", path=_route(request), method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")
 
 

@@ -12,7 +12,13 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from encompass.adapters.db.tables import Alert, DeliveryAttempt, Notice, SealedEnvelope
+from encompass.adapters.db.tables import (
+    Alert,
+    DeliveryAttempt,
+    Notice,
+    OutboxEntry,
+    SealedEnvelope,
+)
 from encompass.domain.status import NoticeStatus
 from encompass.services.scheduling.notices import transition
 
@@ -56,8 +62,17 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
         )
     ).all()
     if any(delivered is not None for _, delivered in envelopes):
-        return False
-    ids = [envelope_id for envelope_id, _ in envelopes]
+        return False  # fetched by any device, browsers included
+    # Only envelopes with a delivery channel can fail: a browser's waits in /inbox.
+    ids = list(
+        (
+            await session.scalars(
+                select(OutboxEntry.envelope_id).where(
+                    OutboxEntry.envelope_id.in_([envelope_id for envelope_id, _ in envelopes])
+                )
+            )
+        ).all()
+    )
     failed = (
         set(
             (

@@ -106,6 +106,7 @@ async def _withdraw_notices(
     holders = await _holders(session, [n.notice_id for n in sent])
     sources = await load_sources(session, sent)
     keys, made = KeyCache(), []
+    await keys.load_devices(session, [p for ps in holders.values() for p in ps])
     cancelled = retracted = 0
     for notice in notices:
         status = NoticeStatus(notice.status)
@@ -186,7 +187,9 @@ async def _holders(session: AsyncSession, notice_ids: list[str]) -> dict[str, li
             )
         ).all()
         for notice_id, person in rows:
-            found[notice_id].append(person)
+            # One envelope per device, so a person can appear more than once.
+            if person not in found[notice_id]:
+                found[notice_id].append(person)
     return found
 
 

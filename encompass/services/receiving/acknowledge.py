@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +25,7 @@ from encompass.adapters.db.tables import (
     Acknowledgement,
     Alert,
     Child,
+    KeyAdultDevice,
     KeyAdultRow,
     Notice,
     SealedEnvelope,
@@ -32,6 +34,8 @@ from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
 from encompass.domain.status import NoticeStatus
+from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
+from encompass.services.receiving.device_keys import signing_key as device_signing_key
 from encompass.services.records import audit
 from encompass.services.records.at_rest import seal_reply
 from encompass.services.scheduling.notices import transition
@@ -69,7 +73,7 @@ def not_our_pupil_reason(setting_id: str) -> str:
 
 
 async def _load(
-    session: AsyncSession, key_adult_id: str, notice_id: str
+    session: AsyncSession, key_adult_id: str, notice_id: str, device_id: str
 ) -> tuple[SealedEnvelope, Notice]:
     row = (
         await session.execute(
@@ -79,6 +83,7 @@ async def _load(
                 SealedEnvelope.key_adult_id == key_adult_id,
                 SealedEnvelope.notice_id == notice_id,
                 SealedEnvelope.kind == "notice",
+                SealedEnvelope.device_id == device_id,
                 or_(Notice.status.not_in(_UNSENT), SealedEnvelope.delivered_at.is_not(None)),
             )
             # One acknowledgement per notice, even when the Key Adult and a deputy answer at
@@ -91,8 +96,31 @@ async def _load(
     return row
 
 
+async def _signing_key(
+    session: AsyncSession, key_adult: KeyAdultRow, device_id: str
+) -> Ed25519PublicKey:
+    """The Ed25519 key of the device that opened the envelope: the directory key, or a
+    browser's (refused at once when revoked)."""
+    if device_id != DIRECTORY_DEVICE:
+        device = await session.get(KeyAdultDevice, device_id)
+        if device is None or device.key_adult_id != key_adult.key_adult_id:
+            raise AckRefused(404, "not_found", "no such notice for this Key Adult")
+        if device.revoked_at is not None:
+            raise AckRefused(403, "device_revoked", "this device was revoked")
+        return device_signing_key(device)
+    try:
+        return load_public_key_bundle(key_adult.public_key_pem).signing
+    except KeyFileError:
+        raise AckRefused(
+            409,
+            "no_ack_key",
+            "the directory holds no acknowledgement (Ed25519) "
+            "key for this Key Adult; register their public.pem again",
+        ) from None
+
+
 def _check_signature(
-    key_adult: KeyAdultRow,
+    public: Ed25519PublicKey,
     signature: str,
     *,
     notice_id: str,
@@ -101,17 +129,8 @@ def _check_signature(
     reply: str | None,
 ) -> None:
     try:
-        public = load_public_key_bundle(key_adult.public_key_pem)
-    except KeyFileError:
-        raise AckRefused(
-            409,
-            "no_ack_key",
-            "the directory holds no acknowledgement (Ed25519) "
-            "key for this Key Adult; register their public.pem again",
-        ) from None
-    try:
         verify_ack(
-            public.signing,
+            public,
             signature,
             notice_id=notice_id,
             envelope_hash=envelope_hash,
@@ -136,6 +155,7 @@ async def acknowledge(
     reply: str | None,
     envelope_hash: str,
     signature: str,
+    device_id: str = DIRECTORY_DEVICE,
 ) -> AckRecorded:
     """Verify and record one acknowledgement, moving the notice on; AckRefused otherwise.
 
@@ -145,7 +165,7 @@ async def acknowledge(
     """
     now = clock.now()
     async with sessions.begin() as session:
-        envelope, notice = await _load(session, key_adult_id, notice_id)
+        envelope, notice = await _load(session, key_adult_id, notice_id, device_id)
         earlier = await session.scalar(
             select(Acknowledgement)
             .where(Acknowledgement.notice_id == notice_id)
@@ -168,7 +188,7 @@ async def acknowledge(
         key_adult = await session.get(KeyAdultRow, key_adult_id)
         assert key_adult is not None  # the envelope's foreign key guarantees it
         _check_signature(
-            key_adult,
+            await _signing_key(session, key_adult, device_id),
             signature,
             notice_id=notice_id,
             envelope_hash=envelope_hash,
@@ -225,6 +245,7 @@ async def acknowledge(
                 "has_reply": reply is not None,
                 "envelope_hash": envelope_hash,
                 "ack_id": ack.ack_id,
+                "device_id": device_id,
             },
             at=now,
         )

@@ -130,6 +130,7 @@ async def _flag_overdue(
     )
     sources = await load_sources(session, notices)
     keys, made = KeyCache(), []
+    await keys.load_devices(session, [p for ps in people.values() for p in ps])
     mail = AlertMail(session, now)
     for notice in notices:
         notice.overdue_at = now

@@ -62,6 +62,8 @@ def _pending_envelope() -> ColumnElement[bool]:
     return exists().where(
         SealedEnvelope.notice_id == Notice.notice_id,
         SealedEnvelope.kind == "notice",
+        # Only envelopes with a delivery channel: a browser's waits in /inbox.
+        exists().where(OutboxEntry.envelope_id == SealedEnvelope.envelope_id),
         SealedEnvelope.delivered_at.is_(None),
         not_(final),
     )
