@@ -9,7 +9,7 @@ envelope is sealed to: ``directory`` for the key in ``key_adults.csv``, so a not
 envelope per device.
 
 Revision ID: 0007
-Revises: 0011 (ids are assigned per branch; this one follows the alert mail's)
+Revises: 0010 (ids are assigned per branch; this one follows the alert mail's)
 Create Date: 2026-12-07
 """
 
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0007"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
