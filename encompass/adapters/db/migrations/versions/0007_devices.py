@@ -9,7 +9,7 @@ envelope is sealed to: ``directory`` for the key in ``key_adults.csv``, so a not
 envelope per device.
 
 Revision ID: 0007
-Revises: 0010 (ids are assigned per branch; this one follows the alert mail's)
+Revises: 0010 (ids were assigned per branch; this one follows the matching models)
 Create Date: 2026-12-07
 """
 
