@@ -13,11 +13,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker
+from encompass.adapters.channels import MailPort
 from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.key_files import KeyFileError, load_or_create_signing_key
+from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import Topology
+from encompass.adapters.webhook import WebhookSender
 from encompass.clock import Clock
 from encompass.config import Settings
 from encompass.services.matching.roster import IndexedRoster, Roster
@@ -36,8 +39,13 @@ class Container:
     signing_key: Ed25519PrivateKey
     # The key-encryption key of the data at rest; every session carries it too.
     data_keys: DataKeys
+    # The delivery channels: webhooks (its HTTP client opened on first use) and, when
+    # ``ENCOMPASS_SMTP_HOST`` is set, e-mail pointers (else None: the portal only).
+    webhook: WebhookSender
+    mail: MailPort | None
 
     async def close(self) -> None:
+        await self.webhook.close()
         await self.roster.close()
         await self.broker.close()
         await self.engine.dispose()
@@ -52,6 +60,36 @@ def data_key_path(settings: Settings) -> Path:
     if settings.data_key is not None:
         return settings.data_key
     return (settings.signing_key or DEFAULT_SIGNING_KEY).parent / DATA_KEY_NAME
+
+
+@dataclass
+class Database:
+    """The database alone: for a command that only reads the directory."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    """The database of ``settings``, with no migration, no broker and no key files, for
+    ``encompass match``: a dry run reads the roster (stored readable) and writes nothing."""
+    engine = make_engine(settings.database_url)
+    return Database(engine=engine, sessions=make_sessions(engine))
+
+
+def make_mailer(settings: Settings) -> MailPort | None:
+    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set, else None (portal only)."""
+    if settings.smtp_host is None:
+        return None
+    return SmtpSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        portal_url=settings.portal_url,
+    )
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -119,4 +157,6 @@ async def bootstrap(
         roster=roster,
         signing_key=key,
         data_keys=keys,
+        webhook=WebhookSender(timeout=settings.webhook_timeout, signing_key=key),
+        mail=make_mailer(settings),
     )

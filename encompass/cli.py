@@ -190,24 +190,23 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
 
 async def _match(args: argparse.Namespace) -> None:
+    from encompass.bootstrap import open_database
     from encompass.services.matching.match_dry_run import DryRunError, explain_model, match_file
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.explain_model:
-        try:
-            await explain_model(
-                _settings().database_url, args.children, stdout=sys.stdout, progress=progress
-            )
-        except DryRunError as exc:
-            raise CommandError(str(exc)) from None
-        return
-    if args.children is None:
+    if not args.explain_model and args.children is None:
         raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
+    database = open_database(_settings())
     try:
+        if args.explain_model:
+            await explain_model(
+                database.sessions, args.children, stdout=sys.stdout, progress=progress
+            )
+            return
         report = await match_file(
-            _settings().database_url,
+            database.sessions,
             args.children,
             out=args.out,
             stdout=sys.stdout,
@@ -215,6 +214,8 @@ async def _match(args: argparse.Namespace) -> None:
         )
     except DryRunError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        await database.close()
     print(report.summary(), file=sys.stderr)
 
 

@@ -17,10 +17,9 @@ from collections.abc import Callable
 import structlog
 
 from encompass.adapters.broker import Consumer
-from encompass.adapters.smtp import SmtpSender
-from encompass.adapters.webhook import WebhookSender
+from encompass.adapters.channels import MailPort
 from encompass.bootstrap import Container
-from encompass.services.delivery.attempt import DeliverEnvelope, MailPort, delivery_backoff
+from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
 from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
@@ -52,17 +51,13 @@ class Dispatcher:
         self._loop: asyncio.Task[None] | None = None
         self._purge: asyncio.Task[None] | None = None
         self._consumer: Consumer | None = None
-        self._webhook: WebhookSender | None = None
 
     async def start(self, *, backoff: Callable[[int], float], mail: MailPort | None) -> None:
         settings = self._container.settings
-        self._webhook = WebhookSender(
-            timeout=settings.webhook_timeout, signing_key=self._container.signing_key
-        )
         handler = DeliverEnvelope(
             self._container.sessions,
             self._container.clock,
-            self._webhook,
+            self._container.webhook,
             mail,
             max_attempts=settings.delivery_max_attempts,
         )
@@ -128,7 +123,8 @@ class Dispatcher:
     async def cancel(self) -> None:
         """Stop the loop (a step cut short rolls its transaction back, so nothing is left
         half done), then the consumer (in-flight deliveries finish or go back to the
-        queue), then the HTTP client."""
+        queue), then the HTTP client's connections (the container's sender opens a new
+        client if it is used again)."""
         for task in (self._loop, self._purge):
             if task is not None:
                 task.cancel()
@@ -138,22 +134,7 @@ class Dispatcher:
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None
-        if self._webhook is not None:
-            await self._webhook.close()
-            self._webhook = None
-
-
-def mailer_for(container: Container) -> MailPort | None:
-    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set, else None (portal only)."""
-    settings = container.settings
-    if settings.smtp_host is None:
-        return None
-    return SmtpSender(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        sender=settings.smtp_from,
-        portal_url=settings.portal_url,
-    )
+        await self._container.webhook.close()
 
 
 async def start(
@@ -173,7 +154,7 @@ async def start(
         sweep_every=sweep_every,
         policy=policy or SweepPolicy(),
     )
-    await worker.start(backoff=backoff or delivery_backoff, mail=mail or mailer_for(container))
+    await worker.start(backoff=backoff or delivery_backoff, mail=mail or container.mail)
     return worker
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import structlog
 from structlog.typing import FilteringBoundLogger
 
-from encompass.adapters.broker import Broker, Consumer, Delivery, Message, PublishError
+from encompass.adapters.broker import Broker, Consumer, Delivery, Message, Poison, PublishError
 from encompass.adapters.unavailable import unavailable
 
 ATTEMPTS_HEADER = "x-encompass-attempts"
@@ -37,20 +37,6 @@ Handler = Callable[[Message], Awaitable[None]]
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
-
-
-class Poison(Exception):
-    """A message that can never succeed (unparseable, invalid). ``reason`` is stored on the
-    dead letter and logged, so it must hold no personal data.
-
-    ``keep_body=False`` dead-letters an empty body without the message's own headers (only
-    ours, and the dropped body's size): for a message we did not write, which could hold
-    anything, a child's details included, and should not lie in a dead-letter queue."""
-
-    def __init__(self, reason: str, *, keep_body: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.keep_body = keep_body
 
 
 def default_backoff(attempt: int) -> float:

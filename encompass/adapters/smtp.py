@@ -8,24 +8,15 @@ that needs sealing goes into it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Final, Literal
+from typing import Final
 
 import aiosmtplib
 
+from encompass.adapters.channels import SendResult
+
 SUBJECT: Final = "Operation Encompass: a notice is waiting for you"
-
-Outcome = Literal["sent", "retry", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """How sending ended; ``detail`` is an SMTP code or an error class, never data."""
-
-    outcome: Outcome
-    detail: str
 
 
 def pointer_message(*, sender: str, to: str, notice_id: str, portal_url: str) -> EmailMessage:

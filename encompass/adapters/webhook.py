@@ -23,13 +23,14 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from encompass.adapters.channels import PostResult
 
 SIGNATURE_HEADER: Final = "X-Encompass-Signature"
 SERVICE_SIGNATURE_HEADER: Final = "X-Encompass-Service-Signature"
@@ -40,16 +41,6 @@ SIGNED_LABEL: Final = "encompass-webhook/1"
 WEBHOOK_KEY_PURPOSE: Final = "key_adults.webhook_key"
 # Too Many Requests and Request Timeout say "later", not "never".
 _RETRY_4XX: Final = frozenset({408, 429})
-
-Outcome = Literal["delivered", "retry", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    """How a POST ended; ``detail`` is a status code or an error class, never data."""
-
-    outcome: Outcome
-    detail: str
 
 
 def _fields(header: str) -> dict[str, str]:

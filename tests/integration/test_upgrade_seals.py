@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
 from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine
 from encompass.adapters.db.migrate import alembic_config
@@ -27,7 +27,6 @@ from encompass.config import load_settings
 from encompass.domain.queued import VersionQueued
 from encompass.services.matching.match_incident import MatchIncident
 from encompass.services.records.at_rest import incident_data_key, open_candidates, open_payload
-from workers.runner import Poison
 
 PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'
 CANDIDATES = [{"setting_id": "URN1", "given_name": "Amelia", "score": 0.9}]

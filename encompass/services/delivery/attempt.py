@@ -19,24 +19,23 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import Final
 
 import structlog
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
+from encompass.adapters.channels import MailPort, WebhookPort
 from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
-from encompass.adapters.smtp import SendResult
-from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
-from workers.runner import Poison
 
 log = structlog.get_logger()
 
@@ -50,23 +49,6 @@ _DELIVERABLE: Final = frozenset(
 
 class DeliveryRetry(Exception):
     """A transient failure, already recorded: the runner retries after a backoff."""
-
-
-class WebhookPort(Protocol):
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        *,
-        envelope_id: str,
-        kind: str,
-        hmac_key: bytes | None,
-        timestamp: int,
-    ) -> PostResult: ...
-
-
-class MailPort(Protocol):
-    async def send_pointer(self, to: str, notice_id: str) -> SendResult: ...
 
 
 def delivery_backoff(

@@ -26,7 +26,6 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.tables import PupilRow
 from encompass.domain.match import ChildQuery, Decision, RosterIndex
 from encompass.domain.matching.dry_run import match_children, parse_child
@@ -201,23 +200,17 @@ async def dry_run(
 
 
 async def match_file(
-    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
     children: Path,
     *,
     out: Path | None,
     stdout: TextIO,
     progress: Progress | None = None,
 ) -> DryRunReport:
-    """:func:`dry_run` against the database at ``database_url`` (normalised), the engine
-    disposed of afterwards. Every failure the user can act on (the file, the output, the
-    database) is a :class:`DryRunError`: one line, no stack trace."""
-    engine = make_engine(database_url)
-    try:
-        return await dry_run(
-            make_sessions(engine), children, out=out, stdout=stdout, progress=progress
-        )
-    finally:
-        await engine.dispose()
+    """:func:`dry_run` against the database of ``sessions`` (``bootstrap.open_database``).
+    Every failure the user can act on (the file, the output, the database) is a
+    :class:`DryRunError`: one line, no stack trace."""
+    return await dry_run(sessions, children, out=out, stdout=stdout, progress=progress)
 
 
 def _children(path: Path, label: str) -> list[ChildQuery]:
@@ -231,17 +224,17 @@ def _children(path: Path, label: str) -> list[ChildQuery]:
 
 
 async def explain_model(
-    database_url: str, children: Path | None, *, stdout: TextIO, progress: Progress | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    children: Path | None,
+    *,
+    stdout: TextIO,
+    progress: Progress | None = None,
 ) -> None:
     """Fit the Fellegi-Sunter model on the imported roster (and the children of ``children``,
     when given: the incoming children) and print it, level by level, beside the hand-set
     values. Reads the database, writes nothing to it. Failures as for :func:`match_file`."""
     reported = _children(children, str(children)) if children is not None else []
-    engine = make_engine(database_url)
-    try:
-        index = await _load_index(make_sessions(engine), len(reported), progress)
-    finally:
-        await engine.dispose()
+    index = await _load_index(sessions, len(reported), progress)
     pupils = [index.columns.pupil(row) for row in range(len(index))]
     model = fit_roster(pupils, reported)
     stdout.write("\n".join([*model.explain(), *explain_weights(index.weights)]) + "\n")

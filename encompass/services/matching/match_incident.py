@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
 from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
@@ -36,7 +36,6 @@ from encompass.services.intake.ingest import load_report
 from encompass.services.matching.roster import Roster
 from encompass.services.records.at_rest import DataUnavailable, seal_candidates
 from encompass.services.scheduling.notices import schedule_notice, transition
-from workers.runner import Poison
 
 log = structlog.get_logger()
 
