@@ -140,7 +140,7 @@ class MatchIncident:
         counts = {d: 0 for d in Decision}
         for position, child in enumerate(report.children):
             ref = f"{incident.incident_id}/{report.version}/{position}"
-            result = await self._roster.match(session, _query(ref, child))
+            result = await self._roster.match(_query(ref, child))
             counts[result.decision] += 1
             child_id = str(uuid.uuid4())
             candidates = await seal_candidates(
