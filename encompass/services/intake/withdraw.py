@@ -4,8 +4,8 @@ All in one transaction with the incident marked ``withdrawn``. The notices are l
 waited for), so a notice being released at this very moment is seen after its release and
 retracted rather than missed. Retractions are sealed like notices (``kind="retraction"``,
 naming the same child and incident, repeating none of its details) and go through the
-same outbox to the recipients who hold the notice. Writes no audit entry: the caller (the
-HTTP route) records who withdrew.
+same outbox to the recipients who hold the notice. The audit entry naming the force that
+withdrew is written in the same transaction: a withdrawal is never without its record.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from encompass.services.delivery.sealing import (
     seal_to,
     store,
 )
+from encompass.services.records import audit
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
@@ -80,6 +81,21 @@ async def withdraw_incident(
             )
         ).all()
         cancelled, retracted, sealed = await _withdraw_notices(session, notices, now, signing_key)
+        counts = {
+            "status": "withdrawn",
+            "already_withdrawn": already,
+            "cancelled": cancelled,
+            "retracted": retracted,
+            "retractions_sealed": sealed,
+        }
+        await audit.record(
+            session,
+            actor=f"force:{force_id}",
+            action="incident.withdrawn",
+            subject=f"incident:{incident_id}",
+            detail=counts,
+            at=now,
+        )
     log.info(
         "incident.withdrawn",
         incident_id=incident_id,
@@ -88,14 +104,7 @@ async def withdraw_incident(
         retractions=sealed,
         already_withdrawn=already,
     )
-    return {
-        "incident_id": incident_id,
-        "status": "withdrawn",
-        "already_withdrawn": already,
-        "cancelled": cancelled,
-        "retracted": retracted,
-        "retractions_sealed": sealed,
-    }
+    return {"incident_id": incident_id, **counts}
 
 
 async def _withdraw_notices(
