@@ -243,7 +243,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 async def _worker(args: argparse.Namespace) -> None:
-    from workers.main import run_workers
+    from encompass.workers.main import run_workers
 
     await run_workers([args.name])
 

@@ -33,7 +33,7 @@ class QueueSpec:
     name: str
     quorum: bool = True
     # Times a message may be redelivered before the broker dead-letters it. A backstop
-    # only: the worker runner counts its own retries (see workers/runner.py).
+    # only: the worker runner counts its own retries (see encompass/workers/runner.py).
     delivery_limit: int | None = None
     # Logical name of the queue that receives this queue's dead letters.
     dead_letter: str | None = None

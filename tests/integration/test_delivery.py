@@ -29,6 +29,7 @@ from encompass.config import load_settings
 from encompass.domain.envelope import EnvelopeError, open_sealed, parse_envelope
 from encompass.logging import configure_logging
 from encompass.services.intake.withdraw import IncidentNotFound, withdraw_incident
+from encompass.workers import dispatcher
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -46,7 +47,6 @@ from tests.integration.delivery_fixtures import (
     smtp_server,
     until,
 )
-from workers import dispatcher
 
 pytestmark = pytest.mark.integration
 

@@ -29,6 +29,7 @@ from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.scheduling.notices import transition
 from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
 from encompass.services.scheduling.release_due import release_due
+from encompass.workers.runner import run_consumer
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -44,7 +45,6 @@ from tests.integration.delivery_fixtures import (
     settled_queue,
     until,
 )
-from workers.runner import run_consumer
 
 pytestmark = pytest.mark.integration
 

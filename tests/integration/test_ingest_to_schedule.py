@@ -32,9 +32,9 @@ from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
 from encompass.services.intake.ingest import INCIDENTS
 from encompass.services.records.audit import verify_chain
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
-from workers.main import start_workers
 
 pytestmark = pytest.mark.integration
 

@@ -42,6 +42,7 @@ from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.portal import issue_key_adult_credentials
 from encompass.services.records.at_rest import open_reply
 from encompass.services.records.audit import verify_chain
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import (
@@ -53,7 +54,6 @@ from tests.receiving_fixtures import (
     own_database,
     send_due,
 )
-from workers.main import start_workers
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
 from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
 from encompass.services.scheduling.release_due import release_due
-from workers.runner import run_consumer
+from encompass.workers.runner import run_consumer
 
 log = structlog.get_logger()
 
@@ -156,9 +156,3 @@ async def start(
     )
     await worker.start(backoff=backoff or delivery_backoff, mail=mail or container.mail)
     return worker
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["dispatcher"]))

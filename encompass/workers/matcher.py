@@ -5,13 +5,11 @@ Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 
 from __future__ import annotations
 
-import asyncio
-
 from encompass.adapters.broker import Consumer
 from encompass.bootstrap import Container
 from encompass.services.intake.ingest import INCIDENTS
 from encompass.services.matching.match_incident import MatchIncident
-from workers.runner import run_consumer
+from encompass.workers.runner import run_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -20,9 +18,3 @@ async def start(container: Container) -> Consumer:
     await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
     return await run_consumer(container.broker, INCIDENTS, handler)
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["matcher"]))
