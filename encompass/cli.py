@@ -16,6 +16,7 @@ from typing import Any
 
 from encompass.adapters.key_files import KeyFileError
 from encompass.config import ConfigError, Settings, load_settings
+from encompass.domain.envelope import AckKind
 
 
 class CommandError(Exception):
@@ -405,7 +406,7 @@ async def _ack(args: argparse.Namespace) -> None:
 
     try:
         portal = _portal(args)
-        result = await ack(portal, args.notice_id, kind=args.kind, reply=args.reply)
+        result = await ack(portal, args.notice_id, kind=AckKind(args.kind), reply=args.reply)
     except ClientError as exc:
         raise CommandError(str(exc)) from None
     _pinned_note(portal)
@@ -465,7 +466,7 @@ def _add_receiving_commands(sub: Any) -> None:
     acker.add_argument("notice_id", metavar="NOTICE_ID")
     portal_args(acker)
     acker.add_argument(
-        "--kind", default="received", choices=["received", "not_our_pupil", "child_absent"]
+        "--kind", default=AckKind.RECEIVED.value, choices=[kind.value for kind in AckKind]
     )
     acker.add_argument("--reply", help="a short reply to the force (up to 500 characters)")
     acker.set_defaults(run=_ack)

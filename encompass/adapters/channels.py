@@ -9,17 +9,16 @@ types only, never aiohttp's or aiosmtplib's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
-PostOutcome = Literal["delivered", "retry", "failed"]
-SendOutcome = Literal["sent", "retry", "failed"]
+from encompass.domain.status import DeliveryOutcome
 
 
 @dataclass(frozen=True, slots=True)
 class PostResult:
     """How a POST ended; ``detail`` is a status code or an error class, never data."""
 
-    outcome: PostOutcome
+    outcome: DeliveryOutcome  # delivered, retry or failed
     detail: str
 
 
@@ -27,7 +26,7 @@ class PostResult:
 class SendResult:
     """How sending ended; ``detail`` is an SMTP code or an error class, never data."""
 
-    outcome: SendOutcome
+    outcome: DeliveryOutcome  # sent, retry or failed
     detail: str
 
 

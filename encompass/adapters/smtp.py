@@ -15,6 +15,7 @@ from typing import Final
 import aiosmtplib
 
 from encompass.adapters.channels import SendResult
+from encompass.domain.status import DeliveryOutcome
 
 SUBJECT: Final = "Operation Encompass: a notice is waiting for you"
 
@@ -47,12 +48,14 @@ def classify_error(exc: Exception) -> SendResult:
         codes = [r.code for r in exc.recipients]
         permanent = bool(codes) and all(code >= 500 for code in codes)
         return SendResult(
-            "failed" if permanent else "retry",
+            DeliveryOutcome.FAILED if permanent else DeliveryOutcome.RETRY,
             f"SMTP {codes[0] if codes else '?'} recipient refused",
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return SendResult("failed" if exc.code >= 500 else "retry", f"SMTP {exc.code}")
-    return SendResult("retry", type(exc).__name__)
+        return SendResult(
+            DeliveryOutcome.FAILED if exc.code >= 500 else DeliveryOutcome.RETRY, f"SMTP {exc.code}"
+        )
+    return SendResult(DeliveryOutcome.RETRY, type(exc).__name__)
 
 
 class SmtpSender:
@@ -75,4 +78,4 @@ class SmtpSender:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_error(exc)
-        return SendResult("sent", "SMTP 250")
+        return SendResult(DeliveryOutcome.SENT, "SMTP 250")

@@ -19,7 +19,6 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 import structlog
 from sqlalchemy import bindparam, exists, func, insert, select, update
@@ -31,20 +30,19 @@ from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import (
+    DELIVERABLE,
+    FINAL_OUTCOMES,
+    DeliveryOutcome,
+    NoticeStatus,
+    values,
+)
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
-
-# Outcomes after which a channel is done with an envelope (``retry`` is the only other).
-FINAL_OUTCOMES: Final = ("delivered", "failed", "sent", "skipped")
-# A notice envelope is delivered only while its notice still stands.
-_DELIVERABLE: Final = frozenset(
-    {NoticeStatus.SEALED, NoticeStatus.SENDING, NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED}
-)
 
 
 class DeliveryRetry(Exception):
@@ -93,7 +91,7 @@ _PLAN = (
         exists().where(
             DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
             DeliveryAttempt.channel == bindparam("channel"),
-            DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+            DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
         ),
     )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
@@ -159,7 +157,7 @@ class DeliverEnvelope:
         if plan is None:
             return
         outcome, detail = await self._send(job, plan)
-        if await self._record(job, plan, outcome, detail) == "retry":
+        if await self._record(job, plan, outcome, detail) is DeliveryOutcome.RETRY:
             raise DeliveryRetry(detail)
 
     async def _plan(self, job: _Job) -> _Plan | None:
@@ -195,7 +193,7 @@ class DeliverEnvelope:
         if body == PURGED_BODY:
             bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
-        if kind == "notice" and NoticeStatus(status) not in _DELIVERABLE:
+        if kind == "notice" and NoticeStatus(status) not in DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
             bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
@@ -209,15 +207,15 @@ class DeliverEnvelope:
             email=address,
         )
 
-    async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
+    async def _send(self, job: _Job, plan: _Plan) -> tuple[DeliveryOutcome, str]:
         """One attempt through the channel: (outcome, detail)."""
         if job.channel == "email":
             if self._mail is None:
-                return "skipped", "no SMTP server configured"
+                return DeliveryOutcome.SKIPPED, "no SMTP server configured"
             sent = await self._mail.send_pointer(plan.email, plan.notice_id)
             return sent.outcome, sent.detail
         if not plan.webhook_url:
-            return "failed", "no webhook URL for the recipient any more"
+            return DeliveryOutcome.FAILED, "no webhook URL for the recipient any more"
         if plan.hmac_key is None:
             log.info(
                 "delivery.no_webhook_hmac",
@@ -234,7 +232,9 @@ class DeliverEnvelope:
         )
         return posted.outcome, posted.detail
 
-    async def _record(self, job: _Job, plan: _Plan, outcome: str, detail: str) -> str:
+    async def _record(
+        self, job: _Job, plan: _Plan, outcome: DeliveryOutcome, detail: str
+    ) -> DeliveryOutcome:
         """Store the attempt and its consequences; returns the outcome as recorded."""
         now = self._clock.now()
         async with self._sessions.begin() as session:
@@ -249,8 +249,11 @@ class DeliverEnvelope:
                     },
                 )
             ).one()
-            if outcome == "retry" and made + 1 >= self._max_attempts:
-                outcome, detail = "failed", f"gave up after {made + 1} attempts: {detail}"
+            if outcome is DeliveryOutcome.RETRY and made + 1 >= self._max_attempts:
+                outcome, detail = (
+                    DeliveryOutcome.FAILED,
+                    f"gave up after {made + 1} attempts: {detail}",
+                )
             await session.execute(
                 _ATTEMPT,
                 {
@@ -262,9 +265,9 @@ class DeliverEnvelope:
                     "detail": detail[:500],
                 },
             )
-            if outcome == "delivered":
+            if outcome is DeliveryOutcome.DELIVERED:
                 await self._delivered(session, notice, plan, job.channel, now)
-            elif outcome == "failed":
+            elif outcome is DeliveryOutcome.FAILED:
                 log.error(
                     "delivery.failed",
                     envelope_id=plan.envelope_id,

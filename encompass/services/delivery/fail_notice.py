@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import Alert, DeliveryAttempt, Notice, SealedEnvelope
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IN_FLIGHT, DeliveryOutcome, NoticeStatus
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
@@ -23,7 +23,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
     """Move a sealed or sending notice to ``failed`` with an admin alert and an error log
     line (ids only). Does nothing to a notice in any other status."""
     status = NoticeStatus(notice.status)
-    if status not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if status not in IN_FLIGHT:
         return
     if status is NoticeStatus.SEALED:
         transition(session, notice, NoticeStatus.SENDING, at=now, cause="giving up")
@@ -46,7 +46,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
 async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: datetime) -> bool:
     """Give up on ``notice`` when none of its envelopes was delivered and every one has a
     failed attempt (or it has none at all). Returns whether it did."""
-    if NoticeStatus(notice.status) not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if NoticeStatus(notice.status) not in IN_FLIGHT:
         return False
     envelopes = (
         await session.execute(
@@ -63,7 +63,8 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
             (
                 await session.scalars(
                     select(DeliveryAttempt.envelope_id).where(
-                        DeliveryAttempt.envelope_id.in_(ids), DeliveryAttempt.outcome == "failed"
+                        DeliveryAttempt.envelope_id.in_(ids),
+                        DeliveryAttempt.outcome == DeliveryOutcome.FAILED,
                     )
                 )
             ).all()

@@ -25,6 +25,7 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
 )
 from encompass.clock import Clock
+from encompass.domain.status import DeliveryOutcome
 from encompass.services.admin.monitoring import is_overdue
 from encompass.services.matching.review_queue import resolution_of
 from encompass.services.records import audit
@@ -42,7 +43,10 @@ async def _notice_facts(
         await session.execute(
             select(SealedEnvelope.notice_id, DeliveryAttempt)
             .join(DeliveryAttempt, DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id)
-            .where(SealedEnvelope.notice_id.in_(notice_ids), DeliveryAttempt.outcome != "delivered")
+            .where(
+                SealedEnvelope.notice_id.in_(notice_ids),
+                DeliveryAttempt.outcome != DeliveryOutcome.DELIVERED,
+            )
             .order_by(DeliveryAttempt.at)
         )
     ).all()

@@ -29,6 +29,7 @@ from encompass.adapters.db.tables import Incident, IncidentVersion
 from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
 from encompass.domain.queued import VersionQueued
+from encompass.domain.status import IncidentStatus
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.records import audit
 from encompass.services.records.at_rest import (
@@ -100,7 +101,7 @@ async def record_version(
             force_id=force_id,
             incident_ref=report.incident_ref,
             latest_version=0,
-            status="active",
+            status=IncidentStatus.ACTIVE,
             created_at=now_,
             updated_at=now_,
         )

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Alert, Incident, KeyAdultRow, Notice, SealedEnvelope
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import RETRACTABLE, UNSENT, IncidentStatus, NoticeStatus
 from encompass.services.delivery.notice_content import build_retraction_content
 from encompass.services.delivery.sealing import (
     KeyCache,
@@ -36,9 +36,6 @@ from encompass.services.records import audit
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
-
-_CANCEL = (NoticeStatus.REVIEW, NoticeStatus.SCHEDULED, NoticeStatus.SEALED)
-_RETRACT = (NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED)
 
 
 class IncidentNotFound(LookupError):
@@ -70,8 +67,8 @@ async def withdraw_incident(
         ).one_or_none()
         if incident is None:
             raise IncidentNotFound(f"no incident {incident_id[:64]!r} for this force")
-        already = incident.status == "withdrawn"
-        incident.status, incident.updated_at = "withdrawn", now
+        already = incident.status == IncidentStatus.WITHDRAWN
+        incident.status, incident.updated_at = IncidentStatus.WITHDRAWN, now
         notices = (
             await session.scalars(
                 select(Notice)
@@ -82,7 +79,7 @@ async def withdraw_incident(
         ).all()
         cancelled, retracted, sealed = await _withdraw_notices(session, notices, now, signing_key)
         counts = {
-            "status": "withdrawn",
+            "status": IncidentStatus.WITHDRAWN.value,
             "already_withdrawn": already,
             "cancelled": cancelled,
             "retracted": retracted,
@@ -110,7 +107,7 @@ async def withdraw_incident(
 async def _withdraw_notices(
     session: AsyncSession, notices: Sequence[Notice], now: datetime, signing_key: Ed25519PrivateKey
 ) -> tuple[int, int, int]:
-    sent = [n for n in notices if NoticeStatus(n.status) in (*_RETRACT, NoticeStatus.SENDING)]
+    sent = [n for n in notices if NoticeStatus(n.status) in RETRACTABLE | {NoticeStatus.SENDING}]
     sent_ids = {n.notice_id for n in sent}
     holders = await _holders(session, [n.notice_id for n in sent])
     sources = await load_sources(session, sent)
@@ -118,7 +115,7 @@ async def _withdraw_notices(
     cancelled = retracted = 0
     for notice in notices:
         status = NoticeStatus(notice.status)
-        if status in _CANCEL:
+        if status in UNSENT:
             transition(
                 session,
                 notice,
@@ -150,15 +147,7 @@ async def _withdraw_notices(
         if len(sealed.envelopes) < len(people) or (people and source is None):
             _alert_unretracted(session, notice, now)
         if status is NoticeStatus.SENDING:
-            # Nothing was delivered, so the notice is cancelled (the portal never shows
-            # it); back through sealed because the lifecycle has no sending -> cancelled.
-            transition(
-                session,
-                notice,
-                NoticeStatus.SEALED,
-                at=now,
-                cause="incident withdrawn while sending",
-            )
+            # Nothing was delivered, so the notice is cancelled (the portal never shows it).
             transition(
                 session,
                 notice,

@@ -31,7 +31,7 @@ from encompass.clock import Clock
 from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.queued import VersionQueued
-from encompass.domain.status import UNSENT, NoticeStatus
+from encompass.domain.status import UNSENT, NoticeStatus, values
 from encompass.services.intake.ingest import load_report
 from encompass.services.matching.roster import Roster
 from encompass.services.records.at_rest import DataUnavailable, seal_candidates
@@ -196,7 +196,7 @@ class MatchIncident:
                     select(Notice)
                     .where(
                         Notice.incident_id == incident.incident_id,
-                        Notice.status.in_([s.value for s in UNSENT]),
+                        Notice.status.in_(values(UNSENT)),
                     )
                     # Locked, so a dispatcher releasing one of them at this moment is waited for
                     # and the status re-read, never overwritten behind the state machine's back.

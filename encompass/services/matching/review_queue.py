@@ -32,7 +32,7 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
 )
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IncidentStatus, NoticeStatus
 from encompass.services.matching.review_decisions import (
     LA_CONTACT_REASON,
     ResolveRefused,
@@ -213,7 +213,7 @@ async def list_review(
                     Child.decision.in_(_UNPLACED),
                     Child.resolved_at.is_(None),
                     IncidentVersion.version == Incident.latest_version,
-                    Incident.status == "active",
+                    Incident.status == IncidentStatus.ACTIVE,
                 )
             )
         ).all()
@@ -296,7 +296,7 @@ async def queue_summary(session: AsyncSession, now: datetime) -> QueueSummary:
                 Child.decision.in_(_UNPLACED),
                 Child.resolved_at.is_(None),
                 IncidentVersion.version == Incident.latest_version,
-                Incident.status == "active",
+                Incident.status == IncidentStatus.ACTIVE,
             )
         )
     ).one()
