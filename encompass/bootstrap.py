@@ -13,7 +13,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker
-from encompass.adapters.channels import MailPort
 from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
@@ -39,10 +38,10 @@ class Container:
     signing_key: Ed25519PrivateKey
     # The key-encryption key of the data at rest; every session carries it too.
     data_keys: DataKeys
-    # The delivery channels: webhooks (its HTTP client opened on first use) and, when
-    # ``ENCOMPASS_SMTP_HOST`` is set, e-mail pointers (else None: the portal only).
+    # Webhooks: one HTTP client, opened on first use.
     webhook: WebhookSender
-    mail: MailPort | None
+    # E-mail (pointers, overdue and failed-delivery e-mails); None without ENCOMPASS_SMTP_HOST.
+    mailer: SmtpSender | None = None
 
     async def close(self) -> None:
         await self.webhook.close()
@@ -80,8 +79,8 @@ def open_database(settings: Settings) -> Database:
     return Database(engine=engine, sessions=make_sessions(engine))
 
 
-def make_mailer(settings: Settings) -> MailPort | None:
-    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set, else None (portal only)."""
+def make_mailer(settings: Settings) -> SmtpSender | None:
+    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set (it connects per message)."""
     if settings.smtp_host is None:
         return None
     return SmtpSender(
@@ -158,5 +157,5 @@ async def bootstrap(
         signing_key=key,
         data_keys=keys,
         webhook=WebhookSender(timeout=settings.webhook_timeout, signing_key=key),
-        mail=make_mailer(settings),
+        mailer=make_mailer(settings),
     )

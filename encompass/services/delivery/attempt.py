@@ -38,6 +38,7 @@ from encompass.domain.status import (
     values,
 )
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
+from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
@@ -277,6 +278,10 @@ class DeliverEnvelope:
                     attempts=made + 1,
                 )
                 if plan.kind == "notice":
+                    # The others of the setting and the admins hear of it by e-mail.
+                    await AlertMail(session, now).delivery_failed(
+                        notice, envelope_id=plan.envelope_id
+                    )
                     await fail_if_undeliverable(session, notice, now)
         log.info(
             "delivery.attempt",
