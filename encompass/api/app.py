@@ -10,13 +10,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from encompass.adapters.db.engine import ping
+from encompass.adapters.topology import INCIDENTS
 from encompass.api import admin_routes, door, police_routes, settings_routes
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
-from encompass.services.intake.ingest import INCIDENTS
 from encompass.web import render
 
 log = structlog.get_logger()

@@ -19,12 +19,13 @@ import structlog
 
 from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
+from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
 from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
-from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
 from encompass.workers.runner import run_consumer
 

@@ -6,8 +6,8 @@ Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 from __future__ import annotations
 
 from encompass.adapters.broker import Consumer
+from encompass.adapters.topology import INCIDENTS
 from encompass.bootstrap import Container
-from encompass.services.intake.ingest import INCIDENTS
 from encompass.services.matching.match_incident import MatchIncident
 from encompass.workers.runner import run_consumer
 

@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from encompass.adapters.broker import Consumer
 from encompass.adapters.db.tables import Alert, Notice, OutboxEntry, SealedEnvelope
 from encompass.adapters.key_files import generate_key_adult_keys
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import DELIVERIES, Topology
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
@@ -27,7 +27,7 @@ from encompass.services.delivery.attempt import DeliverEnvelope
 from encompass.services.intake.withdraw import withdraw_incident
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.scheduling.notices import transition
-from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
 from encompass.workers.runner import run_consumer
 from tests.cleanup import delete_topologies

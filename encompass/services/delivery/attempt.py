@@ -14,13 +14,13 @@ acknowledged without doing anything, so a relay that publishes twice sends nothi
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -30,6 +30,7 @@ from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
+from encompass.domain.queued import DeliveryQueued
 from encompass.domain.status import (
     DELIVERABLE,
     FINAL_OUTCOMES,
@@ -124,14 +125,15 @@ _MARK_DELIVERED = (
 
 def _parse(body: bytes) -> _Job:
     try:
-        data = json.loads(body)
-        job = _Job(str(data["envelope_id"]), str(data["channel"]))
-    except (ValueError, KeyError, TypeError):
-        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
-    if job.channel not in ("webhook", "email"):
+        queued = DeliveryQueued.from_bytes(body)
+    except ValidationError as exc:
         # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
-        raise Poison("unknown delivery channel: expected webhook or email")
-    return job
+        if [e["loc"] for e in exc.errors()] == [("channel",)] and exc.errors()[0][
+            "type"
+        ] == "literal_error":
+            raise Poison("unknown delivery channel: expected webhook or email") from None
+        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
+    return _Job(queued.envelope_id, queued.channel)
 
 
 class DeliverEnvelope:

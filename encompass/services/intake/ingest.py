@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import Incident, IncidentVersion
+from encompass.adapters.topology import INCIDENTS
 from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
 from encompass.domain.queued import VersionQueued
@@ -40,8 +41,6 @@ from encompass.services.records.at_rest import (
 )
 
 log = structlog.get_logger()
-
-INCIDENTS = "incidents"
 
 Channel = Literal["http", "amqp"]
 
