@@ -39,6 +39,8 @@ from pydantic import (
     ValidationError,
 )
 
+from encompass.domain.incident import ShortText, Text
+
 FORMAT: Final = "encompass-envelope/1"
 ACK_FORMAT: Final = "encompass-ack/1"
 X25519_ALGORITHM: Final = "HPKE-X25519-SHA256-AES256GCM"
@@ -94,8 +96,6 @@ B64 = Annotated[
     str, StringConstraints(min_length=4, max_length=1_000_000), AfterValidator(_canonical_b64)
 ]
 Instant = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
