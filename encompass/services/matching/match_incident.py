@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message, Poison
 from encompass.adapters.db.directory_repo import load_setting_calendar
-from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
+from encompass.adapters.db.tables import Alert, Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
 from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
@@ -167,6 +167,7 @@ class MatchIncident:
             for setting_id in result.setting_ids:
                 calendar = await load_setting_calendar(session, setting_id)
                 if calendar is None:
+                    _no_calendar(session, row, incident.incident_id, setting_id, now)
                     continue
                 schedule_notice(
                     session,
@@ -214,3 +215,33 @@ class MatchIncident:
                 at=now,
                 cause=f"superseded by version {version}",
             )
+
+
+def _no_calendar(
+    session: AsyncSession, child: Child, incident_id: str, setting_id: str, now: datetime
+) -> None:
+    """A matched setting with no calendar (the directory no longer holds it: removed since
+    the roster was indexed) cannot be given a notice; say so rather than drop it: a reason
+    on the child, an alert for the admins and a warning in the log (ids only)."""
+    child.reasons = [
+        *child.reasons,
+        f"matched setting {setting_id} has no calendar in the directory: no notice was made",
+    ]
+    session.add(
+        Alert(
+            notice_id=None,
+            kind="no_calendar",
+            audience="admins",
+            message=f"Child {child.child_id} of incident {incident_id} matched setting "
+            f"{setting_id}, which has no calendar in the directory, so no notice was made. "
+            "Import the setting with its calendar, then tell the setting by another route.",
+            created_at=now,
+            resolved_at=None,
+        )
+    )
+    log.warning(
+        "notice.no_calendar",
+        incident_id=incident_id,
+        child_id=child.child_id,
+        setting_id=setting_id,
+    )
