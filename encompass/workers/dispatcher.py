@@ -21,13 +21,14 @@ from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
-from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
+from encompass.domain.queued import DeliveryQueued
+from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff, refuse_delivery
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
 from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
-from encompass.workers.runner import run_consumer
+from encompass.workers.runner import decoding, run_consumer
 
 log = structlog.get_logger()
 
@@ -72,7 +73,7 @@ class Dispatcher:
         self._consumer = await run_consumer(
             self._container.broker,
             DELIVERIES,
-            handler,
+            decoding(DeliveryQueued, handler, refuse_delivery),
             max_attempts=settings.delivery_max_attempts + 2,
             backoff=backoff,
             prefetch=64,

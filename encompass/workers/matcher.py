@@ -8,8 +8,9 @@ from __future__ import annotations
 from encompass.adapters.broker import Consumer
 from encompass.adapters.topology import INCIDENTS
 from encompass.bootstrap import Container
-from encompass.services.matching.match_incident import MatchIncident
-from encompass.workers.runner import run_consumer
+from encompass.domain.queued import VersionQueued
+from encompass.services.matching.match_incident import MatchIncident, refuse_version
+from encompass.workers.runner import decoding, run_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -17,4 +18,6 @@ async def start(container: Container) -> Consumer:
     start consuming; the returned consumer's ``cancel()`` stops it."""
     await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
-    return await run_consumer(container.broker, INCIDENTS, handler)
+    return await run_consumer(
+        container.broker, INCIDENTS, decoding(VersionQueued, handler, refuse_version)
+    )

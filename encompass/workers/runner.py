@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from pydantic import BaseModel, ValidationError
 from structlog.typing import FilteringBoundLogger
 
 from encompass.adapters.broker import Broker, Consumer, Delivery, Message, Poison, PublishError
@@ -34,9 +35,28 @@ DEAD_REASON_HEADER = "x-encompass-dead-reason"
 DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
+M = TypeVar("M", bound=BaseModel)
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
+
+
+def decoding(
+    model: type[M],
+    handle: Callable[[M], Awaitable[None]],
+    refuse: Callable[[ValidationError], Poison],
+) -> Handler:
+    """A handler that parses each body as ``model`` and hands ``handle`` the model, never
+    bytes; a body that is not one is dead-lettered with the reason ``refuse`` gives."""
+
+    async def handler(message: Message) -> None:
+        try:
+            parsed = model.model_validate_json(message.body)
+        except ValidationError as exc:
+            raise refuse(exc) from None
+        await handle(parsed)
+
+    return handler
 
 
 def default_backoff(attempt: int) -> float:

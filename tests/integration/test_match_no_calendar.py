@@ -11,7 +11,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
-from encompass.adapters.broker import Message
 from encompass.adapters.db.tables import Alert, Child, Force, IncidentVersion, Notice
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
@@ -58,9 +57,7 @@ async def test_a_matched_setting_with_no_calendar_is_recorded_and_alerted(
         handler = MatchIncident(container.sessions, _MatchesAGoneSetting(), container.clock)
         # When the matcher processes it
         with capture_logs() as logs:
-            await handler(
-                Message(body=VersionQueued(version_id=version_id).to_bytes(), message_id="m")
-            )
+            await handler(VersionQueued(version_id=version_id))
         # Then no notice was made, and the child, the admins and the log all say why
         async with container.sessions() as session:
             assert (await session.scalars(select(Notice))).all() == []

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message, Poison
+from encompass.adapters.broker import Poison
 from encompass.adapters.channels import MailPort, WebhookPort
 from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
@@ -59,12 +59,6 @@ def delivery_backoff(
     that failed together in a morning burst do not all come back at the same instant."""
     ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + rng() * ceiling / 2
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    envelope_id: str
-    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,21 +117,19 @@ _MARK_DELIVERED = (
 )
 
 
-def _parse(body: bytes) -> _Job:
-    try:
-        queued = DeliveryQueued.from_bytes(body)
-    except ValidationError as exc:
-        # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
-        if [e["loc"] for e in exc.errors()] == [("channel",)] and exc.errors()[0][
-            "type"
-        ] == "literal_error":
-            raise Poison("unknown delivery channel: expected webhook or email") from None
-        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
-    return _Job(queued.envelope_id, queued.channel)
+def refuse_delivery(exc: ValidationError) -> Poison:
+    """The dead-letter reason for a body that is not a :class:`DeliveryQueued`."""
+    # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
+    errors = exc.errors()
+    if [e["loc"] for e in errors] == [("channel",)] and errors[0]["type"] == "literal_error":
+        return Poison("unknown delivery channel: expected webhook or email")
+    return Poison("not a delivery message: expected JSON with envelope_id and channel")
 
 
 class DeliverEnvelope:
-    """The handler: give it to ``run_consumer`` on the ``deliveries`` queue."""
+    """The handler of the ``deliveries`` queue: it receives the parsed message (the worker
+    decodes it with :class:`DeliveryQueued`, refusing a bad body with
+    :func:`refuse_delivery`)."""
 
     def __init__(
         self,
@@ -152,10 +144,9 @@ class DeliverEnvelope:
         self._webhook, self._mail = webhook, mail
         self._max_attempts = max_attempts
 
-    async def __call__(self, message: Message) -> None:
-        """Make one attempt at the envelope named in ``message``; raise DeliveryRetry (after
+    async def __call__(self, job: DeliveryQueued) -> None:
+        """Make one attempt at the envelope named in ``job``; raise DeliveryRetry (after
         recording the attempt) when the runner should try again later."""
-        job = _parse(message.body)
         plan = await self._plan(job)
         if plan is None:
             return
@@ -163,7 +154,7 @@ class DeliverEnvelope:
         if await self._record(job, plan, outcome, detail) is DeliveryOutcome.RETRY:
             raise DeliveryRetry(detail)
 
-    async def _plan(self, job: _Job) -> _Plan | None:
+    async def _plan(self, job: DeliveryQueued) -> _Plan | None:
         async with self._sessions() as session:
             # One read, no transaction around it: saves two round trips per delivery.
             connection = await session.connection(
@@ -210,7 +201,7 @@ class DeliverEnvelope:
             email=address,
         )
 
-    async def _send(self, job: _Job, plan: _Plan) -> tuple[DeliveryOutcome, str]:
+    async def _send(self, job: DeliveryQueued, plan: _Plan) -> tuple[DeliveryOutcome, str]:
         """One attempt through the channel: (outcome, detail)."""
         if job.channel == "email":
             if self._mail is None:
@@ -236,7 +227,7 @@ class DeliverEnvelope:
         return posted.outcome, posted.detail
 
     async def _record(
-        self, job: _Job, plan: _Plan, outcome: DeliveryOutcome, detail: str
+        self, job: DeliveryQueued, plan: _Plan, outcome: DeliveryOutcome, detail: str
     ) -> DeliveryOutcome:
         """Store the attempt and its consequences; returns the outcome as recorded."""
         now = self._clock.now()

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message, Poison
+from encompass.adapters.broker import Poison
 from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import Alert, Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
@@ -68,8 +68,17 @@ def _candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, object]]
     ]
 
 
+def refuse_version(exc: ValidationError) -> Poison:
+    """The dead-letter reason for a body that is not a :class:`VersionQueued`."""
+    # Not ours, so it could hold anything (a whole forged report, a child's name): the
+    # reason counts only, and the dead letter keeps neither body nor headers.
+    return Poison(f"not a version message: {exc.error_count()} error(s)", keep_body=False)
+
+
 class MatchIncident:
-    """The handler of the ``incidents`` queue."""
+    """The handler of the ``incidents`` queue: it receives the parsed message (the worker
+    decodes it with :class:`VersionQueued`, refusing a bad body with
+    :func:`refuse_version`)."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], roster: Roster, clock: Clock
@@ -78,15 +87,7 @@ class MatchIncident:
         self._roster = roster
         self._clock = clock
 
-    async def __call__(self, message: Message) -> None:
-        try:
-            queued = VersionQueued.from_bytes(message.body)
-        except ValidationError as exc:
-            # Not ours, so it could hold anything (a whole forged report, a child's name):
-            # the reason counts only, and the dead letter keeps neither body nor headers.
-            raise Poison(
-                f"not a version message: {exc.error_count()} error(s)", keep_body=False
-            ) from None
+    async def __call__(self, queued: VersionQueued) -> None:
         async with self._sessions.begin() as session:
             version = (
                 await session.execute(
