@@ -16,6 +16,7 @@ from typing import Any
 
 from encompass.adapters.key_files import KeyFileError
 from encompass.config import ConfigError, Settings, load_settings
+from encompass.domain.envelope import AckKind
 
 
 class CommandError(Exception):
@@ -197,6 +198,7 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
 
 async def _match(args: argparse.Namespace) -> None:
+    from encompass.bootstrap import open_database
     from encompass.services.matching.match_dry_run import DryRunError, explain_model, match_file
 
     def progress(line: str) -> None:
@@ -204,23 +206,21 @@ async def _match(args: argparse.Namespace) -> None:
 
     if args.save_model and not args.explain_model:
         raise CommandError("match: --save-model goes with --explain-model")
-    if args.explain_model:
-        try:
+    if not args.explain_model and args.children is None:
+        raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
+    database = open_database(_settings())
+    try:
+        if args.explain_model:
             await explain_model(
-                _settings().database_url,
+                database.sessions,
                 args.children,
                 stdout=sys.stdout,
                 progress=progress,
                 save=args.save_model,
             )
-        except DryRunError as exc:
-            raise CommandError(str(exc)) from None
-        return
-    if args.children is None:
-        raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
-    try:
+            return
         report = await match_file(
-            _settings().database_url,
+            database.sessions,
             args.children,
             out=args.out,
             stdout=sys.stdout,
@@ -228,6 +228,8 @@ async def _match(args: argparse.Namespace) -> None:
         )
     except DryRunError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        await database.close()
     print(report.summary(), file=sys.stderr)
 
 
@@ -255,7 +257,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 async def _worker(args: argparse.Namespace) -> None:
-    from workers.main import run_workers
+    from encompass.workers.main import run_workers
 
     await run_workers([args.name])
 
@@ -472,7 +474,7 @@ async def _ack(args: argparse.Namespace) -> None:
 
     try:
         portal = _portal(args)
-        result = await ack(portal, args.notice_id, kind=args.kind, reply=args.reply)
+        result = await ack(portal, args.notice_id, kind=AckKind(args.kind), reply=args.reply)
     except ClientError as exc:
         raise CommandError(str(exc)) from None
     _pinned_note(portal)
@@ -546,7 +548,7 @@ def _add_receiving_commands(sub: Any) -> None:
     acker.add_argument("notice_id", metavar="NOTICE_ID")
     portal_args(acker)
     acker.add_argument(
-        "--kind", default="received", choices=["received", "not_our_pupil", "child_absent"]
+        "--kind", default=AckKind.RECEIVED.value, choices=[kind.value for kind in AckKind]
     )
     acker.add_argument("--reply", help="a short reply to the force (up to 500 characters)")
     acker.set_defaults(run=_ack)

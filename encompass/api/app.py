@@ -8,15 +8,15 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
+from encompass.adapters.db.engine import ping
+from encompass.adapters.topology import INCIDENTS
 from encompass.api import admin_routes, door, inbox_routes, police_routes, settings_routes
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
-from encompass.services.intake.ingest import INCIDENTS
 from encompass.web import render
 
 log = structlog.get_logger()
@@ -49,8 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def _database_answers(container: Container) -> None:
-    async with container.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    await ping(container.engine)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -3,7 +3,7 @@
 Every route asks for the one kind of caller it serves. No token, or one we do not know, is
 ``401``; a valid token of another kind (a force's token on an admin route) is ``403``, so a
 caller learns it is authenticated but not allowed, and nothing about the data.
-Tokens are looked up by their SHA-256 hash, as stored (``services/access/credentials.py``); a
+Tokens are looked up by their SHA-256 hash, as stored (``services/access/callers.py``); a
 revoked force's or admin's token is refused like an unknown one. Every refusal is logged
 (the reason, route and address; never the token) and counted in
 ``encompass_auth_failures_total``.
@@ -15,16 +15,13 @@ from typing import TypeVar
 
 import structlog
 from aiohttp import web
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import Admin, Force, KeyAdultRow
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import ApiError
-from encompass.services.access.credentials import force_for_token, hash_token
+from encompass.services.access.callers import Caller, is_revoked, token_holder
 
 log = structlog.get_logger()
-Caller = Force | KeyAdultRow | Admin
 _C = TypeVar("_C", Force, KeyAdultRow, Admin)
 _WHAT = {Force: "a police force's", KeyAdultRow: "a Key Adult's", Admin: "an admin's"}
 
@@ -40,31 +37,6 @@ def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | No
     return None
 
 
-async def caller_for_token(session: AsyncSession, token: str) -> Caller | None:
-    """The force, Key Adult or admin holding ``token``, or None (also when revoked)."""
-    caller = await _holder(session, token)
-    return None if caller is None or _revoked(caller) else caller
-
-
-def _revoked(caller: Caller) -> bool:
-    return not isinstance(caller, KeyAdultRow) and caller.revoked_at is not None
-
-
-async def _holder(session: AsyncSession, token: str) -> Caller | None:
-    if not token.isascii():
-        # Ours are URL-safe base64; undecodable header bytes reach us as lone surrogates,
-        # which would not even encode for hashing.
-        return None
-    digest = hash_token(token)
-    force = await force_for_token(session, token)
-    if force is not None:
-        return force
-    key_adult = await session.scalar(select(KeyAdultRow).where(KeyAdultRow.token_hash == digest))
-    if key_adult is not None:
-        return key_adult
-    return await session.scalar(select(Admin).where(Admin.token_hash == digest))
-
-
 async def _authenticated(request: web.Request, kind: type[_C], *, allow_query: bool = False) -> _C:
     token = bearer_token(request, allow_query=allow_query)
     if token is None:
@@ -72,9 +44,8 @@ async def _authenticated(request: web.Request, kind: type[_C], *, allow_query: b
         raise ApiError(
             401, "unauthorised", f"send {_WHAT[kind]} token as 'Authorization: Bearer …'"
         )
-    async with request.app[CONTAINER].sessions() as session:
-        caller = await _holder(session, token)
-    if caller is None or _revoked(caller):
+    caller = await token_holder(request.app[CONTAINER].sessions, token)
+    if caller is None or is_revoked(caller):
         _failed(request, "invalid" if caller is None else "revoked")
         raise ApiError(401, "unauthorised", "the token is not valid")
     if not isinstance(caller, kind):

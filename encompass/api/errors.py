@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.orm.exc import StaleDataError
 
+from encompass.adapters.db.engine import changed_concurrently
 from encompass.adapters.unavailable import unavailable
 from encompass.strict_json import JsonRefused, parse_json
 
@@ -84,12 +84,12 @@ async def json_errors(
         code = _HTTP_CODES.get(exc.status, "http_error")
         kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return error_response(exc.status, code, exc.reason, headers=kept or None)
-    except StaleDataError:
-        # Another writer changed the same notice first (see tables.Notice): safe to retry.
-        return error_response(
-            409, "conflict", "the notice changed while this request was handled; retry"
-        )
     except Exception as exc:
+        if changed_concurrently(exc):
+            # Another writer changed the same notice first (see tables.Notice): safe to retry.
+            return error_response(
+                409, "conflict", "the notice changed while this request was handled; retry"
+            )
         if (dependency := unavailable(exc)) is not None:
             log.warning(
                 "http.unavailable",

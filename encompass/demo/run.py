@@ -56,7 +56,7 @@ from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.escalate_overdue import ack_deadline
 from encompass.services.receiving.portal import issue_key_adult_credentials
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
-from workers.main import start_workers
+from encompass.workers.main import start_workers
 
 DEFAULT_NIGHT = datetime.fromisoformat("2026-11-20T23:30:00+00:00")  # a Friday night
 Say = Callable[[str], None]

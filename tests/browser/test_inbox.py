@@ -36,10 +36,10 @@ from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.device_keys import signing_key
 from encompass.services.receiving.devices import invite, revoke_device
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import AMELIA, own_database, send_due
-from workers.main import start_workers
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 

@@ -22,7 +22,7 @@ from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.domain.envelope import envelope_hash, parse_envelope, sign_ack
+from encompass.domain.envelope import AckKind, envelope_hash, parse_envelope, sign_ack
 from encompass.services.access.credentials import add_admin, add_force
 from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.acknowledge import acknowledge
@@ -279,7 +279,7 @@ async def test_a_returned_notice_is_resolved_to_another_setting(stack: Stack) ->
         container.clock,
         "KA-OAK-1",
         notice_id=notice_id,
-        kind="not_our_pupil",
+        kind=AckKind.NOT_OUR_PUPIL,
         reply=None,
         envelope_hash=digest,
         signature=sign_ack(

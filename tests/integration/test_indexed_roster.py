@@ -83,8 +83,7 @@ async def _import_with(sessions: Sessions, folder: Path, prefix: str, child: Chi
 
 
 async def _match(roster: IndexedRoster, sessions: Sessions, query: ChildQuery) -> MatchResult:
-    async with sessions() as session:
-        return await roster.match(session, query)
+    return await roster.match(query)
 
 
 async def test_a_new_pupil_matches_after_the_refresh(

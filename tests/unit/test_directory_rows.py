@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel
 
+from encompass.domain.postcode import canonical_postcode
 from encompass.services.directory.csv_rows import (
     CalendarSpanIn,
     DirectoryImportError,
     KeyAdultIn,
     PupilIn,
     SettingIn,
-    canonical_postcode,
     read_rows,
 )
 from tests.fixtures.directory.sample import HERE, public_pem

@@ -32,7 +32,7 @@ from encompass.domain.directory import (
     SettingKind,
     SpanKind,
 )
-from encompass.services.directory.csv_rows import canonical_postcode
+from encompass.domain.postcode import canonical_postcode
 
 _PUPIL_COLUMNS = (
     PupilRow.setting_id,

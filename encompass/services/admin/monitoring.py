@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Alert, Incident, Notice, SettingRow
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import AWAITING_ACK, NoticeStatus, values
 from encompass.services.matching.review_queue import (
     QueueSummary,
     ReviewItem,
@@ -28,12 +28,11 @@ from encompass.services.records import audit
 
 MAX_NOTICES: Final = 1_000
 # Overdue only while still waiting for an answer.
-AWAITING: Final = (NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value)
 
 
 def is_overdue(notice: Notice) -> bool:
     """The overdue flag: escalated for want of an acknowledgement and still unanswered."""
-    return notice.overdue_at is not None and notice.status in AWAITING
+    return notice.overdue_at is not None and notice.status in AWAITING_ACK
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -58,7 +57,7 @@ async def admin_notices(
     )
     if status is not None:
         query = query.where(Notice.status == status.value)
-    flagged = Notice.overdue_at.is_not(None) & Notice.status.in_(AWAITING)
+    flagged = Notice.overdue_at.is_not(None) & Notice.status.in_(values(AWAITING_ACK))
     if overdue is not None:
         query = query.where(flagged if overdue else ~flagged)
     query = query.order_by(Notice.updated_at.desc(), Notice.notice_id).limit(
@@ -128,7 +127,7 @@ async def dashboard(
             await session.scalar(
                 select(func.count())
                 .select_from(Notice)
-                .where(Notice.overdue_at.is_not(None), Notice.status.in_(AWAITING))
+                .where(Notice.overdue_at.is_not(None), Notice.status.in_(values(AWAITING_ACK)))
             )
             or 0
         )

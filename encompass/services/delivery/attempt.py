@@ -14,60 +14,41 @@ acknowledged without doing anything, so a relay that publishes twice sends nothi
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import bindparam, exists, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Poison
+from encompass.adapters.channels import MailPort, WebhookPort
 from encompass.adapters.data_keys import DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
-from encompass.adapters.smtp import SendResult
-from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.queued import DeliveryQueued
+from encompass.domain.status import (
+    DELIVERABLE,
+    FINAL_OUTCOMES,
+    DeliveryOutcome,
+    NoticeStatus,
+    values,
+)
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
-from workers.runner import Poison
 
 log = structlog.get_logger()
-
-# Outcomes after which a channel is done with an envelope (``retry`` is the only other).
-FINAL_OUTCOMES: Final = ("delivered", "failed", "sent", "skipped")
-# A notice envelope is delivered only while its notice still stands.
-_DELIVERABLE: Final = frozenset(
-    {NoticeStatus.SEALED, NoticeStatus.SENDING, NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED}
-)
 
 
 class DeliveryRetry(Exception):
     """A transient failure, already recorded: the runner retries after a backoff."""
-
-
-class WebhookPort(Protocol):
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        *,
-        envelope_id: str,
-        kind: str,
-        hmac_key: bytes | None,
-        timestamp: int,
-    ) -> PostResult: ...
-
-
-class MailPort(Protocol):
-    async def send_pointer(self, to: str, notice_id: str) -> SendResult: ...
 
 
 def delivery_backoff(
@@ -78,12 +59,6 @@ def delivery_backoff(
     that failed together in a morning burst do not all come back at the same instant."""
     ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + rng() * ceiling / 2
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    envelope_id: str
-    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +87,7 @@ _PLAN = (
         exists().where(
             DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
             DeliveryAttempt.channel == bindparam("channel"),
-            DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+            DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
         ),
     )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
@@ -142,20 +117,19 @@ _MARK_DELIVERED = (
 )
 
 
-def _parse(body: bytes) -> _Job:
-    try:
-        data = json.loads(body)
-        job = _Job(str(data["envelope_id"]), str(data["channel"]))
-    except (ValueError, KeyError, TypeError):
-        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
-    if job.channel not in ("webhook", "email"):
-        # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
-        raise Poison("unknown delivery channel: expected webhook or email")
-    return job
+def refuse_delivery(exc: ValidationError) -> Poison:
+    """The dead-letter reason for a body that is not a :class:`DeliveryQueued`."""
+    # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
+    errors = exc.errors()
+    if [e["loc"] for e in errors] == [("channel",)] and errors[0]["type"] == "literal_error":
+        return Poison("unknown delivery channel: expected webhook or email")
+    return Poison("not a delivery message: expected JSON with envelope_id and channel")
 
 
 class DeliverEnvelope:
-    """The handler: give it to ``run_consumer`` on the ``deliveries`` queue."""
+    """The handler of the ``deliveries`` queue: it receives the parsed message (the worker
+    decodes it with :class:`DeliveryQueued`, refusing a bad body with
+    :func:`refuse_delivery`)."""
 
     def __init__(
         self,
@@ -170,18 +144,17 @@ class DeliverEnvelope:
         self._webhook, self._mail = webhook, mail
         self._max_attempts = max_attempts
 
-    async def __call__(self, message: Message) -> None:
-        """Make one attempt at the envelope named in ``message``; raise DeliveryRetry (after
+    async def __call__(self, job: DeliveryQueued) -> None:
+        """Make one attempt at the envelope named in ``job``; raise DeliveryRetry (after
         recording the attempt) when the runner should try again later."""
-        job = _parse(message.body)
         plan = await self._plan(job)
         if plan is None:
             return
         outcome, detail = await self._send(job, plan)
-        if await self._record(job, plan, outcome, detail) == "retry":
+        if await self._record(job, plan, outcome, detail) is DeliveryOutcome.RETRY:
             raise DeliveryRetry(detail)
 
-    async def _plan(self, job: _Job) -> _Plan | None:
+    async def _plan(self, job: DeliveryQueued) -> _Plan | None:
         async with self._sessions() as session:
             # One read, no transaction around it: saves two round trips per delivery.
             connection = await session.connection(
@@ -214,7 +187,7 @@ class DeliverEnvelope:
         if body == PURGED_BODY:
             bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
-        if kind == "notice" and NoticeStatus(status) not in _DELIVERABLE:
+        if kind == "notice" and NoticeStatus(status) not in DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
             bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
@@ -228,15 +201,15 @@ class DeliverEnvelope:
             email=address,
         )
 
-    async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
+    async def _send(self, job: DeliveryQueued, plan: _Plan) -> tuple[DeliveryOutcome, str]:
         """One attempt through the channel: (outcome, detail)."""
         if job.channel == "email":
             if self._mail is None:
-                return "skipped", "no SMTP server configured"
+                return DeliveryOutcome.SKIPPED, "no SMTP server configured"
             sent = await self._mail.send_pointer(plan.email, plan.notice_id)
             return sent.outcome, sent.detail
         if not plan.webhook_url:
-            return "failed", "no webhook URL for the recipient any more"
+            return DeliveryOutcome.FAILED, "no webhook URL for the recipient any more"
         if plan.hmac_key is None:
             log.info(
                 "delivery.no_webhook_hmac",
@@ -253,7 +226,9 @@ class DeliverEnvelope:
         )
         return posted.outcome, posted.detail
 
-    async def _record(self, job: _Job, plan: _Plan, outcome: str, detail: str) -> str:
+    async def _record(
+        self, job: DeliveryQueued, plan: _Plan, outcome: DeliveryOutcome, detail: str
+    ) -> DeliveryOutcome:
         """Store the attempt and its consequences; returns the outcome as recorded."""
         now = self._clock.now()
         async with self._sessions.begin() as session:
@@ -268,8 +243,11 @@ class DeliverEnvelope:
                     },
                 )
             ).one()
-            if outcome == "retry" and made + 1 >= self._max_attempts:
-                outcome, detail = "failed", f"gave up after {made + 1} attempts: {detail}"
+            if outcome is DeliveryOutcome.RETRY and made + 1 >= self._max_attempts:
+                outcome, detail = (
+                    DeliveryOutcome.FAILED,
+                    f"gave up after {made + 1} attempts: {detail}",
+                )
             await session.execute(
                 _ATTEMPT,
                 {
@@ -281,9 +259,9 @@ class DeliverEnvelope:
                     "detail": detail[:500],
                 },
             )
-            if outcome == "delivered":
+            if outcome is DeliveryOutcome.DELIVERED:
                 await self._delivered(session, notice, plan, job.channel, now)
-            elif outcome == "failed":
+            elif outcome is DeliveryOutcome.FAILED:
                 log.error(
                     "delivery.failed",
                     envelope_id=plan.envelope_id,

@@ -19,7 +19,7 @@ from encompass.adapters.db.tables import (
     OutboxEntry,
     SealedEnvelope,
 )
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IN_FLIGHT, DeliveryOutcome, NoticeStatus
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
@@ -29,7 +29,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
     """Move a sealed or sending notice to ``failed`` with an admin alert and an error log
     line (ids only). Does nothing to a notice in any other status."""
     status = NoticeStatus(notice.status)
-    if status not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if status not in IN_FLIGHT:
         return
     if status is NoticeStatus.SEALED:
         transition(session, notice, NoticeStatus.SENDING, at=now, cause="giving up")
@@ -52,7 +52,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
 async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: datetime) -> bool:
     """Give up on ``notice`` when none of its envelopes was delivered and every one has a
     failed attempt (or it has none at all). Returns whether it did."""
-    if NoticeStatus(notice.status) not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if NoticeStatus(notice.status) not in IN_FLIGHT:
         return False
     envelopes = (
         await session.execute(
@@ -78,7 +78,8 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
             (
                 await session.scalars(
                     select(DeliveryAttempt.envelope_id).where(
-                        DeliveryAttempt.envelope_id.in_(ids), DeliveryAttempt.outcome == "failed"
+                        DeliveryAttempt.envelope_id.in_(ids),
+                        DeliveryAttempt.outcome == DeliveryOutcome.FAILED,
                     )
                 )
             ).all()

@@ -37,7 +37,6 @@ from encompass.services.records.at_rest import DataUnavailable, open_payload, pr
 
 log = structlog.get_logger()
 
-EnvelopeKind = Literal["notice", "retraction"]
 Channel = Literal["webhook", "email"]
 
 # Who a notice goes to, by Notice.recipient (set by the release rule).

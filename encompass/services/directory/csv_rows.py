@@ -36,9 +36,9 @@ from encompass.domain.directory import (
     SettingKind,
     SpanKind,
 )
+from encompass.domain.postcode import canonical_postcode, is_uk_postcode
 from encompass.services.directory.public_keys import public_key_pem
 
-UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -55,17 +55,8 @@ class DirectoryImportError(Exception):
         self.reason = reason
 
 
-def canonical_postcode(value: str) -> str:
-    """Upper case with one space before the inward code: ``tf34nt`` -> ``TF3 4NT``.
-
-    The roster stores this form, so a reported postcode in any spacing finds it by equality.
-    """
-    key = re.sub(r"\s+", "", value).upper()
-    return f"{key[:-3]} {key[-3:]}" if len(key) > 3 else key
-
-
 def _postcode(value: str) -> str:
-    if not UK_POSTCODE.match(re.sub(r"\s+", "", value).upper()):
+    if not is_uk_postcode(value):
         raise ValueError("must be a UK postcode such as TF3 4NT")
     return canonical_postcode(value)
 

@@ -28,7 +28,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.directory_repo import roster_version
-from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.match_model_repo import save_match_model
 from encompass.adapters.db.tables import PupilRow
 from encompass.domain.match import ChildQuery, Decision, RosterIndex
@@ -211,23 +210,17 @@ async def dry_run(
 
 
 async def match_file(
-    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
     children: Path,
     *,
     out: Path | None,
     stdout: TextIO,
     progress: Progress | None = None,
 ) -> DryRunReport:
-    """:func:`dry_run` against the database at ``database_url`` (normalised), the engine
-    disposed of afterwards. Every failure the user can act on (the file, the output, the
-    database) is a :class:`DryRunError`: one line, no stack trace."""
-    engine = make_engine(database_url)
-    try:
-        return await dry_run(
-            make_sessions(engine), children, out=out, stdout=stdout, progress=progress
-        )
-    finally:
-        await engine.dispose()
+    """:func:`dry_run` against the database of ``sessions`` (``bootstrap.open_database``).
+    Every failure the user can act on (the file, the output, the database) is a
+    :class:`DryRunError`: one line, no stack trace."""
+    return await dry_run(sessions, children, out=out, stdout=stdout, progress=progress)
 
 
 def _children(path: Path, label: str) -> list[ChildQuery]:
@@ -241,7 +234,7 @@ def _children(path: Path, label: str) -> list[ChildQuery]:
 
 
 async def explain_model(
-    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
     children: Path | None,
     *,
     stdout: TextIO,
@@ -260,21 +253,16 @@ async def explain_model(
             "siblings share, not how reports of one child differ from its record"
         )
     reported = _children(children, str(children)) if children is not None else []
-    engine = make_engine(database_url)
-    try:
-        sessions = make_sessions(engine)
-        index = await _load_index(sessions, len(reported), progress)
-        pupils = [index.columns.pupil(row) for row in range(len(index))]
-        model = fit_roster(pupils, reported)
-        weights = index.weights
-        if save:
-            async with sessions() as session:
-                version = await roster_version(session)
-                await save_match_model(session, version, model_to_json(model), _now())
-                await session.commit()
-            weights = model_weights(model, len(index))
-    finally:
-        await engine.dispose()
+    index = await _load_index(sessions, len(reported), progress)
+    pupils = [index.columns.pupil(row) for row in range(len(index))]
+    model = fit_roster(pupils, reported)
+    weights = index.weights
+    if save:
+        async with sessions() as session:
+            version = await roster_version(session)
+            await save_match_model(session, version, model_to_json(model), _now())
+            await session.commit()
+        weights = model_weights(model, len(index))
     lines = [*model.explain(), *explain_weights(weights)]
     if save:
         lines.append("kept for this roster version: the matcher uses it from its next load")

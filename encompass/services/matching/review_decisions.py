@@ -25,7 +25,7 @@ from encompass.adapters.db.tables import (
 )
 from encompass.domain.calendar import NoReleaseDay, release_time
 from encompass.domain.directory import SettingCalendar
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IncidentStatus, NoticeStatus
 from encompass.services.scheduling.notices import schedule_notice, transition
 
 LA_CONTACT_REASON: Final = "resolved: to the local authority's named contact (child on no roll)"
@@ -173,7 +173,7 @@ async def resolve_child(
     if (
         version is None
         or incident is None
-        or incident.status != "active"
+        or incident.status != IncidentStatus.ACTIVE
         or version.version != incident.latest_version
     ):
         raise ResolveRefused(

@@ -32,7 +32,7 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
 )
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IncidentStatus, NoticeStatus
 from encompass.services.matching.review_decisions import (
     LA_CONTACT_REASON,
     ResolveRefused,
@@ -155,6 +155,38 @@ async def _personal(session: AsyncSession, child: Child, version: IncidentVersio
     )
 
 
+async def _item(
+    session: AsyncSession,
+    row: tuple[Child, IncidentVersion, Incident],
+    item_id: str,
+    kind: str,
+    notice: Notice | None,
+    now: datetime,
+) -> ReviewItem:
+    """A child waiting (``notice`` None: since it was reported) or a notice sent back to
+    review (since it moved there), with what the person deciding compares."""
+    child, version, incident = row
+    personal = await _personal(session, child, version)
+    waiting_since = child.reported_at if notice is None else notice.updated_at
+    return ReviewItem(
+        item_id,
+        kind,
+        incident.incident_id,
+        incident.force_id,
+        child.child_id,
+        child.decision,
+        child.score,
+        list(child.reasons),
+        personal.candidates,
+        personal.reported,
+        child.reported_at,
+        waiting_since,
+        (now - waiting_since).total_seconds(),
+        None if notice is None else await _notice_detail(session, notice),
+        personal.data,
+    )
+
+
 def _latest_active() -> Any:
     return (
         select(Child, IncidentVersion, Incident)
@@ -213,30 +245,13 @@ async def list_review(
                     Child.decision.in_(_UNPLACED),
                     Child.resolved_at.is_(None),
                     IncidentVersion.version == Incident.latest_version,
-                    Incident.status == "active",
+                    Incident.status == IncidentStatus.ACTIVE,
                 )
             )
         ).all()
         for child, version, incident in children:
-            personal = await _personal(session, child, version)
             items.append(
-                ReviewItem(
-                    child.child_id,
-                    "child",
-                    incident.incident_id,
-                    incident.force_id,
-                    child.child_id,
-                    child.decision,
-                    child.score,
-                    list(child.reasons),
-                    personal.candidates,
-                    personal.reported,
-                    child.reported_at,
-                    child.reported_at,
-                    (now - child.reported_at).total_seconds(),
-                    None,
-                    personal.data,
-                )
+                await _item(session, (child, version, incident), child.child_id, "child", None, now)
             )
         notices = (
             await session.execute(
@@ -247,24 +262,9 @@ async def list_review(
             )
         ).all()
         for child, version, incident, notice in notices:
-            personal = await _personal(session, child, version)
             items.append(
-                ReviewItem(
-                    notice.notice_id,
-                    "notice",
-                    incident.incident_id,
-                    incident.force_id,
-                    child.child_id,
-                    child.decision,
-                    child.score,
-                    list(child.reasons),
-                    personal.candidates,
-                    personal.reported,
-                    child.reported_at,
-                    notice.updated_at,
-                    (now - notice.updated_at).total_seconds(),
-                    await _notice_detail(session, notice),
-                    personal.data,
+                await _item(
+                    session, (child, version, incident), notice.notice_id, "notice", notice, now
                 )
             )
         items.sort(key=lambda item: item.waiting_since)
@@ -296,7 +296,7 @@ async def queue_summary(session: AsyncSession, now: datetime) -> QueueSummary:
                 Child.decision.in_(_UNPLACED),
                 Child.resolved_at.is_(None),
                 IncidentVersion.version == Incident.latest_version,
-                Incident.status == "active",
+                Incident.status == IncidentStatus.ACTIVE,
             )
         )
     ).one()

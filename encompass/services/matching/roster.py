@@ -47,8 +47,9 @@ class Roster(Protocol):
         child is not kept waiting."""
         ...
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
-        """Decide which roster entries (if any) the child is."""
+    async def match(self, query: ChildQuery) -> MatchResult:
+        """Decide which roster entries (if any) the child is. The roster reads the
+        directory through its own sessions: the directory is not the caller's to write."""
         ...
 
     async def close(self) -> None:
@@ -170,11 +171,11 @@ class IndexedRoster:
         """Build the first index now, unless one is serving already."""
         await self._loaded()
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
+    async def match(self, query: ChildQuery) -> MatchResult:
         """Decide with the serving index, having first checked the roster version if the
-        last check is ``check_every`` seconds old (the check reads through ``session``)."""
+        last check is ``check_every`` seconds old."""
         await self._loaded()
-        await self._check(session)
+        await self._check()
         index = self._index
         assert index is not None  # _loaded() set it, and it is never unset
         return index.match(query)
@@ -200,12 +201,14 @@ class IndexedRoster:
             if self._index is None:
                 await self._build()
 
-    async def _check(self, session: AsyncSession) -> None:
+    async def _check(self) -> None:
         now = self._monotonic()
         if self._rebuild is not None or now - self._checked_at < self._check_every:
             return
         self._checked_at = now
-        if await roster_version(session) != self._version:
+        async with self._sessions() as session:
+            version = await roster_version(session)
+        if version != self._version:
             log.info("roster.changed", builds=self.builds)
             self._rebuild = asyncio.create_task(self._rebuild_in_background())
 
@@ -240,17 +243,21 @@ class IndexedRoster:
 class DatabaseRoster:
     """Blocks in the database (UPN, date of birth, postcode), decides in the domain."""
 
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
     async def warm(self) -> None:
         """Nothing to load: every match queries the database."""
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
-        pupils = await candidate_pupils(
-            session,
-            upn=query.upn,
-            date_of_birth=query.date_of_birth,
-            postcode=query.postcode,
-            family_name=query.family_name,
-        )
+    async def match(self, query: ChildQuery) -> MatchResult:
+        async with self._sessions() as session:
+            pupils = await candidate_pupils(
+                session,
+                upn=query.upn,
+                date_of_birth=query.date_of_birth,
+                postcode=query.postcode,
+                family_name=query.family_name,
+            )
         return decide(query, pupils)
 
     async def close(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import or_, select
@@ -33,19 +32,12 @@ from encompass.adapters.db.tables import (
 from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import WITHHELD, NoticeStatus, values
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
 from encompass.services.receiving.device_keys import signing_key as device_signing_key
 from encompass.services.records import audit
 from encompass.services.records.at_rest import seal_reply
 from encompass.services.scheduling.notices import transition
-
-ACK_KINDS: Final = ("received", "not_our_pupil", "child_absent")
-_UNSENT: Final = (
-    NoticeStatus.SCHEDULED.value,
-    NoticeStatus.SEALED.value,
-    NoticeStatus.CANCELLED.value,
-)
 
 
 class AckRefused(Exception):
@@ -84,7 +76,9 @@ async def _load(
                 SealedEnvelope.notice_id == notice_id,
                 SealedEnvelope.kind == "notice",
                 SealedEnvelope.device_id == device_id,
-                or_(Notice.status.not_in(_UNSENT), SealedEnvelope.delivered_at.is_not(None)),
+                or_(
+                    Notice.status.not_in(values(WITHHELD)), SealedEnvelope.delivered_at.is_not(None)
+                ),
             )
             # One acknowledgement per notice, even when the Key Adult and a deputy answer at
             # once: the second waits here and then finds the first.
@@ -225,7 +219,7 @@ async def acknowledge(
             at=now,
         )
         session.add(ack)
-        if kind == "not_our_pupil":
+        if kind is AckKind.NOT_OUR_PUPIL:
             await _return_to_review(session, notice, who, now)
         else:
             transition(
@@ -262,7 +256,7 @@ async def _return_to_review(session: AsyncSession, notice: Notice, who: str, now
     session.add(
         Alert(
             notice_id=notice.notice_id,
-            kind="not_our_pupil",
+            kind=AckKind.NOT_OUR_PUPIL,
             audience="force",
             message=f"setting {notice.setting_id} says the child of notice "
             f"{notice.notice_id} is not their pupil; the notice is back "

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from encompass.adapters.db.tables import KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import WITHHELD, NoticeStatus, values
 from encompass.services.access.credentials import CredentialError, hash_token, new_token
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
 from encompass.services.records import audit
@@ -28,16 +28,10 @@ from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
 
-# Never handed over: not yet released (still embargoed) or withdrawn before sending.
-_NOT_SENT: Final = (
-    NoticeStatus.SCHEDULED.value,
-    NoticeStatus.SEALED.value,
-    NoticeStatus.CANCELLED.value,
-)
 # An envelope once handed over stays visible to its Key Adult whatever happens next, until
 # retention clears it.
 _SENT: Final = and_(
-    or_(Notice.status.not_in(_NOT_SENT), SealedEnvelope.delivered_at.is_not(None)),
+    or_(Notice.status.not_in(values(WITHHELD)), SealedEnvelope.delivered_at.is_not(None)),
     SealedEnvelope.body != PURGED_BODY,
 )
 MAX_LIST: Final = 500

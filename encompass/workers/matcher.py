@@ -5,13 +5,12 @@ Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 
 from __future__ import annotations
 
-import asyncio
-
 from encompass.adapters.broker import Consumer
+from encompass.adapters.topology import INCIDENTS
 from encompass.bootstrap import Container
-from encompass.services.intake.ingest import INCIDENTS
-from encompass.services.matching.match_incident import MatchIncident
-from workers.runner import run_consumer
+from encompass.domain.queued import VersionQueued
+from encompass.services.matching.match_incident import MatchIncident, refuse_version
+from encompass.workers.runner import decoding, run_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -19,10 +18,6 @@ async def start(container: Container) -> Consumer:
     start consuming; the returned consumer's ``cancel()`` stops it."""
     await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
-    return await run_consumer(container.broker, INCIDENTS, handler)
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["matcher"]))
+    return await run_consumer(
+        container.broker, INCIDENTS, decoding(VersionQueued, handler, refuse_version)
+    )
