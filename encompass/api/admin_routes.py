@@ -1,7 +1,7 @@
 """Routes for admins: notices and their flags, the review queue, and the dashboard.
 
-Admin tokens only (a force's or Key Adult's token is ``403``). Area scoping is described
-in ``auth.authenticated_admin``: for now only admins of area ``all`` are served.
+Admin tokens only (a force's or Key Adult's token is ``403``). Each use case is given the
+admin's area (``services/admin/scope.py``) and shows or changes nothing outside it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
+from encompass.services.admin.scope import Area
 from encompass.services.monitoring import MAX_NOTICES, Dashboard, admin_notices, dashboard
 from encompass.services.review import ResolveRefused, list_review, queue_summary, resolve
 
@@ -41,6 +42,12 @@ class ResolveRequest(BaseModel):
         default=False,
         description="True for a child on no roll: resolved to the local authority's contact.",
         examples=[False],
+    )
+    la_code: Annotated[str, StringConstraints(pattern=r"^[EWSN][0-9]{8}$")] | None = Field(
+        default=None,
+        description="With local_authority_contact: the authority (ONS code) whose contact "
+        "receives the notice; by default the admin's own area.",
+        examples=["E06000020"],
     )
 
 
@@ -73,6 +80,9 @@ async def get_admin_notices(request: web.Request) -> web.Response:
         or not 1 <= int(limit_text) <= MAX_NOTICES
     ):
         raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_NOTICES}")
+    setting_id = request.query.get("setting_id") or None
+    if setting_id is not None and len(setting_id) > MAX_ID:
+        raise ApiError(400, "bad_request", f"setting_id is at most {MAX_ID} characters")
     container = request.app[CONTAINER]
     notices = await admin_notices(
         container.sessions,
@@ -80,7 +90,9 @@ async def get_admin_notices(request: web.Request) -> web.Response:
         actor(admin),
         status=status,
         overdue=None if overdue_text is None else overdue_text == "true",
+        setting_id=setting_id,
         limit=int(limit_text),
+        area=Area.of(admin),
     )
     return web.json_response({"notices": notices})
 
@@ -89,7 +101,9 @@ async def get_admin_notices(request: web.Request) -> web.Response:
 async def get_review(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request)
     container = request.app[CONTAINER]
-    items = await list_review(container.sessions, container.clock, actor(admin))
+    items = await list_review(
+        container.sessions, container.clock, actor(admin), area=Area.of(admin)
+    )
     await refresh_review_metrics(request.app)
     return web.json_response(
         {"items": [item.as_json() for item in items]}, headers={"Cache-Control": "no-store"}
@@ -114,6 +128,8 @@ async def post_resolve(request: web.Request) -> web.Response:
             item_id,
             setting_id=body.setting_id,
             local_authority_contact=body.local_authority_contact,
+            la_code=body.la_code,
+            area=Area.of(admin),
         )
     except ResolveRefused as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
@@ -126,7 +142,9 @@ async def post_resolve(request: web.Request) -> web.Response:
 async def get_dashboard(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request, allow_query=True)
     container = request.app[CONTAINER]
-    figures = await dashboard(container.sessions, container.clock, actor(admin))
+    figures = await dashboard(
+        container.sessions, container.clock, actor(admin), area=Area.of(admin)
+    )
     await refresh_review_metrics(request.app)
     return web.Response(
         text=render_dashboard(figures),

@@ -110,20 +110,10 @@ async def authenticated_key_adult(request: web.Request) -> KeyAdultRow:
 async def authenticated_admin(request: web.Request, *, allow_query: bool = False) -> Admin:
     """The admin whose token came with ``request``; ApiError 401/403 otherwise.
 
-    Area scoping: an admin of area ``all`` sees everything. Settings carry no local
-    authority yet, so we cannot tell which notices lie in an area: rather than show an
-    area admin everything (or guess), their token is refused with ``403
-    area_scoping_unavailable`` until the directory gains a setting → local-authority column.
+    An admin of one area is served like any other: every admin use case filters by
+    ``Area.of(admin)`` (``services/admin/scope.py``).
     """
-    admin = await _authenticated(request, Admin, allow_query=allow_query)
-    if admin.area != "all":
-        raise ApiError(
-            403,
-            "area_scoping_unavailable",
-            "admin tokens scoped to one area cannot be served yet (settings carry "
-            "no local authority); use an admin registered with --area all",
-        )
-    return admin
+    return await _authenticated(request, Admin, allow_query=allow_query)
 
 
 def actor(caller: Caller) -> str:

@@ -19,6 +19,7 @@ from encompass.adapters.db.tables import Alert, Incident, Notice, SettingRow
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services import audit
+from encompass.services.admin.scope import ALL, Area
 from encompass.services.review import QueueSummary, ReviewItem, list_review, queue_summary
 
 MAX_NOTICES: Final = 1_000
@@ -42,15 +43,20 @@ async def admin_notices(
     *,
     status: NoticeStatus | None = None,
     overdue: bool | None = None,
+    setting_id: str | None = None,
     limit: int = 200,
+    area: Area = ALL,
 ) -> list[dict[str, Any]]:
-    """Notices, most recently changed first, optionally of one ``status`` and/or with the
-    overdue flag set (``overdue=True``) or clear; no child's data. Audited."""
-    query = (
+    """Notices of ``area``, most recently changed first, optionally of one ``status``, one
+    setting, and/or with the overdue flag set (``overdue=True``) or clear; no child's
+    data. Audited."""
+    query = area.notices(
         select(Notice, SettingRow.name, Incident.force_id)
         .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
         .join(Incident, Incident.incident_id == Notice.incident_id)
     )
+    if setting_id is not None:
+        query = query.where(Notice.setting_id == setting_id)
     if status is not None:
         query = query.where(Notice.status == status.value)
     flagged = Notice.overdue_at.is_not(None) & Notice.status.in_(AWAITING)
@@ -69,6 +75,8 @@ async def admin_notices(
             detail={
                 "status": status.value if status else None,
                 "overdue": overdue,
+                "setting_id": setting_id,
+                "area": area.code,
                 "count": len(rows),
             },
             at=clock.now(),
@@ -107,30 +115,44 @@ class Dashboard:
 
 
 async def dashboard(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str, *, alerts_shown: int = 50
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    actor: str,
+    *,
+    alerts_shown: int = 50,
+    area: Area = ALL,
 ) -> Dashboard:
     """Counts per status, overdue and failed notices, the review queue and the newest
-    unresolved alerts. Audited (the review queue's read separately, as it is one)."""
+    unresolved alerts, all of ``area``. Audited (the review queue's read separately, as
+    it is one)."""
     now = clock.now()
-    items = await list_review(sessions, clock, actor)
+    items = await list_review(sessions, clock, actor, area=area)
     async with sessions.begin() as session:
         counts = dict(
             (
-                await session.execute(select(Notice.status, func.count()).group_by(Notice.status))
+                await session.execute(
+                    area.notices(select(Notice.status, func.count()).group_by(Notice.status))
+                )
             ).all()
         )
         overdue = (
             await session.scalar(
-                select(func.count())
-                .select_from(Notice)
-                .where(Notice.overdue_at.is_not(None), Notice.status.in_(AWAITING))
+                area.notices(
+                    select(func.count())
+                    .select_from(Notice)
+                    .where(Notice.overdue_at.is_not(None), Notice.status.in_(AWAITING))
+                )
             )
             or 0
         )
-        summary = await queue_summary(session, now)
+        summary = (
+            await queue_summary(session, now)
+            if area.everywhere
+            else QueueSummary(len(items), max((i.age_seconds for i in items), default=0.0))
+        )
         alerts = (
             await session.scalars(
-                select(Alert)
+                area.alerts(select(Alert))
                 .where(Alert.resolved_at.is_(None))
                 .order_by(Alert.created_at.desc())
                 .limit(alerts_shown)

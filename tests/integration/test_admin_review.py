@@ -64,6 +64,7 @@ class Stack:
     force_id: str
     admin: str
     area_admin: str
+    other_area_admin: str
     key_adult: str
     keys: Path
 
@@ -85,6 +86,7 @@ async def stack(
         )
         admin = await add_admin(container.sessions, container.clock, "Coordinator", "all")
         area = await add_admin(container.sessions, container.clock, "Area", "E06000020")
+        other = await add_admin(container.sessions, container.clock, "Wrexham", "W06000006")
         key_adult = await issue_key_adult_credentials(
             container.sessions, container.clock, "KA-OAK-1"
         )
@@ -99,6 +101,7 @@ async def stack(
             force.subject_id,
             admin.token,
             area.token,
+            other.token,
             key_adult.token,
             folder / "directory" / "keys",
         )
@@ -167,7 +170,6 @@ async def test_admin_routes_refuse_other_callers(stack: Stack, path: str, method
         (stack.key_adult, 403, "forbidden"),
         ("", 401, "unauthorised"),
         ("admin_forged", 401, "unauthorised"),
-        (stack.area_admin, 403, "area_scoping_unavailable"),
     ):
         status, answer = await call(stack, method, path, token, body)
         assert (status, answer["error"]["code"]) == (status_, code), token
@@ -223,20 +225,30 @@ async def test_a_child_on_no_roll_goes_to_the_local_authority_contact(stack: Sta
         score=0.0,
     )
     assert (await queue(stack))[placed.child_id]["decision"] == "none"
+    path = f"/v1/admin/review/{placed.child_id}/resolve"
+    # An admin of all areas names the authority; one without a contact is refused
+    status, answer = await call(stack, "POST", path, body={"local_authority_contact": True})
+    assert (status, answer["error"]["code"]) == (400, "bad_request")
+    status, answer = await call(
+        stack, "POST", path, body={"local_authority_contact": True, "la_code": "W06000006"}
+    )
+    assert (status, answer["error"]["code"]) == (404, "no_local_authority_contact")
     status, done = await call(
-        stack,
-        "POST",
-        f"/v1/admin/review/{placed.child_id}/resolve",
-        body={"local_authority_contact": True},
+        stack, "POST", path, body={"local_authority_contact": True, "la_code": "E06000020"}
     )
     assert status == 200, done
-    assert done["resolution"] == "local_authority_contact" and done["notice"] is None
-    assert "no local-authority contact directory" in done["message"]
-    async with stack.container.sessions() as session:
-        alerts = (
-            await session.scalars(select(Alert).where(Alert.kind == "local_authority_contact"))
-        ).all()
-    assert any(placed.child_id in a.message and a.audience == "admins" for a in alerts)
+    assert done["resolution"] == "local_authority_contact"
+    # The authority's contact receives a notice like any setting, by the release rule
+    assert done["notice"]["setting_id"] == "LA-E06000020"
+    assert done["notice"]["status"] == "scheduled"
+    assert (
+        abs((datetime.fromisoformat(done["notice"]["deliver_at"]) - MONDAY_10).total_seconds()) < 60
+    )
+    await send_due(stack.container)
+    served = await fetch_envelope(
+        stack.container.sessions, stack.container.clock, "KA-TWC-1", done["notice"]["notice_id"]
+    )
+    assert served is not None
     status, state = await call(stack, "GET", f"/v1/incidents/{placed.incident_id}", stack.force)
     assert state["children"][0]["resolution"] == "local_authority_contact"
     assert state["children"][0]["resolved"] is True
@@ -388,3 +400,58 @@ async def test_an_urgent_release_sends_a_held_notice_now(stack: Stack) -> None:
         await release_now(container.sessions, container.clock, notice_id, actor="admin:cli")
     with pytest.raises(ReleaseRefused, match="no notice"):
         await release_now(container.sessions, container.clock, "missing", actor="admin:cli")
+
+
+async def test_an_admin_of_another_area_sees_and_acts_on_nothing(stack: Stack) -> None:
+    # Given, in Telford (E06000020), a child in review and a notice to the nursery
+    stack.container.clock.set(MONDAY_10)
+    child_id = await unplaced(stack, FRIDAY_NIGHT)
+    placed = await add_child(
+        stack.container.sessions, force_id=stack.force_id, reported_at=FRIDAY_NIGHT
+    )
+    notice_id = await add_notice(stack.container.sessions, placed, "EY200002", FRIDAY_NIGHT)
+    async with stack.container.sessions.begin() as session:
+        session.add(
+            Alert(
+                notice_id=notice_id,
+                kind="test",
+                audience="admins",
+                message="area alert",
+                created_at=FRIDAY_NIGHT,
+            )
+        )
+    # The Telford admin sees them
+    status, body = await call(stack, "GET", "/v1/admin/review", stack.area_admin)
+    assert status == 200 and child_id in {i["id"] for i in body["items"]}
+    status, body = await call(
+        stack, "GET", "/v1/admin/notices?setting_id=EY200002", stack.area_admin
+    )
+    assert notice_id in {n["notice_id"] for n in body["notices"]}
+    assert {n["setting_id"] for n in body["notices"]} == {"EY200002"}
+    # An admin of Wrexham (W06000006) sees none of it, on every route
+    other = stack.other_area_admin
+    status, body = await call(stack, "GET", "/v1/admin/review", other)
+    assert status == 200 and child_id not in {i["id"] for i in body["items"]}
+    for query in ("", "?setting_id=EY200002", "?status=scheduled"):
+        status, body = await call(stack, "GET", "/v1/admin/notices" + query, other)
+        assert status == 200 and notice_id not in {n["notice_id"] for n in body["notices"]}
+        assert all(n["setting_id"] == "URN100003" for n in body["notices"])
+    # and cannot act on it, nor send a child of its own to another area's setting
+    status, body = await call(
+        stack, "POST", f"/v1/admin/review/{child_id}/resolve", other, {"setting_id": "URN100003"}
+    )
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = await call(
+        stack,
+        "POST",
+        f"/v1/admin/review/{child_id}/resolve",
+        stack.area_admin,
+        {"setting_id": "URN100003"},
+    )
+    assert (status, body["error"]["code"]) == (404, "unknown_setting")
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{stack.url}/admin", params={"token": other}) as response,
+    ):
+        page = await response.text()
+    assert notice_id not in page and child_id not in page and "area alert" not in page
