@@ -17,6 +17,7 @@ from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
 from encompass.services.ingest import INCIDENTS
+from encompass.web import render
 
 log = structlog.get_logger()
 MAX_BODY = 256 * 1024  # an incident report is a few kB; anything larger is a mistake
@@ -76,6 +77,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
+    render.install(app)
     app.add_routes(police.routes)
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
