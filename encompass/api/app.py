@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from encompass.api import admin_routes, door, police, settings_routes
+from encompass.api import admin_pages, admin_routes, door, police, settings_routes
 from encompass.api.errors import error_response, json_errors
 from encompass.api.keys import CONTAINER, METRICS
 from encompass.api.openapi import build_openapi
@@ -81,4 +81,5 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.add_routes(police.routes)
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
+    app.add_routes(admin_pages.routes)
     return app

@@ -29,14 +29,12 @@ _C = TypeVar("_C", Force, KeyAdultRow, Admin)
 _WHAT = {Force: "a police force's", KeyAdultRow: "a Key Adult's", Admin: "an admin's"}
 
 
-def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
-    """The token from ``Authorization: Bearer …`` (or, where ``allow_query``, ``?token=``
-    — for the dashboard in a browser), or None."""
+def bearer_token(request: web.Request) -> str | None:
+    """The token from ``Authorization: Bearer …``, or None. Never from the URL: a token in
+    a URL lands in history, logs and referrers (browsers sign in at ``/admin/login``)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if allow_query and request.query.get("token", "").strip():
-        return request.query["token"].strip()
     return None
 
 
@@ -65,8 +63,8 @@ async def _holder(session: AsyncSession, token: str) -> Caller | None:
     return await session.scalar(select(Admin).where(Admin.token_hash == digest))
 
 
-async def _authenticated(request: web.Request, kind: type[_C], *, allow_query: bool = False) -> _C:
-    token = bearer_token(request, allow_query=allow_query)
+async def _authenticated(request: web.Request, kind: type[_C]) -> _C:
+    token = bearer_token(request)
     if token is None:
         _failed(request, "missing")
         raise ApiError(
@@ -107,13 +105,13 @@ async def authenticated_key_adult(request: web.Request) -> KeyAdultRow:
     return await _authenticated(request, KeyAdultRow)
 
 
-async def authenticated_admin(request: web.Request, *, allow_query: bool = False) -> Admin:
+async def authenticated_admin(request: web.Request) -> Admin:
     """The admin whose token came with ``request``; ApiError 401/403 otherwise.
 
     An admin of one area is served like any other: every admin use case filters by
     ``Area.of(admin)`` (``services/admin/scope.py``).
     """
-    return await _authenticated(request, Admin, allow_query=allow_query)
+    return await _authenticated(request, Admin)
 
 
 def actor(caller: Caller) -> str:

@@ -33,6 +33,7 @@ from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
 from encompass.domain.status import NoticeStatus
 from encompass.services import audit
+from encompass.services.admin.alerts import close_answered
 from encompass.services.at_rest import seal_reply
 from encompass.services.notices import transition
 
@@ -205,6 +206,8 @@ async def acknowledge(
             at=now,
         )
         session.add(ack)
+        # Answered: the overdue alerts about it need nobody any more.
+        await close_answered(session, notice_id, who, now)
         if kind == "not_our_pupil":
             await _return_to_review(session, notice, who, now)
         else:

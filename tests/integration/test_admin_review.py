@@ -3,6 +3,7 @@ metrics and the urgent release. (No broker traffic here: the embedded one stands
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -338,7 +339,23 @@ async def test_admins_list_notices_without_child_data(stack: Stack) -> None:
     assert status == 400 and body["error"]["code"] == "bad_request"
 
 
-async def test_the_dashboard_escapes_everything_and_names_no_child(stack: Stack) -> None:
+async def signed_in_browser(stack: Stack, token: str) -> aiohttp.ClientSession:
+    """A client that signed in at /admin/login, as a browser does (cookies kept)."""
+    client = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with client.get(f"{stack.url}/admin/login") as response:
+        form = await response.text()
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert csrf is not None
+    async with client.post(
+        f"{stack.url}/admin/login",
+        data={"token": token, "csrf_token": csrf.group(1)},
+        allow_redirects=False,
+    ) as response:
+        assert response.status == 303, await response.text()
+    return client
+
+
+async def test_the_console_escapes_everything_and_names_no_child(stack: Stack) -> None:
     async with stack.container.sessions.begin() as session:
         session.add(
             Alert(
@@ -350,20 +367,85 @@ async def test_the_dashboard_escapes_everything_and_names_no_child(stack: Stack)
             )
         )
     await unplaced(stack, FRIDAY_NIGHT)
+    client = await signed_in_browser(stack, stack.admin)
+    async with client:
+        async with client.get(f"{stack.url}/admin") as response:
+            assert response.status == 200 and response.content_type == "text/html"
+            assert response.headers["Referrer-Policy"] == "no-referrer"
+            page = await response.text()
+        assert "Waiting for review" in page and "Notices by status" in page
+        for value in PERSONAL:
+            assert value not in page
+        async with client.get(f"{stack.url}/admin/alerts") as response:
+            page = await response.text()
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
+    # A token in the URL signs nobody in any more
     async with (
         aiohttp.ClientSession() as client,
-        client.get(f"{stack.url}/admin", params={"token": stack.admin}) as response,
+        client.get(
+            f"{stack.url}/admin", params={"token": stack.admin}, allow_redirects=False
+        ) as response,
     ):
-        assert response.status == 200 and response.content_type == "text/html"
-        assert response.headers["Referrer-Policy"] == "no-referrer"
-        page = await response.text()
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>" not in page
-    assert "Review queue" in page and "Notices by status" in page
-    for value in PERSONAL:
-        assert value not in page
-    async with aiohttp.ClientSession() as client, client.get(f"{stack.url}/admin") as response:
-        assert response.status == 401
-        assert (await response.json())["error"]["code"] == "unauthorised"
+        assert response.status == 303 and response.headers["Location"] == "/admin/login"
+
+
+async def test_a_form_without_its_csrf_token_is_refused(stack: Stack) -> None:
+    child_id = await unplaced(stack, FRIDAY_NIGHT)
+    client = await signed_in_browser(stack, stack.admin)
+    async with client:
+        async with client.post(
+            f"{stack.url}/admin/review/{child_id}/resolve",
+            data={"choice": "setting:EY200002"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 403
+            assert (await response.json())["error"]["code"] == "csrf_failed"
+        async with client.post(
+            f"{stack.url}/admin/review/{child_id}/resolve",
+            data={"choice": "setting:EY200002", "csrf_token": "forged"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 403
+    assert child_id in await queue(stack)
+
+
+async def test_sign_out_ends_the_session(stack: Stack) -> None:
+    client = await signed_in_browser(stack, stack.admin)
+    async with client:
+        async with client.get(f"{stack.url}/admin") as response:
+            page = await response.text()
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert csrf is not None
+        (cookie,) = [c.value for c in client.cookie_jar if c.key == "encompass_admin"]
+        async with client.post(
+            f"{stack.url}/admin/logout", data={"csrf_token": csrf.group(1)}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+    # The old cookie, replayed, no longer opens a page
+    async with (
+        aiohttp.ClientSession(cookies={"encompass_admin": cookie}) as other,
+        other.get(f"{stack.url}/admin", allow_redirects=False) as response,
+    ):
+        assert response.status == 303
+
+
+async def test_a_wrong_token_does_not_sign_in(stack: Stack) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as client:
+        async with client.get(f"{stack.url}/admin/login") as response:
+            csrf = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())
+        assert csrf is not None
+        async with client.post(
+            f"{stack.url}/admin/login",
+            data={"token": "admin_wrong", "csrf_token": csrf.group(1)},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 401
+            assert "not valid" in await response.text()
+        # Nor does a sign-in posted without the form's token (from another site)
+        async with client.post(
+            f"{stack.url}/admin/login", data={"token": stack.admin}, allow_redirects=False
+        ) as response:
+            assert response.status == 403
 
 
 async def test_the_metrics_show_the_age_of_the_oldest_review_item(stack: Stack) -> None:
@@ -449,9 +531,18 @@ async def test_an_admin_of_another_area_sees_and_acts_on_nothing(stack: Stack) -
         {"setting_id": "URN100003"},
     )
     assert (status, body["error"]["code"]) == (404, "unknown_setting")
-    async with (
-        aiohttp.ClientSession() as client,
-        client.get(f"{stack.url}/admin", params={"token": other}) as response,
-    ):
-        page = await response.text()
-    assert notice_id not in page and child_id not in page and "area alert" not in page
+    client = await signed_in_browser(stack, other)
+    async with client:
+        for path in ("/admin", "/admin/review", "/admin/alerts", "/admin/notices"):
+            async with client.get(stack.url + path) as response:
+                assert response.status == 200, path
+                page = await response.text()
+            assert notice_id not in page and child_id not in page and "area alert" not in page
+        async with client.get(f"{stack.url}/admin/notices.csv") as response:
+            assert notice_id not in await response.text()
+    status, body = await call(stack, "GET", "/v1/admin/alerts", other)
+    assert status == 200 and "area alert" not in str(body)
+    status, body = await call(stack, "GET", "/v1/admin/alerts", stack.area_admin)
+    assert "area alert" in str(body) and body["total"] == len(body["alerts"])
+    status, body = await call(stack, "GET", "/v1/admin/today", other)
+    assert status == 200 and notice_id not in str(body) and child_id not in str(body)

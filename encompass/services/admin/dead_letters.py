@@ -1,0 +1,174 @@
+"""Dead letters: what each work queue gave up on, and replaying one.
+
+A dead letter is shown by its queue, message id, reason, attempts and size, never its
+body (an incident's body holds children's details). Reading a dead-letter queue takes its
+messages and puts confirmed copies back before letting the originals go: the broker has
+no "peek", and giving a message back unsettled would count toward a quorum queue's
+delivery limit, which could drop it. Replaying publishes the message, without our retry
+and dead-letter headers, to its work queue, where it is handled afresh (and comes back
+here, with its new reason, if it fails again).
+
+Dead letters carry no area (an incident is not yet matched to any setting), so only
+admins of ``all`` see them or replay them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from encompass.adapters.broker import Broker, Delivery
+from encompass.adapters.topology import DEAD_SUFFIX, WORK_QUEUES
+from encompass.clock import Clock
+from encompass.services import audit
+
+# Our own headers on a dead letter (workers/runner.py): read for the page, dropped on replay.
+DEAD_REASON_HEADER: Final = "x-encompass-dead-reason"
+ATTEMPTS_HEADER: Final = "x-encompass-attempts"
+DROPPED_HEADER: Final = "x-encompass-dropped-bytes"
+MAX_SHOWN: Final = 200
+
+
+class DeadLetterRefused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code = status, code
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str  # the work queue it came from
+    message_id: str
+    reason: str
+    attempts: int | None
+    size_bytes: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "queue": self.queue,
+            "message_id": self.message_id,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "size_bytes": self.size_bytes,
+        }
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (str, bytes)) and value.isdigit():
+        return int(value)
+    return None
+
+
+def _letter(queue: str, delivery: Delivery) -> DeadLetter:
+    message = delivery.message
+    reason = message.headers.get(DEAD_REASON_HEADER)
+    if isinstance(reason, bytes):
+        reason = reason.decode("utf-8", "replace")
+    dropped = _int(message.headers.get(DROPPED_HEADER))
+    return DeadLetter(
+        queue,
+        message.message_id,
+        # A message the broker dead-lettered itself (delivery limit) carries no reason of ours.
+        str(reason) if reason else "dead-lettered by the broker (delivery limit reached)",
+        _int(message.headers.get(ATTEMPTS_HEADER)),
+        dropped if dropped is not None else len(message.body),
+    )
+
+
+def _check(queue: str) -> str:
+    if queue not in WORK_QUEUES:
+        raise DeadLetterRefused(404, "not_found", "no such queue: one of " + ", ".join(WORK_QUEUES))
+    return queue + DEAD_SUFFIX
+
+
+async def _drain(broker: Broker, queue: str, limit: int) -> list[Delivery]:
+    taken: list[Delivery] = []
+    while len(taken) < limit:
+        delivery = await broker.get(_check(queue), timeout=0.0)
+        if delivery is None:
+            break
+        taken.append(delivery)
+    return taken
+
+
+async def _put_back(broker: Broker, queue: str, deliveries: list[Delivery]) -> None:
+    for delivery in deliveries:
+        message = delivery.message
+        await broker.publish(
+            queue + DEAD_SUFFIX,
+            message.body,
+            message_id=message.message_id,
+            headers=message.headers,
+        )
+        await delivery.ack()
+
+
+async def list_dead_letters(
+    sessions: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    clock: Clock,
+    actor: str,
+    *,
+    limit: int = 50,
+) -> dict[str, list[DeadLetter]]:
+    """Each work queue's dead letters (up to ``limit`` per queue), oldest first. Audited."""
+    found: dict[str, list[DeadLetter]] = {}
+    for queue in WORK_QUEUES:
+        taken = await _drain(broker, queue, max(1, min(limit, MAX_SHOWN)))
+        try:
+            found[queue] = [_letter(queue, d) for d in taken]
+        finally:
+            await _put_back(broker, queue, taken)
+    async with sessions.begin() as session:
+        await audit.record(
+            session,
+            actor=actor,
+            action="admin.dead_letters.list",
+            subject="dead_letters",
+            detail={queue: len(letters) for queue, letters in found.items()},
+            at=clock.now(),
+        )
+    return found
+
+
+async def replay(
+    sessions: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    clock: Clock,
+    actor: str,
+    queue: str,
+    message_id: str,
+) -> DeadLetter:
+    """Send the dead letter ``message_id`` of ``queue`` back to ``queue``, its attempts
+    counted afresh. DeadLetterRefused 404 when it is not there (replayed already). Audited."""
+    taken = await _drain(broker, queue, MAX_SHOWN * 5)
+    chosen = next((d for d in taken if d.message.message_id == message_id), None)
+    try:
+        if chosen is None:
+            raise DeadLetterRefused(404, "not_found", "no such dead letter (replayed already?)")
+        letter = _letter(queue, chosen)
+        ours = (DEAD_REASON_HEADER, ATTEMPTS_HEADER, DROPPED_HEADER)
+        message = chosen.message
+        await broker.publish(
+            queue,
+            message.body,
+            message_id=message.message_id,
+            headers={k: v for k, v in message.headers.items() if k not in ours},
+        )
+        await chosen.ack()
+    finally:
+        await _put_back(broker, queue, [d for d in taken if d is not chosen])
+    async with sessions.begin() as session:
+        await audit.record(
+            session,
+            actor=actor,
+            action="dead_letter.replayed",
+            subject=f"message:{message_id}",
+            detail={"queue": queue, "reason": letter.reason},
+            at=clock.now(),
+        )
+    return letter
