@@ -13,7 +13,6 @@ from typing import Annotated, Final
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from encompass.adapters.db.tables import Admin
 from encompass.api.auth import actor, authenticated_admin
 from encompass.api.errors import ApiError, read_body
 from encompass.api.keys import CONTAINER, METRICS
@@ -229,23 +228,18 @@ async def post_alert(request: web.Request) -> web.Response:
     return web.json_response(done.as_json())
 
 
-def _everywhere(admin: Admin) -> None:
-    if not Area.of(admin).everywhere:
-        raise ApiError(
-            403,
-            "forbidden",
-            "dead letters belong to no area: an admin of all areas deals with them",
-        )
-
-
 @routes.get("/v1/admin/dead-letters")
 async def get_dead_letters(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request)
-    _everywhere(admin)
     limit, _ = _paging(request, 50, MAX_SHOWN)
     container = request.app[CONTAINER]
     found = await list_dead_letters(
-        container.sessions, container.broker, container.clock, actor(admin), limit=limit
+        container.sessions,
+        container.broker,
+        container.clock,
+        actor(admin),
+        limit=limit,
+        area=Area.of(admin),
     )
     return web.json_response(
         {"queues": {q: [d.as_json() for d in letters] for q, letters in found.items()}},
@@ -256,7 +250,6 @@ async def get_dead_letters(request: web.Request) -> web.Response:
 @routes.post("/v1/admin/dead-letters/{queue}/{message_id}/replay")
 async def post_replay(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request)
-    _everywhere(admin)
     container = request.app[CONTAINER]
     try:
         letter = await replay(
@@ -266,6 +259,7 @@ async def post_replay(request: web.Request) -> web.Response:
             actor(admin),
             request.match_info["queue"],
             request.match_info["message_id"],
+            area=Area.of(admin),
         )
     except DeadLetterRefused as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None

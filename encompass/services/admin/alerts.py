@@ -148,7 +148,9 @@ async def act_on_alert(
     async with sessions.begin() as session:
         row = (
             await session.execute(
-                _query(area, open_only=False).where(Alert.alert_id == alert_id).with_for_update()
+                _query(area, open_only=False)
+                .where(Alert.alert_id == alert_id)
+                .with_for_update(of=Alert)
             )
         ).first()
         if row is None:
