@@ -225,7 +225,7 @@ async def test_an_area_admin_works_through_the_morning(
         await expect(page.get_by_role("status")).to_contain_text("acknowledged")
         alert = page.locator("section.alert-item").filter(has_text=c.overdue_notice)
         await expect(alert).to_contain_text("Acknowledged")
-        await expect(alert).to_contain_text("by admin:")
+        await expect(alert).to_contain_text("by Telford coordinator")
         await page.screenshot(path=screenshots / "admin-04-alerts.png", full_page=True)
 
         # Replays the dead letter: it leaves the dead letters for its queue

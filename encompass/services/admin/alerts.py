@@ -9,14 +9,14 @@ alerts never exceeds the notices still overdue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.db.tables import Alert, Notice, SettingRow
+from encompass.adapters.db.tables import Admin, Alert, Notice, SettingRow
 from encompass.clock import Clock
 from encompass.services import audit
 from encompass.services.admin.scope import ALL, Area
@@ -46,6 +46,11 @@ class AlertView:
     acknowledged_by: str | None
     resolved_at: datetime | None
     resolved_by: str | None
+    # ``acknowledged_by`` / ``resolved_by`` as a person reads them: the admin's name.
+    names: dict[str, str] = field(default_factory=dict)
+
+    def name_of(self, who: str | None) -> str:
+        return "" if who is None else self.names.get(who, who)
 
     def as_json(self) -> dict[str, Any]:
         def iso(at: datetime | None) -> str | None:
@@ -63,6 +68,8 @@ class AlertView:
             "acknowledged_by": self.acknowledged_by,
             "resolved_at": iso(self.resolved_at),
             "resolved_by": self.resolved_by,
+            "acknowledged_by_name": self.names.get(self.acknowledged_by or ""),
+            "resolved_by_name": self.names.get(self.resolved_by or ""),
         }
 
 
@@ -103,6 +110,7 @@ async def list_alerts(
                 .offset(max(0, offset))
             )
         ).all()
+        names = await _admin_names(session, [a for a, _, _ in rows])
         await audit.record(
             session,
             actor=actor,
@@ -111,10 +119,28 @@ async def list_alerts(
             detail={"area": area.code, "open_only": open_only, "count": len(rows)},
             at=clock.now(),
         )
-    return AlertPage(int(total), [_view(a, sid, name) for a, sid, name in rows])
+    return AlertPage(int(total), [_view(a, sid, name, names) for a, sid, name in rows])
 
 
-def _view(alert: Alert, setting_id: str | None, setting_name: str | None) -> AlertView:
+async def _admin_names(session: AsyncSession, alerts: list[Alert]) -> dict[str, str]:
+    ids = {
+        who.removeprefix("admin:")
+        for a in alerts
+        for who in (a.acknowledged_by, a.resolved_by)
+        if who and who.startswith("admin:")
+    }
+    if not ids:
+        return {}
+    rows = await session.execute(select(Admin.admin_id, Admin.name).where(Admin.admin_id.in_(ids)))
+    return {f"admin:{admin_id}": name for admin_id, name in rows}
+
+
+def _view(
+    alert: Alert,
+    setting_id: str | None,
+    setting_name: str | None,
+    names: dict[str, str] | None = None,
+) -> AlertView:
     return AlertView(
         alert.alert_id,
         alert.kind,
@@ -127,6 +153,7 @@ def _view(alert: Alert, setting_id: str | None, setting_name: str | None) -> Ale
         alert.acknowledged_by,
         alert.resolved_at,
         alert.resolved_by,
+        names or {},
     )
 
 
@@ -173,7 +200,7 @@ async def act_on_alert(
             detail={"kind": alert.kind, "notice_id": alert.notice_id},
             at=now,
         )
-        return _view(alert, setting_id, setting_name)
+        return _view(alert, setting_id, setting_name, await _admin_names(session, [alert]))
 
 
 async def close_answered(session: AsyncSession, notice_id: str, who: str, now: datetime) -> None:

@@ -206,6 +206,29 @@ async def _notice_events(
         notice, name = notices[notice_id]
         return notice.setting_id, name
 
+    for notice, name in notices.values():
+        if notice.overdue_at is not None:
+            events.append(
+                Event(
+                    notice.overdue_at,
+                    "notice",
+                    notice.notice_id,
+                    notice.setting_id,
+                    name,
+                    "overdue: not acknowledged by the start of the setting's day",
+                )
+            )
+        if notice.admins_alerted_at is not None:
+            events.append(
+                Event(
+                    notice.admins_alerted_at,
+                    "notice",
+                    notice.notice_id,
+                    notice.setting_id,
+                    name,
+                    "still not acknowledged: admins alerted",
+                )
+            )
     for e in await session.scalars(select(NoticeEvent).where(NoticeEvent.notice_id.in_(ids))):
         sid, name = named(e.notice_id)
         events.append(

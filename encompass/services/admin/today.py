@@ -31,6 +31,7 @@ from encompass.domain.status import NoticeStatus
 from encompass.services import audit
 from encompass.services.admin.alerts import ADMINS
 from encompass.services.admin.scope import ALL, Area
+from encompass.services.escalate import ack_deadline
 from encompass.services.review import ReviewItem, list_review
 
 FAILURE_THRESHOLD: Final = 0.03
@@ -134,12 +135,13 @@ async def _overdue(session: AsyncSession, area: Area, now: datetime) -> list[Not
     rows = (
         await session.execute(
             _named(area)
+            .add_columns(SettingRow.day_starts)
             .where(Notice.overdue_at.is_not(None), Notice.status.in_(_AWAITING))
             .order_by(Notice.overdue_at)
             .limit(SHOWN)
         )
     ).all()
-    settings = {n.setting_id for n, _ in rows}
+    settings = {n.setting_id for n, _, _ in rows}
     keyed: dict[str, str] = {}
     for ka in await session.scalars(
         select(KeyAdultRow)
@@ -147,19 +149,23 @@ async def _overdue(session: AsyncSession, area: Area, now: datetime) -> list[Not
         .order_by(KeyAdultRow.key_adult_id)
     ):
         keyed.setdefault(ka.setting_id, ka.name)
-    return [
-        NoticeLine(
-            n.notice_id,
-            n.setting_id,
-            name,
-            n.status,
-            n.overdue_at,
-            (now - n.overdue_at).total_seconds() if n.overdue_at else 0.0,
-            keyed.get(n.setting_id),
-            None,
+    lines = []
+    for n, name, starts in rows:
+        # Late since the answer was due: the start of the setting's day on the release day.
+        due = ack_deadline(n.deliver_at, starts, timedelta(0)) if n.deliver_at else n.overdue_at
+        lines.append(
+            NoticeLine(
+                n.notice_id,
+                n.setting_id,
+                name,
+                n.status,
+                due,
+                (now - due).total_seconds() if due else 0.0,
+                keyed.get(n.setting_id),
+                None,
+            )
         )
-        for n, name in rows
-    ]
+    return lines
 
 
 async def _failed(session: AsyncSession, area: Area, now: datetime) -> list[NoticeLine]:
