@@ -18,9 +18,9 @@ from typing import Any, Final
 from aiohttp import web
 
 from encompass.adapters.db.tables import Admin
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import actor
 from encompass.api.errors import ApiError
-from encompass.api.keys import CONTAINER, METRICS
 from encompass.api.web_session import (
     ADMIN,
     CSRF_FIELD,
@@ -40,12 +40,12 @@ from encompass.services.admin.dead_letters import (
     replay,
 )
 from encompass.services.admin.directory_view import setting_names, settings_of
+from encompass.services.admin.monitoring import admin_notices, notices_csv
 from encompass.services.admin.scope import Area
 from encompass.services.admin.sign_in import admin_of, sign_in, sign_out
 from encompass.services.admin.timeline import incident_timeline
 from encompass.services.admin.today import FAILURE_THRESHOLD, today
-from encompass.services.monitoring import admin_notices, notices_csv
-from encompass.services.review import ResolveRefused, list_review, resolve
+from encompass.services.matching.review_queue import ResolveRefused, list_review, resolve
 from encompass.web.render import PAGE_HEADERS, render
 
 routes = web.RouteTableDef()

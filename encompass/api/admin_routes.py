@@ -13,9 +13,9 @@ from typing import Annotated, Final
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import actor, authenticated_admin
 from encompass.api.errors import ApiError, read_body
-from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.status import NoticeStatus
 from encompass.services.admin.alerts import MAX_ALERTS, AlertRefused, act_on_alert, list_alerts
 from encompass.services.admin.dead_letters import (
@@ -24,11 +24,16 @@ from encompass.services.admin.dead_letters import (
     list_dead_letters,
     replay,
 )
+from encompass.services.admin.monitoring import MAX_NOTICES, admin_notices, notices_csv
 from encompass.services.admin.scope import Area
 from encompass.services.admin.timeline import incident_timeline
 from encompass.services.admin.today import today
-from encompass.services.monitoring import MAX_NOTICES, admin_notices, notices_csv
-from encompass.services.review import ResolveRefused, list_review, queue_summary, resolve
+from encompass.services.matching.review_queue import (
+    ResolveRefused,
+    list_review,
+    queue_summary,
+    resolve,
+)
 
 routes = web.RouteTableDef()
 MAX_ID: Final = 64

@@ -21,8 +21,8 @@ from typing import Final
 
 from aiohttp import web
 
+from encompass.api.app_keys import CONTAINER
 from encompass.api.errors import ApiError
-from encompass.api.keys import CONTAINER
 from encompass.services.access.web_sessions import (
     ADMIN,
     KEY_ADULT,

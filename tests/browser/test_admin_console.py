@@ -28,9 +28,9 @@ from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.services.credentials import add_admin, add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.escalate import escalate_overdue
+from encompass.services.access.credentials import add_admin, add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.escalate_overdue import escalate_overdue
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import (

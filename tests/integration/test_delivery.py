@@ -28,7 +28,7 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.envelope import EnvelopeError, open_sealed, parse_envelope
 from encompass.logging import configure_logging
-from encompass.services.withdraw import IncidentNotFound, withdraw_incident
+from encompass.services.intake.withdraw import IncidentNotFound, withdraw_incident
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -310,7 +310,7 @@ async def test_the_email_pointer_carries_no_personal_data(stack: Stack) -> None:
     )
     # Then the whole raw message, and its decoded text, hold the id and link only
     for whole in (raw.decode("utf-8", "replace"), text):
-        assert notice_id in whole and "https://encompass.example/v1/notices/" in whole
+        assert notice_id in whole and "https://encompass.example/inbox/notices/" in whole
         for secret in (
             CHILD["given_name"],
             CHILD["family_name"],

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import WebSessionRow
 from encompass.api.app import create_app
-from encompass.api.keys import CONTAINER
+from encompass.api.app_keys import CONTAINER
 from encompass.api.web_session import (
     CSRF_HEADER,
     clear_session_cookie,

@@ -12,8 +12,8 @@ import pytest
 
 from encompass.adapters.smtp import classify_error, pointer_message
 from encompass.adapters.webhook import acceptable_url, classify, sign, signature_key, verify
-from encompass.services.deliver import delivery_backoff
-from encompass.services.escalate import ack_deadline
+from encompass.services.delivery.attempt import delivery_backoff
+from encompass.services.receiving.escalate_overdue import ack_deadline
 
 
 def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
@@ -90,7 +90,8 @@ def test_the_pointer_says_where_and_nothing_else() -> None:
     body = parsed.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
-    assert "N-42" in text and "https://encompass.example/v1/notices/N-42" in text
+    assert "N-42" in text and "https://encompass.example/inbox/notices/N-42" in text
+    assert "/v1/" not in text
     assert set(parsed.keys()) == {
         "From",
         "To",

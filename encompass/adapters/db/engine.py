@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from encompass.adapters.data_keys import DataKeys
 
 SESSION_KEYS = "data_keys"
-"""The key of the :class:`DataKeys` in every session's ``info`` (``services/at_rest.py``)."""
+"""The key of the :class:`DataKeys` in every session's ``info`` (``records/at_rest.py``)."""
 
 
 def private_sqlite_file(url: str) -> None:

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Admin, Alert, Notice, SettingRow
 from encompass.clock import Clock
-from encompass.services import audit
 from encompass.services.admin.scope import ALL, Area
+from encompass.services.records import audit
 
 ADMINS: Final = "admins"
 MAX_ALERTS: Final = 500

@@ -26,8 +26,8 @@ from encompass.adapters.broker import Broker, Delivery
 from encompass.adapters.db.tables import Notice, SealedEnvelope, SettingRow
 from encompass.adapters.topology import DEAD_SUFFIX, WORK_QUEUES
 from encompass.clock import Clock
-from encompass.services import audit
 from encompass.services.admin.scope import ALL, Area
+from encompass.services.records import audit
 
 # Our own headers on a dead letter (workers/runner.py): read for the page, dropped on replay.
 DEAD_REASON_HEADER: Final = "x-encompass-dead-reason"

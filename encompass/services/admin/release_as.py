@@ -10,14 +10,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Notice, SettingRow
 from encompass.clock import Clock
+from encompass.services.access.credentials import CredentialError, find_admin
 from encompass.services.admin.scope import Area
-from encompass.services.credentials import CredentialError, find_admin
-from encompass.services.release import Released, ReleaseRefused, release_now
+from encompass.services.scheduling.release_now import ReleaseRefused, UrgentRelease, release_now
 
 
 async def release_as_admin(
     sessions: async_sessionmaker[AsyncSession], clock: Clock, notice_id: str, admin_name: str
-) -> Released:
+) -> UrgentRelease:
     """Release ``notice_id`` now as the admin ``admin_name`` (a name or an admin id).
     ReleaseRefused for an unknown or revoked admin, or a notice outside their area."""
     async with sessions() as session:

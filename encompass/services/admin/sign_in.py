@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Admin
 from encompass.clock import Clock
-from encompass.services import audit
+from encompass.services.access.credentials import hash_token
 from encompass.services.access.web_sessions import (
     ADMIN,
     OpenedSession,
@@ -21,7 +21,7 @@ from encompass.services.access.web_sessions import (
     close_session,
     open_session,
 )
-from encompass.services.credentials import hash_token
+from encompass.services.records import audit
 
 
 async def sign_in(

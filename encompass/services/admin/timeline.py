@@ -28,8 +28,8 @@ from encompass.adapters.db.tables import (
     SettingRow,
 )
 from encompass.clock import Clock
-from encompass.services import audit
 from encompass.services.admin.scope import ALL, Area
+from encompass.services.records import audit
 
 
 @dataclass(frozen=True)

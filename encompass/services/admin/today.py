@@ -28,11 +28,11 @@ from encompass.adapters.db.tables import (
 )
 from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
-from encompass.services import audit
 from encompass.services.admin.alerts import ADMINS
 from encompass.services.admin.scope import ALL, Area
-from encompass.services.escalate import ack_deadline
-from encompass.services.review import ReviewItem, list_review
+from encompass.services.matching.review_queue import ReviewItem, list_review
+from encompass.services.receiving.escalate_overdue import ack_deadline
+from encompass.services.records import audit
 
 FAILURE_THRESHOLD: Final = 0.03
 RATE_WINDOW: Final = timedelta(days=7)
