@@ -16,6 +16,7 @@ from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.admin.figures import read_figures
 from encompass.services.intake.ingest import INCIDENTS
 from encompass.web import render
 
@@ -59,6 +60,14 @@ async def metrics(request: web.Request) -> web.Response:
     except Exception:
         # A database hiccup must not blind Prometheus to everything else.
         log.warning("metrics.review_refresh_failed", exc_info=True)
+    try:
+        container = request.app[CONTAINER]
+        async with container.sessions() as session:
+            figures = await read_figures(session, container.broker)
+        request.app[METRICS].database.figures = figures
+    except Exception:
+        # The last figures read stay; the rest of the metrics are still served.
+        log.warning("metrics.figures_refresh_failed", exc_info=True)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -546,3 +546,47 @@ async def test_an_admin_of_another_area_sees_and_acts_on_nothing(stack: Stack) -
     assert "area alert" in str(body) and body["total"] == len(body["alerts"])
     status, body = await call(stack, "GET", "/v1/admin/today", other)
     assert status == 200 and notice_id not in str(body) and child_id not in str(body)
+
+
+async def test_the_metrics_count_what_the_workers_did(stack: Stack) -> None:
+    # Given a notice released on Tuesday at 07:30, fetched at 08:00 and acknowledged at 08:10
+    container = stack.container
+    container.clock.set(FRIDAY_NIGHT)
+    placed = await add_child(container.sessions, force_id=stack.force_id, reported_at=FRIDAY_NIGHT)
+    notice_id = await add_notice(container.sessions, placed, "URN100001", FRIDAY_NIGHT)
+    container.clock.set(datetime(2026, 11, 24, 8, 0, tzinfo=UTC))
+    await send_due(container)
+    served = await fetch_envelope(container.sessions, container.clock, "KA-OAK-1", notice_id)
+    assert served is not None
+    digest = envelope_hash(parse_envelope(served.envelope))
+    keys = load_private_key_bundle((stack.keys / "KA-OAK-1.private.pem").read_bytes())
+    container.clock.set(datetime(2026, 11, 24, 8, 10, tzinfo=UTC))
+    await acknowledge(
+        container.sessions,
+        container.clock,
+        "KA-OAK-1",
+        notice_id=notice_id,
+        kind="received",
+        reply=None,
+        envelope_hash=digest,
+        signature=sign_ack(
+            keys.signing, notice_id=notice_id, envelope_hash=digest, kind="received", reply=None
+        ),
+    )
+    # When Prometheus scrapes
+    async with aiohttp.ClientSession() as client, client.get(f"{stack.url}/metrics") as response:
+        text = await response.text()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("encompass_") and " " in line
+    }
+    # Then the figures the workers wrote are there
+    assert values["encompass_incidents_received_total"] >= 1
+    assert values['encompass_notices{status="acknowledged"}'] >= 1
+    assert "encompass_notices_overdue" in values
+    assert 'encompass_dead_letters{queue="deliveries"}' in values
+    # 30 minutes from release to delivery, 40 to the acknowledgement: under the hour's bucket
+    assert values['encompass_release_to_delivery_seconds_bucket{le="3600.0"}'] >= 1
+    assert values['encompass_release_to_ack_seconds_bucket{le="3600.0"}'] >= 1
+    assert values["encompass_release_to_ack_seconds_sum"] >= 40 * 60
