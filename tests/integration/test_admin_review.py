@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select
 
-from encompass.adapters.db.tables import Alert, AuditEntry, Child, Notice
+from encompass.adapters.db.tables import Alert, AuditEntry, Child, Incident, Notice
 from encompass.adapters.key_files import load_private_key_bundle
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
@@ -546,6 +546,23 @@ async def test_an_admin_of_another_area_sees_and_acts_on_nothing(stack: Stack) -
     assert "area alert" in str(body) and body["total"] == len(body["alerts"])
     status, body = await call(stack, "GET", "/v1/admin/today", other)
     assert status == 200 and notice_id not in str(body) and child_id not in str(body)
+    async with stack.container.sessions() as session:
+        alert_id = await session.scalar(select(Alert.alert_id).where(Alert.message == "area alert"))
+    for action in ("acknowledge", "resolve"):
+        status, body = await call(stack, "POST", f"/v1/admin/alerts/{alert_id}/{action}", other)
+        assert (status, body["error"]["code"]) == (404, "not_found")
+    async with stack.container.sessions() as session:
+        incident = await session.get(Incident, placed.incident_id)
+    assert incident is not None
+    timeline = (
+        f"/v1/admin/incidents/timeline?force={stack.force_id}&incident_ref={incident.incident_ref}"
+    )
+    status, body = await call(stack, "GET", timeline, stack.area_admin)
+    assert status == 200 and notice_id in {e["subject"] for e in body["events"]}
+    status, body = await call(stack, "GET", timeline, other)
+    assert (status, body["error"]["code"]) == (404, "not_found")
+    status, body = await call(stack, "GET", "/v1/admin/dead-letters", other)
+    assert status == 200 and set(body["queues"]) == {"deliveries"}
 
 
 async def test_the_metrics_count_what_the_workers_did(stack: Stack) -> None:
