@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -607,3 +607,14 @@ async def test_the_metrics_count_what_the_workers_did(stack: Stack) -> None:
     assert values['encompass_release_to_delivery_seconds_bucket{le="3600.0"}'] >= 1
     assert values['encompass_release_to_ack_seconds_bucket{le="3600.0"}'] >= 1
     assert values["encompass_release_to_ack_seconds_sum"] >= 40 * 60
+
+
+async def test_a_session_expires_after_a_working_day(stack: Stack) -> None:
+    stack.container.clock.set(MONDAY_10)
+    client = await signed_in_browser(stack, stack.area_admin)
+    async with client:
+        async with client.get(f"{stack.url}/admin", allow_redirects=False) as response:
+            assert response.status == 200
+        stack.container.clock.set(MONDAY_10 + timedelta(hours=8, minutes=1))
+        async with client.get(f"{stack.url}/admin", allow_redirects=False) as response:
+            assert response.status == 303 and response.headers["Location"] == "/admin/login"
