@@ -22,7 +22,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Broker, Delivery
+from encompass.adapters.broker import Broker, Delivery, PublishError
 from encompass.adapters.db.tables import Notice, SealedEnvelope, SettingRow
 from encompass.adapters.topology import DEAD_SUFFIX, WORK_QUEUES
 from encompass.clock import Clock
@@ -146,13 +146,18 @@ async def _drain(broker: Broker, queue: str, limit: int) -> list[Delivery]:
 async def _put_back(broker: Broker, queue: str, deliveries: list[Delivery]) -> None:
     for delivery in deliveries:
         message = delivery.message
-        await broker.publish(
-            queue + DEAD_SUFFIX,
-            message.body,
-            message_id=message.message_id,
-            headers=message.headers,
-        )
-        await delivery.ack()
+        try:
+            await broker.publish(
+                queue + DEAD_SUFFIX,
+                message.body,
+                message_id=message.message_id,
+                headers=message.headers,
+            )
+        except PublishError:
+            # No confirmed copy: give the original back rather than hold it unsettled.
+            await delivery.reject(requeue=True)
+        else:
+            await delivery.ack()
 
 
 async def list_dead_letters(
