@@ -207,9 +207,8 @@ async def post_logout(request: web.Request) -> web.Response:
 async def get_today(request: web.Request) -> web.Response:
     who = await signed_in(request)
     container = request.app[CONTAINER]
-    # The check of settings whose recipients cannot open a notice (no usable key or
-    # enrolled browser) plugs in here as ``unreachable=`` once device enrolment exists;
-    # until then the page says it was not checked.
+    # Settings where nobody can open a notice: by default, no Key Adult or deputy on
+    # record; a device-aware check plugs in as ``unreachable=`` (services/admin/today.py).
     figures = await today(container.sessions, container.clock, who.actor, area=who.area)
     return page(
         request,

@@ -546,6 +546,7 @@ async def test_an_admin_of_another_area_sees_and_acts_on_nothing(stack: Stack) -
     assert "area alert" in str(body) and body["total"] == len(body["alerts"])
     status, body = await call(stack, "GET", "/v1/admin/today", other)
     assert status == 200 and notice_id not in str(body) and child_id not in str(body)
+    assert body["settings_without_openable_device"] == []  # Ysgol Glan Afon has its Key Adult
     async with stack.container.sessions() as session:
         alert_id = await session.scalar(select(Alert.alert_id).where(Alert.message == "area alert"))
     for action in ("acknowledge", "resolve"):

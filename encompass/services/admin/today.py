@@ -40,11 +40,27 @@ SHOWN: Final = 100
 _AWAITING: Final = (NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value)
 _HOLD_KINDS: Final = ("no_recipient", "seal_failed")
 
-# Settings of the area where no recipient could open a notice (no Key Adult with a usable
-# key or registered device): (setting_id, name) pairs. Supplied by the Key Adults' browser
-# enrolment when it is installed (``settings_without_openable_device``); None means "not
-# checked", shown as such rather than as "none".
+# Settings of the area where no recipient could open a notice: (setting_id, name) pairs.
+# By default, settings with no Key Adult or deputy on record at all; a finer check (no
+# recipient with a usable key or enrolled browser, ``settings_without_openable_device``)
+# plugs in here when browser enrolment is installed.
 UnreachableCheck = Callable[[AsyncSession, Area], Awaitable[list[tuple[str, str]]]]
+
+
+async def settings_without_recipient(session: AsyncSession, area: Area) -> list[tuple[str, str]]:
+    """Settings of ``area`` with no Key Adult or deputy: nobody there can open a notice."""
+    has_recipient = (
+        select(KeyAdultRow.setting_id)
+        .where(KeyAdultRow.role.in_(("key_adult", "deputy")))
+        .correlate(None)
+    )
+    rows = await session.execute(
+        area.settings(select(SettingRow.setting_id, SettingRow.name))
+        .where(SettingRow.setting_id.not_in(has_recipient))
+        .order_by(SettingRow.name)
+        .limit(SHOWN)
+    )
+    return [(setting_id, name) for setting_id, name in rows]
 
 
 @dataclass(frozen=True)
@@ -240,7 +256,7 @@ async def today(
     actor: str,
     *,
     area: Area = ALL,
-    unreachable: UnreachableCheck | None = None,
+    unreachable: UnreachableCheck | None = settings_without_recipient,
 ) -> Today:
     """The *Today* page of ``area``. Audited (the review queue's read separately)."""
     now = clock.now()
