@@ -202,10 +202,16 @@ async def _match(args: argparse.Namespace) -> None:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.save_model and not args.explain_model:
+        raise CommandError("match: --save-model goes with --explain-model")
     if args.explain_model:
         try:
             await explain_model(
-                _settings().database_url, args.children, stdout=sys.stdout, progress=progress
+                _settings().database_url,
+                args.children,
+                stdout=sys.stdout,
+                progress=progress,
+                save=args.save_model,
             )
         except DryRunError as exc:
             raise CommandError(str(exc)) from None
@@ -579,6 +585,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the matching model fitted on the roster (and the children, "
         "if given): m, u and weight of every level beside the hand-set "
         "ones; nothing is matched",
+    )
+    match.add_argument(
+        "--save-model",
+        action="store_true",
+        help="with --explain-model and CHILDREN.jsonl: keep the fitted model for the "
+        "roster's version; the matcher weighs every level with it (its u refitted after "
+        "each pupils import)",
     )
     match.set_defaults(run=_match)
 

@@ -155,6 +155,16 @@ class RosterVersionRow(Base):
     version: Mapped[str] = mapped_column(String(32))
 
 
+class MatchModelRow(Base):
+    """The matching model (m and u of every comparison level, as JSON) fitted for one roster
+    version; the newest row's m carries over to the next version, its u refitted."""
+
+    __tablename__ = "match_models"
+    roster_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    fitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
 class Incident(Base):
     """One incident of one force; its versions are kept in ``incident_versions``."""
 
