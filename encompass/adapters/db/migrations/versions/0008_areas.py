@@ -5,7 +5,7 @@ local authority sees; settings of kind ``local_authority`` are the authority's n
 contacts. ``alerts`` gain who acknowledged and who resolved them, and when.
 
 Revision ID: 0008
-Revises: 0011
+Revises: 0010
 Create Date: 2026-12-07
 """
 
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0008"
-down_revision: str | Sequence[str] | None = "0011"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
