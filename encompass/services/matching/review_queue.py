@@ -390,17 +390,22 @@ async def resolve(
         )
     now = clock.now()
     async with sessions.begin() as session:
-        target = await _target(session, area, setting_id, la_code)
+        # The item first: an unknown item is "not found" whatever the resolution names.
         notice = await session.get(Notice, item_id, with_for_update=True)
+        child = None
         if notice is not None:
             if not area.covers(await session.get(SettingRow, notice.setting_id)):
                 raise ResolveRefused(404, "not_found", "no such review item")
-            kind = "notice"
-            done = await resolve_notice(session, notice, now, actor, target)
         else:
             child = await session.get(Child, item_id, with_for_update=True)
             if child is None or not await _child_in(session, area, child):
                 raise ResolveRefused(404, "not_found", "no such review item")
+        target = await _target(session, area, setting_id, la_code)
+        if notice is not None:
+            kind = "notice"
+            done = await resolve_notice(session, notice, now, actor, target)
+        else:
+            assert child is not None
             kind = "child"
             done = await resolve_child(session, child, now, actor, target)
         await audit.record(
