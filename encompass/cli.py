@@ -409,13 +409,20 @@ async def _purge(args: argparse.Namespace) -> None:
 
 
 async def _release(args: argparse.Namespace) -> None:
+    from encompass.services.admin.release_as import release_as_admin
     from encompass.services.scheduling.release_now import ReleaseRefused, release_now
 
     async def run(container: Any) -> None:
         try:
-            done = await release_now(
-                container.sessions, container.clock, args.notice_id, actor="admin:cli"
-            )
+            if args.admin:
+                done = await release_as_admin(
+                    container.sessions, container.clock, args.notice_id, args.admin
+                )
+            else:
+                # Scripts may go on without --admin; the audit then names no person.
+                done = await release_now(
+                    container.sessions, container.clock, args.notice_id, actor="admin:cli"
+                )
         except ReleaseRefused as exc:
             raise CommandError(str(exc)) from None
         was = done.was_due_at.isoformat() if done.was_due_at else "no time"
@@ -519,6 +526,12 @@ def _add_receiving_commands(sub: Any) -> None:
 
     release = sub.add_parser("release", help="release a held (scheduled) notice now, audited")
     release.add_argument("notice_id", metavar="NOTICE_ID")
+    release.add_argument(
+        "--admin",
+        metavar="NAME",
+        help="the admin releasing it (name or admin id): the audit log names them, and the "
+        "notice must lie in their area; without it the audit says admin:cli",
+    )
     release.set_defaults(run=_release)
 
     def portal_args(parser: argparse.ArgumentParser) -> None:

@@ -11,12 +11,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from encompass.adapters.db.engine import ping
 from encompass.adapters.topology import INCIDENTS
-from encompass.api import admin_routes, door, inbox_routes, police_routes, settings_routes
+from encompass.api import (
+    admin_pages,
+    admin_routes,
+    door,
+    inbox_routes,
+    police_routes,
+    settings_routes,
+)
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.admin.figures import read_figures
 from encompass.web import render
 
 log = structlog.get_logger()
@@ -58,6 +66,14 @@ async def metrics(request: web.Request) -> web.Response:
     except Exception:
         # A database hiccup must not blind Prometheus to everything else.
         log.warning("metrics.review_refresh_failed", exc_info=True)
+    try:
+        container = request.app[CONTAINER]
+        async with container.sessions() as session:
+            figures = await read_figures(session, container.broker)
+        request.app[METRICS].database.figures = figures
+    except Exception:
+        # The last figures read stay; the rest of the metrics are still served.
+        log.warning("metrics.figures_refresh_failed", exc_info=True)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -81,4 +97,5 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
     app.add_routes(inbox_routes.routes)
+    app.add_routes(admin_pages.routes)
     return app

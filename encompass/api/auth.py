@@ -26,19 +26,17 @@ _C = TypeVar("_C", Force, KeyAdultRow, Admin)
 _WHAT = {Force: "a police force's", KeyAdultRow: "a Key Adult's", Admin: "an admin's"}
 
 
-def bearer_token(request: web.Request, *, allow_query: bool = False) -> str | None:
-    """The token from ``Authorization: Bearer …`` (or, where ``allow_query``, ``?token=``
-    — for the dashboard in a browser), or None."""
+def bearer_token(request: web.Request) -> str | None:
+    """The token from ``Authorization: Bearer …``, or None. Never from the URL: a token in
+    a URL lands in history, logs and referrers (browsers sign in at ``/admin/login``)."""
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    if allow_query and request.query.get("token", "").strip():
-        return request.query["token"].strip()
     return None
 
 
-async def _authenticated(request: web.Request, kind: type[_C], *, allow_query: bool = False) -> _C:
-    token = bearer_token(request, allow_query=allow_query)
+async def _authenticated(request: web.Request, kind: type[_C]) -> _C:
+    token = bearer_token(request)
     if token is None:
         _failed(request, "missing")
         raise ApiError(
@@ -78,23 +76,13 @@ async def authenticated_key_adult(request: web.Request) -> KeyAdultRow:
     return await _authenticated(request, KeyAdultRow)
 
 
-async def authenticated_admin(request: web.Request, *, allow_query: bool = False) -> Admin:
+async def authenticated_admin(request: web.Request) -> Admin:
     """The admin whose token came with ``request``; ApiError 401/403 otherwise.
 
-    Area scoping: an admin of area ``all`` sees everything. Settings carry no local
-    authority yet, so we cannot tell which notices lie in an area: rather than show an
-    area admin everything (or guess), their token is refused with ``403
-    area_scoping_unavailable`` until the directory gains a setting → local-authority column.
+    An admin of one area is served like any other: every admin use case filters by
+    ``Area.of(admin)`` (``services/admin/scope.py``).
     """
-    admin = await _authenticated(request, Admin, allow_query=allow_query)
-    if admin.area != "all":
-        raise ApiError(
-            403,
-            "area_scoping_unavailable",
-            "admin tokens scoped to one area cannot be served yet (settings carry "
-            "no local authority); use an admin registered with --area all",
-        )
-    return admin
+    return await _authenticated(request, Admin)
 
 
 def actor(caller: Caller) -> str:

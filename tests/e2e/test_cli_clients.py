@@ -312,6 +312,39 @@ def test_release_sends_a_held_notice_now(live: Live) -> None:
     assert "no notice 'nothing'" in one_line_failure(live.cli("release", "nothing"))
 
 
+def test_release_names_the_admin_in_the_audit_log(live: Live) -> None:
+    async def held() -> str:
+        placed = await add_child(live.container.sessions, force_id="E2EF", reported_at=NIGHT)
+        return await add_notice(live.container.sessions, placed, "URN100001", NIGHT)
+
+    notice_id = live.query(held())
+    soon = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+    assert live.cli("admins", "add", "Wrexham lead", "--area", "W06000006").returncode == 0
+    assert live.cli("admins", "add", "Telford lead", "--area", "E06000020").returncode == 0
+    # An admin of another area cannot release it; one of its own area can, by name
+    assert "no notice" in one_line_failure(
+        live.cli("release", notice_id, "--admin", "Wrexham lead", now=soon)
+    )
+    result = live.cli("release", notice_id, "--admin", "Telford lead", now=soon)
+    assert result.returncode == 0, result.stderr
+
+    async def audited() -> tuple[str, str]:
+        async with live.container.sessions() as session:
+            entry = await session.scalar(
+                select(AuditEntry).where(
+                    AuditEntry.subject == f"notice:{notice_id}",
+                    AuditEntry.action == "notice.released_now",
+                )
+            )
+            assert entry is not None
+            admin = await session.scalar(select(Admin).where(Admin.name == "Telford lead"))
+            assert admin is not None
+            return entry.actor, admin.admin_id
+
+    actor, admin_id = live.query(audited())
+    assert actor == f"admin:{admin_id}"
+
+
 def test_forces_and_admins_revoke_from_the_command_line(live: Live) -> None:
     added = live.cli("forces", "add", "E2ER", "--name", "Revoked Constabulary")
     token = token_line(added.stdout, "token")

@@ -59,6 +59,7 @@ def _setting(row: SettingRow) -> Setting:
         dispatch_at=row.dispatch_at,
         calendar_id=row.calendar_id,
         holiday_policy=HolidayPolicy(row.holiday_policy),
+        la_code=row.la_code,
     )
 
 

@@ -98,6 +98,8 @@ class SettingRow(Base):
     dispatch_at: Mapped[time] = mapped_column(Time)
     calendar_id: Mapped[str] = mapped_column(String(64))
     holiday_policy: Mapped[str] = mapped_column(String(16))
+    # The local authority (ONS code) the setting belongs to: the area its admins see.
+    la_code: Mapped[str | None] = mapped_column(String(16), index=True)
 
 
 class CalendarSpanRow(Base):
@@ -369,6 +371,11 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text)  # no personal data
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Who took it in hand and who closed it: ``admin:ID``, or ``system`` / ``key_adult:ID``
+    # when the notice was answered and the alert no longer needs anyone.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEntry(Base):

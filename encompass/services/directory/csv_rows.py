@@ -41,6 +41,8 @@ from encompass.services.directory.public_keys import public_key_pem
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+# ONS local authority codes: E06000020 (England), W06…, S12…, N09….
+LA_CODE = re.compile(r"^[EWSN][0-9]{8}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -90,6 +92,17 @@ def _email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("must be an e-mail address")
     return value
+
+
+def _la_code(value: str) -> str:
+    code = value.strip().upper()
+    if not LA_CODE.match(code):
+        raise ValueError("must be an ONS local authority code such as E06000020")
+    return code
+
+
+def _optional_la_code(value: str | None) -> str | None:
+    return None if value is None else _la_code(value)
 
 
 def _upn(value: str) -> str:
@@ -142,7 +155,9 @@ class SettingIn(_Row):
     setting_id: Id
     name: Name
     kind: Annotated[
-        SettingKind, BeforeValidator(_lower), Field(description="school, college or early_years")
+        SettingKind,
+        BeforeValidator(_lower),
+        Field(description="school, college, early_years or local_authority"),
     ]
     nation: Annotated[
         Nation,
@@ -157,9 +172,13 @@ class SettingIn(_Row):
     holiday_policy: Annotated[
         HolidayPolicy, BeforeValidator(_lower), Field(description="hold or holiday_contact")
     ]
+    # Optional column: the local authority the setting belongs to (its admins' area).
+    la_code: Annotated[str | None, AfterValidator(_optional_la_code)] = None
 
     @model_validator(mode="after")
     def _day(self) -> Self:
+        if self.kind == SettingKind.LOCAL_AUTHORITY and not self.la_code:
+            raise ValueError("la_code is needed for a setting of kind local_authority")
         if not self.day_starts < self.day_ends:
             raise ValueError("day_starts must come before day_ends")
         if not self.dispatch_at < self.day_ends:

@@ -33,6 +33,7 @@ from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
 from encompass.domain.status import WITHHELD, NoticeStatus, values
+from encompass.services.admin.alerts import close_answered
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
 from encompass.services.receiving.device_keys import signing_key as device_signing_key
 from encompass.services.records import audit
@@ -219,6 +220,8 @@ async def acknowledge(
             at=now,
         )
         session.add(ack)
+        # Answered: the overdue alerts about it need nobody any more.
+        await close_answered(session, notice_id, who, now)
         if kind is AckKind.NOT_OUR_PUPIL:
             await _return_to_review(session, notice, who, now)
         else:
