@@ -207,8 +207,6 @@ async def post_logout(request: web.Request) -> web.Response:
 async def get_today(request: web.Request) -> web.Response:
     who = await signed_in(request)
     container = request.app[CONTAINER]
-    # Settings where nobody can open a notice: by default, no Key Adult or deputy on
-    # record; a device-aware check plugs in as ``unreachable=`` (services/admin/today.py).
     figures = await today(container.sessions, container.clock, who.actor, area=who.area)
     return page(
         request,

@@ -31,6 +31,7 @@ from encompass.domain.status import NoticeStatus
 from encompass.services.admin.alerts import ADMINS
 from encompass.services.admin.scope import ALL, Area
 from encompass.services.matching.review_queue import ReviewItem, list_review
+from encompass.services.receiving.devices import settings_without_openable_device
 from encompass.services.receiving.escalate_overdue import ack_deadline
 from encompass.services.records import audit
 
@@ -41,22 +42,21 @@ _AWAITING: Final = (NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value)
 _HOLD_KINDS: Final = ("no_recipient", "seal_failed")
 
 # Settings of the area where no recipient could open a notice: (setting_id, name) pairs.
-# By default, settings with no Key Adult or deputy on record at all; a finer check (no
-# recipient with a usable key or enrolled browser, ``settings_without_openable_device``)
-# plugs in here when browser enrolment is installed.
 UnreachableCheck = Callable[[AsyncSession, Area], Awaitable[list[tuple[str, str]]]]
 
 
-async def settings_without_recipient(session: AsyncSession, area: Area) -> list[tuple[str, str]]:
-    """Settings of ``area`` with no Key Adult or deputy: nobody there can open a notice."""
-    has_recipient = (
-        select(KeyAdultRow.setting_id)
-        .where(KeyAdultRow.role.in_(("key_adult", "deputy")))
-        .correlate(None)
-    )
+async def settings_without_openable_device_in(
+    session: AsyncSession, area: Area
+) -> list[tuple[str, str]]:
+    """Settings of ``area`` where no Key Adult or deputy holds a device that can open a
+    notice (a readable directory key or a browser not revoked): a notice due there would be
+    held, so admins see them before any is due."""
+    unreachable = await settings_without_openable_device(session)
+    if not unreachable:
+        return []
     rows = await session.execute(
         area.settings(select(SettingRow.setting_id, SettingRow.name))
-        .where(SettingRow.setting_id.not_in(has_recipient))
+        .where(SettingRow.setting_id.in_(unreachable))
         .order_by(SettingRow.name)
         .limit(SHOWN)
     )
@@ -256,7 +256,7 @@ async def today(
     actor: str,
     *,
     area: Area = ALL,
-    unreachable: UnreachableCheck | None = settings_without_recipient,
+    unreachable: UnreachableCheck | None = settings_without_openable_device_in,
 ) -> Today:
     """The *Today* page of ``area``. Audited (the review queue's read separately)."""
     now = clock.now()
