@@ -78,7 +78,6 @@ _FAMILY_FORMS = (FamilyLevel.EXACT, FamilyLevel.PART, FamilyLevel.VARIANT)
 _GIVEN_NEVER = (GivenLevel.BY_MIDDLE, GivenLevel.INITIAL, GivenLevel.DIFFERENT)
 _FAMILY_NEVER: tuple[FamilyLevel, ...] = ()
 _DOB_NEVER = (DobLevel.DIFFERENT,)
-_PLACE_OK = (PostcodeLevel.EXACT, PostcodeLevel.TYPO, PostcodeLevel.OUTWARD)
 OUTWARD_MAY_MATCH = False
 """A family that moved within its district agrees only on the outward code; so does another
 child of the same name born the same day in that district, and nothing else tells them apart.

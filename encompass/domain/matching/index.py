@@ -352,8 +352,3 @@ class RosterHolder:
                 self._index = RosterIndex.from_pupils(load())
                 self._version = version
             return self._index
-
-
-def days_of(d: date) -> int:
-    """Days since 1970 of a date, as the columns store it."""
-    return d.toordinal() - EPOCH
