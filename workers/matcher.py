@@ -1,5 +1,8 @@
 """The matcher worker: consumes ``incidents``, matches each child, schedules the notices.
 
+Messages are taken in batches (``ENCOMPASS_BATCH_SIZE``, ``ENCOMPASS_BATCH_WAIT_MS``) and
+each batch is committed in one transaction before its messages are acked.
+
 Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 """
 
@@ -11,7 +14,7 @@ from encompass.adapters.broker import Consumer
 from encompass.bootstrap import Container
 from encompass.services.ingest import INCIDENTS
 from encompass.services.match_incident import MatchIncident
-from workers.runner import run_consumer
+from workers.runner import run_batch_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -19,7 +22,14 @@ async def start(container: Container) -> Consumer:
     start consuming; the returned consumer's ``cancel()`` stops it."""
     await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
-    return await run_consumer(container.broker, INCIDENTS, handler)
+    settings = container.settings
+    return await run_batch_consumer(
+        container.broker,
+        INCIDENTS,
+        handler.batch,
+        batch_size=settings.batch_size,
+        batch_wait=settings.batch_wait_ms / 1000,
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,8 @@ backstop for a message that kills the worker process before it can be settled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import structlog
@@ -34,6 +35,8 @@ DEAD_REASON_HEADER = "x-encompass-dead-reason"
 DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
+# Called with a batch of messages; returns once all are committed, or raises.
+BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
@@ -93,70 +96,220 @@ async def run_consumer(
 
     async def on_delivery(delivery: Delivery) -> None:
         message = delivery.message
-        attempt = attempts_of(message) + 1
-        bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
+        bound = log.bind(
+            message_id=message.message_id, queue=queue, attempt=attempts_of(message) + 1
+        )
         try:
             await handler(message)
-        except Poison as exc:
-            await _forward(
-                broker,
-                delivery,
-                bound,
-                dead,
-                outcome="dead",
-                headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
-                keep_body=exc.keep_body,
-            )
         except Exception as exc:
-            # Only the class: an exception's text may quote personal data from the body.
-            error = type(exc).__name__
-            if unavailable(exc) is not None:
-                # The database or broker is away, not the message at fault: put it back
-                # after a pause without counting an attempt, so an outage of any length
-                # dead-letters nothing.
-                await asyncio.sleep(UNAVAILABLE_PAUSE)
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    queue,
-                    outcome="retry",
-                    error=error,
-                    headers={ATTEMPTS_HEADER: attempt - 1},
-                )
-            elif attempt < max_attempts:
-                # The retry copy goes to the back of the queue. Order does not matter:
-                # each message stands alone and is idempotent by its message_id.
-                pause = wait(attempt)
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    queue,
-                    outcome="retry",
-                    error=error,
-                    headers={ATTEMPTS_HEADER: attempt},
-                )
-            else:
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    dead,
-                    outcome="dead",
-                    error=error,
-                    headers={
-                        DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
-                        ATTEMPTS_HEADER: attempt,
-                    },
-                )
+            await _settle_failure(broker, queue, dead, delivery, exc, max_attempts, wait)
         else:
             await delivery.ack()
             bound.info("message.processed", outcome="acked")
 
     return await broker.consume(queue, on_delivery, prefetch=prefetch)
+
+
+async def _settle_failure(
+    broker: Broker,
+    queue: str,
+    dead: str,
+    delivery: Delivery,
+    exc: Exception,
+    max_attempts: int,
+    wait: Callable[[int], float],
+    *,
+    paused: bool = False,
+) -> None:
+    """Settle one delivery whose handling raised ``exc``: a dead letter for a poison
+    message, a retry copy for a transient failure, a dead letter once attempts run out.
+    ``paused``: the caller has already waited out an outage for this message."""
+    message = delivery.message
+    attempt = attempts_of(message) + 1
+    bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
+    if isinstance(exc, Poison):
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            dead,
+            outcome="dead",
+            headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
+            keep_body=exc.keep_body,
+        )
+        return
+    # Only the class: an exception's text may quote personal data from the body.
+    error = type(exc).__name__
+    if unavailable(exc) is not None:
+        # The database or broker is away, not the message at fault: put it back after a
+        # pause without counting an attempt, so an outage of any length dead-letters
+        # nothing.
+        if not paused:
+            await asyncio.sleep(UNAVAILABLE_PAUSE)
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            queue,
+            outcome="retry",
+            error=error,
+            headers={ATTEMPTS_HEADER: attempt - 1},
+        )
+    elif attempt < max_attempts:
+        # The retry copy goes to the back of the queue. Order does not matter: each
+        # message stands alone and is idempotent by its message_id.
+        pause = wait(attempt)
+        if pause > 0:
+            await asyncio.sleep(pause)
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            queue,
+            outcome="retry",
+            error=error,
+            headers={ATTEMPTS_HEADER: attempt},
+        )
+    else:
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            dead,
+            outcome="dead",
+            error=error,
+            headers={
+                DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
+                ATTEMPTS_HEADER: attempt,
+            },
+        )
+
+
+class _Batch:
+    """The deliveries gathered for one call of a batch handler."""
+
+    def __init__(self) -> None:
+        self.items: list[Delivery] = []
+        self.full = asyncio.Event()
+        self.done = asyncio.Event()
+
+
+async def run_batch_consumer(
+    broker: Broker,
+    queue: str,
+    handler: BatchHandler,
+    *,
+    batch_size: int = 64,
+    batch_wait: float = 0.01,
+    max_attempts: int = 5,
+    backoff: Callable[[int], float] | None = None,
+    prefetch: int | None = None,
+) -> Consumer:
+    """Consume ``queue`` in batches: up to ``batch_size`` messages, gathered for at most
+    ``batch_wait`` seconds after the first, go to ``handler`` in one call, which commits
+    them in one transaction or raises. Each message is acked only once the call returned.
+
+    When the call raises, the batch is split in halves and each half tried again, down to
+    single messages, which meet the policy of :func:`run_consumer` (poison, retry, dead
+    letter): one bad message never fails the others. An outage (the database or broker
+    unreachable) is waited out once for the whole batch, and every message goes round
+    again uncounted. Batches run one at a time per consumer; ``prefetch`` (twice the
+    batch size by default) lets the next batch gather meanwhile.
+    """
+    dead = broker.topology.dead_letter_of(queue)
+    if dead is None:
+        raise ValueError(f"queue {queue!r} has no dead-letter queue to run a consumer on")
+    if max_attempts < 1 or batch_size < 1 or batch_wait < 0:
+        raise ValueError("max_attempts and batch_size must be at least 1, batch_wait >= 0")
+    runner = _BatchRunner(
+        broker,
+        queue,
+        dead,
+        handler,
+        batch_size=batch_size,
+        batch_wait=batch_wait,
+        max_attempts=max_attempts,
+        wait=default_backoff if backoff is None else backoff,
+    )
+    size = prefetch if prefetch is not None else 2 * batch_size
+    return await broker.consume(queue, runner.on_delivery, prefetch=size)
+
+
+class _BatchRunner:
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        dead: str,
+        handler: BatchHandler,
+        *,
+        batch_size: int,
+        batch_wait: float,
+        max_attempts: int,
+        wait: Callable[[int], float],
+    ) -> None:
+        self._broker, self._queue, self._dead, self._handler = broker, queue, dead, handler
+        self._size, self._wait_s = batch_size, batch_wait
+        self._max_attempts, self._backoff = max_attempts, wait
+        self._one_at_a_time = asyncio.Lock()
+        self._gathering: _Batch | None = None
+
+    async def on_delivery(self, delivery: Delivery) -> None:
+        leader = self._gathering is None
+        if self._gathering is None:
+            self._gathering = _Batch()
+        mine = self._gathering
+        mine.items.append(delivery)
+        if len(mine.items) >= self._size:
+            mine.full.set()
+            self._gathering = None
+        if not leader:
+            # The first delivery of the batch settles it; this one waits for that.
+            await mine.done.wait()
+            return
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mine.full.wait(), self._wait_s)
+            if self._gathering is mine:
+                self._gathering = None
+            async with self._one_at_a_time:
+                await self._settle(mine.items)
+        finally:
+            mine.done.set()
+
+    async def _settle(self, items: list[Delivery]) -> None:
+        try:
+            await self._handler([d.message for d in items])
+        except Exception as exc:
+            if len(items) == 1:
+                await self._fail(items[0], exc)
+            elif unavailable(exc) is not None:
+                await asyncio.sleep(UNAVAILABLE_PAUSE)
+                for delivery in items:
+                    await self._fail(delivery, exc, paused=True)
+            else:
+                log.info(
+                    "batch.split", queue=self._queue, size=len(items), error=type(exc).__name__
+                )
+                half = len(items) // 2
+                await self._settle(items[:half])
+                await self._settle(items[half:])
+            return
+        for delivery in items:
+            await delivery.ack()
+        log.info("batch.processed", queue=self._queue, size=len(items), outcome="acked")
+
+    async def _fail(self, delivery: Delivery, exc: Exception, *, paused: bool = False) -> None:
+        await _settle_failure(
+            self._broker,
+            self._queue,
+            self._dead,
+            delivery,
+            exc,
+            self._max_attempts,
+            self._backoff,
+            paused=paused,
+        )
 
 
 async def _forward(

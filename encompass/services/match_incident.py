@@ -7,8 +7,8 @@ A body that is not a version message, or names a version we do not hold, is dead
 with a reason that quotes nothing of it, and without its body or headers (the message
 id stays).
 
-Everything for one version happens in one transaction and the version is marked processed
-in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
+Everything for one version happens in one transaction (with the other versions of its
+batch: the matcher takes messages in batches) and the version is marked processed in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
 version replaces the unsent notices of earlier ones; an earlier version arriving late is
 kept for the audit trail only.
 """
@@ -28,6 +28,7 @@ from encompass.adapters.broker import Message
 from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
+from encompass.domain.directory import SettingCalendar
 from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.queued import VersionQueued
@@ -69,6 +70,17 @@ def _candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, object]]
     ]
 
 
+def _parse(message: Message) -> VersionQueued:
+    try:
+        return VersionQueued.from_bytes(message.body)
+    except ValidationError as exc:
+        # Not ours, so it could hold anything (a whole forged report, a child's name): the
+        # reason counts only, and the dead letter keeps neither body nor headers.
+        raise Poison(
+            f"not a version message: {exc.error_count()} error(s)", keep_body=False
+        ) from None
+
+
 class MatchIncident:
     """The handler of the ``incidents`` queue."""
 
@@ -80,43 +92,58 @@ class MatchIncident:
         self._clock = clock
 
     async def __call__(self, message: Message) -> None:
-        try:
-            queued = VersionQueued.from_bytes(message.body)
-        except ValidationError as exc:
-            # Not ours, so it could hold anything (a whole forged report, a child's name):
-            # the reason counts only, and the dead letter keeps neither body nor headers.
-            raise Poison(
-                f"not a version message: {exc.error_count()} error(s)", keep_body=False
-            ) from None
+        await self.batch([message])
+
+    async def batch(self, messages: Sequence[Message]) -> None:
+        """Every message of ``messages`` in one transaction (the batched consumer's
+        handler): all are committed together, or the call raises and none is. A poison
+        message raises :class:`Poison`; the consumer then splits the batch to find it."""
+        queued = [_parse(message) for message in messages]
         async with self._sessions.begin() as session:
-            version = (
-                await session.execute(
+            wanted = sorted({q.version_id for q in queued})
+            versions = {
+                v.version_id: v
+                for v in await session.scalars(
                     select(IncidentVersion)
-                    .where(IncidentVersion.version_id == queued.version_id)
-                    # Locked, so two copies handled at once by two matchers run one at a time
-                    # and the second sees the version processed.
+                    .where(IncidentVersion.version_id.in_(wanted))
+                    # Locked (in one order, so two batches never deadlock on each other),
+                    # so two copies handled at once by two matchers run one at a time and
+                    # the second sees the version processed.
+                    .order_by(IncidentVersion.version_id)
                     .with_for_update()
                 )
-            ).scalar_one_or_none()
-            if version is None:
+            }
+            if len(versions) < len(wanted):
                 # Its headers are not ours either: none of it is kept.
                 raise Poison(
                     "unknown incident version: no stored version has this id", keep_body=False
                 )
-            if version.processed_at is not None:
-                log.info("incident.already_processed", version_id=version.version_id)
-                return
-            incident = await session.get(Incident, version.incident_id)
-            if incident is None:  # the foreign key makes this impossible; refuse, never guess
-                raise Poison("the stored version has no incident", keep_body=False)
-            try:
-                report = await load_report(session, version)
-            except DataUnavailable as exc:
-                # Purged, or not sealed by us: nothing to match, and nothing of it is kept.
-                raise Poison(
-                    f"the stored version cannot be read ({type(exc).__name__})", keep_body=False
-                ) from None
-            await self._process(session, incident, version, report)
+            incidents = {
+                i.incident_id: i
+                for i in await session.scalars(
+                    select(Incident).where(
+                        Incident.incident_id.in_({v.incident_id for v in versions.values()})
+                    )
+                )
+            }
+            calendars: dict[str, SettingCalendar | None] = {}
+            for q in queued:
+                version = versions[q.version_id]
+                if version.processed_at is not None:
+                    log.info("incident.already_processed", version_id=version.version_id)
+                    continue
+                incident = incidents.get(version.incident_id)
+                if incident is None:  # the foreign key makes this impossible; never guess
+                    raise Poison("the stored version has no incident", keep_body=False)
+                try:
+                    report = await load_report(session, version)
+                except DataUnavailable as exc:
+                    # Purged, or not sealed by us: nothing to match, nothing of it is kept.
+                    raise Poison(
+                        f"the stored version cannot be read ({type(exc).__name__})",
+                        keep_body=False,
+                    ) from None
+                await self._process(session, incident, version, report, calendars)
 
     async def _process(
         self,
@@ -124,6 +151,7 @@ class MatchIncident:
         incident: Incident,
         version: IncidentVersion,
         report: IncidentReport,
+        calendars: dict[str, SettingCalendar | None],
     ) -> None:
         now = self._clock.now()
         version.processed_at = now
@@ -164,9 +192,10 @@ class MatchIncident:
                 resolved_by=None,
             )
             session.add(row)
-            await session.flush()
             for setting_id in result.setting_ids:
-                calendar = await load_setting_calendar(session, setting_id)
+                if setting_id not in calendars:
+                    calendars[setting_id] = await load_setting_calendar(session, setting_id)
+                calendar = calendars[setting_id]
                 if calendar is None:
                     continue
                 schedule_notice(
