@@ -8,7 +8,8 @@ with a reason that quotes nothing of it, and without its body or headers (the me
 id stays).
 
 Everything for one version happens in one transaction (with the other versions of its
-batch: the matcher takes messages in batches) and the version is marked processed in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
+batch: the matcher takes messages in batches) and the version is marked processed in it,
+so a redelivered message (or a copy naming a processed version) is a no-op. A later
 version replaces the unsent notices of earlier ones; an earlier version arriving late is
 kept for the audit trail only.
 """
