@@ -53,6 +53,7 @@ STEADY_RATE = 100.0
 POLL_SECONDS = 0.01
 WARM_UP = 20
 _TICKS = os.sysconf("SC_CLK_TCK")
+_PARTS = ("api", "matcher", "dispatcher", "rabbitmq", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,8 @@ class Phase:
     seconds: float
     service_cpu: float
     other_cpu: float = 0.0
+    # The service's CPU seconds by part: api, matcher, dispatcher, rabbitmq, postgresql.
+    parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -155,6 +158,14 @@ def table(results: Results) -> str:
             f"| {label} | {phase.items} | {phase.seconds:.2f} | {phase.per_s:.1f} | {ratio} "
             f"| {phase.cpu_ms:.2f} | {phase.other_cpu:.1f} |"
         )
+    lines += ["", "| service CPU ms per item, by process | " + " | ".join(_PARTS) + " |"]
+    lines.append("|---" * (len(_PARTS) + 1) + "|")
+    for label, phase in (("ingest", results.ingest), ("burst", results.burst)):
+        shares = [
+            1000 * phase.parts.get(p, 0.0) / phase.items if phase.items else 0.0 for p in _PARTS
+        ]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in shares) + " |")
+    lines.append("")
     lines.append(
         f"| steady {STEADY_RATE:.0f}/s, report -> scheduled | {results.steady_sent} | "
         f"p50 {s['steady_p50_ms']} ms | p99 {s['steady_p99_ms']} ms | | | |"
@@ -211,14 +222,21 @@ class Meter:
     def __init__(self, infra: Infra, stack: Stack) -> None:
         self.infra, self.stack = infra, stack
 
-    def _service_roots(self) -> list[int]:
+    def _service_roots(self) -> dict[str, list[int]]:
         assert self.infra.rabbit.process is not None
         postmaster = int((self.infra.pg.data / "postmaster.pid").read_text().split()[0])
-        return [self.infra.rabbit.process.pid, postmaster, *(p.pid for p in self.stack.procs)]
+        roots: dict[str, list[int]] = {
+            "rabbitmq": [self.infra.rabbit.process.pid],
+            "postgresql": [postmaster],
+        }
+        for proc in self.stack.procs:
+            roots.setdefault(proc.role, []).append(proc.pid)
+        return roots
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[dict[str, float], float]:
         receiver = [self.infra.receiver.pid] if self.infra.receiver is not None else []
-        return tree_cpu(self._service_roots()), _own_cpu() + tree_cpu(receiver)
+        parts = {part: tree_cpu(pids) for part, pids in self._service_roots().items()}
+        return parts, _own_cpu() + tree_cpu(receiver)
 
     async def phase(self, name: str, run: Callable[[], Awaitable[int]]) -> Phase:
         service, other = self.read()
@@ -226,7 +244,8 @@ class Meter:
         items = await run()
         seconds = time.perf_counter() - started
         service_after, other_after = self.read()
-        return Phase(name, items, seconds, service_after - service, other_after - other)
+        parts = {k: v - service.get(k, 0.0) for k, v in service_after.items()}
+        return Phase(name, items, seconds, sum(parts.values()), other_after - other, parts)
 
 
 # --- the phases ---------------------------------------------------------------------------

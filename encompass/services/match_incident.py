@@ -17,8 +17,9 @@ kept for the audit trail only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 import structlog
 from pydantic import ValidationError
@@ -128,6 +129,17 @@ class MatchIncident:
                 )
             }
             calendars: dict[str, SettingCalendar | None] = {}
+            later: list[Callable[[], object]] = []
+            waiting: set[str] = set()
+
+            async def schedule_waiting() -> None:
+                # One flush for the children of the whole batch, then their notices.
+                await session.flush()
+                for schedule in later:
+                    schedule()
+                later.clear()
+                waiting.clear()
+
             for q in queued:
                 version = versions[q.version_id]
                 if version.processed_at is not None:
@@ -144,7 +156,13 @@ class MatchIncident:
                         f"the stored version cannot be read ({type(exc).__name__})",
                         keep_body=False,
                     ) from None
-                await self._process(session, incident, version, report, calendars)
+                if incident.incident_id in waiting:
+                    # A later version of an incident in this batch: the earlier one's
+                    # notices must exist before it supersedes them.
+                    await schedule_waiting()
+                await self._process(session, incident, version, report, calendars, later)
+                waiting.add(incident.incident_id)
+            await schedule_waiting()
 
     async def _process(
         self,
@@ -153,7 +171,12 @@ class MatchIncident:
         version: IncidentVersion,
         report: IncidentReport,
         calendars: dict[str, SettingCalendar | None],
+        later: list[Callable[[], object]],
     ) -> None:
+        """Match every child of ``report``; the children are added to ``session`` and
+        their notices appended to ``later``, to be scheduled once the children are
+        flushed (with no relationship() between the two, the unit of work would not put
+        the children first)."""
         now = self._clock.now()
         version.processed_at = now
         if report.version < incident.latest_version:
@@ -199,14 +222,17 @@ class MatchIncident:
                 calendar = calendars[setting_id]
                 if calendar is None:
                     continue
-                schedule_notice(
-                    session,
-                    child_id=row.child_id,
-                    incident_id=incident.incident_id,
-                    calendar=calendar,
-                    reported_at=version.received_at,
-                    now=now,
-                    cause=f"matched ({result.score:.2f})",
+                later.append(
+                    partial(
+                        schedule_notice,
+                        session,
+                        child_id=row.child_id,
+                        incident_id=incident.incident_id,
+                        calendar=calendar,
+                        reported_at=version.received_at,
+                        now=now,
+                        cause=f"matched ({result.score:.2f})",
+                    )
                 )
         log.info(
             "incident.matched",
