@@ -25,11 +25,13 @@ from encompass.services.dispatch import release_due
 from encompass.services.outbox import DELIVERIES, relay_outbox
 from encompass.services.retention import forget_purged, purge_due
 from encompass.services.sweep import SweepPolicy, sweep
-from workers.runner import run_consumer
+from workers.runner import run_batch_consumer
 
 log = structlog.get_logger()
 
 RELEASE_BATCH = 200
+DELIVERY_BATCH = 64  # deliveries recorded in one transaction, at most
+DELIVERY_BATCHES = 4  # delivery batches in flight at once
 SWEEP_EVERY = 5.0  # seconds: escalation is by the minute, no need to scan every tick
 PURGE_EVERY = 24 * 3600.0  # seconds: retention counts in days
 
@@ -68,13 +70,18 @@ class Dispatcher:
         )
         # The runner's own limit is a backstop above the handler's, which counts attempts
         # in the database and records the failure itself.
-        self._consumer = await run_consumer(
+        # Deliveries in micro-batches: read together, sent side by side, recorded in one
+        # transaction, each acked after it; a few batches at once, so that one slow
+        # endpoint holds up only its own batch.
+        self._consumer = await run_batch_consumer(
             self._container.broker,
             DELIVERIES,
-            handler,
+            handler.batch,
+            batch_size=min(settings.batch_size, DELIVERY_BATCH),
+            batch_wait=settings.batch_wait_ms / 1000,
+            concurrency=DELIVERY_BATCHES,
             max_attempts=settings.delivery_max_attempts + 2,
             backoff=backoff,
-            prefetch=64,
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")

@@ -35,8 +35,9 @@ DEAD_REASON_HEADER = "x-encompass-dead-reason"
 DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
-# Called with a batch of messages; returns once all are committed, or raises.
-BatchHandler = Callable[[Sequence[Message]], Awaitable[None]]
+# Called with a batch of messages; returns once all are committed, or raises. It may
+# instead return, for each message, None (done) or the exception that message met alone.
+BatchHandler = Callable[[Sequence[Message]], Awaitable[Sequence[Exception | None] | None]]
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
@@ -204,23 +205,30 @@ async def run_batch_consumer(
     max_attempts: int = 5,
     backoff: Callable[[int], float] | None = None,
     prefetch: int | None = None,
+    concurrency: int = 1,
 ) -> Consumer:
     """Consume ``queue`` in batches: up to ``batch_size`` messages, gathered for at most
     ``batch_wait`` seconds after the first, go to ``handler`` in one call, which commits
     them in one transaction or raises. Each message is acked only once the call returned.
+    A handler that has already dealt with each message on its own (sent it somewhere: it
+    must not be called again for the others) returns a result per message instead, and
+    each failed message meets the policy of :func:`run_consumer` alone.
 
     When the call raises, the batch is split in halves and each half tried again, down to
     single messages, which meet the policy of :func:`run_consumer` (poison, retry, dead
     letter): one bad message never fails the others. An outage (the database or broker
     unreachable) is waited out once for the whole batch, and every message goes round
-    again uncounted. Batches run one at a time per consumer; ``prefetch`` (twice the
-    batch size by default) lets the next batch gather meanwhile.
+    again uncounted. Up to ``concurrency`` batches run at once per consumer (one by
+    default); ``prefetch`` (one batch more than that by default) lets the next batch
+    gather meanwhile.
     """
     dead = broker.topology.dead_letter_of(queue)
     if dead is None:
         raise ValueError(f"queue {queue!r} has no dead-letter queue to run a consumer on")
-    if max_attempts < 1 or batch_size < 1 or batch_wait < 0:
-        raise ValueError("max_attempts and batch_size must be at least 1, batch_wait >= 0")
+    if max_attempts < 1 or batch_size < 1 or concurrency < 1 or batch_wait < 0:
+        raise ValueError(
+            "max_attempts, batch_size and concurrency must be at least 1, batch_wait >= 0"
+        )
     runner = _BatchRunner(
         broker,
         queue,
@@ -230,8 +238,9 @@ async def run_batch_consumer(
         batch_wait=batch_wait,
         max_attempts=max_attempts,
         wait=default_backoff if backoff is None else backoff,
+        concurrency=concurrency,
     )
-    size = prefetch if prefetch is not None else 2 * batch_size
+    size = prefetch if prefetch is not None else (concurrency + 1) * batch_size
     return await broker.consume(queue, runner.on_delivery, prefetch=size)
 
 
@@ -247,11 +256,12 @@ class _BatchRunner:
         batch_wait: float,
         max_attempts: int,
         wait: Callable[[int], float],
+        concurrency: int,
     ) -> None:
         self._broker, self._queue, self._dead, self._handler = broker, queue, dead, handler
         self._size, self._wait_s = batch_size, batch_wait
         self._max_attempts, self._backoff = max_attempts, wait
-        self._one_at_a_time = asyncio.Lock()
+        self._running = asyncio.Semaphore(concurrency)
         self._gathering: _Batch | None = None
 
     async def on_delivery(self, delivery: Delivery) -> None:
@@ -272,14 +282,14 @@ class _BatchRunner:
                 await asyncio.wait_for(mine.full.wait(), self._wait_s)
             if self._gathering is mine:
                 self._gathering = None
-            async with self._one_at_a_time:
+            async with self._running:
                 await self._settle(mine.items)
         finally:
             mine.done.set()
 
     async def _settle(self, items: list[Delivery]) -> None:
         try:
-            await self._handler([d.message for d in items])
+            outcomes = await self._handler([d.message for d in items])
         except Exception as exc:
             if len(items) == 1:
                 await self._fail(items[0], exc)
@@ -295,9 +305,20 @@ class _BatchRunner:
                 await self._settle(items[:half])
                 await self._settle(items[half:])
             return
-        for delivery in items:
-            await delivery.ack()
-        log.info("batch.processed", queue=self._queue, size=len(items), outcome="acked")
+        if outcomes is None:
+            for delivery in items:
+                await delivery.ack()
+            log.info("batch.processed", queue=self._queue, size=len(items), outcome="acked")
+            return
+        if len(outcomes) != len(items):
+            raise RuntimeError("a batch handler returned a result count unlike its batch")
+        await asyncio.gather(
+            *(
+                delivery.ack() if failure is None else self._fail(delivery, failure)
+                for delivery, failure in zip(items, outcomes, strict=True)
+            )
+        )
+        log.info("batch.processed", queue=self._queue, size=len(items))
 
     async def _fail(self, delivery: Delivery, exc: Exception, *, paused: bool = False) -> None:
         await _settle_failure(

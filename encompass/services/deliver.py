@@ -14,19 +14,20 @@ acknowledged without doing anything, so a relay that publishes twice sends nothi
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import structlog
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message
-from encompass.adapters.data_keys import DataUnavailable
+from encompass.adapters.data_keys import DataKeys, DataUnavailable
 from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.smtp import SendResult
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
@@ -34,9 +35,12 @@ from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services.at_rest import keys_of
 from encompass.services.failure import fail_if_undeliverable
-from encompass.services.notices import transition
+from encompass.services.notices import Move, transition_many
 from encompass.services.retention import PURGED_BODY
 from workers.runner import Poison
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 log = structlog.get_logger()
 
@@ -96,10 +100,11 @@ class _Plan:
     email: str
 
 
-# Built once: each runs for every delivery, and building a statement costs more than
+# Built once: each runs for every batch, and building a statement costs more than
 # running it (thousands of times in a morning burst).
-_PLAN = (
+_PLANS = (
     select(
+        SealedEnvelope.envelope_id,
         SealedEnvelope.notice_id,
         SealedEnvelope.kind,
         SealedEnvelope.body,
@@ -108,36 +113,35 @@ _PLAN = (
         KeyAdultRow.webhook_key_sealed,
         KeyAdultRow.email,
         SealedEnvelope.key_adult_id,
-        exists().where(
-            DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
-            DeliveryAttempt.channel == bindparam("channel"),
-            DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
-        ),
     )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
     .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
-    .where(SealedEnvelope.envelope_id == bindparam("envelope_id"))
+    .where(SealedEnvelope.envelope_id.in_(bindparam("ids", expanding=True)))
 )
-_LOCK = (
-    select(
-        Notice,
-        select(func.count())
-        .where(
-            DeliveryAttempt.envelope_id == bindparam("envelope_id"),
-            DeliveryAttempt.channel == bindparam("channel"),
-        )
-        .scalar_subquery(),
+# The (envelope, channel) pairs already done with.
+_DONE = (
+    select(DeliveryAttempt.envelope_id, DeliveryAttempt.channel)
+    .where(
+        DeliveryAttempt.envelope_id.in_(bindparam("ids", expanding=True)),
+        DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
     )
-    .where(Notice.notice_id == bindparam("notice_id"))
-    .with_for_update(of=Notice)
+    .distinct()
+)
+# Attempts made so far per (envelope, channel): the count that bounds retries.
+_MADE = (
+    select(DeliveryAttempt.envelope_id, DeliveryAttempt.channel, func.count())
+    .where(DeliveryAttempt.envelope_id.in_(bindparam("ids", expanding=True)))
+    .group_by(DeliveryAttempt.envelope_id, DeliveryAttempt.channel)
 )
 _ATTEMPT = insert(DeliveryAttempt)
 # The first channel to deliver is the one on record (the portal may have been first).
+# On the table, not the mapped class: run with many rows (executemany) it must stay a
+# plain UPDATE with its own WHERE, not the ORM's bulk update by primary key.
+_ENVELOPES = cast("Table", SealedEnvelope.__table__)
 _MARK_DELIVERED = (
-    update(SealedEnvelope)
-    .where(SealedEnvelope.envelope_id == bindparam("id"), SealedEnvelope.delivered_at.is_(None))
+    update(_ENVELOPES)
+    .where(_ENVELOPES.c.envelope_id == bindparam("id"), _ENVELOPES.c.delivered_at.is_(None))
     .values(delivered_at=bindparam("at"), delivered_by=bindparam("by"))
-    .execution_options(synchronize_session=False)
 )
 
 
@@ -172,31 +176,81 @@ class DeliverEnvelope:
     async def __call__(self, message: Message) -> None:
         """Make one attempt at the envelope named in ``message``; raise DeliveryRetry (after
         recording the attempt) when the runner should try again later."""
-        job = _parse(message.body)
-        plan = await self._plan(job)
-        if plan is None:
-            return
-        outcome, detail = await self._send(job, plan)
-        if await self._record(job, plan, outcome, detail) == "retry":
-            raise DeliveryRetry(detail)
+        (failure,) = await self.batch([message])
+        if failure is not None:
+            raise failure
 
-    async def _plan(self, job: _Job) -> _Plan | None:
+    async def batch(self, messages: Sequence[Message]) -> list[Exception | None]:
+        """One attempt at each envelope named in ``messages``: read in one query, sent
+        side by side, recorded in one transaction. Returns, for each message, None (done:
+        ack it) or the exception its delivery met (Poison, DeliveryRetry after recording,
+        or the error that kept the attempt from being recorded), for the runner to settle
+        that message alone. A message naming an envelope and channel already taken by an
+        earlier message of the batch sends nothing (a relay that published twice)."""
+        results: list[Exception | None] = [None] * len(messages)
+        jobs: dict[int, _Job] = {}
+        taken: set[_Job] = set()
+        for n, message in enumerate(messages):
+            try:
+                job = _parse(message.body)
+            except Poison as exc:
+                results[n] = exc
+                continue
+            if job not in taken:
+                taken.add(job)
+                jobs[n] = job
+        plans = await self._plans(jobs, results)
+        if not plans:
+            return results
+        sent = await asyncio.gather(*(self._send(jobs[n], plan) for n, plan in plans.items()))
+        attempts = [
+            (jobs[n], plan, outcome, detail)
+            for (n, plan), (outcome, detail) in zip(plans.items(), sent, strict=True)
+        ]
+        try:
+            recorded = await self._record(attempts)
+        except Exception as exc:
+            # Sent but not recorded: each goes round again (the receiver dedupes by
+            # envelope id), as one message would have.
+            for n in plans:
+                results[n] = exc
+            return results
+        for n, (outcome, detail) in zip(plans, recorded, strict=True):
+            if outcome == "retry":
+                results[n] = DeliveryRetry(detail)
+        return results
+
+    async def _plans(
+        self, jobs: dict[int, _Job], results: list[Exception | None]
+    ) -> dict[int, _Plan]:
+        """What to send for each job, read in one query; an unknown envelope's result is
+        Poison, and a job with nothing to send (already done, purged, withdrawn) is left
+        out."""
+        if not jobs:
+            return {}
+        ids = sorted({job.envelope_id for job in jobs.values()})
         async with self._sessions() as session:
-            # One read, no transaction around it: saves two round trips per delivery.
+            # Reads only, no transaction around them: saves two round trips per batch.
             connection = await session.connection(
                 execution_options={"isolation_level": "AUTOCOMMIT"}
             )
-            row = (
-                await connection.execute(
-                    _PLAN, {"envelope_id": job.envelope_id, "channel": job.channel}
-                )
-            ).one_or_none()
+            rows = {row[0]: row for row in await connection.execute(_PLANS, {"ids": ids})}
+            done = {(e, c) for e, c in await connection.execute(_DONE, {"ids": ids})}
             keys = keys_of(session)
-        if row is None:
-            raise Poison("unknown envelope")
-        (notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id, already) = (
-            row
-        )
+        plans: dict[int, _Plan] = {}
+        for n, job in jobs.items():
+            row = rows.get(job.envelope_id)
+            if row is None:
+                results[n] = Poison("unknown envelope")
+                continue
+            plan = self._plan(job, row, (job.envelope_id, job.channel) in done, keys)
+            if plan is not None:
+                plans[n] = plan
+        return plans
+
+    @staticmethod
+    def _plan(job: _Job, row: Sequence[Any], already: bool, keys: DataKeys) -> _Plan | None:
+        (_, notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id) = row
         bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
@@ -252,73 +306,106 @@ class DeliverEnvelope:
         )
         return posted.outcome, posted.detail
 
-    async def _record(self, job: _Job, plan: _Plan, outcome: str, detail: str) -> str:
-        """Store the attempt and its consequences; returns the outcome as recorded."""
+    async def _record(
+        self, attempts: Sequence[tuple[_Job, _Plan, str, str]]
+    ) -> list[tuple[str, str]]:
+        """Store the attempts and their consequences in one transaction; returns each
+        (outcome, detail) as recorded."""
         now = self._clock.now()
+        recorded: list[tuple[str, str]] = []
         async with self._sessions.begin() as session:
-            # Locked: two envelopes of one notice delivered at once must not both move it.
-            notice, made = (
-                await session.execute(
-                    _LOCK,
+            # Locked (in one order): two envelopes of one notice delivered at once, by
+            # this batch or another dispatcher's, must not both move it.
+            notices = {
+                n.notice_id: n
+                for n in await session.scalars(
+                    select(Notice)
+                    .where(Notice.notice_id.in_({plan.notice_id for _, plan, _, _ in attempts}))
+                    .order_by(Notice.notice_id)
+                    .with_for_update()
+                )
+            }
+            made: dict[tuple[str, str], int] = {
+                (envelope_id, channel): count
+                for envelope_id, channel, count in await session.execute(
+                    _MADE, {"ids": sorted({plan.envelope_id for _, plan, _, _ in attempts})}
+                )
+            }
+            rows: list[dict[str, object]] = []
+            delivered: list[tuple[Notice, _Plan, str]] = []
+            failed: list[Notice] = []
+            for job, plan, outcome, detail in attempts:
+                number = made.get((plan.envelope_id, job.channel), 0) + 1
+                if outcome == "retry" and number >= self._max_attempts:
+                    outcome, detail = "failed", f"gave up after {number} attempts: {detail}"
+                rows.append(
                     {
-                        "notice_id": plan.notice_id,
                         "envelope_id": plan.envelope_id,
                         "channel": job.channel,
-                    },
+                        "attempt": number,
+                        "at": now,
+                        "outcome": outcome,
+                        "detail": detail[:500],
+                    }
                 )
-            ).one()
-            if outcome == "retry" and made + 1 >= self._max_attempts:
-                outcome, detail = "failed", f"gave up after {made + 1} attempts: {detail}"
-            await session.execute(
-                _ATTEMPT,
-                {
-                    "envelope_id": plan.envelope_id,
-                    "channel": job.channel,
-                    "attempt": made + 1,
-                    "at": now,
-                    "outcome": outcome,
-                    "detail": detail[:500],
-                },
-            )
-            if outcome == "delivered":
-                await self._delivered(session, notice, plan, job.channel, now)
-            elif outcome == "failed":
-                log.error(
-                    "delivery.failed",
+                recorded.append((outcome, detail))
+                notice = notices[plan.notice_id]
+                if outcome == "delivered":
+                    delivered.append((notice, plan, job.channel))
+                elif outcome == "failed":
+                    log.error(
+                        "delivery.failed",
+                        envelope_id=plan.envelope_id,
+                        notice_id=plan.notice_id,
+                        channel=job.channel,
+                        detail=detail,
+                        attempts=number,
+                    )
+                    if plan.kind == "notice":
+                        failed.append(notice)
+                log.info(
+                    "delivery.attempt",
                     envelope_id=plan.envelope_id,
-                    notice_id=plan.notice_id,
                     channel=job.channel,
+                    attempt=number,
+                    outcome=outcome,
                     detail=detail,
-                    attempts=made + 1,
                 )
-                if plan.kind == "notice":
-                    await fail_if_undeliverable(session, notice, now)
-        log.info(
-            "delivery.attempt",
-            envelope_id=plan.envelope_id,
-            channel=job.channel,
-            attempt=made + 1,
-            outcome=outcome,
-            detail=detail,
-        )
-        return outcome
+            await session.execute(_ATTEMPT, rows)
+            await self._delivered(session, delivered, now)
+            for notice in failed:
+                await fail_if_undeliverable(session, notice, now)
+        return recorded
 
     @staticmethod
     async def _delivered(
-        session: AsyncSession, notice: Notice, plan: _Plan, channel: str, now: datetime
+        session: AsyncSession, delivered: Sequence[tuple[Notice, _Plan, str]], now: datetime
     ) -> None:
-        await session.execute(_MARK_DELIVERED, {"id": plan.envelope_id, "at": now, "by": channel})
-        if plan.kind != "notice":
+        """Mark the envelopes delivered (the first channel to deliver is the one on
+        record) and move their notices to ``delivered``: those ``sending`` in one bulk
+        transition, any still ``sealed`` through ``sending`` first."""
+        if not delivered:
             return
-        status = NoticeStatus(notice.status)
-        if status is NoticeStatus.SEALED:
-            transition(session, notice, NoticeStatus.SENDING, at=now, cause="delivering")
-            status = NoticeStatus.SENDING
-        if status is NoticeStatus.SENDING:
-            transition(
+        await session.execute(
+            _MARK_DELIVERED,
+            [{"id": plan.envelope_id, "at": now, "by": ch} for _, plan, ch in delivered],
+        )
+        paths: dict[str, tuple[Notice, list[Move]]] = {}
+        for notice, plan, channel in delivered:
+            if plan.kind != "notice" or notice.notice_id in paths:
+                continue
+            status = NoticeStatus(notice.status)
+            moves: list[Move] = []
+            if status is NoticeStatus.SEALED:
+                moves.append((NoticeStatus.SENDING, "delivering"))
+            if status in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+                moves.append(
+                    (NoticeStatus.DELIVERED, f"delivered by {channel} to {plan.envelope_id}")
+                )
+                paths[notice.notice_id] = (notice, moves)
+        for start in (NoticeStatus.SENDING, NoticeStatus.SEALED):
+            await transition_many(
                 session,
-                notice,
-                NoticeStatus.DELIVERED,
+                [(n, m) for n, m in paths.values() if n.status == start.value],
                 at=now,
-                cause=f"delivered by {channel} to {plan.envelope_id}",
             )
