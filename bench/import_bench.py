@@ -28,7 +28,7 @@ from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.db.tables import PupilRow, SettingRow
 from encompass.config import normalise_database_url
-from encompass.services.directory_import import import_directory
+from encompass.services.directory.importer import import_directory
 
 GIVEN = ["Amelia", "Oliver", "Isla", "Noah", "Freya", "Mohammed", "Zoë", "Leo", "Ava", "Jack"]
 FAMILY = ["Example", "Sample", "Specimen", "O'Example-Smith", "Test", "Demo", "Model", "Pattern"]

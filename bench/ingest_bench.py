@@ -35,8 +35,8 @@ from encompass.api.app import create_app
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
 from encompass.logging import configure_logging
-from encompass.services.credentials import add_force
-from encompass.services.directory_import import import_directory
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
 from tests.cleanup import delete_topologies
 from workers.main import start_workers
 

@@ -46,14 +46,14 @@ from encompass.adapters.db.tables import (
     NoticeEvent,
     SettingRow,
 )
-from encompass.adapters.keys import generate_key_adult_keys, public_keys_pem
+from encompass.adapters.key_files import generate_key_adult_keys, public_keys_pem
 from encompass.adapters.topology import Topology
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.bootstrap import bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings, normalise_database_url
 from encompass.logging import configure_logging
-from encompass.services.at_rest import CANDIDATES, PAYLOAD
+from encompass.services.records.at_rest import CANDIDATES, PAYLOAD
 from tests.cleanup import delete_topologies
 from tests.databases import scratch_database
 from workers import dispatcher

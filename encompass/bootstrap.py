@@ -16,12 +16,12 @@ from encompass.adapters.broker import Broker
 from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
-from encompass.adapters.keys import KeyFileError, load_or_create_signing_key
+from encompass.adapters.key_files import KeyFileError, load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
-from encompass.services.at_rest import check_key_file, seal_clear_values
-from encompass.services.roster import IndexedRoster, Roster
+from encompass.services.matching.roster import IndexedRoster, Roster
+from encompass.services.records.at_rest import check_key_file, seal_clear_values
 
 
 @dataclass

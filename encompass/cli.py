@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from encompass.adapters.keys import KeyFileError
+from encompass.adapters.key_files import KeyFileError
 from encompass.config import ConfigError, Settings, load_settings
 
 
@@ -39,7 +39,7 @@ def _instant(text: str) -> datetime:
 async def _migrate(args: argparse.Namespace) -> None:
     from encompass.adapters.data_keys import load_or_create_data_keys
     from encompass.adapters.db.migrate import migrate
-    from encompass.adapters.keys import KeyFileError, load_or_create_signing_key
+    from encompass.adapters.key_files import KeyFileError, load_or_create_signing_key
     from encompass.bootstrap import DEFAULT_SIGNING_KEY, data_key_path
 
     settings = _settings()
@@ -68,7 +68,7 @@ async def _with_container(fn: Callable[[Any], Awaitable[None]]) -> None:
 
 
 async def _forces_add(args: argparse.Namespace) -> None:
-    from encompass.services.credentials import CredentialError, add_force
+    from encompass.services.access.credentials import CredentialError, add_force
 
     async def run(container: Any) -> None:
         try:
@@ -87,7 +87,7 @@ def _print_amqp_user(code: str, settings: Settings) -> None:
     from urllib.parse import unquote, urlsplit
 
     from encompass.adapters.topology import Topology
-    from encompass.services.intake import force_user, rabbitmqctl_commands
+    from encompass.services.intake.from_amqp import force_user, rabbitmqctl_commands
 
     path = urlsplit(settings.amqp_url).path if settings.amqp_url else ""
     vhost = unquote(path[1:]) if len(path) > 1 else "/"
@@ -100,7 +100,7 @@ def _print_amqp_user(code: str, settings: Settings) -> None:
 
 
 async def _admins_add(args: argparse.Namespace) -> None:
-    from encompass.services.credentials import add_admin
+    from encompass.services.access.credentials import add_admin
 
     async def run(container: Any) -> None:
         issued = await add_admin(container.sessions, container.clock, args.name, args.area)
@@ -111,8 +111,8 @@ async def _admins_add(args: argparse.Namespace) -> None:
 
 
 async def _forces_revoke(args: argparse.Namespace) -> None:
-    from encompass.services.credentials import CredentialError, revoke_force
-    from encompass.services.intake import force_user
+    from encompass.services.access.credentials import CredentialError, revoke_force
+    from encompass.services.intake.from_amqp import force_user
 
     async def run(container: Any) -> None:
         try:
@@ -135,7 +135,7 @@ async def _forces_revoke(args: argparse.Namespace) -> None:
 
 
 async def _admins_revoke(args: argparse.Namespace) -> None:
-    from encompass.services.credentials import CredentialError, revoke_admin
+    from encompass.services.access.credentials import CredentialError, revoke_admin
 
     async def run(container: Any) -> None:
         try:
@@ -151,7 +151,7 @@ async def _admins_revoke(args: argparse.Namespace) -> None:
 
 
 async def _audit_verify(args: argparse.Namespace) -> None:
-    from encompass.services.audit import verify_chain
+    from encompass.services.records.audit import verify_chain
 
     async def run(container: Any) -> None:
         async with container.sessions() as session:
@@ -168,7 +168,7 @@ async def _audit_verify(args: argparse.Namespace) -> None:
 
 
 async def _directory_import(args: argparse.Namespace) -> None:
-    from encompass.services.directory_import import DirectoryImportError, import_directory
+    from encompass.services.directory.importer import DirectoryImportError, import_directory
 
     files = {k: getattr(args, k) for k in ("settings", "key_adults", "calendars", "pupils")}
     if not any(files.values()):
@@ -190,7 +190,7 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
 
 async def _match(args: argparse.Namespace) -> None:
-    from encompass.services.match_dry_run import DryRunError, explain_model, match_file
+    from encompass.services.matching.match_dry_run import DryRunError, explain_model, match_file
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
@@ -248,7 +248,7 @@ async def _worker(args: argparse.Namespace) -> None:
 
 
 async def _keys_generate(args: argparse.Namespace) -> None:
-    from encompass.keycli import KeyFileError, keys_generate
+    from encompass.key_commands import KeyFileError, keys_generate
 
     try:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -265,7 +265,7 @@ async def _keys_generate(args: argparse.Namespace) -> None:
 async def _open(args: argparse.Namespace) -> None:
     import json
 
-    from encompass.keycli import KeyFileError, OpenError, open_envelope
+    from encompass.key_commands import KeyFileError, OpenError, open_envelope
 
     try:
         notice = open_envelope(args.envelope, args.key, args.service_key)
@@ -284,8 +284,8 @@ async def _demo(args: argparse.Namespace) -> None:
 
 
 async def _key_adults_credentials(args: argparse.Namespace) -> None:
-    from encompass.services.credentials import CredentialError
-    from encompass.services.portal import issue_key_adult_credentials
+    from encompass.services.access.credentials import CredentialError
+    from encompass.services.receiving.portal import issue_key_adult_credentials
 
     async def run(container: Any) -> None:
         try:
@@ -305,7 +305,7 @@ async def _key_adults_credentials(args: argparse.Namespace) -> None:
 
 
 async def _purge(args: argparse.Namespace) -> None:
-    from encompass.services.retention import forget_purged, purge_due
+    from encompass.services.records.retention import forget_purged, purge_due
 
     async def run(container: Any) -> None:
         days = container.settings.retention_days
@@ -339,7 +339,7 @@ async def _purge(args: argparse.Namespace) -> None:
 
 
 async def _release(args: argparse.Namespace) -> None:
-    from encompass.services.release import ReleaseRefused, release_now
+    from encompass.services.scheduling.release_now import ReleaseRefused, release_now
 
     async def run(container: Any) -> None:
         try:

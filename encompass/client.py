@@ -22,7 +22,7 @@ from urllib.parse import quote
 import aiohttp
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from encompass.adapters.keys import (
+from encompass.adapters.key_files import (
     KeyAdultPrivateKeys,
     KeyFileError,
     load_private_key_bundle,

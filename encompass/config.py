@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     # ``encompass-data-key`` beside the signing key, generated on first start.
     data_key: Path | None = None
     # Days after an incident's last notice reached a final status before its data key is
-    # destroyed (services/retention.py).
+    # destroyed (services/records/retention.py).
     retention_days: Annotated[int, Field(ge=0, le=36500)] = 90
     log_format: Literal["console", "json"] = "console"
     now: AwareDatetime | None = None

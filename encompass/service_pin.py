@@ -17,7 +17,7 @@ from typing import Final
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from encompass.adapters.keys import KeyFileError, load_service_public_key, public_key_pem
+from encompass.adapters.key_files import KeyFileError, load_service_public_key, public_key_pem
 
 PIN_NAME: Final = "service-key.pem"
 

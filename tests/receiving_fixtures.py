@@ -20,10 +20,10 @@ from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import Child, Incident, IncidentVersion
 from encompass.bootstrap import Container
 from encompass.domain.incident import IncidentReport
-from encompass.services.at_rest import seal_candidates, seal_payload
-from encompass.services.dispatch import Released, release_due
-from encompass.services.ingest import canonical_payload
-from encompass.services.notices import schedule_notice
+from encompass.services.intake.ingest import canonical_payload
+from encompass.services.records.at_rest import seal_candidates, seal_payload
+from encompass.services.scheduling.notices import schedule_notice
+from encompass.services.scheduling.release_due import ReleasePass, release_due
 from tests.databases import scratch_database
 
 AMELIA = {
@@ -186,6 +186,6 @@ async def add_notice(
         return notice.notice_id
 
 
-async def send_due(container: Container) -> Released:
+async def send_due(container: Container) -> ReleasePass:
     """Release every due notice now, as the dispatcher does (sealed, ``sending``)."""
     return await release_due(container.sessions, container.clock, container.signing_key)

@@ -20,11 +20,11 @@ from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container
-from encompass.services.deliver import DeliverEnvelope, MailPort, delivery_backoff
-from encompass.services.dispatch import release_due
-from encompass.services.outbox import DELIVERIES, relay_outbox
-from encompass.services.retention import forget_purged, purge_due
-from encompass.services.sweep import SweepPolicy, sweep
+from encompass.services.delivery.attempt import DeliverEnvelope, MailPort, delivery_backoff
+from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
+from encompass.services.records.retention import forget_purged, purge_due
+from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.release_due import release_due
 from workers.runner import run_batch_consumer
 
 log = structlog.get_logger()
@@ -87,7 +87,7 @@ class Dispatcher:
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
 
     async def _purge_daily(self) -> None:
-        """Retention (``services/retention.py``) at start and then once a day, in batches
+        """Retention (``services/records/retention.py``) at start and then once a day, in batches
         until nothing more is due."""
         c = self._container
         while True:

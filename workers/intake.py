@@ -34,8 +34,8 @@ from encompass.adapters.broker import Broker, Consumer, Delivery, Message, Publi
 from encompass.adapters.topology import DEAD_SUFFIX, INTAKE
 from encompass.bootstrap import Container
 from encompass.clock import Clock
-from encompass.services.ingest import Accepted
-from encompass.services.intake import Refused, intake, shown_id
+from encompass.services.intake.from_amqp import Refused, intake, shown_id
+from encompass.services.intake.ingest import Accepted
 from workers.runner import DEAD_REASON_HEADER
 
 log = structlog.get_logger()
@@ -74,7 +74,7 @@ async def start(
     ingest: Ingest = intake,
 ) -> Consumer:
     """Start consuming ``intake`` (each message through ``ingest``, by default
-    :func:`~encompass.services.intake.intake`); the returned consumer's ``cancel()`` stops
+    :func:`~encompass.services.intake.from_amqp.intake`); the returned consumer's ``cancel()`` stops
     it."""
     broker = container.broker
 

@@ -12,8 +12,8 @@ import asyncio
 
 from encompass.adapters.broker import Consumer
 from encompass.bootstrap import Container
-from encompass.services.ingest import INCIDENTS
-from encompass.services.match_incident import MatchIncident
+from encompass.services.intake.ingest import INCIDENTS
+from encompass.services.matching.match_incident import MatchIncident
 from workers.runner import run_batch_consumer
 
 

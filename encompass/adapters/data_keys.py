@@ -26,7 +26,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from encompass.adapters.keys import KeyFileError, write_secret_file
+from encompass.adapters.key_files import KeyFileError, write_secret_file
 
 PREFIX: Final = "ev1."
 _NONCE: Final = 12

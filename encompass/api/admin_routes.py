@@ -13,13 +13,18 @@ from typing import Annotated, Final
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import actor, authenticated_admin
 from encompass.api.errors import ApiError, read_body
-from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
-from encompass.services.monitoring import MAX_NOTICES, Dashboard, admin_notices, dashboard
-from encompass.services.review import ResolveRefused, list_review, queue_summary, resolve
+from encompass.services.admin.monitoring import MAX_NOTICES, Dashboard, admin_notices, dashboard
+from encompass.services.matching.review_queue import (
+    ResolveRefused,
+    list_review,
+    queue_summary,
+    resolve,
+)
 
 routes = web.RouteTableDef()
 MAX_ID: Final = 64

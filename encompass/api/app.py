@@ -10,13 +10,14 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
-from encompass.api import admin_routes, door, police, settings_routes
+from encompass.api import admin_routes, door, police_routes, settings_routes
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import error_response, json_errors
-from encompass.api.keys import CONTAINER, METRICS
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
-from encompass.services.ingest import INCIDENTS
+from encompass.services.intake.ingest import INCIDENTS
+from encompass.web import render
 
 log = structlog.get_logger()
 MAX_BODY = 256 * 1024  # an incident report is a few kB; anything larger is a mistake
@@ -76,7 +77,8 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/openapi.json", openapi)
-    app.add_routes(police.routes)
+    render.install(app)
+    app.add_routes(police_routes.routes)
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
     return app

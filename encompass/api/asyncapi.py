@@ -1,13 +1,13 @@
 """The AsyncAPI 3 document for police systems publishing over AMQP, built from the same
 pydantic models as the OpenAPI document: the report is :class:`IncidentReport`, the AMQP
-properties are :class:`~encompass.services.intake.PublishProperties`."""
+properties are :class:`~encompass.services.intake.from_amqp.PublishProperties`."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from encompass.domain.incident import IncidentReport
-from encompass.services.intake import FORCE_USER_PREFIX, PublishProperties
+from encompass.services.intake.from_amqp import FORCE_USER_PREFIX, PublishProperties
 
 REF = "#/components/schemas/{model}"
 EXCHANGE = "encompass.incidents"

@@ -3,7 +3,7 @@
 Every route asks for the one kind of caller it serves. No token, or one we do not know, is
 ``401``; a valid token of another kind (a force's token on an admin route) is ``403``, so a
 caller learns it is authenticated but not allowed, and nothing about the data.
-Tokens are looked up by their SHA-256 hash, as stored (``services/credentials.py``); a
+Tokens are looked up by their SHA-256 hash, as stored (``services/access/credentials.py``); a
 revoked force's or admin's token is refused like an unknown one. Every refusal is logged
 (the reason, route and address; never the token) and counted in
 ``encompass_auth_failures_total``.
@@ -19,9 +19,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import Admin, Force, KeyAdultRow
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import ApiError
-from encompass.api.keys import CONTAINER, METRICS
-from encompass.services.credentials import force_for_token, hash_token
+from encompass.services.access.credentials import force_for_token, hash_token
 
 log = structlog.get_logger()
 Caller = Force | KeyAdultRow | Admin

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from aiohttp import web, web_response
 
+from encompass.api.app_keys import METRICS
 from encompass.api.errors import ApiError
-from encompass.api.keys import METRICS
 from encompass.config import Settings
 from encompass.domain.rate_limit import Limit, RateLimiter, retry_after_header
 from encompass.strict_json import bad_characters

@@ -12,13 +12,13 @@ from typing import Annotated, Final, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from encompass.adapters.keys import public_key_pem
+from encompass.adapters.key_files import public_key_pem
+from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import authenticated_key_adult
 from encompass.api.errors import ApiError, read_body
-from encompass.api.keys import CONTAINER, METRICS
 from encompass.domain.envelope import AckKind
-from encompass.services.acknowledge import AckRefused, acknowledge
-from encompass.services.portal import MAX_LIST, fetch_envelope, list_envelopes
+from encompass.services.receiving.acknowledge import AckRefused, acknowledge
+from encompass.services.receiving.portal import MAX_LIST, fetch_envelope, list_envelopes
 
 routes = web.RouteTableDef()
 MAX_ID: Final = 64  # our ids are UUIDs; a longer one cannot exist

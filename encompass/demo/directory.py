@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TypedDict
 
-from encompass.adapters.keys import (
+from encompass.adapters.key_files import (
     generate_key_adult_keys,
     private_keys_pem,
     public_keys_pem,

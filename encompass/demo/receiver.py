@@ -18,7 +18,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from encompass.adapters.keys import KeyAdultPrivateKeys, load_private_key_bundle
+from encompass.adapters.key_files import KeyAdultPrivateKeys, load_private_key_bundle
 from encompass.adapters.webhook import (
     IDEMPOTENCY_HEADER,
     KIND_HEADER,

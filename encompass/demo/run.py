@@ -33,7 +33,7 @@ from encompass.adapters.db.tables import (
     Notice,
     SettingRow,
 )
-from encompass.adapters.keys import load_or_create_signing_key
+from encompass.adapters.key_files import load_or_create_signing_key
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap, data_key_path
 from encompass.clock import Clock
@@ -43,9 +43,9 @@ from encompass.demo.incidents import night_of_incidents
 from encompass.demo.receiver import DemoReceiver
 from encompass.domain.calendar import LONDON
 from encompass.logging import configure_logging
-from encompass.services.credentials import add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.portal import issue_key_adult_credentials
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.portal import issue_key_adult_credentials
 from workers.main import start_workers
 
 DEFAULT_NIGHT = datetime.fromisoformat("2026-11-20T23:30:00+00:00")  # a Friday night

@@ -1,7 +1,7 @@
 """The directory: settings, their calendars, Key Adults and the roster of pupils.
 
 Plain frozen dataclasses so the domain stays free of I/O; the CSV boundary models that
-validate rows into these live in ``encompass.services.directory_import``.
+validate rows into these live in ``encompass.services.directory.importer``.
 """
 
 from __future__ import annotations

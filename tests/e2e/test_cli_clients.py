@@ -26,16 +26,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from encompass.adapters.db.tables import Acknowledgement, AuditEntry, KeyAdultRow, Notice
-from encompass.adapters.keys import load_public_key_bundle, public_key_pem
+from encompass.adapters.key_files import load_public_key_bundle, public_key_pem
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.envelope import seal
-from encompass.services.at_rest import open_reply
-from encompass.services.credentials import add_force
-from encompass.services.directory_import import import_directory
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.records.at_rest import open_reply
 from tests.loop_thread import LoopThread
 from tests.receiving_fixtures import add_child, add_notice, send_due
 

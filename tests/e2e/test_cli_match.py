@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from encompass.cli import main
-from encompass.services import match_dry_run
+from encompass.services.matching import match_dry_run
 from tests.fixtures.directory.sample import write_sample
 
 CHILDREN = [

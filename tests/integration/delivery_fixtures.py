@@ -29,12 +29,16 @@ from encompass.adapters.db.tables import (
     Notice,
     SettingRow,
 )
-from encompass.adapters.keys import KeyAdultPrivateKeys, generate_key_adult_keys, public_keys_pem
+from encompass.adapters.key_files import (
+    KeyAdultPrivateKeys,
+    generate_key_adult_keys,
+    public_keys_pem,
+)
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.domain.incident import IncidentReport
 from encompass.domain.status import NoticeStatus
-from encompass.services.at_rest import keys_of, seal_candidates, seal_payload
-from encompass.services.notices import transition
+from encompass.services.records.at_rest import keys_of, seal_candidates, seal_payload
+from encompass.services.scheduling.notices import transition
 from tests.databases import scratch_database
 
 # Distinctive values, so a test can prove none of them leaked anywhere.

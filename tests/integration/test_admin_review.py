@@ -16,18 +16,18 @@ from aiohttp import web
 from sqlalchemy import select
 
 from encompass.adapters.db.tables import Alert, AuditEntry, Child, Notice
-from encompass.adapters.keys import load_private_key_bundle
+from encompass.adapters.key_files import load_private_key_bundle
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.envelope import envelope_hash, parse_envelope, sign_ack
-from encompass.services.acknowledge import acknowledge
-from encompass.services.credentials import add_admin, add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.portal import fetch_envelope, issue_key_adult_credentials
-from encompass.services.release import ReleaseRefused, release_now
+from encompass.services.access.credentials import add_admin, add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.acknowledge import acknowledge
+from encompass.services.receiving.portal import fetch_envelope, issue_key_adult_credentials
+from encompass.services.scheduling.release_now import ReleaseRefused, release_now
 from tests.receiving_fixtures import (
     AMELIA,
     NOBODY,

@@ -30,9 +30,9 @@ from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.services.credentials import add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.intake import force_user, rabbitmqctl_commands
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.intake.from_amqp import force_user, rabbitmqctl_commands
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from workers.main import start_workers

@@ -35,9 +35,9 @@ from encompass.bootstrap import bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.services.credentials import add_admin, add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.portal import issue_key_adult_credentials
+from encompass.services.access.credentials import add_admin, add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.portal import issue_key_adult_credentials
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.loop_thread import LoopThread

@@ -16,7 +16,7 @@ from encompass.adapters.data_keys import DataKeys
 from encompass.adapters.db.engine import make_sessions
 from encompass.adapters.db.tables import Notice, NoticeEvent
 from encompass.domain.status import IllegalTransition, NoticeStatus
-from encompass.services.notices import Move, transition_many
+from encompass.services.scheduling.notices import Move, transition_many
 from tests.integration.delivery_fixtures import add_incident, add_setting
 
 pytestmark = pytest.mark.integration

@@ -39,7 +39,7 @@ from encompass.adapters.db.tables import (
     Notice,
     SealedEnvelope,
 )
-from encompass.adapters.keys import load_or_create_signing_key
+from encompass.adapters.key_files import load_or_create_signing_key
 from encompass.adapters.topology import Topology
 from encompass.adapters.webhook import (
     service_sign,
@@ -54,14 +54,14 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.run import run_demo
 from encompass.domain.incident import IncidentReport
-from encompass.services.at_rest import PAYLOAD, open_payload
-from encompass.services.audit import verify_chain
-from encompass.services.credentials import hash_token
-from encompass.services.ingest import IncidentPurged, report_incident
-from encompass.services.portal import issue_key_adult_credentials
-from encompass.services.retention import purge_due
-from encompass.services.review import list_review
-from encompass.services.sealing import load_sources
+from encompass.services.access.credentials import hash_token
+from encompass.services.delivery.sealing import load_sources
+from encompass.services.intake.ingest import IncidentPurged, report_incident
+from encompass.services.matching.review_queue import list_review
+from encompass.services.receiving.portal import issue_key_adult_credentials
+from encompass.services.records.at_rest import PAYLOAD, open_payload
+from encompass.services.records.audit import verify_chain
+from encompass.services.records.retention import purge_due
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.databases import scratch_database

@@ -28,7 +28,7 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.envelope import EnvelopeError, open_sealed, parse_envelope
 from encompass.logging import configure_logging
-from encompass.services.withdraw import IncidentNotFound, withdraw_incident
+from encompass.services.intake.withdraw import IncidentNotFound, withdraw_incident
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (

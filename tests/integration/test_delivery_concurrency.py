@@ -18,7 +18,7 @@ from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.db.tables import Notice, NoticeEvent, OutboxEntry, SealedEnvelope
 from encompass.clock import Clock
-from encompass.services.dispatch import Released, release_due
+from encompass.services.scheduling.release_due import ReleasePass, release_due
 from tests.integration.delivery_fixtures import add_incident, add_setting, own_database
 
 pytestmark = pytest.mark.integration
@@ -45,9 +45,9 @@ async def _seed(sessions: async_sessionmaker[AsyncSession], count: int) -> None:
 
 async def _dispatcher(
     sessions: async_sessionmaker[AsyncSession], key: Ed25519PrivateKey, clock: Clock
-) -> list[Released]:
+) -> list[ReleasePass]:
     """Release in small batches until nothing is left to take."""
-    passes: list[Released] = []
+    passes: list[ReleasePass] = []
     while True:
         released = await release_due(sessions, clock, key, limit=15)
         passes.append(released)

@@ -14,7 +14,7 @@ from encompass.bootstrap import bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.status import NoticeStatus
-from encompass.services.notices import transition
+from encompass.services.scheduling.notices import transition
 from tests.integration.delivery_fixtures import (
     add_incident,
     add_setting,

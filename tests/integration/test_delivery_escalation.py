@@ -15,7 +15,7 @@ from sqlalchemy import func, select, update
 
 from encompass.adapters.broker import Consumer
 from encompass.adapters.db.tables import Alert, Notice, OutboxEntry, SealedEnvelope
-from encompass.adapters.keys import generate_key_adult_keys
+from encompass.adapters.key_files import generate_key_adult_keys
 from encompass.adapters.topology import Topology
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container, bootstrap
@@ -23,12 +23,12 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.envelope import open_sealed, parse_envelope
 from encompass.domain.status import NoticeStatus
-from encompass.services.deliver import DeliverEnvelope
-from encompass.services.dispatch import release_due
-from encompass.services.notices import transition
-from encompass.services.outbox import DELIVERIES, relay_outbox
-from encompass.services.sweep import SweepPolicy, sweep
-from encompass.services.withdraw import withdraw_incident
+from encompass.services.delivery.attempt import DeliverEnvelope
+from encompass.services.intake.withdraw import withdraw_incident
+from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
+from encompass.services.scheduling.notices import transition
+from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.release_due import release_due
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (

@@ -14,8 +14,8 @@ from sqlalchemy.orm import InstrumentedAttribute
 from encompass.adapters.db import directory_repo as repo
 from encompass.adapters.db.tables import CalendarSpanRow, KeyAdultRow, PupilRow, SettingRow
 from encompass.domain.directory import KeyAdultRole, Nation, SpanKind
-from encompass.services import directory_import
-from encompass.services.directory_import import (
+from encompass.services.directory import importer
+from encompass.services.directory.importer import (
     DirectoryImportError,
     ImportReport,
     import_directory,
@@ -101,7 +101,7 @@ async def test_bad_row_loads_nothing_of_its_file(
 ) -> None:
     await _import(sessions, write_sample(tmp_path / "first", prefix))
     # Small chunks, so rows before the bad one were already written inside the transaction.
-    monkeypatch.setattr(directory_import, "CHUNK", 2)
+    monkeypatch.setattr(importer, "CHUNK", 2)
     school = f"{prefix}URN100001"
     pupils = [
         {
@@ -250,8 +250,8 @@ async def test_progress_is_reported(
     sessions: Sessions, tmp_path: Path, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     paths = write_sample(tmp_path, prefix)
-    monkeypatch.setattr(directory_import, "CHUNK", 2)
-    monkeypatch.setattr(directory_import, "PROGRESS_EVERY", 3)
+    monkeypatch.setattr(importer, "CHUNK", 2)
+    monkeypatch.setattr(importer, "PROGRESS_EVERY", 3)
     calls: list[tuple[str, int]] = []
 
     await import_directory(

@@ -24,22 +24,22 @@ from encompass.adapters.broker import Message
 from encompass.adapters.db.tables import AuditEntry
 from encompass.adapters.topology import Topology
 from encompass.api.app import create_app
-from encompass.api.keys import METRICS
+from encompass.api.app_keys import METRICS
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.services.audit import verify_chain
-from encompass.services.credentials import (
+from encompass.services.access.credentials import (
     CredentialError,
     add_admin,
     add_force,
     revoke_admin,
     revoke_force,
 )
-from encompass.services.directory_import import import_directory
-from encompass.services.intake import Refused, force_user, intake
-from encompass.services.portal import issue_key_adult_credentials
+from encompass.services.directory.importer import import_directory
+from encompass.services.intake.from_amqp import Refused, force_user, intake
+from encompass.services.receiving.portal import issue_key_adult_credentials
+from encompass.services.records.audit import verify_chain
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import own_database

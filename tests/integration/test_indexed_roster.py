@@ -16,9 +16,9 @@ from encompass.adapters.db import directory_repo as repo
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
 from encompass.domain.match import ChildQuery, Decision, MatchResult
-from encompass.services import roster as roster_module
-from encompass.services.directory_import import DirectoryImportError, import_directory
-from encompass.services.roster import IndexedRoster
+from encompass.services.directory.importer import DirectoryImportError, import_directory
+from encompass.services.matching import roster as roster_module
+from encompass.services.matching.roster import IndexedRoster
 from tests.fixtures.directory.sample import prefixed, read_sample, write_csv, write_sample
 
 pytestmark = pytest.mark.integration

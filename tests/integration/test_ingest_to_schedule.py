@@ -28,10 +28,10 @@ from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.queued import VersionQueued
 from encompass.logging import configure_logging
-from encompass.services.audit import verify_chain
-from encompass.services.credentials import add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.ingest import INCIDENTS
+from encompass.services.access.credentials import add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.intake.ingest import INCIDENTS
+from encompass.services.records.audit import verify_chain
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from workers.main import start_workers

@@ -28,7 +28,7 @@ from encompass.adapters.db.tables import (
     NoticeEvent,
     SealedEnvelope,
 )
-from encompass.adapters.keys import KeyAdultPrivateKeys, load_public_key_bundle, public_key_pem
+from encompass.adapters.key_files import KeyAdultPrivateKeys, load_public_key_bundle, public_key_pem
 from encompass.adapters.topology import Topology
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
@@ -37,11 +37,11 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
 from encompass.domain.envelope import envelope_hash, parse_envelope, sign_ack, verify_ack
-from encompass.services.at_rest import open_reply
-from encompass.services.audit import verify_chain
-from encompass.services.credentials import add_admin, add_force
-from encompass.services.directory_import import import_directory
-from encompass.services.portal import issue_key_adult_credentials
+from encompass.services.access.credentials import add_admin, add_force
+from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.portal import issue_key_adult_credentials
+from encompass.services.records.at_rest import open_reply
+from encompass.services.records.audit import verify_chain
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import (

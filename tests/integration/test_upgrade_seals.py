@@ -21,12 +21,12 @@ from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine
 from encompass.adapters.db.migrate import alembic_config
 from encompass.adapters.db.tables import Child, Force, Incident, IncidentVersion
-from encompass.adapters.keys import KeyFileError
+from encompass.adapters.key_files import KeyFileError
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
 from encompass.domain.queued import VersionQueued
-from encompass.services.at_rest import incident_data_key, open_candidates, open_payload
-from encompass.services.match_incident import MatchIncident
+from encompass.services.matching.match_incident import MatchIncident
+from encompass.services.records.at_rest import incident_data_key, open_candidates, open_payload
 from workers.runner import Poison
 
 PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'

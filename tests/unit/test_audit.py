@@ -16,7 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.tables import AuditEntry, Base
-from encompass.services.audit import GENESIS, PersonalDataInAudit, entry_hash, record, verify_chain
+from encompass.services.records.audit import (
+    GENESIS,
+    PersonalDataInAudit,
+    entry_hash,
+    record,
+    verify_chain,
+)
 
 AT = datetime(2026, 11, 23, 7, 30, 0, 123456, tzinfo=UTC)
 

@@ -21,11 +21,11 @@ from encompass.adapters.data_keys import (
     seal_value,
 )
 from encompass.adapters.db.engine import private_sqlite_file
-from encompass.adapters.keys import KeyFileError
+from encompass.adapters.key_files import KeyFileError
 from encompass.adapters.webhook import service_sign, signed_bytes, verify_service
 from encompass.bootstrap import data_key_path
 from encompass.config import ConfigError, load_settings
-from encompass.services.retention import closed_at
+from encompass.services.records.retention import closed_at
 
 KEY = DataKeys.new_data_key()
 

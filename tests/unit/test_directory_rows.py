@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel
 
-from encompass.services.directory_rows import (
+from encompass.services.directory.csv_rows import (
     CalendarSpanIn,
     DirectoryImportError,
     KeyAdultIn,

@@ -12,8 +12,8 @@ import pytest
 
 from encompass.adapters.smtp import classify_error, pointer_message
 from encompass.adapters.webhook import acceptable_url, classify, sign, signature_key, verify
-from encompass.services.deliver import delivery_backoff
-from encompass.services.escalate import ack_deadline
+from encompass.services.delivery.attempt import delivery_backoff
+from encompass.services.receiving.escalate_overdue import ack_deadline
 
 
 def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from encompass.domain.incident import IncidentReport
-from encompass.services.notice_content import (
+from encompass.services.delivery.notice_content import (
     GUIDANCE,
     build_notice_content,
     build_retraction_content,

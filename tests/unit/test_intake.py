@@ -16,8 +16,7 @@ import workers.intake
 from encompass.adapters.broker import Consumer, DeliveryHandler, Message, PublishError
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
-from encompass.services.ingest import Accepted
-from encompass.services.intake import (
+from encompass.services.intake.from_amqp import (
     MAX_REPORT_BYTES,
     Refused,
     force_of_user,
@@ -26,6 +25,7 @@ from encompass.services.intake import (
     rabbitmqctl_commands,
     shown_id,
 )
+from encompass.services.intake.ingest import Accepted
 from workers.intake import dead_record
 
 

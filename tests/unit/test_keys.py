@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_pri
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from encompass.adapters.keys import (
+from encompass.adapters.key_files import (
     KeyFileError,
     generate_key_adult_keys,
     load_or_create_signing_key,
@@ -28,7 +28,7 @@ from encompass.adapters.keys import (
     write_secret_file,
 )
 from encompass.domain.envelope import HYBRID_ALGORITHM, X25519_ALGORITHM, seal
-from encompass.keycli import OpenError, keys_generate, open_envelope
+from encompass.key_commands import OpenError, keys_generate, open_envelope
 from tests.unit.test_envelope import notice
 
 

@@ -1,7 +1,7 @@
 """Reading the directory: what matching and scheduling need from the imported CSVs.
 
 Rows are turned into the domain's frozen dataclasses here, so nothing past this module
-sees SQLAlchemy. Writing is the import's job (``encompass.services.directory_import``).
+sees SQLAlchemy. Writing is the import's job (``encompass.services.directory.importer``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from encompass.domain.directory import (
     SettingKind,
     SpanKind,
 )
-from encompass.services.directory_rows import canonical_postcode
+from encompass.services.directory.csv_rows import canonical_postcode
 
 _PUPIL_COLUMNS = (
     PupilRow.setting_id,

@@ -28,7 +28,7 @@ IDLE_PING_SECONDS = 5.0
 _IDLE_SINCE = "encompass_idle_since"
 
 SESSION_KEYS = "data_keys"
-"""The key of the :class:`DataKeys` in every session's ``info`` (``services/at_rest.py``)."""
+"""The key of the :class:`DataKeys` in every session's ``info`` (``records/at_rest.py``)."""
 
 
 def private_sqlite_file(url: str) -> None:

@@ -2,7 +2,7 @@
 
 Times are stored as aware UTC instants. Tokens are stored as SHA-256 hashes, never in
 clear; an incident's personal fields are sealed under its data key and the webhook HMAC key
-under the data key file (``services/at_rest.py``, ``adapters/data_keys.py``). Alembic
+under the data key file (``services/records/at_rest.py``, ``adapters/data_keys.py``). Alembic
 migrations in ``migrations/`` are the authority for the live schema; a test checks these
 definitions and the migrations agree.
 """
@@ -184,7 +184,7 @@ class IncidentKey(Base):
     """An incident's data key, wrapped by the key-encryption key (never in clear here).
 
     Retention destroys it: ``wrapped_key`` becomes NULL and ``purged_at`` is set, and every
-    field sealed under it is unreadable from then on (``services/retention.py``).
+    field sealed under it is unreadable from then on (``services/records/retention.py``).
     """
 
     __tablename__ = "incident_keys"
@@ -206,7 +206,7 @@ class Child(Base):
     decision: Mapped[str] = mapped_column(String(8), index=True)  # match | review | none
     score: Mapped[float] = mapped_column(Float)
     reasons: Mapped[list[Any]] = mapped_column(JSON)
-    candidates: Mapped[str] = mapped_column(Text)  # JSON, sealed (``services/at_rest.py``)
+    candidates: Mapped[str] = mapped_column(Text)  # JSON, sealed (``services/records/at_rest.py``)
     reported_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(200))
@@ -324,7 +324,7 @@ class Alert(Base):
 
 
 class AuditEntry(Base):
-    """Append-only, hash-chained record of every read and change (services/audit.py)."""
+    """Append-only, hash-chained record of every read and change (services/records/audit.py)."""
 
     __tablename__ = "audit_log"
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -336,3 +336,21 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class WebSessionRow(Base):
+    """A signed-in browser: an admin (``/admin``) or a Key Adult's device (``/inbox``).
+
+    Only the SHA-256 of the cookie's value is kept, like every other token; closing a
+    session (sign-out, expiry, a revoked device or admin) sets ``closed_at``.
+    """
+
+    __tablename__ = "web_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())

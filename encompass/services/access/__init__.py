@@ -1,0 +1,1 @@
+"""Access: who may call the API (forces, admins), by token."""

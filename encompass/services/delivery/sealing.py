@@ -1,0 +1,219 @@
+"""Sealing a notice (or its retraction) to its recipients and queueing it for delivery.
+
+Shared by the dispatcher (release), the sweeper (deputies on escalation) and withdrawal
+(retractions). Each envelope row gets its outbox entry in the caller's transaction, so a
+notice is never marked sealed without its deliveries, nor deliveries queued without it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from encompass.adapters.db.tables import (
+    Child,
+    IncidentVersion,
+    KeyAdultRow,
+    Notice,
+    OutboxEntry,
+    SealedEnvelope,
+)
+from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
+from encompass.domain.directory import KeyAdultRole
+from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
+from encompass.domain.incident import IncidentReport
+from encompass.services.delivery.notice_content import parse_stored_report
+from encompass.services.records.at_rest import DataUnavailable, open_payload, preload_data_keys
+
+log = structlog.get_logger()
+
+EnvelopeKind = Literal["notice", "retraction"]
+Channel = Literal["webhook", "email"]
+
+# Who a notice goes to, by Notice.recipient (set by the release rule).
+ROLES_FOR: dict[str, frozenset[KeyAdultRole]] = {
+    "key_adults": frozenset({KeyAdultRole.KEY_ADULT, KeyAdultRole.DEPUTY}),
+    "holiday_contact": frozenset({KeyAdultRole.HOLIDAY_CONTACT}),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a notice's content comes from: its incident version and the child's place."""
+
+    report: IncidentReport
+    position: int
+
+
+def channel_for(person: KeyAdultRow) -> Channel:
+    """A Key Adult with a webhook gets the envelope posted; the others an e-mail pointer
+    to the portal (the portal serves every Key Adult whatever the channel)."""
+    return "webhook" if person.webhook_url else "email"
+
+
+def recipients_for(people: Iterable[KeyAdultRow], recipient: str) -> list[KeyAdultRow]:
+    """The Key Adults of a setting that a notice addressed to ``recipient`` goes to."""
+    roles = ROLES_FOR.get(recipient, frozenset())
+    return sorted((p for p in people if p.role in roles), key=lambda p: p.key_adult_id)
+
+
+async def load_sources(session: AsyncSession, notices: Sequence[Notice]) -> dict[str, Source]:
+    """Each notice's incident version (parsed once per version) and child position, by
+    notice id. A notice whose child or version is missing or unreadable is left out."""
+    child_ids = {n.child_id for n in notices}
+    if not child_ids:
+        return {}
+    rows = (
+        await session.execute(
+            select(
+                Child.child_id,
+                Child.position,
+                IncidentVersion.version_id,
+                IncidentVersion.incident_id,
+                IncidentVersion.payload,
+                IncidentVersion.received_at,
+            )
+            .join(IncidentVersion, IncidentVersion.version_id == Child.version_id)
+            .where(Child.child_id.in_(child_ids))
+        )
+    ).all()
+    await preload_data_keys(session, {incident_id for _, _, _, incident_id, _, _ in rows})
+    reports: dict[str, IncidentReport] = {}
+    by_child: dict[str, Source] = {}
+    unreadable: set[str] = set()
+    for child_id, position, version_id, incident_id, stored, received_at in rows:
+        if version_id in unreadable:
+            continue
+        if version_id not in reports:
+            try:
+                payload = await open_payload(
+                    session, incident_id=incident_id, version_id=version_id, stored=stored
+                )
+            except DataUnavailable as exc:
+                # Purged or not ours: its notices are held with an alert, never sealed.
+                log.error(
+                    "sealing.unreadable_version", version_id=version_id, problem=type(exc).__name__
+                )
+                unreadable.add(version_id)
+                continue
+            try:
+                reports[version_id] = parse_stored_report(payload, received_at)
+            except ValidationError as exc:
+                # Left out, so its notices are held with an alert; the rest go ahead.
+                log.error(
+                    "sealing.unreadable_version", version_id=version_id, errors=exc.error_count()
+                )
+                unreadable.add(version_id)
+                continue
+        by_child[child_id] = Source(reports[version_id], position)
+    return {n.notice_id: by_child[n.child_id] for n in notices if n.child_id in by_child}
+
+
+async def people_by_setting(
+    session: AsyncSession, setting_ids: Iterable[str]
+) -> dict[str, list[KeyAdultRow]]:
+    """Every Key Adult, deputy and holiday contact of these settings, by setting."""
+    wanted = set(setting_ids)
+    found: dict[str, list[KeyAdultRow]] = {s: [] for s in wanted}
+    if wanted:
+        for row in await session.scalars(
+            select(KeyAdultRow).where(KeyAdultRow.setting_id.in_(wanted))
+        ):
+            found[row.setting_id].append(row)
+    return found
+
+
+class KeyCache:
+    """Parsed sealing keys by Key Adult, so a batch parses each PEM once."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, RecipientPublicKey | None] = {}
+
+    def key(self, person: KeyAdultRow) -> RecipientPublicKey | None:
+        """The Key Adult's sealing key, or None (logged at error) when it cannot be read."""
+        if person.key_adult_id not in self._keys:
+            try:
+                parsed: RecipientPublicKey | None = load_public_key_bundle(
+                    person.public_key_pem
+                ).recipient
+            except KeyFileError as exc:
+                log.error(
+                    "sealing.unusable_key", key_adult_id=person.key_adult_id, problem=str(exc)
+                )
+                parsed = None
+            self._keys[person.key_adult_id] = parsed
+        return self._keys[person.key_adult_id]
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """Envelope and outbox rows made for one notice, not yet added to a session."""
+
+    envelopes: list[SealedEnvelope]
+    outbox: list[OutboxEntry]
+
+
+def seal_to(
+    content: NoticeContent,
+    people: Sequence[KeyAdultRow],
+    *,
+    keys: KeyCache,
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> Sealed:
+    """Seal ``content`` to each of ``people`` whose key can be read, with one outbox entry
+    per envelope. Pure CPU work: nothing touches the database, so a failure here leaves
+    no half-made notice behind."""
+    made = Sealed([], [])
+    for person in people:
+        key = keys.key(person)
+        if key is None:
+            continue
+        envelope = seal(
+            content,
+            notice_id=content.notice_id,
+            recipient_id=person.key_adult_id,
+            recipient_public_key=key,
+            signing_key=signing_key,
+            now=now,
+        )
+        row = SealedEnvelope(
+            envelope_id=str(uuid.uuid4()),
+            notice_id=content.notice_id,
+            key_adult_id=person.key_adult_id,
+            role=person.role,
+            kind=content.kind,
+            body=envelope.model_dump_json(),
+            envelope_hash=envelope_hash(envelope),
+            created_at=now,
+            delivered_at=None,
+            delivered_by=None,
+        )
+        made.envelopes.append(row)
+        made.outbox.append(
+            OutboxEntry(
+                envelope_id=row.envelope_id,
+                channel=channel_for(person),
+                created_at=now,
+                published_at=None,
+            )
+        )
+    return made
+
+
+async def store(session: AsyncSession, sealed: Sequence[Sealed]) -> None:
+    """Add the envelopes, then their outbox entries (which refer to them), to ``session``."""
+    session.add_all([e for s in sealed for e in s.envelopes])
+    # Flushed first: the outbox rows' foreign key needs the envelopes in place, and with
+    # no relationship() between the two the unit of work would not order them for us.
+    await session.flush()
+    session.add_all([o for s in sealed for o in s.outbox])

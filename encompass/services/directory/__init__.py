@@ -1,0 +1,1 @@
+"""The directory: settings, calendars, Key Adults and rosters loaded from CSV files."""

@@ -1,0 +1,273 @@
+"""The matcher's use case: one stored incident version in, children matched, notices scheduled.
+
+The message names the version only (:class:`~encompass.domain.queued.VersionQueued`); the
+report and the force are read from the database row that ingest wrote, never from the
+message, so a message published by anyone else can make us say nothing a force did not say.
+A body that is not a version message, or names a version we do not hold, is dead-lettered
+with a reason that quotes nothing of it, and without its body or headers (the message
+id stays).
+
+Everything for one version happens in one transaction (with the other versions of its
+batch: the matcher takes messages in batches) and the version is marked processed in it,
+so a redelivered message (or a copy naming a processed version) is a no-op. A later
+version replaces the unsent notices of earlier ones; an earlier version arriving late is
+kept for the audit trail only.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import partial
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from encompass.adapters.broker import Message
+from encompass.adapters.db.directory_repo import load_setting_calendar
+from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
+from encompass.clock import Clock
+from encompass.domain.directory import SettingCalendar
+from encompass.domain.incident import ChildReport, IncidentReport
+from encompass.domain.match import Candidate, ChildQuery, Decision
+from encompass.domain.queued import VersionQueued
+from encompass.domain.status import UNSENT, NoticeStatus
+from encompass.services.intake.ingest import load_report
+from encompass.services.matching.roster import Roster
+from encompass.services.records.at_rest import DataUnavailable, seal_candidates
+from encompass.services.scheduling.notices import schedule_notice, transition
+from workers.runner import Poison
+
+log = structlog.get_logger()
+
+
+def _query(ref: str, child: ChildReport) -> ChildQuery:
+    return ChildQuery(
+        ref=ref,
+        given_name=child.given_name,
+        family_name=child.family_name,
+        date_of_birth=child.date_of_birth,
+        postcode=child.postcode,
+        upn=child.upn,
+        gender=child.gender,
+        school_hint=child.school_hint,
+    )
+
+
+def _candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, object]]:
+    return [
+        {
+            "setting_id": c.pupil.setting_id,
+            "score": c.score,
+            "reasons": list(c.reasons),
+            "given_name": c.pupil.given_name,
+            "family_name": c.pupil.family_name,
+            "date_of_birth": c.pupil.date_of_birth.isoformat(),
+            "postcode": c.pupil.postcode,
+        }
+        for c in candidates[:5]
+    ]
+
+
+def _parse(message: Message) -> VersionQueued:
+    try:
+        return VersionQueued.from_bytes(message.body)
+    except ValidationError as exc:
+        # Not ours, so it could hold anything (a whole forged report, a child's name): the
+        # reason counts only, and the dead letter keeps neither body nor headers.
+        raise Poison(
+            f"not a version message: {exc.error_count()} error(s)", keep_body=False
+        ) from None
+
+
+class MatchIncident:
+    """The handler of the ``incidents`` queue."""
+
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], roster: Roster, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._roster = roster
+        self._clock = clock
+
+    async def __call__(self, message: Message) -> None:
+        await self.batch([message])
+
+    async def batch(self, messages: Sequence[Message]) -> None:
+        """Every message of ``messages`` in one transaction (the batched consumer's
+        handler): all are committed together, or the call raises and none is. A poison
+        message raises :class:`Poison`; the consumer then splits the batch to find it."""
+        queued = [_parse(message) for message in messages]
+        async with self._sessions.begin() as session:
+            wanted = sorted({q.version_id for q in queued})
+            versions = {
+                v.version_id: v
+                for v in await session.scalars(
+                    select(IncidentVersion)
+                    .where(IncidentVersion.version_id.in_(wanted))
+                    # Locked (in one order, so two batches never deadlock on each other),
+                    # so two copies handled at once by two matchers run one at a time and
+                    # the second sees the version processed.
+                    .order_by(IncidentVersion.version_id)
+                    .with_for_update()
+                )
+            }
+            if len(versions) < len(wanted):
+                # Its headers are not ours either: none of it is kept.
+                raise Poison(
+                    "unknown incident version: no stored version has this id", keep_body=False
+                )
+            incidents = {
+                i.incident_id: i
+                for i in await session.scalars(
+                    select(Incident).where(
+                        Incident.incident_id.in_({v.incident_id for v in versions.values()})
+                    )
+                )
+            }
+            calendars: dict[str, SettingCalendar | None] = {}
+            later: list[Callable[[], object]] = []
+            waiting: set[str] = set()
+
+            async def schedule_waiting() -> None:
+                # One flush for the children of the whole batch, then their notices.
+                await session.flush()
+                for schedule in later:
+                    schedule()
+                later.clear()
+                waiting.clear()
+
+            for q in queued:
+                version = versions[q.version_id]
+                if version.processed_at is not None:
+                    log.info("incident.already_processed", version_id=version.version_id)
+                    continue
+                incident = incidents.get(version.incident_id)
+                if incident is None:  # the foreign key makes this impossible; never guess
+                    raise Poison("the stored version has no incident", keep_body=False)
+                try:
+                    report = await load_report(session, version)
+                except DataUnavailable as exc:
+                    # Purged, or not sealed by us: nothing to match, nothing of it is kept.
+                    raise Poison(
+                        f"the stored version cannot be read ({type(exc).__name__})",
+                        keep_body=False,
+                    ) from None
+                if incident.incident_id in waiting:
+                    # A later version of an incident in this batch: the earlier one's
+                    # notices must exist before it supersedes them.
+                    await schedule_waiting()
+                await self._process(session, incident, version, report, calendars, later)
+                waiting.add(incident.incident_id)
+            await schedule_waiting()
+
+    async def _process(
+        self,
+        session: AsyncSession,
+        incident: Incident,
+        version: IncidentVersion,
+        report: IncidentReport,
+        calendars: dict[str, SettingCalendar | None],
+        later: list[Callable[[], object]],
+    ) -> None:
+        """Match every child of ``report``; the children are added to ``session`` and
+        their notices appended to ``later``, to be scheduled once the children are
+        flushed (with no relationship() between the two, the unit of work would not put
+        the children first)."""
+        now = self._clock.now()
+        version.processed_at = now
+        if report.version < incident.latest_version:
+            log.info(
+                "incident.stale_version",
+                incident_id=incident.incident_id,
+                version=report.version,
+                latest=incident.latest_version,
+            )
+            return
+        await self._supersede(session, incident, report.version, now)
+        incident.latest_version = report.version
+        incident.updated_at = now
+        counts = {d: 0 for d in Decision}
+        for position, child in enumerate(report.children):
+            ref = f"{incident.incident_id}/{report.version}/{position}"
+            result = await self._roster.match(session, _query(ref, child))
+            counts[result.decision] += 1
+            child_id = str(uuid.uuid4())
+            candidates = await seal_candidates(
+                session,
+                incident_id=incident.incident_id,
+                child_id=child_id,
+                now=now,
+                candidates=_candidates_json(result.candidates),
+            )
+            row = Child(
+                child_id=child_id,
+                version_id=version.version_id,
+                position=position,
+                decision=result.decision.value,
+                score=result.score,
+                reasons=list(result.reasons),
+                candidates=candidates,
+                reported_at=version.received_at,
+                resolved_at=None,
+                resolved_by=None,
+            )
+            session.add(row)
+            for setting_id in result.setting_ids:
+                if setting_id not in calendars:
+                    calendars[setting_id] = await load_setting_calendar(session, setting_id)
+                calendar = calendars[setting_id]
+                if calendar is None:
+                    continue
+                later.append(
+                    partial(
+                        schedule_notice,
+                        session,
+                        child_id=row.child_id,
+                        incident_id=incident.incident_id,
+                        calendar=calendar,
+                        reported_at=version.received_at,
+                        now=now,
+                        cause=f"matched ({result.score:.2f})",
+                    )
+                )
+        log.info(
+            "incident.matched",
+            incident_id=incident.incident_id,
+            version=report.version,
+            matched=counts[Decision.MATCH],
+            review=counts[Decision.REVIEW],
+            unmatched=counts[Decision.NONE],
+        )
+
+    async def _supersede(
+        self, session: AsyncSession, incident: Incident, version: int, now: datetime
+    ) -> None:
+        """Cancel the unsent notices of earlier versions: the new version replaces them."""
+        notices = (
+            (
+                await session.execute(
+                    select(Notice)
+                    .where(
+                        Notice.incident_id == incident.incident_id,
+                        Notice.status.in_([s.value for s in UNSENT]),
+                    )
+                    # Locked, so a dispatcher releasing one of them at this moment is waited for
+                    # and the status re-read, never overwritten behind the state machine's back.
+                    .with_for_update()
+                )
+            )
+            .scalars()
+            .all()
+        )
+        for notice in notices:
+            transition(
+                session,
+                notice,
+                NoticeStatus.CANCELLED,
+                at=now,
+                cause=f"superseded by version {version}",
+            )

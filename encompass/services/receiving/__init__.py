@@ -1,0 +1,1 @@
+"""Receiving: the portal, the signed acknowledgement, and what happens when none comes."""

@@ -1,0 +1,1 @@
+"""Records kept about everything else: data sealed at rest, retention, the audit log."""
