@@ -4,11 +4,12 @@ dead-letter, so that a handler sees a :class:`Message` and never the transport.
 A handler that returns has succeeded: the message is acked. One that raises
 :class:`Poison` has met a message that can never succeed: it goes to the queue's ``.dead``
 queue at once, with the reason (and, for a message we did not write, without its body).
-Any other exception is transient: the message is published again to the same queue with
-its attempt count raised, until ``max_attempts``, and then dead-lettered with the reason
-"gave up after N attempts: <ExceptionClass>". An exception that says the database or the
-broker is unreachable is not the message's fault: the message goes round again after a
-pause, its attempt count unchanged.
+Any other exception is transient: the message is published again with its attempt count
+raised, to the queue's retry queue for its backoff (``adapters/topology.py``: it expires
+back to the work queue; nothing sleeps holding it), until ``max_attempts``, and then
+dead-lettered with the reason "gave up after N attempts: <ExceptionClass>". An exception
+that says the database or the broker is unreachable is not the message's fault: the
+message goes round again after a pause, its attempt count unchanged.
 
 We count attempts in our own header rather than trusting the broker: RabbitMQ ignores an
 ``x-death`` set by a client, and from RabbitMQ 4.3 a requeueing nack no longer counts
@@ -59,7 +60,7 @@ class Poison(Exception):
 
 def default_backoff(attempt: int) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt`` (1-based):
-    0.4, 0.8, 1.6 … capped at 5, short because the message holds a prefetch slot."""
+    0.4, 0.8, 1.6 … capped at 5 (the retry queue rounds it to one of its delays)."""
     return float(min(0.2 * 2**attempt, 5.0))
 
 
@@ -119,12 +120,9 @@ async def _settle_failure(
     exc: Exception,
     max_attempts: int,
     wait: Callable[[int], float],
-    *,
-    paused: bool = False,
 ) -> None:
     """Settle one delivery whose handling raised ``exc``: a dead letter for a poison
-    message, a retry copy for a transient failure, a dead letter once attempts run out.
-    ``paused``: the caller has already waited out an outage for this message."""
+    message, a retry copy for a transient failure, a dead letter once attempts run out."""
     message = delivery.message
     attempt = attempts_of(message) + 1
     bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
@@ -142,31 +140,27 @@ async def _settle_failure(
     # Only the class: an exception's text may quote personal data from the body.
     error = type(exc).__name__
     if unavailable(exc) is not None:
-        # The database or broker is away, not the message at fault: put it back after a
-        # pause without counting an attempt, so an outage of any length dead-letters
-        # nothing.
-        if not paused:
-            await asyncio.sleep(UNAVAILABLE_PAUSE)
+        # The database or broker is away, not the message at fault: it goes round again
+        # after a pause without counting an attempt, so an outage of any length
+        # dead-letters nothing.
         await _forward(
             broker,
             delivery,
             bound,
-            queue,
+            _later(broker, queue, UNAVAILABLE_PAUSE),
             outcome="retry",
             error=error,
             headers={ATTEMPTS_HEADER: attempt - 1},
         )
     elif attempt < max_attempts:
-        # The retry copy goes to the back of the queue. Order does not matter: each
-        # message stands alone and is idempotent by its message_id.
-        pause = wait(attempt)
-        if pause > 0:
-            await asyncio.sleep(pause)
+        # The retry copy waits out its backoff in a retry queue, which hands it back to
+        # the end of the work queue: no consumer slot is held meanwhile. Order does not
+        # matter: each message stands alone and is idempotent by its message_id.
         await _forward(
             broker,
             delivery,
             bound,
-            queue,
+            _later(broker, queue, wait(attempt)),
             outcome="retry",
             error=error,
             headers={ATTEMPTS_HEADER: attempt},
@@ -184,6 +178,14 @@ async def _settle_failure(
                 ATTEMPTS_HEADER: attempt,
             },
         )
+
+
+def _later(broker: Broker, queue: str, seconds: float) -> str:
+    """Where a message to be tried again in about ``seconds`` goes: the work queue itself
+    when there is nothing to wait, else the retry queue for that delay."""
+    if seconds <= 0:
+        return queue
+    return broker.topology.retry_queue(queue, seconds) or queue
 
 
 class _Batch:
@@ -294,9 +296,8 @@ class _BatchRunner:
             if len(items) == 1:
                 await self._fail(items[0], exc)
             elif unavailable(exc) is not None:
-                await asyncio.sleep(UNAVAILABLE_PAUSE)
-                for delivery in items:
-                    await self._fail(delivery, exc, paused=True)
+                # The whole batch goes round again, uncounted, through the retry queue.
+                await asyncio.gather(*(self._fail(delivery, exc) for delivery in items))
             else:
                 log.info(
                     "batch.split", queue=self._queue, size=len(items), error=type(exc).__name__
@@ -320,7 +321,7 @@ class _BatchRunner:
         )
         log.info("batch.processed", queue=self._queue, size=len(items))
 
-    async def _fail(self, delivery: Delivery, exc: Exception, *, paused: bool = False) -> None:
+    async def _fail(self, delivery: Delivery, exc: Exception) -> None:
         await _settle_failure(
             self._broker,
             self._queue,
@@ -329,7 +330,6 @@ class _BatchRunner:
             exc,
             self._max_attempts,
             self._backoff,
-            paused=paused,
         )
 
 
