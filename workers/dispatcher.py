@@ -32,6 +32,10 @@ log = structlog.get_logger()
 RELEASE_BATCH = 200
 DELIVERY_BATCH = 64  # deliveries recorded in one transaction, at most
 DELIVERY_BATCHES = 4  # delivery batches in flight at once
+# The runner's own limit on delivery attempts: a backstop above the handler's, which
+# counts attempts in the database, retries until the setting's day starts and records
+# the failure itself.
+DELIVERY_RUNNER_LIMIT = 250
 SWEEP_EVERY = 5.0  # seconds: escalation is by the minute, no need to scan every tick
 PURGE_EVERY = 24 * 3600.0  # seconds: retention counts in days
 
@@ -68,8 +72,6 @@ class Dispatcher:
             mail,
             max_attempts=settings.delivery_max_attempts,
         )
-        # The runner's own limit is a backstop above the handler's, which counts attempts
-        # in the database and records the failure itself.
         # Deliveries in micro-batches: read together, sent side by side, recorded in one
         # transaction, each acked after it; a few batches at once, so that one slow
         # endpoint holds up only its own batch.
@@ -80,7 +82,7 @@ class Dispatcher:
             batch_size=min(settings.batch_size, DELIVERY_BATCH),
             batch_wait=settings.batch_wait_ms / 1000,
             concurrency=DELIVERY_BATCHES,
-            max_attempts=settings.delivery_max_attempts + 2,
+            max_attempts=DELIVERY_RUNNER_LIMIT,
             backoff=backoff,
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")

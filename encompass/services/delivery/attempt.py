@@ -2,8 +2,10 @@
 
 Webhook: POST the envelope; 2xx delivers it (and the notice, on its first delivered
 envelope); a timeout, connection error, 408, 429 or 5xx is retried with exponential backoff
-and jitter by the worker runner; any other answer, or too many attempts, fails the
-envelope. E-mail: send the pointer (delivery happens when the portal serves the notice).
+and jitter (through a retry queue: nothing waits in a consumer) until the setting's day
+starts, or for ``max_attempts`` attempts when released after that; any other answer, or
+retries run out, fails the envelope. E-mail: send the pointer (delivery happens when the
+portal serves the notice).
 Every attempt is a ``delivery_attempts`` row, which is also the count that bounds retries.
 When every envelope of a notice has failed and none was delivered, the notice is ``failed``
 and the admins get an alert: failure is loud.
@@ -19,7 +21,7 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 import structlog
@@ -28,10 +30,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message
 from encompass.adapters.data_keys import DataKeys, DataUnavailable
-from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
+from encompass.adapters.db.tables import (
+    DeliveryAttempt,
+    KeyAdultRow,
+    Notice,
+    SealedEnvelope,
+    SettingRow,
+)
 from encompass.adapters.smtp import SendResult
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
 from encompass.clock import Clock
+from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.records.at_rest import keys_of
@@ -73,12 +82,34 @@ class MailPort(Protocol):
     async def send_pointer(self, to: str, notice_id: str) -> SendResult: ...
 
 
+# Attempts at one envelope, at most, however long before the day starts it was released.
+_HARD_LIMIT: Final = 200
+
+
+def day_start(deliver_at: datetime | None, starts: time | None) -> datetime | None:
+    """When the setting's day starts on the day the notice was released (UK time)."""
+    if deliver_at is None or starts is None:
+        return None
+    day = deliver_at.astimezone(LONDON).date()
+    return datetime.combine(day, starts, tzinfo=LONDON).astimezone(UTC)
+
+
+def _retry_until(kind: str, deliver_at: datetime | None, starts: time | None) -> datetime | None:
+    until = day_start(deliver_at, starts) if kind == "notice" else None
+    return until if until is not None and deliver_at is not None and deliver_at < until else None
+
+
 def delivery_backoff(
-    attempt: int, *, base: float = 1.0, cap: float = 30.0, rng: Callable[[], float] = random.random
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    rng: Callable[[], float] = random.random,
 ) -> float:
     """Seconds before retry number ``attempt`` (1-based): exponential (base, 2·base, 4·base
-    … capped at ``cap``) with "equal jitter" — half fixed, half random — so the receivers
-    that failed together in a morning burst do not all come back at the same instant."""
+    … capped at ``cap``, five minutes) with "equal jitter" — half fixed, half random — so
+    the receivers that failed together in a morning burst do not all come back at the
+    same instant. Retries run until the setting's day starts (see ``_give_up``)."""
     ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + rng() * ceiling / 2
 
@@ -98,6 +129,9 @@ class _Plan:
     webhook_url: str | None
     hmac_key: bytes | None
     email: str
+    # When the setting's day starts on the release day, for a notice released before
+    # then: it is retried until that moment, then failed (and admins alerted).
+    retry_until: datetime | None = None
 
 
 # Built once: each runs for every batch, and building a statement costs more than
@@ -113,9 +147,12 @@ _PLANS = (
         KeyAdultRow.webhook_key_sealed,
         KeyAdultRow.email,
         SealedEnvelope.key_adult_id,
+        Notice.deliver_at,
+        SettingRow.day_starts,
     )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
     .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
+    .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
     .where(SealedEnvelope.envelope_id.in_(bindparam("ids", expanding=True)))
 )
 # The (envelope, channel) pairs already done with.
@@ -250,7 +287,19 @@ class DeliverEnvelope:
 
     @staticmethod
     def _plan(job: _Job, row: Sequence[Any], already: bool, keys: DataKeys) -> _Plan | None:
-        (_, notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id) = row
+        (
+            _,
+            notice_id,
+            kind,
+            body,
+            status,
+            webhook_url,
+            sealed_key,
+            address,
+            key_adult_id,
+            deliver_at,
+            day_starts,
+        ) = row
         bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
@@ -279,6 +328,7 @@ class DeliverEnvelope:
             webhook_url=webhook_url,
             hmac_key=hmac_key,
             email=address,
+            retry_until=_retry_until(kind, deliver_at, day_starts),
         )
 
     async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
@@ -336,7 +386,7 @@ class DeliverEnvelope:
             failed: list[Notice] = []
             for job, plan, outcome, detail in attempts:
                 number = made.get((plan.envelope_id, job.channel), 0) + 1
-                if outcome == "retry" and number >= self._max_attempts:
+                if outcome == "retry" and self._give_up(plan, number, now):
                     outcome, detail = "failed", f"gave up after {number} attempts: {detail}"
                 rows.append(
                     {
@@ -376,6 +426,15 @@ class DeliverEnvelope:
             for notice in failed:
                 await fail_if_undeliverable(session, notice, now)
         return recorded
+
+    def _give_up(self, plan: _Plan, attempts: int, now: datetime) -> bool:
+        """A notice released before its setting's day starts is retried until the day
+        starts (the moment it was meant to arrive before), then failed, loudly; anything
+        else (a retraction, a notice released once the day had begun) for
+        ``max_attempts`` attempts."""
+        if plan.retry_until is not None:
+            return now >= plan.retry_until or attempts >= _HARD_LIMIT
+        return attempts >= self._max_attempts
 
     @staticmethod
     async def _delivered(
