@@ -11,11 +11,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from encompass.api import admin_routes, door, police_routes, settings_routes
-from encompass.api.app_keys import CONTAINER, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.access.token_cache import TokenCache
 from encompass.services.intake.ingest import INCIDENTS
 from encompass.web import render
 
@@ -73,6 +74,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app[CONTAINER] = container
     door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
+    app[FORCE_TOKENS] = TokenCache()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
