@@ -95,3 +95,22 @@ async def test_a_transient_failure_retries_only_the_failing_message() -> None:
     # Then every message is committed exactly once and nothing is dead
     assert sorted(committed) == sorted(f"m-{n}" for n in range(6))
     assert await broker.depth("incidents.dead") == 0
+
+
+async def test_a_handler_may_settle_each_message_alone_without_being_called_again() -> None:
+    # Given 5 messages, and a handler that sends each once and says which failed
+    broker = await queued(5)
+    sent: list[str] = []
+
+    async def handler(messages: Sequence[Message]) -> list[Exception | None]:
+        sent.extend(m.message_id for m in messages)
+        return [Poison("unknown envelope") if m.message_id == "m-1" else None for m in messages]
+
+    # When they are consumed in one batch
+    consumer = await run_batch_consumer(broker, "incidents", handler, batch_size=5, batch_wait=0.05)
+    await broker.join("incidents")
+    await consumer.cancel()
+
+    # Then each was sent once (no split, no second call), and only the failed one is dead
+    assert sorted(sent) == [f"m-{n}" for n in range(5)]
+    assert await broker.depth("incidents.dead") == 1
