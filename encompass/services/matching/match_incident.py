@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message
-from encompass.adapters.db.directory_repo import load_setting_calendar
+from encompass.adapters.db.directory_repo import calendars_version, load_setting_calendar
 from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
 from encompass.domain.directory import SettingCalendar
@@ -37,7 +37,11 @@ from encompass.domain.queued import VersionQueued
 from encompass.domain.status import UNSENT, NoticeStatus
 from encompass.services.intake.ingest import load_report
 from encompass.services.matching.roster import Roster
-from encompass.services.records.at_rest import DataUnavailable, seal_candidates
+from encompass.services.records.at_rest import (
+    DataUnavailable,
+    preload_data_keys,
+    seal_candidates,
+)
 from encompass.services.scheduling.notices import schedule_notice, transition
 from workers.runner import Poison
 
@@ -92,6 +96,8 @@ class MatchIncident:
         self._sessions = sessions
         self._roster = roster
         self._clock = clock
+        self._calendars: dict[str, SettingCalendar] = {}
+        self._calendars_version: str | None = None
 
     async def __call__(self, message: Message) -> None:
         await self.batch([message])
@@ -128,7 +134,12 @@ class MatchIncident:
                     )
                 )
             }
-            calendars: dict[str, SettingCalendar | None] = {}
+            # Every key the batch opens the reports with and seals candidates under, read
+            # in one query (and held shared: see preload_data_keys).
+            await preload_data_keys(
+                session, {v.incident_id for v in versions.values()}, to_write=True
+            )
+            calendars = await self._calendars_now(session)
             later: list[Callable[[], object]] = []
             waiting: set[str] = set()
 
@@ -164,13 +175,22 @@ class MatchIncident:
                 waiting.add(incident.incident_id)
             await schedule_waiting()
 
+    async def _calendars_now(self, session: AsyncSession) -> dict[str, SettingCalendar]:
+        """The calendars read so far, kept from batch to batch while the calendars version
+        (changed by every calendars or settings import) stays the same: one cheap read per
+        batch instead of two queries per setting."""
+        version = await calendars_version(session)
+        if version != self._calendars_version:
+            self._calendars, self._calendars_version = {}, version
+        return self._calendars
+
     async def _process(
         self,
         session: AsyncSession,
         incident: Incident,
         version: IncidentVersion,
         report: IncidentReport,
-        calendars: dict[str, SettingCalendar | None],
+        calendars: dict[str, SettingCalendar],
         later: list[Callable[[], object]],
     ) -> None:
         """Match every child of ``report``; the children are added to ``session`` and
@@ -187,7 +207,10 @@ class MatchIncident:
                 latest=incident.latest_version,
             )
             return
-        await self._supersede(session, incident, report.version, now)
+        if incident.latest_version > 0:
+            # Only a version already matched can have notices to replace (a new incident's
+            # latest_version is 0 until its first version is matched).
+            await self._supersede(session, incident, report.version, now)
         incident.latest_version = report.version
         incident.updated_at = now
         counts = {d: 0 for d in Decision}
@@ -217,11 +240,12 @@ class MatchIncident:
             )
             session.add(row)
             for setting_id in result.setting_ids:
-                if setting_id not in calendars:
-                    calendars[setting_id] = await load_setting_calendar(session, setting_id)
-                calendar = calendars[setting_id]
+                calendar = calendars.get(setting_id)
                 if calendar is None:
-                    continue
+                    calendar = await load_setting_calendar(session, setting_id)
+                    if calendar is None:
+                        continue
+                    calendars[setting_id] = calendar
                 later.append(
                     partial(
                         schedule_notice,
