@@ -2,9 +2,9 @@
 
 Every work queue is a durable quorum queue that dead-letters, at least once, through a
 direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance). A message
-to be tried again later waits in one of the work queue's ``.retry.<N>s`` queues, whose
-messages expire after N seconds and dead-letter, at least once, back to the work queue:
-no consumer sleeps on it.
+to be tried again later waits in one of the work queue's ``.retry.<N>s`` queues (durable
+classic queues, which expire messages on a timer), whose messages expire after N seconds
+and are dead-lettered back to the work queue: no consumer sleeps on it.
 Police systems publish to the fanout exchange ``encompass.incidents`` (as their own
 RabbitMQ user, allowed to write there and nowhere else), bound to the ``intake`` work queue;
 the service itself publishes to its queues through the default exchange.
@@ -90,9 +90,17 @@ class Topology:
             # No delivery limit and no dead-letter target on a dead queue: a limit with
             # nowhere to go would make RabbitMQ drop the message outright.
             specs.append(QueueSpec(dead))
-            # No consumer ever reads a retry queue: its messages expire back to the work.
+            # No consumer ever reads a retry queue: its messages expire back to the work
+            # queue. Classic queues: a quorum queue with no consumer may never expire its
+            # messages (RabbitMQ checks their TTL only on activity), a classic one expires
+            # the head on a timer.
             specs += [
-                QueueSpec(retry_queue_name(work, delay), dead_letter=work, message_ttl=delay * 1000)
+                QueueSpec(
+                    retry_queue_name(work, delay),
+                    quorum=False,
+                    dead_letter=work,
+                    message_ttl=delay * 1000,
+                )
                 for delay in RETRY_DELAYS
             ]
         self.queues: tuple[QueueSpec, ...] = tuple(specs)
