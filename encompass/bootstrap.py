@@ -17,6 +17,7 @@ from encompass.adapters.data_keys import DataKeys, load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.migrate import migrate
 from encompass.adapters.key_files import KeyFileError, load_or_create_signing_key
+from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.config import Settings
@@ -36,6 +37,8 @@ class Container:
     signing_key: Ed25519PrivateKey
     # The key-encryption key of the data at rest; every session carries it too.
     data_keys: DataKeys
+    # E-mail (pointers, overdue and failed-delivery e-mails); None without ENCOMPASS_SMTP_HOST.
+    mailer: SmtpSender | None = None
 
     async def close(self) -> None:
         await self.roster.close()
@@ -52,6 +55,18 @@ def data_key_path(settings: Settings) -> Path:
     if settings.data_key is not None:
         return settings.data_key
     return (settings.signing_key or DEFAULT_SIGNING_KEY).parent / DATA_KEY_NAME
+
+
+def make_mailer(settings: Settings) -> SmtpSender | None:
+    """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set (it connects per message)."""
+    if settings.smtp_host is None:
+        return None
+    return SmtpSender(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        portal_url=settings.portal_url,
+    )
 
 
 def make_broker(settings: Settings) -> Broker:
@@ -119,4 +134,5 @@ async def bootstrap(
         roster=roster,
         signing_key=key,
         data_keys=keys,
+        mailer=make_mailer(settings),
     )

@@ -100,10 +100,17 @@ def _print_amqp_user(code: str, settings: Settings) -> None:
 
 
 async def _admins_add(args: argparse.Namespace) -> None:
-    from encompass.services.access.credentials import add_admin
+    from encompass.services.access.credentials import CredentialError, add_admin, admin_email
+
+    try:
+        admin_email(args.email)  # a bad address stops before anything is opened
+    except CredentialError as exc:
+        raise CommandError(str(exc)) from None
 
     async def run(container: Any) -> None:
-        issued = await add_admin(container.sessions, container.clock, args.name, args.area)
+        issued = await add_admin(
+            container.sessions, container.clock, args.name, args.area, email=args.email
+        )
         print(f"admin {issued.subject_id} registered; keep this token, it is shown once")
         print(f"token: {issued.token}")
 
@@ -516,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
     add = admins.add_parser("add", help="register an admin; prints the token once")
     add.add_argument("name")
     add.add_argument("--area", required=True, help="local authority code, or 'all'")
+    add.add_argument(
+        "--email",
+        default=None,
+        help="where overdue and failed-delivery e-mails reach this admin (optional)",
+    )
     add.set_defaults(run=_admins_add)
     revoke = admins.add_parser("revoke", help="revoke an admin's token at once (audited)")
     revoke.add_argument("name", help="the admin's name, or its id when several share it")

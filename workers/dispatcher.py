@@ -2,7 +2,8 @@
 
 A loop every ``ENCOMPASS_DISPATCH_INTERVAL`` seconds (0.5 by default) releases what is due
 and hands the outbox to the broker, and every few seconds sweeps stuck and overdue notices;
-a consumer on ``deliveries`` posts webhooks and sends e-mail pointers. All state is in the
+a consumer on ``deliveries`` posts webhooks and sends e-mail pointers; the loop also sends
+the overdue and failed-delivery e-mails the sweeps and deliveries queued. All state is in the
 database, so any number of dispatchers may run, and one that restarts loses nothing.
 
 Run it with ``encompass worker dispatcher`` or ``python -m workers.dispatcher``.
@@ -20,7 +21,8 @@ from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container
-from encompass.services.delivery.attempt import DeliverEnvelope, MailPort, delivery_backoff
+from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
+from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
 from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
@@ -57,11 +59,14 @@ class Dispatcher:
         self._purge_every = purge_every
         self._loop: asyncio.Task[None] | None = None
         self._purge: asyncio.Task[None] | None = None
+        self._mailing: asyncio.Task[None] | None = None
         self._consumer: Consumer | None = None
         self._webhook: WebhookSender | None = None
+        self._mail: SmtpSender | None = None
 
-    async def start(self, *, backoff: Callable[[int], float], mail: MailPort | None) -> None:
+    async def start(self, *, backoff: Callable[[int], float], mail: SmtpSender | None) -> None:
         settings = self._container.settings
+        self._mail = mail
         self._webhook = WebhookSender(
             timeout=settings.webhook_timeout, signing_key=self._container.signing_key
         )
@@ -87,6 +92,22 @@ class Dispatcher:
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
+        self._mailing = asyncio.create_task(self._send_mail(), name="dispatcher-mail")
+
+    async def _send_mail(self) -> None:
+        """Send the overdue and failed-delivery e-mails queued in the database; a loop of
+        its own, so a slow SMTP server never delays a release."""
+        c = self._container
+        while True:
+            sent = 0
+            try:
+                sent = await relay_mail(c.sessions, self._mail, c.clock)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("dispatcher.mail_failed", error=type(exc).__name__)
+            if not sent:
+                await asyncio.sleep(self._interval)
 
     async def _purge_daily(self) -> None:
         """Retention (``services/records/retention.py``) at start and then once a day, in batches
@@ -138,12 +159,12 @@ class Dispatcher:
         """Stop the loop (a step cut short rolls its transaction back, so nothing is left
         half done), then the consumer (in-flight deliveries finish or go back to the
         queue), then the HTTP client."""
-        for task in (self._loop, self._purge):
+        for task in (self._loop, self._purge, self._mailing):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._loop = self._purge = None
+        self._loop = self._purge = self._mailing = None
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None
@@ -152,24 +173,16 @@ class Dispatcher:
             self._webhook = None
 
 
-def mailer_for(container: Container) -> MailPort | None:
+def mailer_for(container: Container) -> SmtpSender | None:
     """The SMTP sender when ``ENCOMPASS_SMTP_HOST`` is set, else None (portal only)."""
-    settings = container.settings
-    if settings.smtp_host is None:
-        return None
-    return SmtpSender(
-        host=settings.smtp_host,
-        port=settings.smtp_port,
-        sender=settings.smtp_from,
-        portal_url=settings.portal_url,
-    )
+    return container.mailer
 
 
 async def start(
     container: Container,
     *,
     backoff: Callable[[int], float] | None = None,
-    mail: MailPort | None = None,
+    mail: SmtpSender | None = None,
     interval: float | None = None,
     sweep_every: float = SWEEP_EVERY,
     policy: SweepPolicy | None = None,

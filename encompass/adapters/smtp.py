@@ -1,9 +1,10 @@
-"""E-mail pointers: "a notice is waiting for you", and where — never what.
+"""E-mail: pointers ("a notice is waiting for you", and where — never what) and the
+overdue and failed-delivery e-mails (``domain/alert_mail.py`` writes them).
 
-The message carries no personal data at all: not the child, not the setting, not the
-incident; only the notice id and a link to the portal, where the Key Adult signs in and
-opens the sealed notice with their own key. E-mail is not end-to-end sealed, so nothing
-that needs sealing goes into it.
+A message carries no personal data at all: not the child, not the setting, not the
+incident; only the notice id and a link to the inbox (or the admin dashboard), where a
+signed-in person opens the sealed notice. E-mail is not end-to-end sealed, so nothing that
+needs sealing goes into it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from typing import Final, Literal
 
 import aiosmtplib
 
-SUBJECT: Final = "Operation Encompass: a notice is waiting for you"
+from encompass.domain.alert_mail import POINTER_SUBJECT, MailText, pointer_text
+
+SUBJECT: Final = POINTER_SUBJECT
 
 Outcome = Literal["sent", "retry", "failed"]
 
@@ -29,23 +32,20 @@ class SendResult:
 
 
 def pointer_message(*, sender: str, to: str, notice_id: str, portal_url: str) -> EmailMessage:
-    """The pointer e-mail for one notice: its id and link, nothing else."""
-    link = f"{portal_url.rstrip('/')}/v1/notices/{notice_id}"
+    """The pointer e-mail for one notice: its id and a link to it in the inbox."""
+    return mail_message(sender=sender, to=to, text=pointer_text(notice_id, portal_url))
+
+
+def mail_message(*, sender: str, to: str, text: MailText) -> EmailMessage:
+    """A plain-text e-mail of ``text``, with only the headers any mail needs."""
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to
-    message["Subject"] = SUBJECT
+    message["Subject"] = text.subject
     message["Date"] = formatdate(usegmt=True)
     domain = sender.rpartition("@")[2] or "localhost"
     message["Message-ID"] = make_msgid(domain=domain)
-    message.set_content(
-        "A notice is waiting for you in Encompass.\n\n"
-        f"Notice: {notice_id}\n"
-        f"Open it: {link}\n\n"
-        "This e-mail deliberately says nothing about the notice itself. Sign in with\n"
-        "your Encompass credentials, open the notice with your own key (for example\n"
-        "with `encompass inbox`), then acknowledge it.\n"
-    )
+    message.set_content(text.body)
     return message
 
 
@@ -65,7 +65,7 @@ def classify_error(exc: Exception) -> SendResult:
 
 
 class SmtpSender:
-    """Sends pointer e-mails through one SMTP server (STARTTLS when it offers it)."""
+    """Sends e-mails through one SMTP server (STARTTLS when it offers it)."""
 
     def __init__(
         self, *, host: str, port: int, sender: str, portal_url: str, timeout: float = 30.0
@@ -73,11 +73,24 @@ class SmtpSender:
         self._host, self._port, self._sender = host, port, sender
         self._portal_url, self._timeout = portal_url, timeout
 
+    @property
+    def portal_url(self) -> str:
+        """Where the links of every e-mail point (``ENCOMPASS_PORTAL_URL``)."""
+        return self._portal_url
+
     async def send_pointer(self, to: str, notice_id: str) -> SendResult:
         """Send the pointer for ``notice_id`` to ``to`` once and classify the outcome."""
-        message = pointer_message(
-            sender=self._sender, to=to, notice_id=notice_id, portal_url=self._portal_url
+        return await self._send(
+            pointer_message(
+                sender=self._sender, to=to, notice_id=notice_id, portal_url=self._portal_url
+            )
         )
+
+    async def send_mail(self, to: str, text: MailText) -> SendResult:
+        """Send ``text`` to ``to`` once and classify the outcome."""
+        return await self._send(mail_message(sender=self._sender, to=to, text=text))
+
+    async def _send(self, message: EmailMessage) -> SendResult:
         try:
             await aiosmtplib.send(
                 message, hostname=self._host, port=self._port, timeout=self._timeout

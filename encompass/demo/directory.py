@@ -62,9 +62,12 @@ class DirectoryFiles(TypedDict):
     pupils: Path
 
 
-def write_directory(folder: Path, webhook_base: str | None = None) -> DirectoryFiles:
+def write_directory(
+    folder: Path, webhook_base: str | None = None, email_only: frozenset[str] = frozenset()
+) -> DirectoryFiles:
     """Write the four CSV files (and a key pair per Key Adult) into ``folder``; with
-    ``webhook_base``, each Key Adult receives by webhook at ``webhook_base/ID``."""
+    ``webhook_base``, each Key Adult but those in ``email_only`` receives by webhook at
+    ``webhook_base/ID``."""
     keys = folder / "keys"
     keys.mkdir(parents=True, exist_ok=True)
     rows = ["key_adult_id,setting_id,name,role,email,webhook_url,public_key"]
@@ -74,7 +77,11 @@ def write_directory(folder: Path, webhook_base: str | None = None) -> DirectoryF
         write_secret_file(keys / f"{key_adult_id}.private.pem", private_keys_pem(pair))
         (keys / f"{key_adult_id}.public.pem").write_bytes(public_keys_pem(pair.public_keys()))
         email = f"{key_adult_id.lower()}@settings.example"
-        hook = f"{webhook_base}/{key_adult_id}" if webhook_base else ""
+        hook = (
+            f"{webhook_base}/{key_adult_id}"
+            if webhook_base and key_adult_id not in email_only
+            else ""
+        )
         rows.append(
             f"{key_adult_id},{setting_id},{name},{role},{email},{hook},"
             f"keys/{key_adult_id}.public.pem"

@@ -5,6 +5,12 @@ For every envelope it checks the webhook's two signatures (the service's Ed25519
 against the pinned service key, and the HMAC under the Key Adult's webhook secret), opens
 the envelope with the Key Adult's own key, verifies the envelope's signature, and then
 the Key Adult (not a deputy) acknowledges it through the public API with a signed receipt.
+
+A Key Adult who receives by e-mail follows the pointer: fetches the envelope from the
+portal with their credentials, opens and verifies it the same way, and acknowledges it.
+Two Key Adults misbehave on purpose, so the demo shows the e-mails that reach people: a
+deputy whose system answers ``410 Gone`` (a failed delivery), and a Key Adult who leaves
+their first notice unacknowledged until told (an overdue notice).
 """
 
 from __future__ import annotations
@@ -57,6 +63,10 @@ class DemoReceiver:
     opened: list[Opened] = field(default_factory=list)
     acknowledged: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    # Whose webhook answers 410 Gone; who holds back their first notice (``release_held``).
+    broken: set[str] = field(default_factory=set)
+    hold_first: set[str] = field(default_factory=set)
+    held: dict[str, tuple[str, KeyAdultPrivateKeys, str]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _runner: web.AppRunner | None = None
 
@@ -80,9 +90,50 @@ class DemoReceiver:
         path = self.keys_folder / f"{key_adult_id}.private.pem"
         return load_private_key_bundle(path.read_bytes())
 
+    def follow_pointer(self, key_adult_id: str, link: str) -> None:
+        """The Key Adult read a pointer e-mail: open the notice it names (in the background)."""
+        notice_id = link.rstrip("/").rpartition("/")[2]
+        task = asyncio.create_task(self._fetch(key_adult_id, notice_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fetch(self, key_adult_id: str, notice_id: str) -> None:
+        token, _secret = self.credentials[key_adult_id]
+        async with (
+            aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as client,
+            client.get(f"{self.api_url}/v1/notices/{notice_id}") as response,
+        ):
+            if response.status != 200:
+                self.problems.append(f"{key_adult_id}: portal answered {response.status}")
+                return
+            served = await response.json()
+        try:
+            envelope = parse_envelope(served["envelope"])
+            keys = self._keys(key_adult_id)
+            content = open_sealed(
+                envelope, private_key=keys.recipient, service_public_key=self.service_key
+            )
+        except (EnvelopeError, KeyError, TypeError) as exc:
+            self.problems.append(f"{key_adult_id}: {exc}")
+            return
+        self._opened(key_adult_id, content.notice_id, content.kind, content.setting_id)
+        if content.kind == "notice":
+            await self._acknowledge(key_adult_id, keys, content.notice_id, envelope_hash(envelope))
+
+    def _opened(self, key_adult_id: str, notice_id: str, kind: str, setting_id: str) -> None:
+        self.opened.append(Opened(self.clock.now(), key_adult_id, notice_id, kind, setting_id))
+
+    async def release_held(self) -> None:
+        """The Key Adults who held a notice back acknowledge it now."""
+        held, self.held = self.held, {}
+        for notice_id, (key_adult_id, keys, digest) in held.items():
+            await self._acknowledge(key_adult_id, keys, notice_id, digest)
+
     async def _receive(self, request: web.Request) -> web.Response:
         key_adult_id = request.match_info["key_adult_id"]
         body = await request.read()
+        if key_adult_id in self.broken:
+            return web.Response(status=410)  # the system was switched off for good
         _token, secret = self.credentials[key_adult_id]
         now = int(self.clock.now().timestamp())
         if self.service_key is None or not verify_service(
@@ -107,12 +158,11 @@ class DemoReceiver:
         except EnvelopeError as exc:
             self.problems.append(f"{key_adult_id}: {exc}")
             return web.Response(status=400)
-        self.opened.append(
-            Opened(
-                self.clock.now(), key_adult_id, content.notice_id, content.kind, content.setting_id
-            )
-        )
-        if content.kind == "notice" and self.roles[key_adult_id] != "deputy":
+        self._opened(key_adult_id, content.notice_id, content.kind, content.setting_id)
+        if content.kind == "notice" and key_adult_id in self.hold_first:
+            self.hold_first.discard(key_adult_id)
+            self.held[content.notice_id] = (key_adult_id, keys, envelope_hash(envelope))
+        elif content.kind == "notice" and self.roles[key_adult_id] != "deputy":
             # Answer the webhook first: the receipt is sent once the delivery is recorded.
             task = asyncio.create_task(
                 self._acknowledge(key_adult_id, keys, content.notice_id, envelope_hash(envelope))

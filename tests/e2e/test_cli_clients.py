@@ -25,7 +25,13 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
-from encompass.adapters.db.tables import Acknowledgement, AuditEntry, KeyAdultRow, Notice
+from encompass.adapters.db.tables import (
+    Acknowledgement,
+    Admin,
+    AuditEntry,
+    KeyAdultRow,
+    Notice,
+)
 from encompass.adapters.key_files import load_public_key_bundle, public_key_pem
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
@@ -324,6 +330,23 @@ def test_forces_and_admins_revoke_from_the_command_line(live: Live) -> None:
     assert live.cli("admins", "revoke", "E2E Revoker").returncode == 0
     assert _status(live, "/v1/admin/review", admin) == 401
     assert "no admin named 'Nobody'" in one_line_failure(live.cli("admins", "revoke", "Nobody"))
+
+
+def test_admins_add_takes_an_optional_e_mail_address(live: Live) -> None:
+    # Given an address, the admin is registered with it (the token line as before)
+    added = live.cli("admins", "add", "Mail Admin", "--area", "all", "--email", "ma@la.example")
+    assert added.returncode == 0, added.stderr
+    assert token_line(added.stdout, "token").startswith("admin_")
+
+    async def address() -> str | None:
+        async with live.container.sessions() as session:
+            return await session.scalar(select(Admin.email).where(Admin.name == "Mail Admin"))
+
+    assert live.query(address()) == "ma@la.example"
+    # A bad address is one clear line, and nobody is registered
+    bad = live.cli("admins", "add", "Bad Mail", "--area", "all", "--email", "no-at-sign")
+    assert "--email must be an e-mail address" in one_line_failure(bad)
+    assert "token" not in bad.stdout
 
 
 def _status(live: Live, path: str, token: str) -> int:

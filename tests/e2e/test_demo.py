@@ -20,6 +20,10 @@ EXPECTED = {
     "acknowledged": 7,
     "failed": 0,
     "cancelled": 1,
+    # 2 pointers to the nursery's Key Adult, who receives by e-mail; the Oakfield deputy's
+    # 4 failed deliveries, each to the Key Adult and the admin; 1 overdue notice, to the
+    # deputy at the day's start and the admin an hour later.
+    "emails": 12,
 }
 
 

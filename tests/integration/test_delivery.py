@@ -313,7 +313,7 @@ async def test_the_email_pointer_carries_no_personal_data(stack: Stack) -> None:
     )
     # Then the whole raw message, and its decoded text, hold the id and link only
     for whole in (raw.decode("utf-8", "replace"), text):
-        assert notice_id in whole and "https://encompass.example/v1/notices/" in whole
+        assert notice_id in whole and "https://encompass.example/inbox/notices/" in whole
         for secret in (
             CHILD["given_name"],
             CHILD["family_name"],

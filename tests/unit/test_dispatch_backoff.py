@@ -90,7 +90,8 @@ def test_the_pointer_says_where_and_nothing_else() -> None:
     body = parsed.get_body(preferencelist=("plain",))
     assert body is not None
     text = body.get_content()
-    assert "N-42" in text and "https://encompass.example/v1/notices/N-42" in text
+    assert "N-42" in text and "https://encompass.example/inbox/notices/N-42" in text
+    assert "/v1/" not in text
     assert set(parsed.keys()) == {
         "From",
         "To",

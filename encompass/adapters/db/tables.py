@@ -82,6 +82,8 @@ class Admin(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     # Set by ``encompass admins revoke``: the token stops working; the row stays.
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Where overdue and failed-delivery e-mails go (``admins add --email``); optional.
+    email: Mapped[str | None] = mapped_column(String(254))
 
 
 class SettingRow(Base):
@@ -339,6 +341,35 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class MailOutboxRow(Base):
+    """An overdue or failed-delivery e-mail, written in the transaction that decided it.
+
+    One row per notice, event and address (unique), so a person is e-mailed once however
+    many dispatchers decide it and however often they restart; the mail relay sends pending
+    rows (``services/receiving/alert_mail.py``). Ids, an address and statuses only: no personal data
+    of a child.
+    """
+
+    __tablename__ = "mail_outbox"
+    __table_args__ = (
+        UniqueConstraint("notice_id", "kind", "address"),
+        Index("ix_mail_outbox_pending", "status", "next_at"),
+    )
+    mail_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
+    # overdue_deputies | overdue_admins | delivery_failed
+    kind: Mapped[str] = mapped_column(String(32))
+    audience: Mapped[str] = mapped_column(String(16))  # recipient | admin
+    recipient_id: Mapped[str] = mapped_column(String(64))  # key_adult_id or admin_id
+    address: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(16))  # pending | sent | failed | skipped
+    attempts: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    next_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    detail: Mapped[str] = mapped_column(String(500))  # SMTP code or error class, no data
 
 
 class WebSessionRow(Base):

@@ -11,6 +11,7 @@ Every revocation and reinstatement is an audit entry by ``admin:cli``.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -78,10 +79,30 @@ async def add_force(
     return Issued(code, token)
 
 
+# The same rule as the directory's e-mail column; no whitespace, so no header injection.
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def admin_email(value: str | None) -> str | None:
+    """An admin's e-mail address, checked (CredentialError), or None when not given."""
+    if value is None or not value.strip():
+        return None
+    address = value.strip()
+    if len(address) > 254 or not _EMAIL.match(address):
+        raise CredentialError("--email must be an e-mail address such as name@example.org")
+    return address
+
+
 async def add_admin(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, name: str, area: str
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    name: str,
+    area: str,
+    email: str | None = None,
 ) -> Issued:
-    """Register an admin for a local-authority area (or ``all``); returns the token once."""
+    """Register an admin for a local-authority area (or ``all``); returns the token once.
+    ``email``, optional, is where overdue and failed-delivery e-mails reach them."""
+    address = admin_email(email)
     token = new_token("admin")
     admin_id = str(uuid.uuid4())
     async with sessions.begin() as session:
@@ -92,6 +113,7 @@ async def add_admin(
                 area=area.strip(),
                 token_hash=hash_token(token),
                 created_at=clock.now(),
+                email=address,
             )
         )
     return Issued(admin_id, token)

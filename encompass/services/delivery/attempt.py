@@ -43,6 +43,7 @@ from encompass.clock import Clock
 from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
+from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import Move, transition_many
@@ -383,7 +384,7 @@ class DeliverEnvelope:
             }
             rows: list[dict[str, object]] = []
             delivered: list[tuple[Notice, _Plan, str]] = []
-            failed: list[Notice] = []
+            failed: list[tuple[Notice, _Plan]] = []
             for job, plan, outcome, detail in attempts:
                 number = made.get((plan.envelope_id, job.channel), 0) + 1
                 if outcome == "retry" and self._give_up(plan, number, now):
@@ -412,7 +413,7 @@ class DeliverEnvelope:
                         attempts=number,
                     )
                     if plan.kind == "notice":
-                        failed.append(notice)
+                        failed.append((notice, plan))
                 log.info(
                     "delivery.attempt",
                     envelope_id=plan.envelope_id,
@@ -423,7 +424,9 @@ class DeliverEnvelope:
                 )
             await session.execute(_ATTEMPT, rows)
             await self._delivered(session, delivered, now)
-            for notice in failed:
+            for notice, plan in failed:
+                # The others of the setting and the admins hear of it by e-mail.
+                await AlertMail(session, now).delivery_failed(notice, envelope_id=plan.envelope_id)
                 await fail_if_undeliverable(session, notice, now)
         return recorded
 

@@ -5,7 +5,8 @@ A notice ``sending`` or ``delivered`` and not acknowledged by its deadline — t
 moment, ``ack_grace`` after release — is flagged overdue: ``overdue_at`` is set, each
 deputy who holds no envelope of it gets one sealed and queued, and an alert goes to the
 deputies. Still unacknowledged ``admins_after`` later, ``admins_alerted_at`` is set and an
-alert goes to the admins. Overdue is a flag, not a status: the lifecycle is untouched.
+alert goes to the admins. Each alert is also e-mailed, in the same transaction
+(``alert_mail.py``). Overdue is a flag, not a status: the lifecycle is untouched.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from encompass.services.delivery.sealing import (
     seal_to,
     store,
 )
+from encompass.services.receiving.alert_mail import AlertMail
 
 log = structlog.get_logger()
 
@@ -128,8 +130,10 @@ async def _flag_overdue(
     )
     sources = await load_sources(session, notices)
     keys, made = KeyCache(), []
+    mail = AlertMail(session, now)
     for notice in notices:
         notice.overdue_at = now
+        await mail.overdue_deputies(notice)
         deputies = [
             p
             for p in people[notice.setting_id]
@@ -194,8 +198,10 @@ async def _alert_admins(
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        mail = AlertMail(session, now)
         for notice in notices:
             notice.admins_alerted_at = now
+            await mail.overdue_admins(notice)
             session.add(
                 Alert(
                     notice_id=notice.notice_id,

@@ -5,7 +5,8 @@ for ``stuck_after`` (its message lost, dead-lettered while the database was down
 fresh outbox entry, up to ``max_requeues`` times; then that envelope fails, and a notice
 whose every envelope failed is ``failed`` with an admin alert. A notice still ``sending``
 with nothing delivered ``expire_after`` after release (an e-mail pointer nobody followed)
-is failed the same way. Overdue acknowledgements are escalated by :mod:`.escalate`.
+is failed the same way. Each failure is e-mailed too (``alert_mail.py``). Overdue
+acknowledgements are escalated by :mod:`.escalate`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from encompass.clock import Clock
 from encompass.domain.status import NoticeStatus
 from encompass.services.delivery.attempt import FINAL_OUTCOMES
 from encompass.services.delivery.fail_notice import fail_if_undeliverable, give_up
+from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.receiving.escalate_overdue import Escalated, escalate_overdue
 
 log = structlog.get_logger()
@@ -193,6 +195,7 @@ async def _unstick_notice(
             channel=entries[-1].channel,
             detail="stuck: out of re-queues",
         )
+        await AlertMail(session, now).delivery_failed(notice, envelope_id=envelope_id)
     return requeued
 
 
@@ -218,6 +221,8 @@ async def _expire(
             )
         ).all()
         hours = int(policy.expire_after.total_seconds() // 3600)
+        mail = AlertMail(session, now)
         for notice in notices:
             give_up(session, notice, now, f"nobody fetched it within {hours} hours")
+            await mail.delivery_failed(notice, envelope_id=None)
     return len(notices)
