@@ -188,6 +188,12 @@ def _later(broker: Broker, queue: str, seconds: float) -> str:
     return broker.topology.retry_queue(queue, seconds) or queue
 
 
+async def _give_back(items: list[Delivery]) -> None:
+    for delivery in items:
+        with contextlib.suppress(Exception):
+            await delivery.reject(requeue=True)
+
+
 class _Batch:
     """The deliveries gathered for one call of a batch handler."""
 
@@ -279,6 +285,7 @@ class _BatchRunner:
             # The first delivery of the batch settles it; this one waits for that.
             await mine.done.wait()
             return
+        settled = False
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(mine.full.wait(), self._wait_s)
@@ -286,7 +293,16 @@ class _BatchRunner:
                 self._gathering = None
             async with self._running:
                 await self._settle(mine.items)
+            settled = True
         finally:
+            if self._gathering is mine:
+                # Cancelled while gathering: later deliveries must start a batch of their
+                # own, not join one nobody will settle.
+                self._gathering = None
+            if not settled:
+                # Cancelled or failed before every delivery was settled: give them all
+                # back (settling twice is a no-op), never leave one held unsettled.
+                await _give_back(mine.items)
             mine.done.set()
 
     async def _settle(self, items: list[Delivery]) -> None:

@@ -4,12 +4,13 @@ the others committed; an outage putting the whole batch back uncounted."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from encompass.adapters.broker import Message
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
-from workers.runner import DEAD_REASON_HEADER, Poison, run_batch_consumer
+from workers.runner import DEAD_REASON_HEADER, Poison, _BatchRunner, run_batch_consumer
 
 
 async def queued(count: int, *, poison: frozenset[int] = frozenset()) -> EmbeddedBroker:
@@ -114,3 +115,76 @@ async def test_a_handler_may_settle_each_message_alone_without_being_called_agai
     # Then each was sent once (no split, no second call), and only the failed one is dead
     assert sorted(sent) == [f"m-{n}" for n in range(5)]
     assert await broker.depth("incidents.dead") == 1
+
+
+async def test_a_batch_cut_short_gives_its_messages_back_and_the_next_consumer_gets_all() -> None:
+    # Given 3 messages gathered by a consumer that waits long for a fuller batch
+    broker = EmbeddedBroker(Topology("unit."), cancel_grace=0.05)
+    await broker.start()
+    for n in range(3):
+        await broker.publish("incidents", str(n).encode(), message_id=f"m-{n}")
+    committed: list[str] = []
+
+    async def handler(messages: Sequence[Message]) -> None:
+        committed.extend(m.message_id for m in messages)
+
+    slow = await run_batch_consumer(broker, "incidents", handler, batch_size=10, batch_wait=30)
+    await asyncio.sleep(0.05)
+
+    # When that consumer is stopped mid-gathering (its handler tasks cancelled)
+    await slow.cancel()
+    assert committed == []
+
+    # Then every message is back, and the next consumer commits each exactly once
+    fresh = await run_batch_consumer(broker, "incidents", handler, batch_size=10, batch_wait=0.05)
+    await broker.join("incidents")
+    await fresh.cancel()
+    assert sorted(committed) == ["m-0", "m-1", "m-2"]
+
+
+class _Held:
+    """A delivery that records how it was settled."""
+
+    def __init__(self, n: int) -> None:
+        self.message = Message(body=b"{}", message_id=f"h-{n}")
+        self.outcome: str | None = None
+
+    async def ack(self) -> None:
+        self.outcome = self.outcome or "acked"
+
+    async def reject(self, *, requeue: bool) -> None:
+        self.outcome = self.outcome or ("requeued" if requeue else "dead")
+
+
+async def test_a_leader_cancelled_while_gathering_leaves_no_delivery_unsettled() -> None:
+    # Given a batch runner whose leader is gathering a batch
+    broker = EmbeddedBroker(Topology("unit."))
+
+    async def handler(messages: Sequence[Message]) -> None:
+        return None
+
+    runner = _BatchRunner(
+        broker,
+        "incidents",
+        "incidents.dead",
+        handler,
+        batch_size=10,
+        batch_wait=30,
+        max_attempts=5,
+        wait=lambda _: 0.0,
+        concurrency=1,
+    )
+    first, second, later = _Held(1), _Held(2), _Held(3)
+    leader = asyncio.create_task(runner.on_delivery(first))
+    follower = asyncio.create_task(runner.on_delivery(second))
+    await asyncio.sleep(0.01)
+
+    # When the leader's task is cancelled (its channel went away)
+    leader.cancel()
+    await asyncio.gather(leader, follower, return_exceptions=True)
+
+    # Then what it gathered is given back, and a later delivery forms a batch of its own
+    assert (first.outcome, second.outcome) == ("requeued", "requeued")
+    runner._wait_s = 0.01
+    await runner.on_delivery(later)
+    assert later.outcome == "acked"
