@@ -9,14 +9,19 @@ STAMP := $(VENV)/.installed
 LINT_PATHS := encompass workers tests bench
 TYPED_PATHS := encompass workers tests bench
 
-$(STAMP): pyproject.toml
+# The inbox page's script: JavaScript dependencies pinned in web/package-lock.json, bundled
+# by esbuild into encompass/web/static/inbox.js, which ships in the Python package.
+$(STAMP): pyproject.toml web/package-lock.json web/src/inbox.js
+	@command -v npm >/dev/null 2>&1 || { echo "npm is needed to build the inbox page's script: install Node.js 18 or later with npm (Debian: apt-get install nodejs npm)" >&2; exit 1; }
+	npm ci --prefix web --ignore-scripts --no-audit --no-fund --loglevel=error
+	npm run --prefix web --silent build
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/encompass demo
+	$(BIN)/encompass demo $(DEMO_ARGS)
 
 # The same checks run by .pre-commit-config.yaml.
 lint: $(STAMP)

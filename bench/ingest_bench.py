@@ -37,8 +37,8 @@ from encompass.config import load_settings
 from encompass.logging import configure_logging
 from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
-from workers.main import start_workers
 
 
 def incident(n: int, pupil: dict[str, str]) -> dict[str, Any]:

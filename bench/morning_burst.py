@@ -54,9 +54,9 @@ from encompass.clock import Clock
 from encompass.config import load_settings, normalise_database_url
 from encompass.logging import configure_logging
 from encompass.services.records.at_rest import CANDIDATES, PAYLOAD
+from encompass.workers import dispatcher
 from tests.cleanup import delete_topologies
 from tests.databases import scratch_database
-from workers import dispatcher
 
 NOTICES_PER_SETTING = 40
 CHILDREN_PER_INCIDENT = 2

@@ -19,6 +19,7 @@ from encompass.adapters.db.migrate import migrate
 from encompass.adapters.key_files import KeyFileError, load_or_create_signing_key
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import Topology
+from encompass.adapters.webhook import WebhookSender
 from encompass.clock import Clock
 from encompass.config import Settings
 from encompass.services.matching.roster import IndexedRoster, Roster
@@ -37,10 +38,13 @@ class Container:
     signing_key: Ed25519PrivateKey
     # The key-encryption key of the data at rest; every session carries it too.
     data_keys: DataKeys
+    # Webhooks: one HTTP client, opened on first use.
+    webhook: WebhookSender
     # E-mail (pointers, overdue and failed-delivery e-mails); None without ENCOMPASS_SMTP_HOST.
     mailer: SmtpSender | None = None
 
     async def close(self) -> None:
+        await self.webhook.close()
         await self.roster.close()
         await self.broker.close()
         await self.engine.dispose()
@@ -55,6 +59,24 @@ def data_key_path(settings: Settings) -> Path:
     if settings.data_key is not None:
         return settings.data_key
     return (settings.signing_key or DEFAULT_SIGNING_KEY).parent / DATA_KEY_NAME
+
+
+@dataclass
+class Database:
+    """The database alone: for a command that only reads the directory."""
+
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def open_database(settings: Settings) -> Database:
+    """The database of ``settings``, with no migration, no broker and no key files, for
+    ``encompass match``: a dry run reads the roster (stored readable) and writes nothing."""
+    engine = make_engine(settings.database_url)
+    return Database(engine=engine, sessions=make_sessions(engine))
 
 
 def make_mailer(settings: Settings) -> SmtpSender | None:
@@ -134,5 +156,6 @@ async def bootstrap(
         roster=roster,
         signing_key=key,
         data_keys=keys,
+        webhook=WebhookSender(timeout=settings.webhook_timeout, signing_key=key),
         mailer=make_mailer(settings),
     )

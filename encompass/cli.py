@@ -16,6 +16,7 @@ from typing import Any
 
 from encompass.adapters.key_files import KeyFileError
 from encompass.config import ConfigError, Settings, load_settings
+from encompass.domain.envelope import AckKind
 
 
 class CommandError(Exception):
@@ -197,24 +198,29 @@ async def _directory_import(args: argparse.Namespace) -> None:
 
 
 async def _match(args: argparse.Namespace) -> None:
+    from encompass.bootstrap import open_database
     from encompass.services.matching.match_dry_run import DryRunError, explain_model, match_file
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.explain_model:
-        try:
-            await explain_model(
-                _settings().database_url, args.children, stdout=sys.stdout, progress=progress
-            )
-        except DryRunError as exc:
-            raise CommandError(str(exc)) from None
-        return
-    if args.children is None:
+    if args.save_model and not args.explain_model:
+        raise CommandError("match: --save-model goes with --explain-model")
+    if not args.explain_model and args.children is None:
         raise CommandError("match: give CHILDREN.jsonl (or --explain-model)")
+    database = open_database(_settings())
     try:
+        if args.explain_model:
+            await explain_model(
+                database.sessions,
+                args.children,
+                stdout=sys.stdout,
+                progress=progress,
+                save=args.save_model,
+            )
+            return
         report = await match_file(
-            _settings().database_url,
+            database.sessions,
             args.children,
             out=args.out,
             stdout=sys.stdout,
@@ -222,6 +228,8 @@ async def _match(args: argparse.Namespace) -> None:
         )
     except DryRunError as exc:
         raise CommandError(str(exc)) from None
+    finally:
+        await database.close()
     print(report.summary(), file=sys.stderr)
 
 
@@ -249,7 +257,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 async def _worker(args: argparse.Namespace) -> None:
-    from workers.main import run_workers
+    from encompass.workers.main import run_workers
 
     await run_workers([args.name])
 
@@ -284,7 +292,7 @@ async def _open(args: argparse.Namespace) -> None:
 async def _demo(args: argparse.Namespace) -> None:
     from encompass.demo.run import run_demo
 
-    await run_demo(json_only=args.json)
+    await run_demo(json_only=args.json, serve=args.serve)
 
 
 # --- The receiving side: Key Adult credentials, urgent release, the Key Adult's client ---
@@ -307,6 +315,61 @@ async def _key_adults_credentials(args: argparse.Namespace) -> None:
         )
         print(f"token: {issued.token}")
         print(f"webhook_secret: {issued.webhook_secret}")
+
+    await _with_container(run)
+
+
+async def _key_adults_invite(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, invite
+
+    async def run(container: Any) -> None:
+        try:
+            made = await invite(
+                container.sessions, container.clock, args.key_adult_id, valid_hours=args.valid_hours
+            )
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        print(
+            f"Key Adult {made.key_adult_id}: a one-time link to set up a browser, valid until "
+            f"{made.expires_at.isoformat()}; give it to them only, it is shown once"
+        )
+        print(f"enrol_url: {made.url(container.settings.portal_url)}")
+
+    await _with_container(run)
+
+
+async def _key_adults_devices(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, list_devices
+
+    async def run(container: Any) -> None:
+        try:
+            found = await list_devices(container.sessions, args.key_adult_id)
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        for d in found:
+            state = "revoked " + d.revoked_at.isoformat() if d.revoked_at else "active"
+            if not d.opens_notices and d.revoked_at is None:
+                state = "unreadable key"
+            added = d.created_at.isoformat() if d.created_at else "-"
+            print(f"{d.device_id}\t{state}\tadded {added}\t{d.label}")
+
+    await _with_container(run)
+
+
+async def _key_adults_revoke_device(args: argparse.Namespace) -> None:
+    from encompass.services.receiving.devices import DeviceError, revoke_device
+
+    async def run(container: Any) -> None:
+        try:
+            done = await revoke_device(container.sessions, container.clock, args.device_id)
+        except DeviceError as exc:
+            raise CommandError(str(exc)) from None
+        assert done.revoked_at is not None
+        print(
+            f"device {done.device_id} of Key Adult {done.key_adult_id} revoked at "
+            f"{done.revoked_at.isoformat()}: it can no longer sign in or acknowledge, and "
+            "no notice is sealed to it again"
+        )
 
     await _with_container(run)
 
@@ -346,13 +409,20 @@ async def _purge(args: argparse.Namespace) -> None:
 
 
 async def _release(args: argparse.Namespace) -> None:
+    from encompass.services.admin.release_as import release_as_admin
     from encompass.services.scheduling.release_now import ReleaseRefused, release_now
 
     async def run(container: Any) -> None:
         try:
-            done = await release_now(
-                container.sessions, container.clock, args.notice_id, actor="admin:cli"
-            )
+            if args.admin:
+                done = await release_as_admin(
+                    container.sessions, container.clock, args.notice_id, args.admin
+                )
+            else:
+                # Scripts may go on without --admin; the audit then names no person.
+                done = await release_now(
+                    container.sessions, container.clock, args.notice_id, actor="admin:cli"
+                )
         except ReleaseRefused as exc:
             raise CommandError(str(exc)) from None
         was = done.was_due_at.isoformat() if done.was_due_at else "no time"
@@ -411,7 +481,7 @@ async def _ack(args: argparse.Namespace) -> None:
 
     try:
         portal = _portal(args)
-        result = await ack(portal, args.notice_id, kind=args.kind, reply=args.reply)
+        result = await ack(portal, args.notice_id, kind=AckKind(args.kind), reply=args.reply)
     except ClientError as exc:
         raise CommandError(str(exc)) from None
     _pinned_note(portal)
@@ -429,6 +499,20 @@ def _add_receiving_commands(sub: Any) -> None:
     )
     cred.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
     cred.set_defaults(run=_key_adults_credentials)
+    inv = key_adults.add_parser(
+        "invite", help="print once a one-time enrol_url to set up a browser (audited)"
+    )
+    inv.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
+    inv.add_argument(
+        "--valid-hours", type=int, default=72, metavar="H", help="how long the link works"
+    )
+    inv.set_defaults(run=_key_adults_invite)
+    devs = key_adults.add_parser("devices", help="list a Key Adult's devices")
+    devs.add_argument("key_adult_id", metavar="KEY_ADULT_ID")
+    devs.set_defaults(run=_key_adults_devices)
+    rev = key_adults.add_parser("revoke-device", help="revoke a browser device at once (audited)")
+    rev.add_argument("device_id", metavar="DEVICE_ID")
+    rev.set_defaults(run=_key_adults_revoke_device)
 
     purge = sub.add_parser(
         "purge",
@@ -442,6 +526,12 @@ def _add_receiving_commands(sub: Any) -> None:
 
     release = sub.add_parser("release", help="release a held (scheduled) notice now, audited")
     release.add_argument("notice_id", metavar="NOTICE_ID")
+    release.add_argument(
+        "--admin",
+        metavar="NAME",
+        help="the admin releasing it (name or admin id): the audit log names them, and the "
+        "notice must lie in their area; without it the audit says admin:cli",
+    )
     release.set_defaults(run=_release)
 
     def portal_args(parser: argparse.ArgumentParser) -> None:
@@ -471,7 +561,7 @@ def _add_receiving_commands(sub: Any) -> None:
     acker.add_argument("notice_id", metavar="NOTICE_ID")
     portal_args(acker)
     acker.add_argument(
-        "--kind", default="received", choices=["received", "not_our_pupil", "child_absent"]
+        "--kind", default=AckKind.RECEIVED.value, choices=[kind.value for kind in AckKind]
     )
     acker.add_argument("--reply", help="a short reply to the force (up to 500 characters)")
     acker.set_defaults(run=_ack)
@@ -486,6 +576,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="the whole job on a simulated night and morning")
     demo.add_argument("--json", action="store_true", help="print only the JSON summary")
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="then keep serving: print a set-up link for a Key Adult's browser inbox",
+    )
     demo.set_defaults(run=_demo)
 
     sub.add_parser("serve", help="HTTP API, /metrics, /healthz").set_defaults(run=_serve)
@@ -566,6 +661,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the matching model fitted on the roster (and the children, "
         "if given): m, u and weight of every level beside the hand-set "
         "ones; nothing is matched",
+    )
+    match.add_argument(
+        "--save-model",
+        action="store_true",
+        help="with --explain-model and CHILDREN.jsonl: keep the fitted model for the "
+        "roster's version; the matcher weighs every level with it (its u refitted after "
+        "each pupils import)",
     )
     match.set_defaults(run=_match)
 

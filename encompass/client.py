@@ -188,7 +188,7 @@ def _save(path: Path, envelope: dict[str, Any]) -> None:
 
 
 async def ack(
-    portal: Portal, notice_id: str, *, kind: AckKind = "received", reply: str | None = None
+    portal: Portal, notice_id: str, *, kind: AckKind = AckKind.RECEIVED, reply: str | None = None
 ) -> dict[str, Any]:
     """Fetch the notice's envelope, check it opens with this Key Adult's key (so they sign
     only what they can read), sign its hash with ``kind`` and ``reply`` and send it.

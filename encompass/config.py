@@ -101,10 +101,6 @@ class Settings(BaseSettings):
         return normalise_database_url(value or DEFAULT_DATABASE_URL)
 
     @property
-    def broker_kind(self) -> Literal["rabbitmq", "embedded"]:
-        return "embedded" if self.amqp_url is None else "rabbitmq"
-
-    @property
     def database_kind(self) -> Literal["postgresql", "sqlite"]:
         return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
 

@@ -13,7 +13,7 @@ from encompass.api.app import create_app
 from encompass.bootstrap import bootstrap
 from encompass.config import Settings
 from encompass.logging import configure_logging
-from workers.main import start_workers, stop_event
+from encompass.workers.main import start_workers, stop_event
 
 log = structlog.get_logger()
 

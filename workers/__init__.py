@@ -1,0 +1,1 @@
+"""Entry points kept for ``python -m workers.NAME``; the workers live in ``encompass/workers/``."""

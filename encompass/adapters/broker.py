@@ -72,6 +72,23 @@ class Consumer(Protocol):
         ...
 
 
+class Poison(Exception):
+    """Raised by a handler: a message that can never succeed (unparseable, invalid).
+    ``reason`` is stored on the dead letter and logged, so it must hold no personal data.
+
+    ``keep_body=False`` dead-letters an empty body without the message's own headers (only
+    ours, and the dropped body's size): for a message we did not write, which could hold
+    anything, a child's details included, and should not lie in a dead-letter queue.
+
+    The worker runner dead-letters it at once; it lives here, beside the port, so that a
+    use case can raise it without knowing who runs it."""
+
+    def __init__(self, reason: str, *, keep_body: bool = True) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.keep_body = keep_body
+
+
 class PublishError(Exception):
     """The broker did not confirm a message (nack, returned as unroutable, connection lost,
     timeout). The message may or may not have been stored: retry with the same

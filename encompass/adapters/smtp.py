@@ -9,26 +9,17 @@ needs sealing goes into it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
-from typing import Final, Literal
+from typing import Final
 
 import aiosmtplib
 
+from encompass.adapters.channels import SendResult
 from encompass.domain.alert_mail import POINTER_SUBJECT, MailText, pointer_text
+from encompass.domain.status import DeliveryOutcome
 
 SUBJECT: Final = POINTER_SUBJECT
-
-Outcome = Literal["sent", "retry", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """How sending ended; ``detail`` is an SMTP code or an error class, never data."""
-
-    outcome: Outcome
-    detail: str
 
 
 def pointer_message(*, sender: str, to: str, notice_id: str, portal_url: str) -> EmailMessage:
@@ -56,12 +47,14 @@ def classify_error(exc: Exception) -> SendResult:
         codes = [r.code for r in exc.recipients]
         permanent = bool(codes) and all(code >= 500 for code in codes)
         return SendResult(
-            "failed" if permanent else "retry",
+            DeliveryOutcome.FAILED if permanent else DeliveryOutcome.RETRY,
             f"SMTP {codes[0] if codes else '?'} recipient refused",
         )
     if isinstance(exc, aiosmtplib.SMTPResponseException):
-        return SendResult("failed" if exc.code >= 500 else "retry", f"SMTP {exc.code}")
-    return SendResult("retry", type(exc).__name__)
+        return SendResult(
+            DeliveryOutcome.FAILED if exc.code >= 500 else DeliveryOutcome.RETRY, f"SMTP {exc.code}"
+        )
+    return SendResult(DeliveryOutcome.RETRY, type(exc).__name__)
 
 
 class SmtpSender:
@@ -97,4 +90,4 @@ class SmtpSender:
             )
         except (aiosmtplib.SMTPException, OSError) as exc:
             return classify_error(exc)
-        return SendResult("sent", "SMTP 250")
+        return SendResult(DeliveryOutcome.SENT, "SMTP 250")

@@ -27,10 +27,12 @@ RETRY_SUFFIX = ".retry"
 # seconds and is dead-lettered back to ``<work>``. One queue per delay, because RabbitMQ
 # expires messages only at the head of a queue: a long delay would hold up short ones.
 RETRY_DELAYS = (1, 5, 30, 300)
-# Logical names of the work queues; each gets a ``.dead`` companion.
-WORK_QUEUES = ("incidents", "deliveries", "intake")
-# The queue the police exchange feeds.
-INTAKE = "intake"
+# The work queues, by logical name: the only place the names are written.
+INCIDENTS = "incidents"  # stored incident versions, for the matcher
+DELIVERIES = "deliveries"  # envelopes to send, from the outbox relay
+INTAKE = "intake"  # police reports over AMQP, fed by the police exchange
+# Each gets a ``.dead`` companion.
+WORK_QUEUES = (INCIDENTS, DELIVERIES, INTAKE)
 
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]*$")
 
@@ -42,7 +44,7 @@ class QueueSpec:
     name: str
     quorum: bool = True
     # Times a message may be redelivered before the broker dead-letters it. A backstop
-    # only: the worker runner counts its own retries (see workers/runner.py).
+    # only: the worker runner counts its own retries (see encompass/workers/runner.py).
     delivery_limit: int | None = None
     # Logical name of the queue that receives this queue's dead letters.
     dead_letter: str | None = None

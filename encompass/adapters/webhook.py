@@ -23,13 +23,15 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final
 from urllib.parse import urlsplit
 
 import aiohttp
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from encompass.adapters.channels import PostResult
+from encompass.domain.status import DeliveryOutcome
 
 SIGNATURE_HEADER: Final = "X-Encompass-Signature"
 SERVICE_SIGNATURE_HEADER: Final = "X-Encompass-Service-Signature"
@@ -40,16 +42,6 @@ SIGNED_LABEL: Final = "encompass-webhook/1"
 WEBHOOK_KEY_PURPOSE: Final = "key_adults.webhook_key"
 # Too Many Requests and Request Timeout say "later", not "never".
 _RETRY_4XX: Final = frozenset({408, 429})
-
-Outcome = Literal["delivered", "retry", "failed"]
-
-
-@dataclass(frozen=True, slots=True)
-class PostResult:
-    """How a POST ended; ``detail`` is a status code or an error class, never data."""
-
-    outcome: Outcome
-    detail: str
 
 
 def _fields(header: str) -> dict[str, str]:
@@ -156,10 +148,10 @@ def acceptable_url(url: str) -> bool:
 def classify(status: int) -> PostResult:
     """2xx delivered; 408, 429 and 5xx retry; any other status (3xx, 4xx) failed."""
     if 200 <= status < 300:
-        return PostResult("delivered", f"HTTP {status}")
+        return PostResult(DeliveryOutcome.DELIVERED, f"HTTP {status}")
     if status >= 500 or status in _RETRY_4XX:
-        return PostResult("retry", f"HTTP {status}")
-    return PostResult("failed", f"HTTP {status}")
+        return PostResult(DeliveryOutcome.RETRY, f"HTTP {status}")
+    return PostResult(DeliveryOutcome.FAILED, f"HTTP {status}")
 
 
 class WebhookSender:
@@ -184,7 +176,7 @@ class WebhookSender:
         given), and classify the answer. Timeouts and connection errors are ``retry``; an
         unacceptable URL is ``failed`` without sending."""
         if not acceptable_url(url):
-            return PostResult("failed", "refused: webhook URL is not https")
+            return PostResult(DeliveryOutcome.FAILED, "refused: webhook URL is not https")
         headers = {
             "Content-Type": "application/json",
             IDEMPOTENCY_HEADER: envelope_id,
@@ -209,11 +201,11 @@ class WebhookSender:
                 await response.read()
                 return classify(response.status)
         except TimeoutError as exc:
-            return PostResult("retry", type(exc).__name__)
+            return PostResult(DeliveryOutcome.RETRY, type(exc).__name__)
         except aiohttp.InvalidURL:
-            return PostResult("failed", "InvalidURL")
+            return PostResult(DeliveryOutcome.FAILED, "InvalidURL")
         except aiohttp.ClientError as exc:
-            return PostResult("retry", type(exc).__name__)
+            return PostResult(DeliveryOutcome.RETRY, type(exc).__name__)
 
     async def close(self) -> None:
         """Close the HTTP client (safe to call twice)."""

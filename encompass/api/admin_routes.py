@@ -1,13 +1,13 @@
-"""Routes for admins: notices and their flags, the review queue, and the dashboard.
+"""The admins' JSON API: notices and their flags, the review queue, Today's figures, alerts,
+dead letters and incident timelines (the console's pages, ``admin_pages.py``, show the same).
 
-Admin tokens only (a force's or Key Adult's token is ``403``). Area scoping is described
-in ``auth.authenticated_admin``: for now only admins of area ``all`` are served.
+Admin tokens only (a force's or Key Adult's token is ``403``). Each use case is given the
+admin's area (``services/admin/scope.py``) and shows or changes nothing outside it.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from html import escape
+from datetime import date
 from typing import Annotated, Final
 
 from aiohttp import web
@@ -16,9 +16,18 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import actor, authenticated_admin
 from encompass.api.errors import ApiError, read_body
-from encompass.domain.calendar import LONDON
 from encompass.domain.status import NoticeStatus
-from encompass.services.admin.monitoring import MAX_NOTICES, Dashboard, admin_notices, dashboard
+from encompass.services.admin.alerts import MAX_ALERTS, AlertRefused, act_on_alert, list_alerts
+from encompass.services.admin.dead_letters import (
+    MAX_SHOWN,
+    DeadLetterRefused,
+    list_dead_letters,
+    replay,
+)
+from encompass.services.admin.monitoring import MAX_NOTICES, admin_notices, notices_csv
+from encompass.services.admin.scope import Area
+from encompass.services.admin.timeline import incident_timeline
+from encompass.services.admin.today import today
 from encompass.services.matching.review_queue import (
     ResolveRefused,
     list_review,
@@ -47,6 +56,12 @@ class ResolveRequest(BaseModel):
         description="True for a child on no roll: resolved to the local authority's contact.",
         examples=[False],
     )
+    la_code: Annotated[str, StringConstraints(pattern=r"^[EWSN][0-9]{8}$")] | None = Field(
+        default=None,
+        description="With local_authority_contact: the authority (ONS code) whose contact "
+        "receives the notice; by default the admin's own area.",
+        examples=["E06000020"],
+    )
 
 
 async def refresh_review_metrics(app: web.Application) -> None:
@@ -71,13 +86,19 @@ async def get_admin_notices(request: web.Request) -> web.Response:
     overdue_text = request.query.get("overdue")
     if overdue_text not in (None, "true", "false"):
         raise ApiError(400, "bad_request", "overdue must be true or false")
-    limit_text = request.query.get("limit", "200")
-    # "²".isdigit() is True yet int("²") raises, as does int() of 5,000 digits.
-    if (
-        not (limit_text.isascii() and limit_text.isdigit() and len(limit_text) <= 9)
-        or not 1 <= int(limit_text) <= MAX_NOTICES
-    ):
-        raise ApiError(400, "bad_request", f"limit must be a whole number from 1 to {MAX_NOTICES}")
+    limit, offset = _paging(request, 200, MAX_NOTICES)
+    setting_id = request.query.get("setting_id") or None
+    if setting_id is not None and len(setting_id) > MAX_ID:
+        raise ApiError(400, "bad_request", f"setting_id is at most {MAX_ID} characters")
+    days = {}
+    for name in ("since", "until"):
+        try:
+            days[name] = date.fromisoformat(request.query[name]) if name in request.query else None
+        except ValueError:
+            raise ApiError(400, "bad_request", f"{name} must be a date YYYY-MM-DD") from None
+    output = request.query.get("format", "json")
+    if output not in ("json", "csv"):
+        raise ApiError(400, "bad_request", "format must be json or csv")
     container = request.app[CONTAINER]
     notices = await admin_notices(
         container.sessions,
@@ -85,8 +106,20 @@ async def get_admin_notices(request: web.Request) -> web.Response:
         actor(admin),
         status=status,
         overdue=None if overdue_text is None else overdue_text == "true",
-        limit=int(limit_text),
+        setting_id=setting_id,
+        since=days["since"],
+        until=days["until"],
+        limit=limit,
+        offset=offset,
+        area=Area.of(admin),
     )
+    if output == "csv":
+        return web.Response(
+            text=notices_csv(notices),
+            content_type="text/csv",
+            charset="utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
     return web.json_response({"notices": notices})
 
 
@@ -94,7 +127,9 @@ async def get_admin_notices(request: web.Request) -> web.Response:
 async def get_review(request: web.Request) -> web.Response:
     admin = await authenticated_admin(request)
     container = request.app[CONTAINER]
-    items = await list_review(container.sessions, container.clock, actor(admin))
+    items = await list_review(
+        container.sessions, container.clock, actor(admin), area=Area.of(admin)
+    )
     await refresh_review_metrics(request.app)
     return web.json_response(
         {"items": [item.as_json() for item in items]}, headers={"Cache-Control": "no-store"}
@@ -119,6 +154,8 @@ async def post_resolve(request: web.Request) -> web.Response:
             item_id,
             setting_id=body.setting_id,
             local_authority_contact=body.local_authority_contact,
+            la_code=body.la_code,
+            area=Area.of(admin),
         )
     except ResolveRefused as exc:
         raise ApiError(exc.status, exc.code, str(exc)) from None
@@ -127,124 +164,129 @@ async def post_resolve(request: web.Request) -> web.Response:
     return web.json_response(done.as_json())
 
 
-@routes.get("/admin")
-async def get_dashboard(request: web.Request) -> web.Response:
-    admin = await authenticated_admin(request, allow_query=True)
+def _paging(request: web.Request, default: int, most: int) -> tuple[int, int]:
+    """``limit`` and ``offset`` from the query: whole numbers, limit 1..most."""
+
+    def number(name: str, fallback: int, low: int, high: int) -> int:
+        text = request.query.get(name, str(fallback))
+        # "²".isdigit() is True yet int("²") raises, as does int() of 5,000 digits.
+        if not (text.isascii() and text.isdigit() and len(text) <= 9) or not (
+            low <= int(text) <= high
+        ):
+            raise ApiError(
+                400, "bad_request", f"{name} must be a whole number from {low} to {high}"
+            )
+        return int(text)
+
+    return number("limit", default, 1, most), number("offset", 0, 0, 10**9)
+
+
+@routes.get("/v1/admin/today")
+async def get_today(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
     container = request.app[CONTAINER]
-    figures = await dashboard(container.sessions, container.clock, actor(admin))
-    await refresh_review_metrics(request.app)
-    return web.Response(
-        text=render_dashboard(figures),
-        content_type="text/html",
-        charset="utf-8",
-        headers={
-            "Cache-Control": "no-store",
-            # The token may ride in the URL: never hand it to another site.
-            "Referrer-Policy": "no-referrer",
-            "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-            "X-Content-Type-Options": "nosniff",
-            "X-Frame-Options": "DENY",
-        },
+    figures = await today(container.sessions, container.clock, actor(admin), area=Area.of(admin))
+    return web.json_response(figures.as_json(), headers={"Cache-Control": "no-store"})
+
+
+@routes.get("/v1/admin/alerts")
+async def get_alerts(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
+    limit, offset = _paging(request, 100, MAX_ALERTS)
+    state = request.query.get("state", "open")
+    if state not in ("open", "all"):
+        raise ApiError(400, "bad_request", "state must be open or all")
+    container = request.app[CONTAINER]
+    found = await list_alerts(
+        container.sessions,
+        container.clock,
+        actor(admin),
+        area=Area.of(admin),
+        open_only=state == "open",
+        limit=limit,
+        offset=offset,
+    )
+    return web.json_response(
+        {"total": found.total, "alerts": [a.as_json() for a in found.alerts]},
+        headers={"Cache-Control": "no-store"},
     )
 
 
-_STYLE: Final = """
-body{font:15px/1.4 system-ui,sans-serif;margin:1.5rem;color:#111}
-table{border-collapse:collapse;margin:.5rem 0 1.5rem}
-th,td{border:1px solid #bbb;padding:.25rem .6rem;text-align:left;vertical-align:top}
-th{background:#eee}.warn{color:#a00;font-weight:bold}
-"""
+@routes.post("/v1/admin/alerts/{alert_id}/{action:acknowledge|resolve}")
+async def post_alert(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
+    alert_id = request.match_info["alert_id"]
+    if not (alert_id.isascii() and alert_id.isdigit() and len(alert_id) <= 12):
+        raise ApiError(404, "not_found", "no such alert")
+    container = request.app[CONTAINER]
+    try:
+        done = await act_on_alert(
+            container.sessions,
+            container.clock,
+            actor(admin),
+            int(alert_id),
+            request.match_info["action"],
+            area=Area.of(admin),
+        )
+    except AlertRefused as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return web.json_response(done.as_json())
 
 
-def _e(value: object) -> str:
-    return escape("" if value is None else str(value), quote=True)
-
-
-def _age(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes} min" if hours < 48 else f"{hours // 24} days {hours % 24} h"
-
-
-def _local(at: datetime | str) -> str:
-    moment = datetime.fromisoformat(at) if isinstance(at, str) else at
-    return moment.astimezone(LONDON).strftime("%Y-%m-%d %H:%M")
-
-
-def _table(headings: list[str], rows: list[list[object]], empty: str) -> str:
-    if not rows:
-        return f"<p>{_e(empty)}</p>"
-    head = "".join(f"<th>{_e(h)}</th>" for h in headings)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows
+@routes.get("/v1/admin/dead-letters")
+async def get_dead_letters(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
+    limit, _ = _paging(request, 50, MAX_SHOWN)
+    container = request.app[CONTAINER]
+    found = await list_dead_letters(
+        container.sessions,
+        container.broker,
+        container.clock,
+        actor(admin),
+        limit=limit,
+        area=Area.of(admin),
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def render_dashboard(figures: Dashboard) -> str:
-    """The dashboard page: server-rendered, every value escaped, no script, no child data
-    (review items by id, decision and age; the API gives the details)."""
-    review = figures.review
-    attention = [
-        ("Overdue (not acknowledged by the day's start)", figures.overdue),
-        ("Failed deliveries", figures.failed),
-        (
-            "Review queue",
-            f"{review.items} item(s)"
-            + (f", oldest waiting {_age(review.oldest_age_seconds)}" if review.items else ""),
-        ),
-        ("Unresolved alerts", len(figures.alerts)),
-    ]
-    items = [
-        [
-            i.type,
-            i.id,
-            i.incident_id,
-            i.force_id,
-            i.decision,
-            f"{i.score:.2f}",
-            len(i.candidates),
-            (i.notice or {}).get("setting_id", ""),
-            _age(i.age_seconds),
-        ]
-        for i in figures.review_items
-    ]
-    alerts = [
-        [_local(a["created_at"]), a["kind"], a["audience"], a["notice_id"] or "", a["message"]]
-        for a in figures.alerts
-    ]
-    warn = ' class="warn"' if figures.overdue or figures.failed or review.items else ""
-    return "".join(
-        [
-            '<!doctype html><html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width,initial-scale=1">',
-            '<meta http-equiv="refresh" content="60"><title>Encompass admin</title>',
-            f"<style>{_STYLE}</style></head><body><h1>Encompass</h1>",
-            f"<p>As of {_e(_local(figures.at))} (UK time); refreshes every minute.</p>",
-            f"<h2{warn}>Needs attention</h2>",
-            _table(["what", "how many"], [[k, v] for k, v in attention], ""),
-            "<h2>Notices by status</h2>",
-            _table(["status", "notices"], [[k, v] for k, v in figures.by_status.items()], ""),
-            "<h2>Review queue</h2>",
-            _table(
-                [
-                    "type",
-                    "item",
-                    "incident",
-                    "force",
-                    "decision",
-                    "score",
-                    "candidates",
-                    "setting",
-                    "waiting",
-                ],
-                items,
-                "Nothing waits for review.",
-            ),
-            "<h2>Alerts</h2>",
-            _table(["raised", "kind", "for", "notice", "message"], alerts, "No open alerts."),
-            "</body></html>",
-        ]
+    return web.json_response(
+        {"queues": {q: [d.as_json() for d in letters] for q, letters in found.items()}},
+        headers={"Cache-Control": "no-store"},
     )
+
+
+@routes.post("/v1/admin/dead-letters/{queue}/{message_id}/replay")
+async def post_replay(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
+    container = request.app[CONTAINER]
+    try:
+        letter = await replay(
+            container.sessions,
+            container.broker,
+            container.clock,
+            actor(admin),
+            request.match_info["queue"],
+            request.match_info["message_id"],
+            area=Area.of(admin),
+        )
+    except DeadLetterRefused as exc:
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    return web.json_response({"replayed": letter.as_json()})
+
+
+@routes.get("/v1/admin/incidents/timeline")
+async def get_timeline(request: web.Request) -> web.Response:
+    admin = await authenticated_admin(request)
+    force = request.query.get("force", "").strip().upper()
+    ref = request.query.get("incident_ref", "").strip()
+    if not force or not ref or len(force) > 32 or len(ref) > 64:
+        raise ApiError(400, "bad_request", "give force and incident_ref")
+    container = request.app[CONTAINER]
+    found = await incident_timeline(
+        container.sessions,
+        container.clock,
+        actor(admin),
+        force_id=force,
+        incident_ref=ref,
+        area=Area.of(admin),
+    )
+    if found is None:
+        raise ApiError(404, "not_found", "no such incident in your area")
+    return web.json_response(found.as_json(), headers={"Cache-Control": "no-store"})

@@ -8,16 +8,24 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
-from encompass.api import admin_routes, door, police_routes, settings_routes
+from encompass.adapters.db.engine import ping
+from encompass.adapters.topology import INCIDENTS
+from encompass.api import (
+    admin_pages,
+    admin_routes,
+    door,
+    inbox_routes,
+    police_routes,
+    settings_routes,
+)
 from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
 from encompass.services.access.token_cache import TokenCache
-from encompass.services.intake.ingest import INCIDENTS
+from encompass.services.admin.figures import read_figures
 from encompass.web import render
 
 log = structlog.get_logger()
@@ -50,8 +58,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def _database_answers(container: Container) -> None:
-    async with container.engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    await ping(container.engine)
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -60,6 +67,14 @@ async def metrics(request: web.Request) -> web.Response:
     except Exception:
         # A database hiccup must not blind Prometheus to everything else.
         log.warning("metrics.review_refresh_failed", exc_info=True)
+    try:
+        container = request.app[CONTAINER]
+        async with container.sessions() as session:
+            figures = await read_figures(session, container.broker)
+        request.app[METRICS].database.figures = figures
+    except Exception:
+        # The last figures read stay; the rest of the metrics are still served.
+        log.warning("metrics.figures_refresh_failed", exc_info=True)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -83,4 +98,6 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app.add_routes(police_routes.routes)
     app.add_routes(settings_routes.routes)
     app.add_routes(admin_routes.routes)
+    app.add_routes(inbox_routes.routes)
+    app.add_routes(admin_pages.routes)
     return app

@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
-from sqlalchemy.orm.exc import StaleDataError
 
+from encompass.adapters.db.engine import changed_concurrently
 from encompass.adapters.unavailable import unavailable
 from encompass.strict_json import JsonRefused, parse_json
 
@@ -64,6 +64,12 @@ _HTTP_CODES = {
 _KEPT_HEADERS = ("Allow", "Retry-After")
 
 
+def _route(request: web.Request) -> str:
+    """The route's pattern (``/enrol/{token}``), not the path: a path may hold a secret."""
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else request.path
+
+
 @web.middleware
 async def json_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -78,16 +84,16 @@ async def json_errors(
         code = _HTTP_CODES.get(exc.status, "http_error")
         kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return error_response(exc.status, code, exc.reason, headers=kept or None)
-    except StaleDataError:
-        # Another writer changed the same notice first (see tables.Notice): safe to retry.
-        return error_response(
-            409, "conflict", "the notice changed while this request was handled; retry"
-        )
     except Exception as exc:
+        if changed_concurrently(exc):
+            # Another writer changed the same notice first (see tables.Notice): safe to retry.
+            return error_response(
+                409, "conflict", "the notice changed while this request was handled; retry"
+            )
         if (dependency := unavailable(exc)) is not None:
             log.warning(
                 "http.unavailable",
-                path=request.path,
+                path=_route(request),
                 dependency=dependency,
                 error=type(exc).__name__,
             )
@@ -96,7 +102,7 @@ async def json_errors(
                 "unavailable",
                 f"the {dependency} is unavailable; retry after the time in Retry-After",
             )
-        log.exception("http.unhandled", path=request.path, method=request.method)
+        log.exception("http.unhandled", path=_route(request), method=request.method)
         return error_response(500, "internal", "an internal error occurred; it has been logged")
 
 

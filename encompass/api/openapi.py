@@ -300,6 +300,7 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
             "At most this many notices.",
             100,
         ),
+        *_admin_list_params(),
     ]
     return {
         "/v1/incidents/{incident_id}/withdraw": {
@@ -393,9 +394,8 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
         },
         "/v1/admin/notices": {
             "get": {
-                "summary": "Notices (no child data) with deliver_at, setting and the overdue "
-                "flag; admins of area 'all' only (settings carry no local authority "
-                "yet)",
+                "summary": "Notices of the admin's area (no child data) with deliver_at, "
+                "setting name and the overdue flag; format=csv for CSV",
                 "security": bearer,
                 "parameters": query,
                 "responses": {
@@ -416,9 +416,9 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
         },
         "/v1/admin/review/{item_id}/resolve": {
             "post": {
-                "summary": "Resolve a review item to a setting (released by the rule from the "
-                "time the child was reported) or to the local authority's contact "
-                "(recorded, admins alerted: no contact directory yet)",
+                "summary": "Resolve a review item to a setting of the admin's area (released by "
+                "the rule from the time the child was reported) or to the local authority's "
+                "contact (a notice to the setting of kind local_authority)",
                 "security": bearer,
                 "parameters": _path_id("item_id"),
                 "requestBody": body("ResolveRequest"),
@@ -433,27 +433,155 @@ def _receiving_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
                 },
             }
         },
-        "/admin": {
+        **_admin_console_paths(bearer),
+    }
+
+
+# --- The admin console's JSON API and its pages ---
+
+
+def _admin_list_params() -> list[dict[str, Any]]:
+    return [
+        _param("setting_id", "query", {"type": "string"}, "Only this setting's.", "EY200002"),
+        _param(
+            "since",
+            "query",
+            {"type": "string", "format": "date"},
+            "Made on or after this day (UK time).",
+            "2026-11-23",
+        ),
+        _param(
+            "until",
+            "query",
+            {"type": "string", "format": "date"},
+            "Made on or before this day (UK time).",
+            "2026-11-27",
+        ),
+        _param("offset", "query", {"type": "integer", "minimum": 0}, "Skip this many (paging).", 0),
+        _param("format", "query", {"enum": ["json", "csv"]}, "json (default) or csv.", "csv"),
+    ]
+
+
+def _html(summary: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "summary": summary,
+        "responses": {
+            "200": {
+                "description": "HTML",
+                "content": {"text/html": {"schema": {"type": "string"}}},
+            },
+            "303": {"description": "to /admin/login when not signed in, or after an action"},
+            "403": _error(),
+        },
+        **extra,
+    }
+
+
+def _admin_console_paths(bearer: list[dict[str, list[str]]]) -> dict[str, Any]:
+    """Every admin route sees and changes only the admin's area (``--area``; ``all``: all)."""
+    paging = [
+        _param(
+            "limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}, "Page size.", 100
+        ),
+        _param("offset", "query", {"type": "integer", "minimum": 0}, "Skip this many (paging).", 0),
+    ]
+    read = {"200": _json("JSON"), "400": _error(), "401": _error(), "403": _error()}
+    act = {**read, "404": _error(), "409": _error()}
+    return {
+        "/v1/admin/today": {
             "get": {
-                "summary": "The admin dashboard (HTML); the admin token as a bearer header or "
-                "?token=",
-                "parameters": [
-                    _param(
-                        "token",
-                        "query",
-                        {"type": "string"},
-                        "The admin token (prefer the bearer header).",
-                        "…",
-                    )
-                ],
-                "responses": {
-                    "200": {
-                        "description": "HTML",
-                        "content": {"text/html": {"schema": {"type": "string"}}},
-                    },
-                    "401": _error(),
-                    "403": _error(),
-                },
+                "summary": "What needs a person now: overdue notices (setting, Key Adult, how "
+                "late), failed deliveries with their last error, review items, held notices, "
+                "notices by status and the failure rate against 3%",
+                "security": bearer,
+                "responses": read,
             }
         },
+        "/v1/admin/alerts": {
+            "get": {
+                "summary": "The admins' alerts, newest first; total counts every match",
+                "security": bearer,
+                "parameters": [
+                    *paging,
+                    _param(
+                        "state", "query", {"enum": ["open", "all"]}, "Open only (default).", "open"
+                    ),
+                ],
+                "responses": read,
+            }
+        },
+        "/v1/admin/alerts/{alert_id}/acknowledge": {
+            "post": {
+                "summary": "Take an alert in hand (records who and when)",
+                "security": bearer,
+                "parameters": _path_id("alert_id"),
+                "responses": act,
+            }
+        },
+        "/v1/admin/alerts/{alert_id}/resolve": {
+            "post": {
+                "summary": "Close an alert (records who and when)",
+                "security": bearer,
+                "parameters": _path_id("alert_id"),
+                "responses": act,
+            }
+        },
+        "/v1/admin/dead-letters": {
+            "get": {
+                "summary": "Each work queue's dead letters with reason, attempts and size "
+                "(never the body); deliveries with their setting",
+                "security": bearer,
+                "parameters": paging[:1],
+                "responses": read,
+            }
+        },
+        "/v1/admin/dead-letters/{queue}/{message_id}/replay": {
+            "post": {
+                "summary": "Send a dead letter back to its work queue, attempts counted afresh",
+                "security": bearer,
+                "parameters": [*_path_id("queue"), *_path_id("message_id")],
+                "responses": act,
+            }
+        },
+        "/v1/admin/incidents/timeline": {
+            "get": {
+                "summary": "An incident's timeline: versions, each child's decision, each "
+                "notice's transitions, delivery attempts and acknowledgements, in order",
+                "security": bearer,
+                "parameters": [
+                    _param(
+                        "force",
+                        "query",
+                        {"type": "string"},
+                        "The force code.",
+                        "WMP",
+                        required=True,
+                    ),
+                    _param(
+                        "incident_ref",
+                        "query",
+                        {"type": "string"},
+                        "The force's incident reference.",
+                        "CH-2026-000123",
+                        required=True,
+                    ),
+                ],
+                "responses": {**read, "404": _error()},
+            }
+        },
+        "/admin/login": {
+            "get": _html("The sign-in form: a field Token and a button Sign in"),
+            "post": _html(
+                "Sign in with the admin token (form fields token and csrf_token): a session "
+                "cookie (HttpOnly, SameSite=Strict) and 303 to /admin; 401 for a wrong token"
+            ),
+        },
+        "/admin/logout": {"post": _html("Sign out (form field csrf_token)")},
+        "/admin": {"get": _html("Today (HTML, signed-in admins)")},
+        "/admin/review": {"get": _html("The review queue with a Resolve form per item")},
+        "/admin/alerts": {"get": _html("Alerts, with Acknowledge and Resolve")},
+        "/admin/dead-letters": {"get": _html("Dead letters, with Replay")},
+        "/admin/incidents": {"get": _html("Incident timeline: search by force and reference")},
+        "/admin/notices": {"get": _html("Notices: filter by status, setting, date, overdue")},
+        "/admin/notices.csv": {"get": _html("The filtered notices as CSV")},
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Final, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from encompass.adapters.key_files import public_key_pem
 from encompass.api.app_keys import CONTAINER, METRICS
@@ -30,7 +30,13 @@ class AckRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: AckKind = Field(
+    # Inline in the schema, as a plain string enum (the values are AckKind's).
+    kind: Annotated[
+        AckKind,
+        WithJsonSchema(
+            {"enum": [kind.value for kind in AckKind], "title": "Kind", "type": "string"}
+        ),
+    ] = Field(
         description="What the Key Adult says: received, not_our_pupil "
         "(sends the notice back to review) or child_absent.",
         examples=["received"],
@@ -130,7 +136,7 @@ async def post_ack(request: web.Request) -> web.Response:
         raise ApiError(exc.status, exc.code, str(exc)) from None
     metrics.acknowledgements.labels(recorded.kind).inc()
     result: Literal["acknowledged", "returned_to_review"] = (
-        "returned_to_review" if recorded.kind == "not_our_pupil" else "acknowledged"
+        "returned_to_review" if recorded.kind == AckKind.NOT_OUR_PUPIL else "acknowledged"
     )
     return web.json_response(
         {

@@ -1,4 +1,5 @@
-"""The demo's small directory: three settings, their calendars, Key Adults and rosters.
+"""The demo's small directory: three settings and a local authority's contact for children
+on no roll, their calendars, Key Adults and rosters.
 
 Written as the same CSV files a council would import, with fresh Key Adult keys made at
 run time (the private halves stay in the demo's temporary folder, as with a real Key Adult).
@@ -18,10 +19,15 @@ from encompass.adapters.key_files import (
 
 SETTINGS = """\
 setting_id,name,kind,nation,postcode,day_starts,day_ends,dispatch_at,calendar_id,\
-holiday_policy
-URN100001,Oakfield Primary School,school,england,TF3 4NT,08:45,15:30,07:30,telford-2026,hold
-EY200002,Little Acorns Nursery,early_years,england,TF3 4NX,08:00,18:00,07:00,weekdays,hold
-URN100003,Ysgol Glan Afon,school,wales,LL11 1AA,08:50,15:20,07:30,wrexham-2026,holiday_contact
+holiday_policy,la_code
+URN100001,Oakfield Primary School,school,england,TF3 4NT,08:45,15:30,07:30,telford-2026,hold,\
+E06000020
+EY200002,Little Acorns Nursery,early_years,england,TF3 4NX,08:00,18:00,07:00,weekdays,hold,\
+E06000020
+URN100003,Ysgol Glan Afon,school,wales,LL11 1AA,08:50,15:20,07:30,wrexham-2026,\
+holiday_contact,W06000006
+LA-E06000020,Telford and Wrekin Council (children missing education),local_authority,\
+england,TF3 4JA,08:30,17:00,08:30,weekdays,hold,E06000020
 """
 
 CALENDARS = """calendar_id,first_day,last_day,kind
@@ -39,6 +45,7 @@ KEY_ADULTS = [
     ("KA-ACORN-1", "EY200002", "Ms Key Adult Acorns", "key_adult"),
     ("KA-GLAN-1", "URN100003", "Mrs Key Adult Glan Afon", "key_adult"),
     ("KA-GLAN-H", "URN100003", "Holiday contact Wrexham", "holiday_contact"),
+    ("KA-TWC-1", "LA-E06000020", "Children missing education officer", "key_adult"),
 ]
 
 PUPILS = """setting_id,upn,given_name,family_name,date_of_birth,postcode,gender

@@ -44,6 +44,7 @@ from encompass.bootstrap import Container, bootstrap, data_key_path, make_mailer
 from encompass.clock import Clock
 from encompass.config import Settings, load_settings
 from encompass.demo.directory import KEY_ADULTS, write_directory
+from encompass.demo.inbox import serve_inbox
 from encompass.demo.incidents import night_of_incidents
 from encompass.demo.mailbox import DemoMailbox, Mail
 from encompass.demo.receiver import DemoReceiver
@@ -55,7 +56,7 @@ from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.escalate_overdue import ack_deadline
 from encompass.services.receiving.portal import issue_key_adult_credentials
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
-from workers.main import start_workers
+from encompass.workers.main import start_workers
 
 DEFAULT_NIGHT = datetime.fromisoformat("2026-11-20T23:30:00+00:00")  # a Friday night
 Say = Callable[[str], None]
@@ -320,8 +321,9 @@ async def _summary(container: Container, ids: list[str]) -> dict[str, Any]:
     }
 
 
-async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
-    """Run the demo and return (and print) its summary."""
+async def run_demo(*, json_only: bool = False, serve: bool = False) -> dict[str, Any]:
+    """Run the demo and return (and print) its summary; with ``serve``, then keep serving
+    a Key Adult's inbox until interrupted (``demo/inbox.py``)."""
     say: Say = (lambda _line: None) if json_only else print
     scratch = Path(tempfile.mkdtemp(prefix="encompass-demo-"))
     # The demo's e-mail goes to its own in-process mail server, never to a real one.
@@ -333,7 +335,7 @@ async def run_demo(*, json_only: bool = False) -> dict[str, Any]:
         settings = load_settings(database_url=f"sqlite+aiosqlite:///{scratch}/demo.db", **mail)
     configure_logging(settings.log_format, "warning")
     try:
-        return await _run(settings, scratch, mailbox, say)
+        return await _run(settings, scratch, mailbox, say, serve=serve)
     finally:
         await mailbox.close()
 
@@ -350,7 +352,9 @@ def _on_mail(receiver: DemoReceiver, say: Say) -> Callable[[Mail], None]:
     return received
 
 
-async def _run(settings: Settings, scratch: Path, mailbox: DemoMailbox, say: Say) -> dict[str, Any]:
+async def _run(
+    settings: Settings, scratch: Path, mailbox: DemoMailbox, say: Say, *, serve: bool
+) -> dict[str, Any]:
     # The demo's service key lives with its scratch files unless one is configured.
     key = load_or_create_signing_key(settings.signing_key or scratch / "service-key.pem")
     # Its data key file likewise (the data at rest of a demo is the demo's own).
@@ -396,6 +400,13 @@ async def _run(settings: Settings, scratch: Path, mailbox: DemoMailbox, say: Say
         times = await _schedule(container, ids, say)
         await _morning(container, receiver, ids, times, say)
         await _mail_settled(container)
+        if serve:
+            await serve_inbox(container, url, receiver.roles, print)
+        else:
+            say(
+                "The Key Adult's inbox in a browser: run `make demo DEMO_ARGS=--serve` (or "
+                "`encompass demo --serve`); it prints a set-up link and keeps serving."
+            )
         for worker in workers:
             await worker.cancel()
         summary = await _summary(container, ids)

@@ -28,6 +28,7 @@ from encompass.domain.directory import (
     WEEKDAYS_CALENDAR,
     HolidayPolicy,
     Nation,
+    Setting,
     SettingCalendar,
     SpanKind,
 )
@@ -143,52 +144,85 @@ def release_time(calendar: SettingCalendar, reported_at: datetime) -> Release:
     ``dispatch_at`` on the first such day, in Europe/London. Raises ValueError for a naive
     ``reported_at`` and NoReleaseDay when nothing within HORIZON_DAYS can take the notice.
     """
+    t_utc = _as_utc(reported_at)
+    days = _Days(calendar)
+    found = _first_day_taking(calendar.setting, days, t_utc)
+    if found is None:
+        raise NoReleaseDay(_no_release_message(calendar, days, t_utc.astimezone(LONDON).date()))
+    return _release(calendar.setting, found, t_utc)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """The first day that takes the notice, and what the search passed on the way."""
+
+    day: date
+    offset: int  # days after the report's own (London) day
+    why: _Shut | None  # None: an open day; else a closed weekday the holiday contact takes
+    moment: datetime  # UTC: the report itself, or that day's dispatch time
+    skipped: tuple[tuple[date, _Shut], ...]  # closed weekdays passed over
+    ended_today: bool  # reported after the report's own day had ended
+
+
+def _as_utc(reported_at: datetime) -> datetime:
     if reported_at.tzinfo is None or reported_at.utcoffset() is None:
         raise ValueError("reported_at must be timezone-aware")
-    setting = calendar.setting
-    days = _Days(calendar)
-    t_utc = reported_at.astimezone(UTC)
+    return reported_at.astimezone(UTC)
+
+
+def _first_day_taking(setting: Setting, days: _Days, t_utc: datetime) -> _Found | None:
+    """Search day by day (weekends never count) for the first day that takes the notice:
+    an open day, or under the holiday-contact policy a closed weekday too."""
     # Through UTC so that a wall time in London's spring gap becomes the real instant's.
-    t_local = t_utc.astimezone(LONDON)
+    start = t_utc.astimezone(LONDON).date()
     to_contact = setting.holiday_policy is HolidayPolicy.HOLIDAY_CONTACT
     skipped: list[tuple[date, _Shut]] = []
-    clock = f"{t_local:%H:%M:%S}" if t_local.second or t_local.microsecond else f"{t_local:%H:%M}"
-    opening = f"reported on {_day(t_local.date())} at {clock}"
+    ended_today = False
     for offset in range(HORIZON_DAYS + 1):
-        day = t_local.date() + timedelta(days=offset)
+        day = start + timedelta(days=offset)
         why = days.why_not_open(day)
         if why is _WEEKEND:
             continue
         takes = why is None or (to_contact and why.closed_weekday)
         moment = _moment(day, setting.dispatch_at, setting.day_ends, t_utc) if takes else None
-        if moment is None:
-            if why is not None and not takes:
-                skipped.append((day, why))
-            elif offset == 0:
-                opening += f", after the day ended at {setting.day_ends:%H:%M}"
-            continue
-        recipient = Recipient.KEY_ADULTS if why is None else Recipient.HOLIDAY_CONTACT
-        kind = "an open day" if why is None else f"{why.one}, a closed weekday"
-        if moment == t_utc:
-            reason = (
-                f"{opening}, during {kind} after its dispatch time "
-                f"{setting.dispatch_at:%H:%M} and before it ends at "
-                f"{setting.day_ends:%H:%M}: released at once"
-            )
-            release_at = t_local
-        else:
-            which = "the next open day" if offset else "an open day, before its dispatch time"
-            if why is not None:
-                which = f"{kind} before any open day"
-            reason = (
-                f"{opening}; {_skips(skipped)}{_day(day)} is {which}; "
-                f"released at its dispatch time {setting.dispatch_at:%H:%M}"
-            )
-            release_at = moment.astimezone(LONDON)
-        if recipient is Recipient.HOLIDAY_CONTACT:
-            reason += " to the holiday contact (policy holiday_contact)"
-        return Release(at=release_at, recipient=recipient, reason=reason)
-    raise NoReleaseDay(_no_release_message(calendar, days, t_local.date()))
+        if moment is not None:
+            return _Found(day, offset, why, moment, tuple(skipped), ended_today)
+        if why is not None and not takes:
+            skipped.append((day, why))
+        elif offset == 0:
+            ended_today = True
+    return None
+
+
+def _release(setting: Setting, found: _Found, t_utc: datetime) -> Release:
+    """The release on the day found, with the reason a person reads."""
+    t_local = t_utc.astimezone(LONDON)
+    clock = f"{t_local:%H:%M:%S}" if t_local.second or t_local.microsecond else f"{t_local:%H:%M}"
+    opening = f"reported on {_day(t_local.date())} at {clock}"
+    if found.ended_today:
+        opening += f", after the day ended at {setting.day_ends:%H:%M}"
+    why = found.why
+    recipient = Recipient.KEY_ADULTS if why is None else Recipient.HOLIDAY_CONTACT
+    kind = "an open day" if why is None else f"{why.one}, a closed weekday"
+    if found.moment == t_utc:
+        reason = (
+            f"{opening}, during {kind} after its dispatch time "
+            f"{setting.dispatch_at:%H:%M} and before it ends at "
+            f"{setting.day_ends:%H:%M}: released at once"
+        )
+        release_at = t_local
+    else:
+        which = "the next open day" if found.offset else "an open day, before its dispatch time"
+        if why is not None:
+            which = f"{kind} before any open day"
+        reason = (
+            f"{opening}; {_skips(found.skipped)}{_day(found.day)} is {which}; "
+            f"released at its dispatch time {setting.dispatch_at:%H:%M}"
+        )
+        release_at = found.moment.astimezone(LONDON)
+    if recipient is Recipient.HOLIDAY_CONTACT:
+        reason += " to the holiday contact (policy holiday_contact)"
+    return Release(at=release_at, recipient=recipient, reason=reason)
 
 
 def format_release(release: Release) -> str:

@@ -15,6 +15,9 @@ class SettingKind(StrEnum):
     SCHOOL = "school"
     COLLEGE = "college"
     EARLY_YEARS = "early_years"
+    # The local authority's named contact for children on no roll: its Key Adults are the
+    # contacts, and notices to it are sealed and delivered like any other.
+    LOCAL_AUTHORITY = "local_authority"
 
 
 class Nation(StrEnum):
@@ -64,6 +67,9 @@ class Setting:
     dispatch_at: time
     calendar_id: str
     holiday_policy: HolidayPolicy
+    # The local authority (ONS code such as E06000020) the setting belongs to: its admins'
+    # area. None for a setting imported without one (seen by admins of ``all`` only).
+    la_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -38,12 +39,24 @@ from pydantic import (
     ValidationError,
 )
 
+from encompass.domain.incident import ShortText, Text
+
 FORMAT: Final = "encompass-envelope/1"
 ACK_FORMAT: Final = "encompass-ack/1"
 X25519_ALGORITHM: Final = "HPKE-X25519-SHA256-AES256GCM"
 HYBRID_ALGORITHM: Final = "HPKE-MLKEM768X25519-SHA256-AES256GCM"
 Algorithm = Literal["HPKE-X25519-SHA256-AES256GCM", "HPKE-MLKEM768X25519-SHA256-AES256GCM"]
-AckKind = Literal["received", "not_our_pupil", "child_absent"]
+
+
+class AckKind(StrEnum):
+    """What a Key Adult's acknowledgement says (the ``kind`` they sign)."""
+
+    RECEIVED = "received"
+    NOT_OUR_PUPIL = "not_our_pupil"  # sends the notice back to review
+    CHILD_ABSENT = "child_absent"
+
+
+_ACK_KINDS = frozenset(AckKind)
 
 _SUITES: dict[str, hpke.Suite] = {
     X25519_ALGORITHM: hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM),
@@ -83,8 +96,6 @@ B64 = Annotated[
     str, StringConstraints(min_length=4, max_length=1_000_000), AfterValidator(_canonical_b64)
 ]
 Instant = Annotated[str, StringConstraints(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")]
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
@@ -355,10 +366,13 @@ def open_sealed(
     return notice
 
 
-def ack_payload(notice_id: str, envelope_hash: str, kind: AckKind, reply: str | None) -> bytes:
+def ack_payload(
+    notice_id: str, envelope_hash: str, kind: AckKind | str, reply: str | None
+) -> bytes:
     """The canonical bytes a Key Adult signs to acknowledge exactly one envelope:
-    ``{"format":"encompass-ack/1","notice_id","envelope_hash","kind","reply"}``."""
-    if kind not in ("received", "not_our_pupil", "child_absent"):
+    ``{"format":"encompass-ack/1","notice_id","envelope_hash","kind","reply"}``. ``kind`` may
+    come as a plain string from a signer's own code: it is checked here (ValueError)."""
+    if kind not in _ACK_KINDS:
         raise ValueError(f"unknown acknowledgement kind {kind!r}")
     return canonical_bytes(
         {
@@ -376,7 +390,7 @@ def sign_ack(
     *,
     notice_id: str,
     envelope_hash: str,
-    kind: AckKind,
+    kind: AckKind | str,
     reply: str | None,
 ) -> str:
     """The Key Adult's Ed25519 signature over :func:`ack_payload`, base64."""
@@ -390,7 +404,7 @@ def verify_ack(
     *,
     notice_id: str,
     envelope_hash: str,
-    kind: AckKind,
+    kind: AckKind | str,
     reply: str | None,
 ) -> None:
     """Returns when ``signature`` is the Key Adult's over exactly these values; otherwise

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+# Free text of a report (and of the sealed notice that repeats it).
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=4000)]
 ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Postcode = Annotated[

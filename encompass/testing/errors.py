@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 from encompass.domain.matching.names import ASCII_SPELLINGS
 from encompass.domain.matching.nicknames import related_names
+from encompass.domain.postcode import compact_postcode
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,7 @@ def postcode_typo(postcode: str, rng: random.Random) -> str:
 
 def postcode_key(postcode: str) -> str:
     """A postcode compared as the matcher compares it (case and spaces ignored)."""
-    return postcode.replace(" ", "").upper()
+    return compact_postcode(postcode)
 
 
 def near(a: str, b: str) -> bool:

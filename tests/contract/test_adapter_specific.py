@@ -11,7 +11,7 @@ import pytest
 from encompass.adapters.broker import Delivery, PublishError
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.rabbit import RabbitBroker
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import DELIVERIES, Topology
 
 if TYPE_CHECKING:
     from tests.conftest import RabbitTarget
@@ -39,15 +39,15 @@ async def test_rabbit_unroutable_publish_is_a_publish_error(
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(
-            rabbit_broker.topology.name("deliveries"), if_unused=False, if_empty=False
+            rabbit_broker.topology.name(DELIVERIES), if_unused=False, if_empty=False
         )
     # Then publishing to it is refused rather than silently dropped
     with pytest.raises(PublishError, match="unroutable"):
-        await rabbit_broker.publish("deliveries", b"x", message_id="r-1")
+        await rabbit_broker.publish(DELIVERIES, b"x", message_id="r-1")
     # And start() declares it again
     await rabbit_broker.start()
-    await rabbit_broker.publish("deliveries", b"x", message_id="r-2")
-    assert await rabbit_broker.depth("deliveries") == 1
+    await rabbit_broker.publish(DELIVERIES, b"x", message_id="r-2")
+    assert await rabbit_broker.depth(DELIVERIES) == 1
 
 
 async def test_rabbit_refuses_a_queue_declared_with_other_arguments(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from encompass.adapters.broker import Broker, Message
+from encompass.adapters.broker import Broker, Message, Poison
+from encompass.workers.runner import ATTEMPTS_HEADER, DEAD_REASON_HEADER, run_consumer
 from tests.contract.helpers import WAIT, must_get
-from workers.runner import ATTEMPTS_HEADER, DEAD_REASON_HEADER, Poison, run_consumer
 
 
 def no_backoff(attempt: int) -> float:

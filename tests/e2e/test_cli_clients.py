@@ -7,6 +7,7 @@ file, with the embedded broker; its notices are sealed by the dispatcher's own r
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -23,6 +24,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy import select
 
 from encompass.adapters.db.tables import (
@@ -41,6 +43,7 @@ from encompass.demo.directory import write_directory
 from encompass.domain.envelope import seal
 from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
+from encompass.services.receiving.devices import enrol_payload
 from encompass.services.records.at_rest import open_reply
 from tests.loop_thread import LoopThread
 from tests.receiving_fixtures import add_child, add_notice, send_due
@@ -309,6 +312,39 @@ def test_release_sends_a_held_notice_now(live: Live) -> None:
     assert "no notice 'nothing'" in one_line_failure(live.cli("release", "nothing"))
 
 
+def test_release_names_the_admin_in_the_audit_log(live: Live) -> None:
+    async def held() -> str:
+        placed = await add_child(live.container.sessions, force_id="E2EF", reported_at=NIGHT)
+        return await add_notice(live.container.sessions, placed, "URN100001", NIGHT)
+
+    notice_id = live.query(held())
+    soon = datetime(2026, 11, 21, 0, 0, tzinfo=UTC)
+    assert live.cli("admins", "add", "Wrexham lead", "--area", "W06000006").returncode == 0
+    assert live.cli("admins", "add", "Telford lead", "--area", "E06000020").returncode == 0
+    # An admin of another area cannot release it; one of its own area can, by name
+    assert "no notice" in one_line_failure(
+        live.cli("release", notice_id, "--admin", "Wrexham lead", now=soon)
+    )
+    result = live.cli("release", notice_id, "--admin", "Telford lead", now=soon)
+    assert result.returncode == 0, result.stderr
+
+    async def audited() -> tuple[str, str]:
+        async with live.container.sessions() as session:
+            entry = await session.scalar(
+                select(AuditEntry).where(
+                    AuditEntry.subject == f"notice:{notice_id}",
+                    AuditEntry.action == "notice.released_now",
+                )
+            )
+            assert entry is not None
+            admin = await session.scalar(select(Admin).where(Admin.name == "Telford lead"))
+            assert admin is not None
+            return entry.actor, admin.admin_id
+
+    actor, admin_id = live.query(audited())
+    assert actor == f"admin:{admin_id}"
+
+
 def test_forces_and_admins_revoke_from_the_command_line(live: Live) -> None:
     added = live.cli("forces", "add", "E2ER", "--name", "Revoked Constabulary")
     token = token_line(added.stdout, "token")
@@ -431,3 +467,47 @@ def test_open_fails_closed_without_a_service_key(
         live.cli("inbox", "--url", live.url, "--token", oak_token, "--key", str(key))
     )
     assert "signature" in one_line_failure(live.cli("open", envelope, "--key", str(key)))
+
+
+def test_key_adults_invite_devices_and_revoke_device(live: Live) -> None:
+    # The set-up link is printed once, on its own line; the page behind it works once
+    result = live.cli("key-adults", "invite", "KA-ACORN-1", "--valid-hours", "2")
+    assert result.returncode == 0, result.stderr
+    enrol_url = token_line(result.stdout, "enrol_url")
+    token = enrol_url.rsplit("/enrol/", 1)[1]
+    with urllib.request.urlopen(f"{live.url}/enrol/{token}") as page:
+        assert "Set up this browser" in page.read().decode()
+    browser = Ed25519PrivateKey.generate()
+    x25519 = base64.b64encode(X25519PrivateKey.generate().public_key().public_bytes_raw())
+    ed25519 = base64.b64encode(browser.public_key().public_bytes_raw())
+    payload = enrol_payload(
+        hashlib.sha256(token.encode()).hexdigest(), x25519.decode(), ed25519.decode()
+    )
+    body = {
+        "x25519": x25519.decode(),
+        "ed25519": ed25519.decode(),
+        "label": "laptop",
+        "signature": base64.b64encode(browser.sign(payload)).decode(),
+    }
+    request = urllib.request.Request(
+        f"{live.url}/enrol/{token}",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        device_id = json.loads(answer.read())["device_id"]
+    with pytest.raises(urllib.error.HTTPError) as twice:
+        urllib.request.urlopen(request)
+    assert twice.value.code == 410
+    twice.value.close()
+    # The devices are listed, the directory key first; revoking one is audited
+    listed = live.cli("key-adults", "devices", "KA-ACORN-1")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.strip().splitlines()
+    assert lines[0].startswith("directory\tactive") and lines[1].startswith(f"{device_id}\tactive")
+    revoked = live.cli("key-adults", "revoke-device", device_id)
+    assert revoked.returncode == 0 and "revoked" in revoked.stdout, revoked.stderr
+    again = live.cli("key-adults", "devices", "KA-ACORN-1")
+    assert again.stdout.strip().splitlines()[1].startswith(f"{device_id}\trevoked")
+    assert "no device" in one_line_failure(live.cli("key-adults", "revoke-device", "nope"))
+    assert "no Key Adult" in one_line_failure(live.cli("key-adults", "invite", "KA-NOBODY"))

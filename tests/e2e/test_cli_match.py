@@ -229,3 +229,23 @@ def test_match_without_a_file_says_what_to_give(
     capsys.readouterr()
     assert main(["match"]) == 1
     assert "give CHILDREN.jsonl" in capsys.readouterr().err
+
+
+def test_save_model_keeps_the_model_fitted_on_children_for_the_roster(
+    roster: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    # never fitted on the roster alone, never without --explain-model
+    assert main(["match", "--explain-model", "--save-model"]) == 1
+    assert "--save-model needs CHILDREN.jsonl" in capsys.readouterr().err
+    children = _jsonl(roster / "children.jsonl", CHILDREN)
+    assert main(["match", str(children), "--save-model"]) == 1
+    assert "goes with --explain-model" in capsys.readouterr().err
+    assert main(["match", str(children), "--explain-model", "--save-model"]) == 0
+    out = capsys.readouterr().out
+    assert out.rstrip().endswith("the matcher uses it from its next load")
+    # and the dry run now matches with it, its output unchanged in shape
+    assert main(["match", str(children)]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(CHILDREN)
+    assert all({"ref", "decision", "setting_ids", "score", "reasons"} <= set(x) for x in lines)

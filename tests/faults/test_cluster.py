@@ -19,14 +19,14 @@ import pytest
 
 from encompass.adapters.broker import PublishError
 from encompass.adapters.rabbit import RabbitBroker
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import INCIDENTS, Topology
 from tests.conftest import RUN_ID
 from tests.faults.load import say
 from tests.faults.servers import RabbitNode, rabbit_available
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
-QUEUE = "incidents"
+QUEUE = INCIDENTS
 
 
 @pytest.fixture(scope="module")

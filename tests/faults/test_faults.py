@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from encompass.adapters.topology import DELIVERIES, INCIDENTS
 from tests.faults.load import CLIENT_TIMEOUT, Load, Tally, say, tally, wait_for_quiet
 from tests.faults.proxy import FaultProxy
 from tests.faults.stack import Service, Stack, receiver_call
@@ -107,7 +108,7 @@ async def test_matcher_killed_mid_batch(
     service: Service, in_flight: int, fault_table: list[Tally]
 ) -> None:
     async def inject(stack: Stack, load: Load) -> str:
-        return await restart_after_kill(stack, load, "matcher", "incidents")
+        return await restart_after_kill(stack, load, "matcher", INCIDENTS)
 
     result = await run_scenario(service, "kill -9 matcher", in_flight, inject)
     fault_table.append(result)
@@ -120,7 +121,7 @@ async def test_dispatcher_killed_mid_delivery(
     async def inject(stack: Stack, load: Load) -> str:
         # A slow receiver keeps deliveries in flight when the dispatcher dies.
         await asyncio.to_thread(receiver_call, stack.infra, "/control", {"latency": 0.5})
-        note = await restart_after_kill(stack, load, "dispatcher", "deliveries")
+        note = await restart_after_kill(stack, load, "dispatcher", DELIVERIES)
         await asyncio.to_thread(receiver_call, stack.infra, "/control", {"latency": 0.0})
         return note
 

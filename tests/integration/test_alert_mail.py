@@ -25,6 +25,7 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.services.access.credentials import add_admin, revoke_admin
 from encompass.services.receiving.sweep_stuck import sweep
+from encompass.workers import dispatcher
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -40,7 +41,6 @@ from tests.integration.delivery_fixtures import (
     smtp_server,
     until,
 )
-from workers import dispatcher
 
 pytestmark = pytest.mark.integration
 

@@ -33,9 +33,9 @@ from encompass.demo.directory import write_directory
 from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
 from encompass.services.intake.from_amqp import force_user, rabbitmqctl_commands
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
-from workers.main import start_workers
 
 pytestmark = pytest.mark.integration
 

@@ -118,7 +118,14 @@ def live(
         return Live(
             f"http://{host}:{port}",
             {"force": force.token, "admin": admin.token, "key_adult": key_adult.token},
-            {"incident_id": placed.incident_id, "notice_id": notice_id, "item_id": review.child_id},
+            {
+                "incident_id": placed.incident_id,
+                "notice_id": notice_id,
+                "item_id": review.child_id,
+                "alert_id": "1",
+                "queue": "deliveries",
+                "message_id": "not-a-dead-letter",
+            },
         )
 
     live = thread.run(start())
@@ -132,6 +139,9 @@ def _problem(response: requests.Response) -> str | None:
     if response.status_code >= 500:
         return f"HTTP {response.status_code}"
     if response.status_code < 400:
+        return None
+    if response.headers.get("Content-Type", "").startswith("text/html"):
+        # A console page shows its error in the page, for the person reading it.
         return None
     try:
         error = json.loads(response.content)["error"]

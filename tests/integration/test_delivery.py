@@ -21,14 +21,16 @@ from sqlalchemy import select
 
 from encompass.adapters.db.tables import Alert, DeliveryAttempt, SealedEnvelope
 from encompass.adapters.smtp import SmtpSender
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import DELIVERIES, Topology
 from encompass.adapters.webhook import verify, verify_service
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.envelope import EnvelopeError, open_sealed, parse_envelope
+from encompass.domain.queued import DeliveryQueued
 from encompass.logging import configure_logging
 from encompass.services.intake.withdraw import IncidentNotFound, withdraw_incident
+from encompass.workers import dispatcher
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -46,7 +48,6 @@ from tests.integration.delivery_fixtures import (
     smtp_server,
     until,
 )
-from workers import dispatcher
 
 pytestmark = pytest.mark.integration
 
@@ -362,9 +363,9 @@ async def test_a_redelivered_message_sends_nothing_twice(stack: Stack) -> None:
             )
         ).one()
     # When the relay, having crashed after publishing, publishes the entry again
-    body = json.dumps({"outbox_id": 0, "envelope_id": envelope_id, "channel": "webhook"})
+    body = DeliveryQueued(outbox_id=0, envelope_id=envelope_id, channel="webhook").to_bytes()
     seen = _duplicates_logged(stack, envelope_id)
-    await stack.container.broker.publish("deliveries", body.encode(), message_id="outbox-dup")
+    await stack.container.broker.publish(DELIVERIES, body, message_id="outbox-dup")
     # (the barrier: the deliverer has taken the copy and decided it was already done)
     await until(lambda: _logged_more_duplicates(stack, envelope_id, seen))
     # Then nothing is posted twice

@@ -15,6 +15,7 @@ from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.status import NoticeStatus
 from encompass.services.scheduling.notices import transition
+from encompass.workers import dispatcher
 from tests.integration.delivery_fixtures import (
     add_incident,
     add_setting,
@@ -22,7 +23,6 @@ from tests.integration.delivery_fixtures import (
     receiver,
     until,
 )
-from workers import dispatcher
 
 NOW = datetime(2026, 3, 5, 7, 30, tzinfo=UTC)
 

@@ -16,19 +16,21 @@ from sqlalchemy import func, select, update
 from encompass.adapters.broker import Consumer
 from encompass.adapters.db.tables import Alert, Notice, OutboxEntry, SealedEnvelope
 from encompass.adapters.key_files import generate_key_adult_keys
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import DELIVERIES, Topology
 from encompass.adapters.webhook import WebhookSender
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.domain.envelope import open_sealed, parse_envelope
+from encompass.domain.queued import DeliveryQueued
 from encompass.domain.status import NoticeStatus
-from encompass.services.delivery.attempt import DeliverEnvelope
+from encompass.services.delivery.attempt import DeliverEnvelope, refuse_delivery
 from encompass.services.intake.withdraw import withdraw_incident
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.scheduling.notices import transition
-from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
+from encompass.workers.runner import decoding, run_consumer
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.integration.delivery_fixtures import (
@@ -44,7 +46,6 @@ from tests.integration.delivery_fixtures import (
     settled_queue,
     until,
 )
-from workers.runner import run_consumer
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +99,10 @@ async def stack(admin_pg_url: str, rabbit: RabbitTarget) -> AsyncIterator[Stack]
             container.sessions, container.clock, webhook, None, max_attempts=3
         )
         consumer: Consumer = await run_consumer(
-            container.broker, DELIVERIES, handler, backoff=lambda _attempt: 0.0
+            container.broker,
+            DELIVERIES,
+            decoding(DeliveryQueued, handler, refuse_delivery),
+            backoff=lambda _attempt: 0.0,
         )
         try:
             yield Stack(container, hooks, key)

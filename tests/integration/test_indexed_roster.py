@@ -5,17 +5,27 @@ then."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db import directory_repo as repo
+from encompass.adapters.db.match_model_repo import latest_match_model, save_match_model
+from encompass.adapters.db.tables import MatchModelRow
 from encompass.bootstrap import bootstrap
 from encompass.config import load_settings
 from encompass.domain.match import ChildQuery, Decision, MatchResult
+from encompass.domain.matching.fit import (
+    COMPARISONS,
+    FittedModel,
+    model_from_json,
+    model_to_json,
+    model_weights,
+)
 from encompass.services.directory.importer import DirectoryImportError, import_directory
 from encompass.services.matching import roster as roster_module
 from encompass.services.matching.roster import IndexedRoster
@@ -73,8 +83,7 @@ async def _import_with(sessions: Sessions, folder: Path, prefix: str, child: Chi
 
 
 async def _match(roster: IndexedRoster, sessions: Sessions, query: ChildQuery) -> MatchResult:
-    async with sessions() as session:
-        return await roster.match(session, query)
+    return await roster.match(query)
 
 
 async def test_a_new_pupil_matches_after_the_refresh(
@@ -201,3 +210,46 @@ async def test_bootstrap_uses_the_indexed_roster(migrated_pg: str) -> None:
         assert container.roster._check_every == 5
     finally:
         await container.close()
+
+
+async def test_the_kept_model_weighs_the_roster_and_an_import_refits_its_u(
+    sessions: Sessions, tmp_path: Path, prefix: str, newcomer: ChildQuery
+) -> None:
+    # Given a model kept for the imported roster's version (m unlike the hand-set one)
+    await _import_sample(sessions, tmp_path, prefix)
+    m = tuple(tuple(reversed(c.prior_m)) for c in COMPARISONS)
+    model = FittedModel(
+        COMPARISONS, m, tuple(c.prior_u for c in COMPARISONS), 0.2, 10, 1_000, 5, True
+    )
+    async with sessions() as session:
+        first = await repo.roster_version(session)
+        await save_match_model(session, first, model_to_json(model), datetime.now(UTC))
+        await session.commit()
+    versions = [first]
+    try:
+        # When the roster is indexed, then its weights are the kept model's
+        roster = IndexedRoster(sessions, check_every=0)
+        await roster.warm()
+        assert roster.index is not None
+        assert roster.index.weights == model_weights(model, len(roster.index))
+        # When a pupils import changes the roster
+        await _import_with(sessions, tmp_path, prefix, newcomer)
+        await _match(roster, sessions, newcomer)
+        await roster.wait_rebuilt()
+        # then the rebuilt index keeps m, refits u on the new roster, and keeps that model
+        async with sessions() as session:
+            second = await repo.roster_version(session)
+            versions.append(second)
+            kept = await latest_match_model(session)
+        assert kept is not None and kept[0] == second == roster.version
+        refitted = model_from_json(kept[1])
+        assert refitted.m == model.m and refitted.u != model.u
+        assert roster.index is not None
+        assert roster.index.weights == model_weights(refitted, len(roster.index))
+        await roster.close()
+    finally:  # the database is shared: no other test should match with this model
+        async with sessions() as session:
+            await session.execute(
+                delete(MatchModelRow).where(MatchModelRow.roster_version.in_(versions))
+            )
+            await session.commit()

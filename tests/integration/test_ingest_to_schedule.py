@@ -20,7 +20,7 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from encompass.adapters.db.tables import AuditEntry, Child, Incident, IncidentVersion, Notice
-from encompass.adapters.topology import Topology
+from encompass.adapters.topology import INCIDENTS, Topology
 from encompass.api.app import create_app
 from encompass.bootstrap import Container, bootstrap
 from encompass.clock import Clock
@@ -30,11 +30,10 @@ from encompass.domain.queued import VersionQueued
 from encompass.logging import configure_logging
 from encompass.services.access.credentials import add_force
 from encompass.services.directory.importer import import_directory
-from encompass.services.intake.ingest import INCIDENTS
 from encompass.services.records.audit import verify_chain
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
-from workers.main import start_workers
 
 pytestmark = pytest.mark.integration
 

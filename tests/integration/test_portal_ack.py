@@ -36,12 +36,13 @@ from encompass.client import Portal, ack, inbox, load_keys
 from encompass.clock import Clock
 from encompass.config import load_settings
 from encompass.demo.directory import write_directory
-from encompass.domain.envelope import envelope_hash, parse_envelope, sign_ack, verify_ack
+from encompass.domain.envelope import AckKind, envelope_hash, parse_envelope, sign_ack, verify_ack
 from encompass.services.access.credentials import add_admin, add_force
 from encompass.services.directory.importer import import_directory
 from encompass.services.receiving.portal import issue_key_adult_credentials
 from encompass.services.records.at_rest import open_reply
 from encompass.services.records.audit import verify_chain
+from encompass.workers.main import start_workers
 from tests.cleanup import delete_topologies
 from tests.conftest import RabbitTarget
 from tests.receiving_fixtures import (
@@ -53,7 +54,6 @@ from tests.receiving_fixtures import (
     own_database,
     send_due,
 )
-from workers.main import start_workers
 
 pytestmark = pytest.mark.integration
 
@@ -167,7 +167,7 @@ async def signed(
         stack.key(key_adult_id).signing,
         notice_id=notice_id,
         envelope_hash=digest,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,
         reply=reply,
     )
     return {"kind": kind, "reply": reply, "envelope_hash": digest, "signature": signature}
@@ -224,7 +224,7 @@ async def test_an_incident_reported_over_http_is_opened_and_acknowledged(stack: 
     portal = stack.portal("KA-OAK-1")
     lines = [line for line in await inbox(portal) if line["notice_id"] == scheduled["notice_id"]]
     assert [line["notice"]["child"]["given_name"] for line in lines] == ["Amelia"]
-    answer = await ack(portal, scheduled["notice_id"], kind="received", reply="Seen, thanks")
+    answer = await ack(portal, scheduled["notice_id"], kind=AckKind.RECEIVED, reply="Seen, thanks")
     assert answer["result"] == "acknowledged"
     _, state = await call(stack, "GET", path, stack.force)
     (seen,) = state["children"][0]["notices"]

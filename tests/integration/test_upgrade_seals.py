@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Poison
 from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_engine
 from encompass.adapters.db.migrate import alembic_config
@@ -27,7 +27,6 @@ from encompass.config import load_settings
 from encompass.domain.queued import VersionQueued
 from encompass.services.matching.match_incident import MatchIncident
 from encompass.services.records.at_rest import incident_data_key, open_candidates, open_payload
-from workers.runner import Poison
 
 PAYLOAD = '{"incident_ref":"OLD-1","children":[{"given_name":"Amelia"}]}'
 CANDIDATES = [{"setting_id": "URN1", "given_name": "Amelia", "score": 0.9}]
@@ -174,13 +173,10 @@ async def test_a_report_written_in_clear_behind_the_service_is_never_matched(
                 )
             )
         handler = MatchIncident(container.sessions, container.roster, container.clock)
-        message = Message(
-            body=VersionQueued(version_id="0b7c3f0e-0000-4000-8000-000000000001").to_bytes(),
-            message_id="m",
-        )
+        queued = VersionQueued(version_id="0b7c3f0e-0000-4000-8000-000000000001")
         # When its id reaches the matcher, then it is refused, keeping nothing of it
         with pytest.raises(Poison, match="cannot be read") as refused:
-            await handler(message)
+            await handler(queued)
         assert refused.value.keep_body is False and "Amelia" not in refused.value.reason
     finally:
         await container.close()

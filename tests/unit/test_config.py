@@ -15,7 +15,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_defaults_are_the_embedded_ones() -> None:
     settings = load_settings()
-    assert settings.broker_kind == "embedded"
+    assert settings.amqp_url is None  # the embedded broker
     assert settings.database_kind == "sqlite"
     assert settings.database_url == "sqlite+aiosqlite:///./encompass.db"
     assert (settings.http_host, settings.http_port) == ("127.0.0.1", 8080)

@@ -11,13 +11,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from pydantic import BaseModel
 
+from encompass.domain.postcode import canonical_postcode
 from encompass.services.directory.csv_rows import (
     CalendarSpanIn,
     DirectoryImportError,
     KeyAdultIn,
     PupilIn,
     SettingIn,
-    canonical_postcode,
     read_rows,
 )
 from tests.fixtures.directory.sample import HERE, public_pem
@@ -59,7 +59,7 @@ def _refusal(tmp_path: Path, model: type[BaseModel], text: str) -> str:
     [
         (
             GOOD_SETTING.replace("school,", "primary,"),
-            "kind must be school, college or early_years",
+            "kind must be school, college, early_years or local_authority",
         ),
         (
             GOOD_SETTING.replace("england", "france"),
@@ -326,3 +326,24 @@ def test_sample_files_are_valid(name: str) -> None:
 )
 def test_canonical_postcode(given: str, canonical: str) -> None:
     assert canonical_postcode(given) == canonical
+
+
+def test_a_setting_may_name_its_local_authority(tmp_path: Path) -> None:
+    text = f"{SETTINGS},la_code\n{GOOD_SETTING},e06000020\n"
+    [(_, row)] = _rows(tmp_path, SettingIn, text)
+    assert isinstance(row, SettingIn) and row.la_code == "E06000020"
+    # The column is optional: a setting without it belongs to no area
+    [(_, row)] = _rows(tmp_path, SettingIn, f"{SETTINGS}\n{GOOD_SETTING}\n")
+    assert isinstance(row, SettingIn) and row.la_code is None
+
+
+def test_a_local_authority_contact_needs_its_code(tmp_path: Path) -> None:
+    contact = GOOD_SETTING.replace(",school,", ",local_authority,")
+    [(_, row)] = _rows(tmp_path, SettingIn, f"{SETTINGS},la_code\n{contact},W06000006\n")
+    assert isinstance(row, SettingIn) and row.kind == "local_authority"
+    assert _refusal(tmp_path, SettingIn, f"{SETTINGS},la_code\n{contact},\n") == (
+        "f.csv:2: la_code is needed for a setting of kind local_authority"
+    )
+    assert _refusal(tmp_path, SettingIn, f"{SETTINGS},la_code\n{GOOD_SETTING},Telford\n") == (
+        "f.csv:2: la_code must be an ONS local authority code such as E06000020"
+    )

@@ -344,4 +344,4 @@ def test_ack_round_trip_and_tamper() -> None:
     with pytest.raises(EnvelopeError, match="does not verify"):
         verify_ack(key.public_key(), "not base64!", **values)
     with pytest.raises(ValueError, match="kind"):
-        ack_payload("N-1", "f" * 64, "read", None)  # type: ignore[arg-type]
+        ack_payload("N-1", "f" * 64, "read", None)

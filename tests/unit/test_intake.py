@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-import workers.intake
+import encompass.workers.intake
 from encompass.adapters.broker import Consumer, DeliveryHandler, Message, PublishError
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
@@ -26,7 +26,7 @@ from encompass.services.intake.from_amqp import (
     shown_id,
 )
 from encompass.services.intake.ingest import Accepted
-from workers.intake import dead_record
+from encompass.workers.intake import dead_record
 
 
 def test_a_force_user_is_named_by_its_code_and_back() -> None:
@@ -122,7 +122,7 @@ async def handled(
     await broker.start()
     broker.refuse = refuse
     container = SimpleNamespace(broker=broker, sessions=None, clock=None)
-    consumer = await workers.intake.start(
+    consumer = await encompass.workers.intake.start(
         container,  # type: ignore[arg-type]
         retry_pause=0,
         ingest=fake_intake,

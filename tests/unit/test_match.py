@@ -7,6 +7,7 @@ exercised too.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -21,6 +22,7 @@ from encompass.domain.match import (
     normalise_name,
     normalise_postcode,
 )
+from encompass.domain.matching.decision import STRONG_WEIGHT, blockers
 from encompass.domain.matching.index import prepare_query
 from encompass.domain.matching.scoring import TermFrequencies, score
 
@@ -375,3 +377,55 @@ def test_a_missing_given_name_is_neutral_when_the_rest_agrees() -> None:
     assert matched(run(given_name=""), "PRI-LS6-1")
     # ...but not with a second difference as well
     assert run(given_name="", date_of_birth=date(2015, 7, 3)).decision == Decision.REVIEW
+
+
+# -- missing values and another date: evidence taken away is not an error ------------------
+def test_a_missing_given_name_with_a_family_slip_matches_when_the_rest_is_strong() -> None:
+    assert matched(run(given_name="", family_name="Okonkow"), "PRI-LS6-1")
+
+
+def _blockers(weight: float, **query: object) -> list[str]:
+    """Why the candidate ALFRED may not be matched, its weight set to ``weight`` bits (as a
+    large roster's prior and its fitted model would make it)."""
+    fields: dict[str, object] = {
+        "ref": "r",
+        "given_name": "Alfred",
+        "family_name": "Okonkwo",
+        "date_of_birth": DOB,
+        "postcode": "LS6 2QT",
+    }
+    fields.update(query)
+    scored = score(prepare_query(ChildQuery(**fields)), ALFRED)  # type: ignore[arg-type]
+    assert scored is not None
+    return blockers(replace(scored, weight=weight))
+
+
+def test_a_missing_date_with_a_name_slip_matches_when_the_rest_is_strong() -> None:
+    assert _blockers(STRONG_WEIGHT, given_name="Alfrde", date_of_birth=None) == []
+    assert _blockers(STRONG_WEIGHT - 0.1, given_name="Alfrde", date_of_birth=None)
+    # ... never at another address
+    assert _blockers(40.0, given_name="Alfrde", date_of_birth=None, postcode="NE1 4XF")
+
+
+def test_both_names_missing_never_match() -> None:
+    result = run(given_name="", family_name="")
+    assert result.decision == Decision.REVIEW
+    assert said(result, "independent differences")
+
+
+def test_a_missing_name_with_a_slipped_date_is_a_sibling_as_often() -> None:
+    # a year apart at one address under one family name: perhaps a brother
+    result = run(given_name="", date_of_birth=date(2013, 3, 7))
+    assert result.decision == Decision.REVIEW
+
+
+def test_another_date_with_exact_names_at_the_same_address_matches() -> None:
+    assert _blockers(STRONG_WEIGHT, date_of_birth=date(2014, 11, 23)) == []
+    assert _blockers(STRONG_WEIGHT - 0.1, date_of_birth=date(2014, 11, 23))
+    assert _blockers(40.0, date_of_birth=date(2014, 11, 23), given_name="Alfrde")
+    assert _blockers(40.0, date_of_birth=date(2014, 11, 23), family_name="Okonkow")
+
+
+def test_another_date_with_a_name_slip_or_another_address_goes_to_review() -> None:
+    assert run(given_name="Alfrde", date_of_birth=date(2014, 11, 23)).decision == Decision.REVIEW
+    assert run(postcode="NE1 4XF", date_of_birth=date(2014, 11, 23)).decision != Decision.MATCH

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,12 +16,18 @@ from encompass.domain.matching.fit import (
     COMPARISONS,
     MISSING,
     Comparison,
+    FittedModel,
+    ModelMismatch,
     estimate_u,
     explain_weights,
     fit_m,
     fit_model,
     levels_of,
+    model_from_json,
+    model_to_json,
+    model_weights,
     pair_levels,
+    refit_u,
     roster_weights,
 )
 from encompass.domain.matching.scoring import RosterWeights
@@ -145,3 +153,74 @@ def test_a_roster_where_many_share_a_postcode_weighs_postcode_agreement_less() -
     assert fitted.prior == pytest.approx(-np.log2(2_000))
     lines = explain_weights(fitted)
     assert lines[0].startswith("in use by the matcher for this roster: prior -10.97 bits")
+
+
+def test_the_matcher_weighs_names_dates_and_postcodes_with_the_fitted_m() -> None:
+    rng = np.random.default_rng(11)
+    random_pairs = np.stack(
+        [rng.integers(0, 8, 30_000), rng.integers(0, 5, 30_000)]
+        + [rng.integers(0, 4, 30_000) for _ in range(2)],
+        axis=1,
+    ).astype(np.int64)
+    # blocked pairs where a quarter are matches whose family name is a slip half the time
+    n = 20_000
+    match = rng.random(n) < 0.25
+    blocked = np.stack(
+        [
+            np.where(match, 0, 7),
+            np.where(match, np.where(rng.random(n) < 0.5, 3, 0), 4),
+            np.zeros(n, np.int64),
+            np.where(match, 0, 3),
+        ],
+        axis=1,
+    ).astype(np.int64)
+    model = fit_model(random_pairs, [(2, blocked)])
+    weights = model_weights(model, 100_000)
+    hand = RosterWeights()
+    fuzzy = 3  # FamilyLevel.FUZZY
+    assert weights.family[fuzzy][0] == pytest.approx(model.m[1][fuzzy])
+    assert weights.family[fuzzy][0] > 5 * hand.family[fuzzy][0]  # learned: slips are common
+    for fitted, hand_set in ((weights.given, hand.given), (weights.family, hand.family)):
+        assert all(fitted[level][1] >= hand_set[level][1] for level in hand_set)
+    assert weights.prior == pytest.approx(-np.log2(100_000))
+    assert weights.dob[0] == pytest.approx(np.log2(model.m[2][0] / max(model.u[2][0], 1 / 6000)))
+
+
+def _a_model() -> FittedModel:
+    rng = np.random.default_rng(5)
+    random_pairs = np.stack(
+        [rng.integers(0, len(c.levels), 2_000) for c in COMPARISONS], axis=1
+    ).astype(np.int64)
+    return fit_model(random_pairs, [(2, random_pairs[:500])])
+
+
+def test_a_kept_model_reads_back_as_it_was_written() -> None:
+    model = _a_model()
+    assert model_from_json(model_to_json(model)) == model
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.update(comparisons=d["comparisons"][:3]),
+        lambda d: d["comparisons"][0]["levels"].append("new level"),
+        lambda d: d["m"][0].__setitem__(0, 1.5),
+        lambda d: d["u"][1].pop(),
+        lambda d: d.pop("match_share"),
+    ],
+)
+def test_a_kept_model_that_is_not_this_matchers_is_refused(damage: Any) -> None:
+    data = json.loads(model_to_json(_a_model()))
+    damage(data)
+    with pytest.raises(ModelMismatch):
+        model_from_json(json.dumps(data))
+    with pytest.raises(ModelMismatch):
+        model_from_json("not json")
+
+
+def test_a_new_roster_refits_u_and_keeps_m() -> None:
+    model = _a_model()
+    everyone_shares_a_postcode = np.zeros((1_000, len(COMPARISONS)), np.int64)
+    refitted = refit_u(model, everyone_shares_a_postcode)
+    assert refitted.m == model.m
+    assert refitted.u[3][0] > 0.99 and refitted.random_pairs == 1_000

@@ -97,3 +97,76 @@ def test_two_letters_swapped_in_a_long_family_name_is_never_another_family(
 def test_day_and_month_transposed_is_found_whenever_it_is_a_date(d: date) -> None:
     assume(d.day <= 12 and d.day != d.month)
     assert compare_dob(date(d.year, d.day, d.month), d)[0] == DobLevel.TRANSPOSED
+
+
+@pytest.mark.parametrize(
+    ("reported", "roster", "level"),
+    [
+        ("Alfred", "Alfred", GivenLevel.EXACT),
+        ("Alfred James", "Alfred", GivenLevel.MIDDLE),
+        ("Alfie", "Alfred", GivenLevel.NICKNAME),
+        ("Mohammed", "Muhammad", GivenLevel.VARIANT),
+        ("James", "Alfred James", GivenLevel.BY_MIDDLE),
+        ("Olvier", "Oliver", GivenLevel.FUZZY),
+        ("A", "Alfred", GivenLevel.INITIAL),
+        ("Grace", "Alfred", GivenLevel.DIFFERENT),
+        ("", "Alfred", GivenLevel.MISSING),
+    ],
+)
+def test_every_given_name_level(reported: str, roster: str, level: GivenLevel) -> None:
+    assert given_level(reported, roster) == level
+
+
+@pytest.mark.parametrize(
+    ("reported", "roster", "level"),
+    [
+        ("Okonkwo", "Okonkwo", FamilyLevel.EXACT),
+        ("Smith", "Smith-Jones", FamilyLevel.PART),
+        ("Jones Smith", "Smith-Jones", FamilyLevel.PART),
+        ("Mohammed", "Muhammad", FamilyLevel.VARIANT),
+        ("Okonkow", "Okonkwo", FamilyLevel.FUZZY),
+        ("Stephenson", "Stevenson", FamilyLevel.VARIANT),  # sounds alike (Metaphone)
+        ("Macdonald", "Mcdonald", FamilyLevel.FUZZY),  # one edit: a slip first
+        ("Hughes", "Okonkwo", FamilyLevel.DIFFERENT),
+        ("", "Okonkwo", FamilyLevel.MISSING),
+    ],
+)
+def test_every_family_name_level(reported: str, roster: str, level: FamilyLevel) -> None:
+    assert family_level(reported, roster) == level
+
+
+@pytest.mark.parametrize(
+    ("reported", "level"),
+    [
+        (date(2015, 3, 7), DobLevel.EXACT),
+        (date(2015, 7, 3), DobLevel.TRANSPOSED),
+        (date(2015, 3, 8), DobLevel.ONE_DIGIT),
+        (date(2013, 3, 7), DobLevel.ONE_DIGIT),
+        (date(2015, 3, 17), DobLevel.ONE_DIGIT),
+        (date(2012, 9, 1), DobLevel.DIFFERENT),
+        (None, DobLevel.MISSING),
+    ],
+)
+def test_every_date_of_birth_level(reported: date | None, level: DobLevel) -> None:
+    assert compare_dob(reported, date(2015, 3, 7))[0] == level
+
+
+@pytest.mark.parametrize(
+    ("reported", "level"),
+    [
+        ("LS62QT", PostcodeLevel.EXACT),
+        ("LS62QY", PostcodeLevel.TYPO),
+        ("LS62TQ", PostcodeLevel.TYPO),
+        ("LS69ZZ", PostcodeLevel.OUTWARD),
+        ("M145RR", PostcodeLevel.DIFFERENT),
+        ("", PostcodeLevel.MISSING),
+    ],
+)
+def test_every_postcode_level(reported: str, level: PostcodeLevel) -> None:
+    assert compare_postcode(reported, "LS62QT")[0] == level
+
+
+@pytest.mark.parametrize(("reported", "roster"), [("Stephens", "Stevens"), ("Philips", "Fillips")])
+def test_family_names_that_sound_alike_keep_their_first_letter(reported: str, roster: str) -> None:
+    expected = FamilyLevel.VARIANT if reported[0] == roster[0] else FamilyLevel.DIFFERENT
+    assert family_level(reported, roster) == expected

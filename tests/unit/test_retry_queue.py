@@ -12,7 +12,7 @@ import pytest
 from encompass.adapters.broker import Message
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import RETRY_DELAYS, Topology
-from workers.runner import attempts_of, run_consumer
+from encompass.workers.runner import attempts_of, run_consumer
 
 
 @pytest.mark.parametrize(

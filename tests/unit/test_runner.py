@@ -11,14 +11,13 @@ from typing import Any, TypeVar
 import pytest
 from structlog.testing import capture_logs
 
-from encompass.adapters.broker import Message, PublishError
+from encompass.adapters.broker import Message, Poison, PublishError
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
-from workers.runner import (
+from encompass.workers.runner import (
     ATTEMPTS_HEADER,
     DEAD_REASON_HEADER,
     DROPPED_HEADER,
-    Poison,
     attempts_of,
     default_backoff,
     run_consumer,

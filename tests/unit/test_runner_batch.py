@@ -7,10 +7,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
-from workers.runner import DEAD_REASON_HEADER, Poison, _BatchRunner, run_batch_consumer
+from encompass.workers.runner import DEAD_REASON_HEADER, _BatchRunner, run_batch_consumer
 
 
 async def queued(count: int, *, poison: frozenset[int] = frozenset()) -> EmbeddedBroker:

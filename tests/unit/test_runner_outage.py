@@ -9,9 +9,9 @@ import pytest
 from encompass.adapters.broker import Message
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
+from encompass.workers import runner
+from encompass.workers.runner import ATTEMPTS_HEADER, attempts_of, run_consumer
 from tests.unit.test_unavailable import raised_in
-from workers import runner
-from workers.runner import ATTEMPTS_HEADER, attempts_of, run_consumer
 
 
 async def test_an_outage_longer_than_max_attempts_dead_letters_nothing(

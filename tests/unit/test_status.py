@@ -38,3 +38,8 @@ def test_a_sent_notice_cannot_be_cancelled_only_retracted() -> None:
     with pytest.raises(IllegalTransition):
         check_transition(NoticeStatus.DELIVERED, NoticeStatus.CANCELLED)
     check_transition(NoticeStatus.DELIVERED, NoticeStatus.RETRACTED)
+
+
+def test_a_notice_withdrawn_while_sending_is_cancelled_directly() -> None:
+    # Nothing was delivered yet: the withdrawal cancels it without a detour through sealed.
+    check_transition(NoticeStatus.SENDING, NoticeStatus.CANCELLED)

@@ -33,7 +33,7 @@ from encompass.domain.directory import (
     SettingKind,
     SpanKind,
 )
-from encompass.services.directory.csv_rows import canonical_postcode
+from encompass.domain.postcode import canonical_postcode
 
 _PUPIL_COLUMNS = (
     PupilRow.setting_id,
@@ -60,6 +60,7 @@ def _setting(row: SettingRow) -> Setting:
         dispatch_at=row.dispatch_at,
         calendar_id=row.calendar_id,
         holiday_policy=HolidayPolicy(row.holiday_policy),
+        la_code=row.la_code,
     )
 
 

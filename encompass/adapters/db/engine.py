@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm.exc import StaleDataError
 
 if TYPE_CHECKING:
     from encompass.adapters.data_keys import DataKeys
@@ -124,3 +125,15 @@ async def forget_old_versions(
                 await connection.exec_driver_sql(f'VACUUM "{table}"')
         else:
             await connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Raise unless the database answers a trivial query (``/readyz``)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+def changed_concurrently(exc: BaseException) -> bool:
+    """Whether ``exc`` says another writer changed the same versioned row first
+    (``tables.Notice``'s version counter): the request lost a race and is safe to retry."""
+    return isinstance(exc, StaleDataError)

@@ -98,6 +98,8 @@ class SettingRow(Base):
     dispatch_at: Mapped[time] = mapped_column(Time)
     calendar_id: Mapped[str] = mapped_column(String(64))
     holiday_policy: Mapped[str] = mapped_column(String(16))
+    # The local authority (ONS code) the setting belongs to: the area its admins see.
+    la_code: Mapped[str | None] = mapped_column(String(16), index=True)
 
 
 class CalendarSpanRow(Base):
@@ -107,6 +109,40 @@ class CalendarSpanRow(Base):
     first_day: Mapped[date] = mapped_column(Date)
     last_day: Mapped[date] = mapped_column(Date)
     kind: Mapped[str] = mapped_column(String(8))
+
+
+class KeyAdultDevice(Base):
+    """A browser a Key Adult set up: the public halves of its keys (raw, base64)."""
+
+    __tablename__ = "key_adult_devices"
+    device_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"), index=True)
+    label: Mapped[str] = mapped_column(String(100))
+    x25519_public: Mapped[str] = mapped_column(String(64))
+    ed25519_public: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    last_seen_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class DeviceInvite(Base):
+    """A one-time set-up link; only the SHA-256 of its token is kept."""
+
+    __tablename__ = "device_invites"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    device_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class DeviceChallenge(Base):
+    """A single-use sign-in challenge; deleted when used."""
+
+    __tablename__ = "device_challenges"
+    challenge: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class KeyAdultRow(Base):
@@ -154,6 +190,16 @@ class RosterVersionRow(Base):
     __tablename__ = "roster_version"
     roster_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[str] = mapped_column(String(32))
+
+
+class MatchModelRow(Base):
+    """The matching model (m and u of every comparison level, as JSON) fitted for one roster
+    version; the newest row's m carries over to the next version, its u refitted."""
+
+    __tablename__ = "match_models"
+    roster_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(Text)
+    fitted_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
 
 
 class Incident(Base):
@@ -261,7 +307,8 @@ class SealedEnvelope(Base):
     """One sealed envelope: a notice (or its retraction) for one recipient's key."""
 
     __tablename__ = "envelopes"
-    __table_args__ = (UniqueConstraint("notice_id", "key_adult_id", "kind"),)
+    # One envelope per device of each recipient: ``directory`` is the key in key_adults.csv.
+    __table_args__ = (UniqueConstraint("notice_id", "key_adult_id", "kind", "device_id"),)
     envelope_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     notice_id: Mapped[str] = mapped_column(ForeignKey("notices.notice_id"), index=True)
     key_adult_id: Mapped[str] = mapped_column(ForeignKey("key_adults.key_adult_id"), index=True)
@@ -272,6 +319,7 @@ class SealedEnvelope(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_by: Mapped[str | None] = mapped_column(String(16))  # webhook | portal
+    device_id: Mapped[str] = mapped_column(String(36), server_default="directory")
 
 
 class OutboxEntry(Base):
@@ -326,6 +374,11 @@ class Alert(Base):
     message: Mapped[str] = mapped_column(Text)  # no personal data
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Who took it in hand and who closed it: ``admin:ID``, or ``system`` / ``key_adult:ID``
+    # when the notice was answered and the alert no longer needs anyone.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
 
 
 class AuditEntry(Base):

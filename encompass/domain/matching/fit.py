@@ -14,9 +14,10 @@ Pure: levels in, numbers out. ``encompass match --explain-model`` fits and shows
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from enum import IntEnum
 from typing import Protocol
@@ -239,6 +240,66 @@ class FittedModel:
         return lines
 
 
+def model_to_json(model: FittedModel) -> str:
+    """The model as JSON to keep with a roster version: levels and numbers, no one's data."""
+    return json.dumps(
+        {
+            "comparisons": [{"name": c.name, "levels": list(c.levels)} for c in model.comparisons],
+            "m": [list(x) for x in model.m],
+            "u": [list(x) for x in model.u],
+            "match_share": model.match_share,
+            "random_pairs": model.random_pairs,
+            "blocked_pairs": model.blocked_pairs,
+            "iterations": model.iterations,
+            "converged": model.converged,
+        }
+    )
+
+
+class ModelMismatch(ValueError):
+    """A kept model does not fit this matcher's comparisons (written by another version)."""
+
+
+def model_from_json(text: str, comparisons: tuple[Comparison, ...] = COMPARISONS) -> FittedModel:
+    """A model kept by :func:`model_to_json`; :class:`ModelMismatch` when its comparisons or
+    levels are not this matcher's, or its numbers are not probabilities."""
+    try:
+        data = json.loads(text)
+        kept = [(c["name"], tuple(c["levels"])) for c in data["comparisons"]]
+        m = tuple(tuple(float(v) for v in x) for x in data["m"])
+        u = tuple(tuple(float(v) for v in x) for x in data["u"])
+        model = FittedModel(
+            comparisons,
+            m,
+            u,
+            float(data["match_share"]),
+            int(data["random_pairs"]),
+            int(data["blocked_pairs"]),
+            int(data["iterations"]),
+            bool(data["converged"]),
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelMismatch(f"not a matching model: {exc.__class__.__name__}") from None
+    if kept != [(c.name, c.levels) for c in comparisons]:
+        raise ModelMismatch("the model's comparisons are not this matcher's")
+    sizes = [len(c.levels) for c in comparisons]
+    if [len(x) for x in m] != sizes or [len(x) for x in u] != sizes:
+        raise ModelMismatch("the model's levels are not this matcher's")
+    for row in (*m, *u):
+        if not all(0.0 < v <= 1.0 for v in row) or abs(sum(row) - 1.0) > 1e-6:
+            raise ModelMismatch("the model's m and u are not probabilities")
+    return model
+
+
+def refit_u(model: FittedModel, random_pairs: Levels) -> FittedModel:
+    """The model for a new roster: ``u`` measured again on ``random_pairs`` of its records,
+    ``m`` kept. ``m`` says how reports of one child differ from its record (the reports'
+    errors), which a new roster does not change; ``u`` is chance agreement among the roster's
+    children, which it does."""
+    u = estimate_u(random_pairs, model.comparisons)
+    return replace(model, u=tuple(tuple(x.tolist()) for x in u), random_pairs=random_pairs.shape[0])
+
+
 def fit_model(
     random_pairs: Levels,
     rounds: Sequence[tuple[int, Levels]],
@@ -379,6 +440,33 @@ def roster_weights(random_pairs: Levels, population: int) -> RosterWeights:
     )
 
 
+def model_weights(model: FittedModel, population: int) -> RosterWeights:
+    """The weights a fitted model gives the matcher of a roster of ``population`` pupils:
+    every level's ``m`` as fitted (the hand-set values entered the fit as its prior), its ``u``
+    as fitted but never below the hand-set one (chance agreement on a small sample may look
+    rarer than it is; a level's weight never rises through ``u``), and the prior one in
+    ``population`` (never above one in :data:`FIT_MIN_POPULATION`). Exact names keep their
+    term-frequency ``u``, scaled by the fitted ``u`` of the other name levels. Below
+    :data:`FIT_MIN_POPULATION` pupils the hand-set weights are used."""
+    if population < FIT_MIN_POPULATION and model.blocked_pairs == 0:
+        return RosterWeights()
+    tables = (GIVEN_MU, FAMILY_MU, DOB_MU, POSTCODE_MU)
+    mu = [
+        {
+            level: (model.m[c][level], max(hand_u, model.u[c][level]))
+            for level, (_, hand_u) in table.items()
+        }
+        for c, table in enumerate(tables)
+    ]
+    return RosterWeights(
+        prior=max(PRIOR_WEIGHT, -math.log2(max(population, FIT_MIN_POPULATION))),
+        dob={level: math.log2(m / u) for level, (m, u) in mu[2].items()},
+        postcode={level: math.log2(m / u) for level, (m, u) in mu[3].items()},
+        given=mu[0],
+        family=mu[1],
+    )
+
+
 def _level_bits(bits: Mapping[int, float], names: type[IntEnum]) -> str:
     return ", ".join(
         f"{names(level).name.lower()} {value:.2f}" for level, value in sorted(bits.items())
@@ -390,6 +478,12 @@ def explain_weights(weights: RosterWeights) -> list[str]:
     return [
         f"in use by the matcher for this roster: prior {weights.prior:.2f} bits; "
         f"date of birth {_level_bits(weights.dob, DobLevel)}; "
-        f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; names: the hand-set m "
-        f"with u from the roster's name frequencies"
+        f"postcode {_level_bits(weights.postcode, PostcodeLevel)}; "
+        f"given name {_level_bits(_name_bits(weights.given), GivenLevel)}; "
+        f"family name {_level_bits(_name_bits(weights.family), FamilyLevel)} "
+        f"(exact names: u from the roster's name frequencies)"
     ]
+
+
+def _name_bits(table: Mapping[int, tuple[float, float]]) -> dict[int, float]:
+    return {level: math.log2(m / u) for level, (m, u) in table.items()}

@@ -27,6 +27,8 @@ from encompass.domain.matching.columns import (
 )
 from encompass.domain.matching.fit import (
     FIT_MIN_POPULATION,
+    FittedModel,
+    model_weights,
     random_pair_levels,
     roster_weights,
 )
@@ -62,12 +64,68 @@ def prepare_query(query: ChildQuery) -> PreparedQuery:
     )
 
 
+class _KeyList:
+    """The blocking keys of one reported child, gathered as columns then mixed at once."""
+
+    def __init__(self) -> None:
+        self.kinds: list[int] = []
+        self.cols: tuple[list[int], list[int], list[int]] = ([], [], [])
+
+    def add(self, kind: int, a: int, b: int = 0, c: int = 0) -> None:
+        self.kinds.append(kind)
+        self.cols[0].append(a)
+        self.cols[1].append(b)
+        self.cols[2].append(c)
+
+    def postcode(self, pid: int, family_ids: list[int], skeletons: list[int]) -> None:
+        """Postcode with each family part, and with each first-name skeleton."""
+        for fid in family_ids:
+            self.add(bk.POSTCODE_FAMILY, pid, fid)
+        for sid in skeletons:
+            self.add(bk.POSTCODE_GIVEN, pid, sid)
+
+    def dob(self, dob: date, pid: int | None, family_ids: list[int], skeletons: list[int]) -> None:
+        """Date of birth with each name, each name pair with the year and the day of the
+        year, and the date with the postcode."""
+        day = dob.toordinal() - EPOCH
+        mday = dob.month * 32 + dob.day
+        for fid in family_ids:
+            self.add(bk.DOB_FAMILY, day, fid)
+            for sid in skeletons:
+                self.add(bk.FAMILY_YEAR, fid, sid, dob.year)
+                self.add(bk.FAMILY_DAY, fid, sid, mday)
+        for sid in skeletons:
+            self.add(bk.DOB_GIVEN, day, sid)
+        if pid is not None:
+            self.add(bk.DOB_POSTCODE, day, pid)
+
+    def names(self, family_ids: list[int], skeletons: list[int]) -> None:
+        """Each family part with each first-name skeleton."""
+        for fid in family_ids:
+            for sid in skeletons:
+                self.add(bk.FAMILY_GIVEN, fid, sid)
+
+    def mixed(self) -> bk.KeyArray:
+        return bk.mix3(
+            np.array(self.kinds, dtype=np.int64),
+            *(np.array(c, dtype=np.int64) for c in self.cols),
+        )
+
+
 class RosterIndex:
     """A roster of any size, held as arrays, with its blocking keys and name frequencies."""
 
-    def __init__(self, columns: RosterColumns, postcodes: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        columns: RosterColumns,
+        postcodes: Iterable[str] | None = None,
+        model: FittedModel | None = None,
+    ) -> None:
         """Index ``columns``; ``postcodes`` is every real postcode (e.g. the ONS Postcode
-        Directory), so that a reported postcode which does not exist is known to be a slip."""
+        Directory), so that a reported postcode which does not exist is known to be a slip;
+        ``model``: the Fellegi-Sunter model fitted for this roster (``fit.fit_roster``), whose
+        m and u weigh every level; without one, the hand-set m with the u of dates and
+        postcodes measured on the roster."""
         self.columns = columns
         self._directory = (
             None if postcodes is None else frozenset(normalise_postcode(p) for p in postcodes)
@@ -150,13 +208,19 @@ class RosterIndex:
             np.concatenate([k for k, _ in parts]), np.concatenate([r for _, r in parts])
         )
         self.frequencies = self._frequencies(given_first, f_part, n)
-        # the prior and the chance agreement of dates and postcodes, measured on this roster
-        self.weights = roster_weights(
-            random_pair_levels(
-                self.columns.pupil, n if n >= FIT_MIN_POPULATION else 0, pairs=INDEX_RANDOM_PAIRS
-            ),
-            n,
-        )
+        if model is not None:
+            self.weights = model_weights(model, n)
+        else:
+            # the prior and the chance agreement of dates and postcodes, measured here
+            self.weights = roster_weights(
+                random_pair_levels(
+                    self.columns.pupil,
+                    n if n >= FIT_MIN_POPULATION else 0,
+                    pairs=INDEX_RANDOM_PAIRS,
+                ),
+                n,
+            )
+        self._names_max = self.weights.names_max()
 
     def _skeleton_id(self, token: str) -> int:
         return self._skeleton_ids.setdefault(skeleton(token), len(self._skeleton_ids))
@@ -178,11 +242,14 @@ class RosterIndex:
 
     @classmethod
     def from_pupils(
-        cls, pupils: Iterable[Pupil], postcodes: Iterable[str] | None = None
+        cls,
+        pupils: Iterable[Pupil],
+        postcodes: Iterable[str] | None = None,
+        model: FittedModel | None = None,
     ) -> RosterIndex:
         """Build from any iterable of pupils, streamed (a generator is fine); ``postcodes``
-        as for the constructor."""
-        return cls(columns_from_pupils(pupils), postcodes)
+        and ``model`` as for the constructor."""
+        return cls(columns_from_pupils(pupils), postcodes, model)
 
     def __len__(self) -> int:
         return len(self.columns)
@@ -192,21 +259,12 @@ class RosterIndex:
         """Bytes held by the columns and the blocking index (arrays only)."""
         return self.columns.nbytes + self._keys.nbytes
 
-    def _query_keys(self, q: PreparedQuery) -> bk.KeyArray:  # noqa: C901 (to split with the matcher benchmarked before and after)
-        kinds: list[int] = []
-        cols: tuple[list[int], list[int], list[int]] = ([], [], [])
-
-        def add(kind: int, a: int, b: int = 0, c: int = 0) -> None:
-            kinds.append(kind)
-            cols[0].append(a)
-            cols[1].append(b)
-            cols[2].append(c)
-
-        upn = [bk.upn_code(q.upn)] if q.upn else []
-        readings = [(q.given[:1], q.family), (q.family[:1], q.given)]  # straight, swapped
+    def _name_ids(self, q: PreparedQuery) -> tuple[list[int], list[int]]:
+        """The family-name parts and first-name skeletons (with the diminutives' and full
+        forms') of a reported child known to this roster, read straight and swapped."""
         family_ids: list[int] = []
         skeletons: list[int] = []
-        for first, family in readings:
+        for first, family in ((q.given[:1], q.family), (q.family[:1], q.given)):
             for part in _family_parts(family):
                 fid = self._family_ids.get(part)
                 if fid is not None and fid not in family_ids:
@@ -215,44 +273,30 @@ class RosterIndex:
                 sid = self._skeleton_ids.get(skeleton(name))
                 if sid is not None and sid not in skeletons:
                     skeletons.append(sid)
+        return family_ids, skeletons
+
+    def _query_keys(self, q: PreparedQuery) -> bk.KeyArray:
+        """Every blocking key of a reported child, its UPN's first (exempt from the block
+        size limit)."""
+        family_ids, skeletons = self._name_ids(q)
         pid = self._postcode_ids.get(q.postcode) if q.postcode else None
+        keys = _KeyList()
         if pid is not None:
-            for fid in family_ids:
-                add(bk.POSTCODE_FAMILY, pid, fid)
-            for sid in skeletons:
-                add(bk.POSTCODE_GIVEN, pid, sid)
+            keys.postcode(pid, family_ids, skeletons)
         if q.dob is not None:
-            day = q.dob.toordinal() - EPOCH
-            mday = q.dob.month * 32 + q.dob.day
-            for fid in family_ids:
-                add(bk.DOB_FAMILY, day, fid)
-                for sid in skeletons:
-                    add(bk.FAMILY_YEAR, fid, sid, q.dob.year)
-                    add(bk.FAMILY_DAY, fid, sid, mday)
-            for sid in skeletons:
-                add(bk.DOB_GIVEN, day, sid)
-            if pid is not None:
-                add(bk.DOB_POSTCODE, day, pid)
+            keys.dob(q.dob, pid, family_ids, skeletons)
         else:  # no date: the names alone (common names give blocks too large, and are skipped)
-            for fid in family_ids:
-                for sid in skeletons:
-                    add(bk.FAMILY_GIVEN, fid, sid)
-        keys = bk.mix3(
-            np.array(kinds, dtype=np.int64), *(np.array(c, dtype=np.int64) for c in cols)
+            keys.names(family_ids, skeletons)
+        mixed = keys.mixed()
+        if not q.upn:
+            return mixed
+        upn = bk.mix3(
+            np.array([bk.UPN_KEY]),
+            np.array([bk.upn_code(q.upn)]),
+            np.zeros(1, np.int64),
+            np.zeros(1, np.int64),
         )
-        if upn:
-            return np.concatenate(
-                (
-                    bk.mix3(
-                        np.array([bk.UPN_KEY]),
-                        np.array(upn),
-                        np.zeros(1, np.int64),
-                        np.zeros(1, np.int64),
-                    ),
-                    keys,
-                )
-            )
-        return keys
+        return np.concatenate((upn, mixed))
 
     def prepare(self, query: ChildQuery) -> PreparedQuery:
         """Normalise a reported child, noting whether its postcode exists."""
@@ -281,7 +325,12 @@ class RosterIndex:
         q = self.prepare(query)
         scored = (
             score(
-                q, self.columns.pupil(r), self.frequencies, floor=PRUNE_BELOW, weights=self.weights
+                q,
+                self.columns.pupil(r),
+                self.frequencies,
+                floor=PRUNE_BELOW,
+                weights=self.weights,
+                names_max=self._names_max,
             )
             for r in self.candidate_rows(q).tolist()
         )

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 
+import jellyfish
 from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
 from encompass.domain.matching.nicknames import are_nicknames, sexes_conflict
@@ -178,6 +179,15 @@ def _variant(a: str, b: str) -> bool:
     )
 
 
+def _sounds_alike(a: str, b: str) -> bool:
+    """Family names spelled apart but sounding alike (Stephenson/Stevenson,
+    Macdonald/Mcdonald): one Metaphone code of three sounds or more, the first letter kept."""
+    if a[0] != b[0] or min(len(a), len(b)) < 5:
+        return False
+    code = jellyfish.metaphone(a)
+    return len(code) >= 3 and code == jellyfish.metaphone(b)
+
+
 @lru_cache(maxsize=262144)
 def compare_given(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgreement:
     """The best agreement between two given names, each given as its parts (first, middles)."""
@@ -261,6 +271,10 @@ def compare_family(query: tuple[str, ...], roster: tuple[str, ...]) -> NameAgree
         )
     if _family_slip(q, r):
         return NameAgreement(FamilyLevel.FUZZY, r, "family name: one typing slip")
+    if _sounds_alike(q, r):
+        return NameAgreement(
+            FamilyLevel.VARIANT, r, "family name: spelled another way, sounds alike"
+        )
     for qt in query:
         for rt in roster:
             if len(qt) >= 4 and qt == rt:

@@ -22,6 +22,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from encompass.domain.directory import Pupil
 from encompass.domain.matching.dates import DobLevel, compare_dob
@@ -103,38 +104,50 @@ class TermFrequencies:
     family: Mapping[str, int] = field(default_factory=dict)
     population: int = 0
 
-    def given_u(self, token: str) -> float:
-        """``u`` of exact agreement on this given name: its share of the roster."""
+    def given_u(self, token: str, default: float = GIVEN_MU[GivenLevel.EXACT][1]) -> float:
+        """``u`` of exact agreement on this given name: its share of the roster
+        (``default`` when the roster's frequencies do not hold it)."""
         count = self.given.get(token, 0) if self.population else 0
         if not count:
-            return GIVEN_MU[GivenLevel.EXACT][1]
+            return default
         return max(count / self.population, GIVEN_U_FLOOR)
 
-    def family_u(self, token: str) -> float:
-        """``u`` of exact agreement on this family name (or part): its share of the roster."""
+    def family_u(self, token: str, default: float = FAMILY_MU[FamilyLevel.EXACT][1]) -> float:
+        """``u`` of exact agreement on this family name (or part): its share of the roster
+        (``default`` when the roster's frequencies do not hold it)."""
         count = self.family.get(token, 0) if self.population else 0
         if not count:
-            return FAMILY_MU[FamilyLevel.EXACT][1]
+            return default
         return max(count / self.population, FAMILY_U_FLOOR)
 
 
 DEFAULT_FREQUENCIES = TermFrequencies()
 
 
+def _level_bits(table: Mapping[int, tuple[float, float]]) -> dict[int, float]:
+    return {level: _bits(*mu) for level, mu in table.items()}
+
+
 @dataclass(frozen=True, slots=True)
 class RosterWeights:
-    """The weights that depend on the roster's size and shape: the prior (one pupil among the
-    roster's) and the bits of each date-of-birth and postcode level, whose chance agreement
-    ``u`` is estimated on the roster (``fit.roster_weights``). The defaults are the hand-set
-    values for a roster of a million."""
+    """The weights of one roster's matcher: the prior (one pupil among the roster's), the bits
+    of each date-of-birth and postcode level, and the (m, u) of each name level, whose exact
+    ``u`` the roster's name frequencies replace. The defaults are the hand-set values for a
+    roster of a million; ``fit.roster_weights`` and ``fit.model_weights`` measure them on a
+    roster (``u``) and on reported children (``m``)."""
 
     prior: float = PRIOR_WEIGHT
-    dob: Mapping[int, float] = field(
-        default_factory=lambda: {level: _bits(*mu) for level, mu in DOB_MU.items()}
-    )
-    postcode: Mapping[int, float] = field(
-        default_factory=lambda: {level: _bits(*mu) for level, mu in POSTCODE_MU.items()}
-    )
+    dob: Mapping[int, float] = field(default_factory=lambda: _level_bits(DOB_MU))
+    postcode: Mapping[int, float] = field(default_factory=lambda: _level_bits(POSTCODE_MU))
+    given: Mapping[int, tuple[float, float]] = field(default_factory=lambda: dict(GIVEN_MU))
+    family: Mapping[int, tuple[float, float]] = field(default_factory=lambda: dict(FAMILY_MU))
+
+    def names_max(self) -> float:
+        """The most bits the two names can add (exact agreement on the rarest names): what
+        pruning assumes a candidate could still gain from its names."""
+        return _bits(self.given[GivenLevel.EXACT][0], GIVEN_U_FLOOR) + _bits(
+            self.family[FamilyLevel.EXACT][0], FAMILY_U_FLOOR
+        )
 
 
 DEFAULT_WEIGHTS = RosterWeights()
@@ -216,26 +229,25 @@ class Scored:
         return 1.0 / (1.0 + 2.0 ** (-self.weight)) if self.weight > -60 else 0.0
 
 
-def _given_weight(agreement: NameAgreement, tf: TermFrequencies) -> float:
+def _given_weight(agreement: NameAgreement, tf: TermFrequencies, weights: RosterWeights) -> float:
     if agreement.level == GivenLevel.MISSING:
         return 0.0
-    m, u = GIVEN_MU[agreement.level]
+    m, u = weights.given[agreement.level]
     if agreement.level in (GivenLevel.EXACT, GivenLevel.MIDDLE):
-        u = tf.given_u(agreement.token) * (u / GIVEN_MU[GivenLevel.EXACT][1])
+        # the name's own frequency, scaled as this level's u is to the exact level's
+        exact_u = weights.given[GivenLevel.EXACT][1]
+        u = tf.given_u(agreement.token, exact_u) * (u / exact_u)
     return _bits(m, u)
 
 
-def _family_weight(agreement: NameAgreement, tf: TermFrequencies) -> float:
+def _family_weight(agreement: NameAgreement, tf: TermFrequencies, weights: RosterWeights) -> float:
     if agreement.level == FamilyLevel.MISSING:
         return 0.0
-    m, u = FAMILY_MU[agreement.level]
+    m, u = weights.family[agreement.level]
     if agreement.level in (FamilyLevel.EXACT, FamilyLevel.PART):
-        u = tf.family_u(agreement.token) * (u / FAMILY_MU[FamilyLevel.EXACT][1])
+        exact_u = weights.family[FamilyLevel.EXACT][1]
+        u = tf.family_u(agreement.token, exact_u) * (u / exact_u)
     return _bits(m, u)
-
-
-_GIVEN_MAX = _bits(GIVEN_MU[GivenLevel.EXACT][0], GIVEN_U_FLOOR)
-_FAMILY_MAX = _bits(FAMILY_MU[FamilyLevel.EXACT][0], FAMILY_U_FLOOR)
 
 
 def _swap_possible(query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...]) -> bool:
@@ -244,43 +256,64 @@ def _swap_possible(query: PreparedQuery, given: tuple[str, ...], family: tuple[s
 
 
 def _names(
-    query: PreparedQuery, given: tuple[str, ...], family: tuple[str, ...], tf: TermFrequencies
+    query: PreparedQuery,
+    given: tuple[str, ...],
+    family: tuple[str, ...],
+    tf: TermFrequencies,
+    weights: RosterWeights,
 ) -> tuple[NameAgreement, NameAgreement, float, bool]:
     """The straight reading of the names, or the swapped one when that reads better."""
     g, f = compare_given(query.given, given), compare_family(query.family, family)
-    weight = _given_weight(g, tf) + _family_weight(f, tf)
+    weight = _given_weight(g, tf, weights) + _family_weight(f, tf, weights)
     if (g.level >= GivenLevel.FUZZY or f.level >= FamilyLevel.FUZZY) and _swap_possible(
         query, given, family
     ):
         sg, sf = compare_given(query.family, given), compare_family(query.given, family)
         if sg.level <= GivenLevel.NICKNAME and sf.level <= FamilyLevel.PART:
-            swapped = _given_weight(sg, tf) + _family_weight(sf, tf) + SWAPPED_PENALTY
+            swapped = (
+                _given_weight(sg, tf, weights) + _family_weight(sf, tf, weights) + SWAPPED_PENALTY
+            )
             if swapped > weight:
                 return sg, sf, swapped, True
     return g, f, weight, False
 
 
-def score(  # noqa: C901 (to split with the matcher benchmarked before and after)
-    query: PreparedQuery,
-    pupil: Pupil,
-    tf: TermFrequencies = DEFAULT_FREQUENCIES,
-    floor: float | None = None,
-    weights: RosterWeights = DEFAULT_WEIGHTS,
-) -> Scored | None:
-    """Compare a prepared query with one roster entry: levels, weight and reasons.
+class _Cheap(NamedTuple):
+    """The identifiers compared before the names: their levels, reasons and weight (a
+    tuple: built for every candidate, it must be cheap to build)."""
 
-    With a ``floor``, a candidate whose weight cannot reach it even with the best possible
-    name agreement is dropped (None) before its names are compared: the cheap identifiers
-    (date of birth, postcode, UPN) are compared first.
-    """
+    dob: DobLevel
+    dob_reason: str
+    postcode: PostcodeLevel
+    postcode_reason: str
+    upn: UpnLevel
+    upn_reason: str
+    gender_differs: bool
+    hint: bool
+    weight: float
+
+
+def _postcode(query: PreparedQuery, pupil: Pupil) -> tuple[PostcodeLevel, str]:
+    """The postcode's level, a one-character difference read with what is known of the
+    reported postcode: between two real postcodes it is a neighbour, not a slip."""
+    roster = normalise_postcode(pupil.postcode)
+    level, reason = compare_postcode(query.postcode, roster)
+    if level == PostcodeLevel.TYPO and query.postcode_exists:
+        same_district = query.outward == outward_code(roster)
+        return (
+            PostcodeLevel.OUTWARD if same_district else PostcodeLevel.DIFFERENT,
+            "postcode: a neighbouring address (both postcodes exist)",
+        )
+    if level == PostcodeLevel.TYPO and query.postcode_exists is False:
+        return level, "postcode: one character differs (the reported one does not exist)"
+    return level, reason
+
+
+def _cheap(query: PreparedQuery, pupil: Pupil, weights: RosterWeights) -> _Cheap:
+    """Compare the date of birth, postcode, UPN, gender and school hint, and add their bits
+    to the prior."""
     dob_level, dob_reason = compare_dob(query.dob, pupil.date_of_birth)
-    pc_level, pc_reason = compare_postcode(query.postcode, normalise_postcode(pupil.postcode))
-    if pc_level == PostcodeLevel.TYPO and query.postcode_exists:
-        same_district = query.outward == outward_code(normalise_postcode(pupil.postcode))
-        pc_level = PostcodeLevel.OUTWARD if same_district else PostcodeLevel.DIFFERENT
-        pc_reason = "postcode: a neighbouring address (both postcodes exist)"
-    elif pc_level == PostcodeLevel.TYPO and query.postcode_exists is False:
-        pc_reason = "postcode: one character differs (the reported one does not exist)"
+    pc_level, pc_reason = _postcode(query, pupil)
     upn_level, upn_reason = compare_upn(query.upn, pupil.upn)
     weight = weights.prior
     if dob_level != DobLevel.MISSING:
@@ -296,37 +329,72 @@ def score(  # noqa: C901 (to split with the matcher benchmarked before and after
     hint = bool(query.school_hint) and query.school_hint == pupil.setting_id.lower()
     if hint:
         weight += SCHOOL_HINT_AGREES
+    return _Cheap(
+        dob_level,
+        dob_reason,
+        pc_level,
+        pc_reason,
+        upn_level,
+        upn_reason,
+        gender_differs,
+        hint,
+        weight,
+    )
+
+
+def _reasons(
+    query: PreparedQuery, cheap: _Cheap, g: NameAgreement, f: NameAgreement, swapped: bool
+) -> tuple[str, ...]:
+    """What a reviewer reads of one candidate, field by field."""
+    reasons = ["given and family name swapped"] if swapped else []
+    reasons += [g.reason, f.reason, cheap.dob_reason, cheap.postcode_reason]
+    if cheap.upn in UPN_MU:
+        reasons.append(cheap.upn_reason)
+    elif query.upn_reported_invalid:
+        reasons.append("UPN: reported UPN fails its check letter (ignored)")
+    if cheap.gender_differs:
+        reasons.append("gender: differs")
+    if cheap.hint:
+        reasons.append("school hint: names this setting")
+    return tuple(reasons)
+
+
+def score(
+    query: PreparedQuery,
+    pupil: Pupil,
+    tf: TermFrequencies = DEFAULT_FREQUENCIES,
+    floor: float | None = None,
+    weights: RosterWeights = DEFAULT_WEIGHTS,
+    names_max: float | None = None,
+) -> Scored | None:
+    """Compare a prepared query with one roster entry: levels, weight and reasons.
+
+    With a ``floor``, a candidate whose weight cannot reach it even with the best possible
+    name agreement (``names_max`` bits; by default ``weights.names_max()``) is dropped (None)
+    before its names are compared: the cheap identifiers (date of birth, postcode, UPN) are
+    compared first.
+    """
+    cheap = _cheap(query, pupil, weights)
     if (
         floor is not None
-        and weight + _GIVEN_MAX + _FAMILY_MAX < floor
-        and upn_level != UpnLevel.CONFLICT
+        and cheap.weight + (weights.names_max() if names_max is None else names_max) < floor
+        and cheap.upn != UpnLevel.CONFLICT
     ):
         return None
     g, f, name_weight, swapped = _names(
-        query, name_tokens(pupil.given_name), name_tokens(pupil.family_name), tf
+        query, name_tokens(pupil.given_name), name_tokens(pupil.family_name), tf, weights
     )
-    weight += name_weight
-    reasons = ["given and family name swapped"] if swapped else []
-    reasons += [g.reason, f.reason, dob_reason, pc_reason]
-    if upn_level in UPN_MU:
-        reasons.append(upn_reason)
-    elif query.upn_reported_invalid:
-        reasons.append("UPN: reported UPN fails its check letter (ignored)")
-    if gender_differs:
-        reasons.append("gender: differs")
-    if hint:
-        reasons.append("school hint: names this setting")
     return Scored(
         pupil=pupil,
-        weight=weight,
+        weight=cheap.weight + name_weight,
         given=g.level,
         family=f.level,
-        dob=dob_level,
-        postcode=pc_level,
-        upn=upn_level,
+        dob=cheap.dob,
+        postcode=cheap.postcode,
+        upn=cheap.upn,
         swapped=swapped,
-        hint=hint,
-        reasons=tuple(reasons),
-        gender_differs=gender_differs,
+        hint=cheap.hint,
+        reasons=_reasons(query, cheap, g, f, swapped),
+        gender_differs=cheap.gender_differs,
         postcode_slip_certain=query.postcode_exists is False,
     )

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Admin, Force
 from encompass.clock import Clock
+from encompass.services.access.web_sessions import ADMIN, close_sessions_of
 from encompass.services.records import audit
 
 
@@ -165,30 +166,15 @@ async def revoke_admin(
     ``admin.revoked``). CredentialError when no admin has that name, or when several
     unrevoked admins share it (then the admin id must be given). Revoking twice changes
     nothing."""
-    name = name.strip()
     async with sessions.begin() as session:
-        admin = await session.get(Admin, name, with_for_update=True) if len(name) <= 36 else None
-        if admin is None:
-            named = (
-                await session.scalars(
-                    select(Admin)
-                    .where(Admin.name == name)
-                    .order_by(Admin.created_at)
-                    .with_for_update()
-                )
-            ).all()
-            active = [a for a in named if a.revoked_at is None]
-            if not named:
-                raise CredentialError(f"no admin named {name!r}")
-            if len(active) > 1:
-                raise CredentialError(
-                    f"{len(active)} admins are named {name!r}; give the "
-                    "admin id printed when each was added"
-                )
-            admin = active[0] if active else named[-1]
+        admin = await find_admin(session, name, lock=True)
         if admin.revoked_at is not None:
             return Revoked(admin.admin_id, admin.revoked_at, already=True)
         admin.revoked_at = clock.now()
+        # Signed-in browsers of the admin stop working in the same transaction.
+        await close_sessions_of(
+            session, now=admin.revoked_at, kind=ADMIN, subject_id=admin.admin_id
+        )
         await audit.record(
             session,
             actor="admin:cli",
@@ -197,3 +183,23 @@ async def revoke_admin(
             at=admin.revoked_at,
         )
         return Revoked(admin.admin_id, admin.revoked_at, already=False)
+
+
+async def find_admin(session: AsyncSession, name: str, *, lock: bool = False) -> Admin:
+    """The admin with this admin id, or else the one (unrevoked, if any) with this name.
+    CredentialError when there is none, or several unrevoked admins share the name."""
+    name = name.strip()
+    admin = await session.get(Admin, name, with_for_update=lock) if len(name) <= 36 else None
+    if admin is not None:
+        return admin
+    query = select(Admin).where(Admin.name == name).order_by(Admin.created_at)
+    named = (await session.scalars(query.with_for_update() if lock else query)).all()
+    active = [a for a in named if a.revoked_at is None]
+    if not named:
+        raise CredentialError(f"no admin named {name!r}")
+    if len(active) > 1:
+        raise CredentialError(
+            f"{len(active)} admins are named {name!r}; give the "
+            "admin id printed when each was added"
+        )
+    return active[0] if active else named[-1]

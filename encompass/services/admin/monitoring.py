@@ -1,4 +1,4 @@
-"""What admins watch: notices by status with their flags, and the dashboard's figures.
+"""What admins watch: notices with their flags, filtered, and as CSV.
 
 Nothing here names a child: notices are shown by id, setting and times. Every read is
 audited. The overdue flag (docs/http.md, the status lifecycle) is "set by the escalation
@@ -8,32 +8,32 @@ notice is answered.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import csv
+import io
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.db.tables import Alert, Incident, Notice, SettingRow
+from encompass.adapters.db.tables import Incident, Notice, SettingRow
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
-from encompass.services.matching.review_queue import (
-    QueueSummary,
-    ReviewItem,
-    list_review,
-    queue_summary,
-)
+from encompass.domain.calendar import LONDON
+from encompass.domain.status import AWAITING_ACK, NoticeStatus, values
+from encompass.services.admin.scope import ALL, Area
 from encompass.services.records import audit
 
 MAX_NOTICES: Final = 1_000
 # Overdue only while still waiting for an answer.
-AWAITING: Final = (NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value)
 
 
 def is_overdue(notice: Notice) -> bool:
     """The overdue flag: escalated for want of an acknowledgement and still unanswered."""
-    return notice.overdue_at is not None and notice.status in AWAITING
+    return notice.overdue_at is not None and notice.status in AWAITING_ACK
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=LONDON)
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -47,22 +47,36 @@ async def admin_notices(
     *,
     status: NoticeStatus | None = None,
     overdue: bool | None = None,
+    setting_id: str | None = None,
+    since: date | None = None,
+    until: date | None = None,
     limit: int = 200,
+    offset: int = 0,
+    area: Area = ALL,
 ) -> list[dict[str, Any]]:
-    """Notices, most recently changed first, optionally of one ``status`` and/or with the
-    overdue flag set (``overdue=True``) or clear; no child's data. Audited."""
-    query = (
+    """Notices of ``area``, most recently changed first, optionally of one ``status``, one
+    setting, and/or with the overdue flag set (``overdue=True``) or clear; no child's
+    data. ``since`` / ``until``: first and last day (UK time) the notice was made. Audited."""
+    query = area.notices(
         select(Notice, SettingRow.name, Incident.force_id)
         .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
         .join(Incident, Incident.incident_id == Notice.incident_id)
     )
+    if setting_id is not None:
+        query = query.where(Notice.setting_id == setting_id)
+    if since is not None:
+        query = query.where(Notice.created_at >= _midnight(since))
+    if until is not None:
+        query = query.where(Notice.created_at < _midnight(until + timedelta(days=1)))
     if status is not None:
         query = query.where(Notice.status == status.value)
-    flagged = Notice.overdue_at.is_not(None) & Notice.status.in_(AWAITING)
+    flagged = Notice.overdue_at.is_not(None) & Notice.status.in_(values(AWAITING_ACK))
     if overdue is not None:
         query = query.where(flagged if overdue else ~flagged)
-    query = query.order_by(Notice.updated_at.desc(), Notice.notice_id).limit(
-        max(1, min(limit, MAX_NOTICES))
+    query = (
+        query.order_by(Notice.updated_at.desc(), Notice.notice_id)
+        .limit(max(1, min(limit, MAX_NOTICES)))
+        .offset(max(0, offset))
     )
     async with sessions.begin() as session:
         rows = (await session.execute(query)).all()
@@ -74,6 +88,10 @@ async def admin_notices(
             detail={
                 "status": status.value if status else None,
                 "overdue": overdue,
+                "setting_id": setting_id,
+                "since": since.isoformat() if since else None,
+                "until": until.isoformat() if until else None,
+                "area": area.code,
                 "count": len(rows),
             },
             at=clock.now(),
@@ -98,73 +116,33 @@ async def admin_notices(
     ]
 
 
-@dataclass(frozen=True)
-class Dashboard:
-    """The dashboard's figures, read in one go."""
+CSV_COLUMNS: Final = (
+    "notice_id",
+    "incident_id",
+    "force_id",
+    "setting_id",
+    "setting_name",
+    "status",
+    "recipient",
+    "deliver_at",
+    "overdue",
+    "overdue_at",
+    "created_at",
+    "updated_at",
+)
 
-    at: datetime
-    by_status: dict[str, int]
-    overdue: int
-    failed: int
-    review: QueueSummary
-    review_items: list[ReviewItem]
-    alerts: list[dict[str, Any]]
+
+def notices_csv(notices: list[dict[str, Any]]) -> str:
+    """The notices as CSV (a header row, one line per notice; no child's data)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    for notice in notices:
+        writer.writerow([_cell(notice.get(column)) for column in CSV_COLUMNS])
+    return out.getvalue()
 
 
-async def dashboard(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str, *, alerts_shown: int = 50
-) -> Dashboard:
-    """Counts per status, overdue and failed notices, the review queue and the newest
-    unresolved alerts. Audited (the review queue's read separately, as it is one)."""
-    now = clock.now()
-    items = await list_review(sessions, clock, actor)
-    async with sessions.begin() as session:
-        counts = dict(
-            (
-                await session.execute(select(Notice.status, func.count()).group_by(Notice.status))
-            ).all()
-        )
-        overdue = (
-            await session.scalar(
-                select(func.count())
-                .select_from(Notice)
-                .where(Notice.overdue_at.is_not(None), Notice.status.in_(AWAITING))
-            )
-            or 0
-        )
-        summary = await queue_summary(session, now)
-        alerts = (
-            await session.scalars(
-                select(Alert)
-                .where(Alert.resolved_at.is_(None))
-                .order_by(Alert.created_at.desc())
-                .limit(alerts_shown)
-            )
-        ).all()
-        await audit.record(
-            session,
-            actor=actor,
-            action="admin.dashboard",
-            subject="dashboard",
-            detail={"alerts": len(alerts)},
-            at=now,
-        )
-    return Dashboard(
-        at=now,
-        by_status={s.value: int(counts.get(s.value, 0)) for s in NoticeStatus},
-        overdue=int(overdue),
-        failed=int(counts.get(NoticeStatus.FAILED.value, 0)),
-        review=summary,
-        review_items=items,
-        alerts=[
-            {
-                "alert_id": a.alert_id,
-                "kind": a.kind,
-                "audience": a.audience,
-                "notice_id": a.notice_id,
-                "message": a.message,
-                "created_at": a.created_at.isoformat(),
-            }
-            for a in alerts
-        ],
-    )
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+    # A cell a spreadsheet would run as a formula is quoted as text (CSV injection).
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

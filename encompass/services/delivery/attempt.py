@@ -17,18 +17,19 @@ acknowledged without doing anything, so a relay that publishes twice sends nothi
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import TYPE_CHECKING, Any, Final, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
+from pydantic import ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
+from encompass.adapters.channels import MailPort, WebhookPort
 from encompass.adapters.data_keys import DataKeys, DataUnavailable
 from encompass.adapters.db.tables import (
     DeliveryAttempt,
@@ -37,50 +38,25 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
     SettingRow,
 )
-from encompass.adapters.smtp import SendResult
-from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, PostResult
+from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
 from encompass.domain.calendar import LONDON
-from encompass.domain.status import NoticeStatus
+from encompass.domain.queued import DeliveryQueued
+from encompass.domain.status import DELIVERABLE, FINAL_OUTCOMES, NoticeStatus, values
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import Move, transition_many
-from workers.runner import Poison
 
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
 log = structlog.get_logger()
 
-# Outcomes after which a channel is done with an envelope (``retry`` is the only other).
-FINAL_OUTCOMES: Final = ("delivered", "failed", "sent", "skipped")
-# A notice envelope is delivered only while its notice still stands.
-_DELIVERABLE: Final = frozenset(
-    {NoticeStatus.SEALED, NoticeStatus.SENDING, NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED}
-)
-
 
 class DeliveryRetry(Exception):
     """A transient failure, already recorded: the runner retries after a backoff."""
-
-
-class WebhookPort(Protocol):
-    async def post(
-        self,
-        url: str,
-        body: bytes,
-        *,
-        envelope_id: str,
-        kind: str,
-        hmac_key: bytes | None,
-        timestamp: int,
-    ) -> PostResult: ...
-
-
-class MailPort(Protocol):
-    async def send_pointer(self, to: str, notice_id: str) -> SendResult: ...
 
 
 # Attempts at one envelope, at most, however long before the day starts it was released.
@@ -161,7 +137,7 @@ _DONE = (
     select(DeliveryAttempt.envelope_id, DeliveryAttempt.channel)
     .where(
         DeliveryAttempt.envelope_id.in_(bindparam("ids", expanding=True)),
-        DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+        DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
     )
     .distinct()
 )
@@ -183,16 +159,21 @@ _MARK_DELIVERED = (
 )
 
 
+def refuse_delivery(exc: ValidationError) -> Poison:
+    """The dead-letter reason for a body that is not a :class:`DeliveryQueued`."""
+    # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
+    errors = exc.errors()
+    if [e["loc"] for e in errors] == [("channel",)] and errors[0]["type"] == "literal_error":
+        return Poison("unknown delivery channel: expected webhook or email")
+    return Poison("not a delivery message: expected JSON with envelope_id and channel")
+
+
 def _parse(body: bytes) -> _Job:
     try:
-        data = json.loads(body)
-        job = _Job(str(data["envelope_id"]), str(data["channel"]))
-    except (ValueError, KeyError, TypeError):
-        raise Poison("not a delivery message: expected JSON with envelope_id and channel") from None
-    if job.channel not in ("webhook", "email"):
-        # Never quoted: a dead-letter reason repeats nothing of a body we did not write.
-        raise Poison("unknown delivery channel: expected webhook or email")
-    return job
+        queued = DeliveryQueued.model_validate_json(body)
+    except ValidationError as exc:
+        raise refuse_delivery(exc) from None
+    return _Job(queued.envelope_id, queued.channel)
 
 
 class DeliverEnvelope:
@@ -211,12 +192,13 @@ class DeliverEnvelope:
         self._webhook, self._mail = webhook, mail
         self._max_attempts = max_attempts
 
-    async def __call__(self, message: Message) -> None:
-        """Make one attempt at the envelope named in ``message``; raise DeliveryRetry (after
+    async def __call__(self, queued: DeliveryQueued) -> None:
+        """Make one attempt at the envelope named in ``queued``; raise DeliveryRetry (after
         recording the attempt) when the runner should try again later."""
-        (failure,) = await self.batch([message])
-        if failure is not None:
-            raise failure
+        results: list[Exception | None] = [None]
+        await self._attempt({0: _Job(queued.envelope_id, queued.channel)}, results)
+        if results[0] is not None:
+            raise results[0]
 
     async def batch(self, messages: Sequence[Message]) -> list[Exception | None]:
         """One attempt at each envelope named in ``messages``: read in one query, sent
@@ -237,9 +219,14 @@ class DeliverEnvelope:
             if job not in taken:
                 taken.add(job)
                 jobs[n] = job
+        await self._attempt(jobs, results)
+        return results
+
+    async def _attempt(self, jobs: dict[int, _Job], results: list[Exception | None]) -> None:
+        """Send and record ``jobs``, writing each one's outcome into ``results``."""
         plans = await self._plans(jobs, results)
         if not plans:
-            return results
+            return
         sent = await asyncio.gather(*(self._send(jobs[n], plan) for n, plan in plans.items()))
         attempts = [
             (jobs[n], plan, outcome, detail)
@@ -252,11 +239,10 @@ class DeliverEnvelope:
             # envelope id), as one message would have.
             for n in plans:
                 results[n] = exc
-            return results
+            return
         for n, (outcome, detail) in zip(plans, recorded, strict=True):
             if outcome == "retry":
                 results[n] = DeliveryRetry(detail)
-        return results
 
     async def _plans(
         self, jobs: dict[int, _Job], results: list[Exception | None]
@@ -317,7 +303,7 @@ class DeliverEnvelope:
         if body == PURGED_BODY:
             bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
-        if kind == "notice" and NoticeStatus(status) not in _DELIVERABLE:
+        if kind == "notice" and NoticeStatus(status) not in DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
             bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None

@@ -12,8 +12,14 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from encompass.adapters.db.tables import Alert, DeliveryAttempt, Notice, SealedEnvelope
-from encompass.domain.status import NoticeStatus
+from encompass.adapters.db.tables import (
+    Alert,
+    DeliveryAttempt,
+    Notice,
+    OutboxEntry,
+    SealedEnvelope,
+)
+from encompass.domain.status import IN_FLIGHT, DeliveryOutcome, NoticeStatus
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
@@ -23,7 +29,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
     """Move a sealed or sending notice to ``failed`` with an admin alert and an error log
     line (ids only). Does nothing to a notice in any other status."""
     status = NoticeStatus(notice.status)
-    if status not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if status not in IN_FLIGHT:
         return
     if status is NoticeStatus.SEALED:
         transition(session, notice, NoticeStatus.SENDING, at=now, cause="giving up")
@@ -46,7 +52,7 @@ def give_up(session: AsyncSession, notice: Notice, now: datetime, why: str) -> N
 async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: datetime) -> bool:
     """Give up on ``notice`` when none of its envelopes was delivered and every one has a
     failed attempt (or it has none at all). Returns whether it did."""
-    if NoticeStatus(notice.status) not in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+    if NoticeStatus(notice.status) not in IN_FLIGHT:
         return False
     envelopes = (
         await session.execute(
@@ -56,14 +62,24 @@ async def fail_if_undeliverable(session: AsyncSession, notice: Notice, now: date
         )
     ).all()
     if any(delivered is not None for _, delivered in envelopes):
-        return False
-    ids = [envelope_id for envelope_id, _ in envelopes]
+        return False  # fetched by any device, browsers included
+    # Only envelopes with a delivery channel can fail: a browser's waits in /inbox.
+    ids = list(
+        (
+            await session.scalars(
+                select(OutboxEntry.envelope_id).where(
+                    OutboxEntry.envelope_id.in_([envelope_id for envelope_id, _ in envelopes])
+                )
+            )
+        ).all()
+    )
     failed = (
         set(
             (
                 await session.scalars(
                     select(DeliveryAttempt.envelope_id).where(
-                        DeliveryAttempt.envelope_id.in_(ids), DeliveryAttempt.outcome == "failed"
+                        DeliveryAttempt.envelope_id.in_(ids),
+                        DeliveryAttempt.outcome == DeliveryOutcome.FAILED,
                     )
                 )
             ).all()

@@ -10,7 +10,7 @@ each notice is about one child only.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Final
+from typing import Final, Literal
 
 from encompass.domain.envelope import ChildDetails, NoticeContent, OfficerContact
 from encompass.domain.incident import IncidentReport, report_context
@@ -54,25 +54,16 @@ def build_notice_content(
     ValidationError if the content breaks the envelope's limits.
     """
     child = report.children[position]
-    return NoticeContent(
+    return _content(
+        report,
+        position,
         notice_id=notice_id,
         setting_id=setting_id,
         kind="notice",
-        version=report.version,
-        child=ChildDetails(
-            given_name=child.given_name,
-            family_name=child.family_name,
-            date_of_birth=child.date_of_birth,
-        ),
-        police_reference=report.incident_ref,
-        occurred_at=report.occurred_at,
-        location=report.location,
-        present=child.present,
         where_during=child.where_during,
         voice=child.voice,
         circumstances=report.circumstances,
         police_actions=report.police_actions,
-        officer=OfficerContact(name=report.officer.name, contact=report.officer.contact),
         guidance=GUIDANCE,
     )
 
@@ -83,11 +74,40 @@ def build_retraction_content(
     """The retraction of the notice for the child at ``position``: it names the same child
     and incident (so the Key Adult knows which notice to disregard) and repeats none of
     the incident's details."""
+    return _content(
+        report,
+        position,
+        notice_id=notice_id,
+        setting_id=setting_id,
+        kind="retraction",
+        where_during=None,
+        voice=None,
+        circumstances=RETRACTION_CIRCUMSTANCES,
+        police_actions=RETRACTION_ACTIONS,
+        guidance=RETRACTION_GUIDANCE,
+    )
+
+
+def _content(
+    report: IncidentReport,
+    position: int,
+    *,
+    notice_id: str,
+    setting_id: str,
+    kind: Literal["notice", "retraction"],
+    where_during: str | None,
+    voice: str | None,
+    circumstances: str,
+    police_actions: str,
+    guidance: str,
+) -> NoticeContent:
+    """What a notice and its retraction share (who, which incident, whom to contact), with
+    the parts that differ given."""
     child = report.children[position]
     return NoticeContent(
         notice_id=notice_id,
         setting_id=setting_id,
-        kind="retraction",
+        kind=kind,
         version=report.version,
         child=ChildDetails(
             given_name=child.given_name,
@@ -98,10 +118,10 @@ def build_retraction_content(
         occurred_at=report.occurred_at,
         location=report.location,
         present=child.present,
-        where_during=None,
-        voice=None,
-        circumstances=RETRACTION_CIRCUMSTANCES,
-        police_actions=RETRACTION_ACTIONS,
+        where_during=where_during,
+        voice=voice,
+        circumstances=circumstances,
+        police_actions=police_actions,
         officer=OfficerContact(name=report.officer.name, contact=report.officer.contact),
-        guidance=RETRACTION_GUIDANCE,
+        guidance=guidance,
     )

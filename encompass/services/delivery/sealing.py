@@ -32,11 +32,11 @@ from encompass.domain.directory import KeyAdultRole
 from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
 from encompass.domain.incident import IncidentReport
 from encompass.services.delivery.notice_content import parse_stored_report
+from encompass.services.receiving.device_keys import DIRECTORY_DEVICE, DeviceKey, active_device_keys
 from encompass.services.records.at_rest import DataUnavailable, open_payload, preload_data_keys
 
 log = structlog.get_logger()
 
-EnvelopeKind = Literal["notice", "retraction"]
 Channel = Literal["webhook", "email"]
 
 # Who a notice goes to, by Notice.recipient (set by the release rule).
@@ -133,10 +133,21 @@ async def people_by_setting(
 
 
 class KeyCache:
-    """Parsed sealing keys by Key Adult, so a batch parses each PEM once."""
+    """Parsed sealing keys by Key Adult, so a batch parses each PEM once, and the keys of
+    their browser devices once :meth:`load_devices` has read them."""
 
     def __init__(self) -> None:
         self._keys: dict[str, RecipientPublicKey | None] = {}
+        self._devices: dict[str, list[DeviceKey]] = {}
+
+    async def load_devices(self, session: AsyncSession, people: Iterable[KeyAdultRow]) -> None:
+        """Read the browser devices of ``people`` (those not read yet)."""
+        missing = {p.key_adult_id for p in people} - self._devices.keys()
+        self._devices.update(await active_device_keys(session, missing))
+
+    def devices(self, person: KeyAdultRow) -> list[DeviceKey]:
+        """The person's browser devices, not revoked (empty until loaded)."""
+        return self._devices.get(person.key_adult_id, [])
 
     def key(self, person: KeyAdultRow) -> RecipientPublicKey | None:
         """The Key Adult's sealing key, or None (logged at error) when it cannot be read."""
@@ -170,43 +181,53 @@ def seal_to(
     signing_key: Ed25519PrivateKey,
     now: datetime,
 ) -> Sealed:
-    """Seal ``content`` to each of ``people`` whose key can be read, with one outbox entry
-    per envelope. Pure CPU work: nothing touches the database, so a failure here leaves
-    no half-made notice behind."""
+    """Seal ``content`` to every device of each of ``people`` (the directory key when it
+    can be read, and each browser not revoked), with one outbox entry per person. Pure CPU
+    work: nothing touches the database, so a failure here leaves no half-made notice
+    behind."""
     made = Sealed([], [])
     for person in people:
+        targets: list[tuple[str, RecipientPublicKey]] = []
         key = keys.key(person)
-        if key is None:
-            continue
-        envelope = seal(
-            content,
-            notice_id=content.notice_id,
-            recipient_id=person.key_adult_id,
-            recipient_public_key=key,
-            signing_key=signing_key,
-            now=now,
-        )
-        row = SealedEnvelope(
-            envelope_id=str(uuid.uuid4()),
-            notice_id=content.notice_id,
-            key_adult_id=person.key_adult_id,
-            role=person.role,
-            kind=content.kind,
-            body=envelope.model_dump_json(),
-            envelope_hash=envelope_hash(envelope),
-            created_at=now,
-            delivered_at=None,
-            delivered_by=None,
-        )
-        made.envelopes.append(row)
-        made.outbox.append(
-            OutboxEntry(
-                envelope_id=row.envelope_id,
-                channel=channel_for(person),
-                created_at=now,
-                published_at=None,
+        if key is not None:
+            targets.append((DIRECTORY_DEVICE, key))
+        targets.extend((d.device_id, d.key) for d in keys.devices(person))
+        for index, (device_id, target) in enumerate(targets):
+            envelope = seal(
+                content,
+                notice_id=content.notice_id,
+                recipient_id=person.key_adult_id,
+                recipient_public_key=target,
+                signing_key=signing_key,
+                now=now,
             )
-        )
+            row = SealedEnvelope(
+                envelope_id=str(uuid.uuid4()),
+                notice_id=content.notice_id,
+                key_adult_id=person.key_adult_id,
+                role=person.role,
+                kind=content.kind,
+                body=envelope.model_dump_json(),
+                envelope_hash=envelope_hash(envelope),
+                created_at=now,
+                delivered_at=None,
+                delivered_by=None,
+                device_id=device_id,
+            )
+            made.envelopes.append(row)
+            if index == 0:
+                # One delivery per person: the webhook carries the directory key's envelope
+                # (a receiver holds that key); the e-mail pointer leads to /inbox, where
+                # every device finds its own.
+                webhook = device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
+                made.outbox.append(
+                    OutboxEntry(
+                        envelope_id=row.envelope_id,
+                        channel="webhook" if webhook else "email",
+                        created_at=now,
+                        published_at=None,
+                    )
+                )
     return made
 
 

@@ -36,11 +36,13 @@ from encompass.domain.directory import (
     SettingKind,
     SpanKind,
 )
+from encompass.domain.postcode import canonical_postcode, is_uk_postcode
 from encompass.services.directory.public_keys import public_key_pem
 
-UK_POSTCODE = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?[0-9][A-Z]{2}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2})$")
+# ONS local authority codes: E06000020 (England), W06…, S12…, N09….
+LA_CODE = re.compile(r"^[EWSN][0-9]{8}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -55,17 +57,8 @@ class DirectoryImportError(Exception):
         self.reason = reason
 
 
-def canonical_postcode(value: str) -> str:
-    """Upper case with one space before the inward code: ``tf34nt`` -> ``TF3 4NT``.
-
-    The roster stores this form, so a reported postcode in any spacing finds it by equality.
-    """
-    key = re.sub(r"\s+", "", value).upper()
-    return f"{key[:-3]} {key[-3:]}" if len(key) > 3 else key
-
-
 def _postcode(value: str) -> str:
-    if not UK_POSTCODE.match(re.sub(r"\s+", "", value).upper()):
+    if not is_uk_postcode(value):
         raise ValueError("must be a UK postcode such as TF3 4NT")
     return canonical_postcode(value)
 
@@ -99,6 +92,17 @@ def _email(value: str) -> str:
     if not _EMAIL.match(value):
         raise ValueError("must be an e-mail address")
     return value
+
+
+def _la_code(value: str) -> str:
+    code = value.strip().upper()
+    if not LA_CODE.match(code):
+        raise ValueError("must be an ONS local authority code such as E06000020")
+    return code
+
+
+def _optional_la_code(value: str | None) -> str | None:
+    return None if value is None else _la_code(value)
 
 
 def _upn(value: str) -> str:
@@ -151,7 +155,9 @@ class SettingIn(_Row):
     setting_id: Id
     name: Name
     kind: Annotated[
-        SettingKind, BeforeValidator(_lower), Field(description="school, college or early_years")
+        SettingKind,
+        BeforeValidator(_lower),
+        Field(description="school, college, early_years or local_authority"),
     ]
     nation: Annotated[
         Nation,
@@ -166,9 +172,13 @@ class SettingIn(_Row):
     holiday_policy: Annotated[
         HolidayPolicy, BeforeValidator(_lower), Field(description="hold or holiday_contact")
     ]
+    # Optional column: the local authority the setting belongs to (its admins' area).
+    la_code: Annotated[str | None, AfterValidator(_optional_la_code)] = None
 
     @model_validator(mode="after")
     def _day(self) -> Self:
+        if self.kind == SettingKind.LOCAL_AUTHORITY and not self.la_code:
+            raise ValueError("la_code is needed for a setting of kind local_authority")
         if not self.day_starts < self.day_ends:
             raise ValueError("day_starts must come before day_ends")
         if not self.dispatch_at < self.day_ends:

@@ -26,9 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import Incident, IncidentVersion
+from encompass.adapters.topology import INCIDENTS
 from encompass.clock import Clock
 from encompass.domain.incident import IncidentReport
 from encompass.domain.queued import VersionQueued
+from encompass.domain.status import IncidentStatus
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.records import audit
 from encompass.services.records.at_rest import (
@@ -42,8 +44,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Table
 
 log = structlog.get_logger()
-
-INCIDENTS = "incidents"
 
 Channel = Literal["http", "amqp"]
 
@@ -103,7 +103,7 @@ async def record_version(
             force_id=force_id,
             incident_ref=report.incident_ref,
             latest_version=0,
-            status="active",
+            status=IncidentStatus.ACTIVE,
             created_at=now_,
             updated_at=now_,
         )

@@ -4,8 +4,8 @@ All in one transaction with the incident marked ``withdrawn``. The notices are l
 waited for), so a notice being released at this very moment is seen after its release and
 retracted rather than missed. Retractions are sealed like notices (``kind="retraction"``,
 naming the same child and incident, repeating none of its details) and go through the
-same outbox to the recipients who hold the notice. Writes no audit entry: the caller (the
-HTTP route) records who withdrew.
+same outbox to the recipients who hold the notice. The audit entry naming the force that
+withdrew is written in the same transaction: a withdrawal is never without its record.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Alert, Incident, KeyAdultRow, Notice, SealedEnvelope
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import RETRACTABLE, UNSENT, IncidentStatus, NoticeStatus
 from encompass.services.delivery.notice_content import build_retraction_content
 from encompass.services.delivery.sealing import (
     KeyCache,
@@ -32,12 +32,10 @@ from encompass.services.delivery.sealing import (
     seal_to,
     store,
 )
+from encompass.services.records import audit
 from encompass.services.scheduling.notices import transition
 
 log = structlog.get_logger()
-
-_CANCEL = (NoticeStatus.REVIEW, NoticeStatus.SCHEDULED, NoticeStatus.SEALED)
-_RETRACT = (NoticeStatus.DELIVERED, NoticeStatus.ACKNOWLEDGED)
 
 
 class IncidentNotFound(LookupError):
@@ -69,8 +67,8 @@ async def withdraw_incident(
         ).one_or_none()
         if incident is None:
             raise IncidentNotFound(f"no incident {incident_id[:64]!r} for this force")
-        already = incident.status == "withdrawn"
-        incident.status, incident.updated_at = "withdrawn", now
+        already = incident.status == IncidentStatus.WITHDRAWN
+        incident.status, incident.updated_at = IncidentStatus.WITHDRAWN, now
         notices = (
             await session.scalars(
                 select(Notice)
@@ -80,6 +78,21 @@ async def withdraw_incident(
             )
         ).all()
         cancelled, retracted, sealed = await _withdraw_notices(session, notices, now, signing_key)
+        counts = {
+            "status": IncidentStatus.WITHDRAWN.value,
+            "already_withdrawn": already,
+            "cancelled": cancelled,
+            "retracted": retracted,
+            "retractions_sealed": sealed,
+        }
+        await audit.record(
+            session,
+            actor=f"force:{force_id}",
+            action="incident.withdrawn",
+            subject=f"incident:{incident_id}",
+            detail=counts,
+            at=now,
+        )
     log.info(
         "incident.withdrawn",
         incident_id=incident_id,
@@ -88,28 +101,22 @@ async def withdraw_incident(
         retractions=sealed,
         already_withdrawn=already,
     )
-    return {
-        "incident_id": incident_id,
-        "status": "withdrawn",
-        "already_withdrawn": already,
-        "cancelled": cancelled,
-        "retracted": retracted,
-        "retractions_sealed": sealed,
-    }
+    return {"incident_id": incident_id, **counts}
 
 
 async def _withdraw_notices(
     session: AsyncSession, notices: Sequence[Notice], now: datetime, signing_key: Ed25519PrivateKey
 ) -> tuple[int, int, int]:
-    sent = [n for n in notices if NoticeStatus(n.status) in (*_RETRACT, NoticeStatus.SENDING)]
+    sent = [n for n in notices if NoticeStatus(n.status) in RETRACTABLE | {NoticeStatus.SENDING}]
     sent_ids = {n.notice_id for n in sent}
     holders = await _holders(session, [n.notice_id for n in sent])
     sources = await load_sources(session, sent)
     keys, made = KeyCache(), []
+    await keys.load_devices(session, [p for ps in holders.values() for p in ps])
     cancelled = retracted = 0
     for notice in notices:
         status = NoticeStatus(notice.status)
-        if status in _CANCEL:
+        if status in UNSENT:
             transition(
                 session,
                 notice,
@@ -141,15 +148,7 @@ async def _withdraw_notices(
         if len(sealed.envelopes) < len(people) or (people and source is None):
             _alert_unretracted(session, notice, now)
         if status is NoticeStatus.SENDING:
-            # Nothing was delivered, so the notice is cancelled (the portal never shows
-            # it); back through sealed because the lifecycle has no sending -> cancelled.
-            transition(
-                session,
-                notice,
-                NoticeStatus.SEALED,
-                at=now,
-                cause="incident withdrawn while sending",
-            )
+            # Nothing was delivered, so the notice is cancelled (the portal never shows it).
             transition(
                 session,
                 notice,
@@ -186,7 +185,9 @@ async def _holders(session: AsyncSession, notice_ids: list[str]) -> dict[str, li
             )
         ).all()
         for notice_id, person in rows:
-            found[notice_id].append(person)
+            # One envelope per device, so a person can appear more than once.
+            if person not in found[notice_id]:
+                found[notice_id].append(person)
     return found
 
 

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
 
@@ -26,11 +27,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.db.engine import make_engine, make_sessions
+from encompass.adapters.db.directory_repo import roster_version
+from encompass.adapters.db.match_model_repo import save_match_model
 from encompass.adapters.db.tables import PupilRow
 from encompass.domain.match import ChildQuery, Decision, RosterIndex
 from encompass.domain.matching.dry_run import match_children, parse_child
-from encompass.domain.matching.fit import explain_weights, fit_roster
+from encompass.domain.matching.fit import (
+    explain_weights,
+    fit_roster,
+    model_to_json,
+    model_weights,
+)
 from encompass.services.matching.roster import load_roster_index
 
 PROGRESS_EVERY = 10_000
@@ -156,7 +163,9 @@ async def _load_index(
                     "the database has no directory: import one first "
                     "(encompass directory import --settings F --pupils F)"
                 )
-        index = await load_roster_index(sessions)
+            version = await roster_version(session)
+        # the model the matcher would use; a dry run writes nothing, a refit included
+        index = await load_roster_index(sessions, version=version, keep_model=False)
     except (OSError, SQLAlchemyError) as exc:
         # Named by the innermost error's class only (the driver's, e.g. "the database does
         # not exist"): a driver's message may quote the values it was given.
@@ -201,23 +210,17 @@ async def dry_run(
 
 
 async def match_file(
-    database_url: str,
+    sessions: async_sessionmaker[AsyncSession],
     children: Path,
     *,
     out: Path | None,
     stdout: TextIO,
     progress: Progress | None = None,
 ) -> DryRunReport:
-    """:func:`dry_run` against the database at ``database_url`` (normalised), the engine
-    disposed of afterwards. Every failure the user can act on (the file, the output, the
-    database) is a :class:`DryRunError`: one line, no stack trace."""
-    engine = make_engine(database_url)
-    try:
-        return await dry_run(
-            make_sessions(engine), children, out=out, stdout=stdout, progress=progress
-        )
-    finally:
-        await engine.dispose()
+    """:func:`dry_run` against the database of ``sessions`` (``bootstrap.open_database``).
+    Every failure the user can act on (the file, the output, the database) is a
+    :class:`DryRunError`: one line, no stack trace."""
+    return await dry_run(sessions, children, out=out, stdout=stdout, progress=progress)
 
 
 def _children(path: Path, label: str) -> list[ChildQuery]:
@@ -231,17 +234,40 @@ def _children(path: Path, label: str) -> list[ChildQuery]:
 
 
 async def explain_model(
-    database_url: str, children: Path | None, *, stdout: TextIO, progress: Progress | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    children: Path | None,
+    *,
+    stdout: TextIO,
+    progress: Progress | None = None,
+    save: bool = False,
 ) -> None:
     """Fit the Fellegi-Sunter model on the imported roster (and the children of ``children``,
     when given: the incoming children) and print it, level by level, beside the hand-set
-    values. Reads the database, writes nothing to it. Failures as for :func:`match_file`."""
+    values, then the weights in use. Writes nothing to the database, unless ``save``: then
+    the model (fitted on children, never on the roster alone) is kept for the roster's
+    version, and the matcher weighs every level with it from its next roster load on.
+    Failures as for :func:`match_file`."""
+    if save and children is None:
+        raise DryRunError(
+            "--save-model needs CHILDREN.jsonl: fitted on the roster alone, m learns what "
+            "siblings share, not how reports of one child differ from its record"
+        )
     reported = _children(children, str(children)) if children is not None else []
-    engine = make_engine(database_url)
-    try:
-        index = await _load_index(make_sessions(engine), len(reported), progress)
-    finally:
-        await engine.dispose()
+    index = await _load_index(sessions, len(reported), progress)
     pupils = [index.columns.pupil(row) for row in range(len(index))]
     model = fit_roster(pupils, reported)
-    stdout.write("\n".join([*model.explain(), *explain_weights(index.weights)]) + "\n")
+    weights = index.weights
+    if save:
+        async with sessions() as session:
+            version = await roster_version(session)
+            await save_match_model(session, version, model_to_json(model), _now())
+            await session.commit()
+        weights = model_weights(model, len(index))
+    lines = [*model.explain(), *explain_weights(weights)]
+    if save:
+        lines.append("kept for this roster version: the matcher uses it from its next load")
+    stdout.write("\n".join(lines) + "\n")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -26,15 +26,15 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message
+from encompass.adapters.broker import Message, Poison
 from encompass.adapters.db.directory_repo import calendars_version, load_setting_calendar
-from encompass.adapters.db.tables import Child, Incident, IncidentVersion, Notice
+from encompass.adapters.db.tables import Alert, Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
 from encompass.domain.directory import SettingCalendar
 from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.queued import VersionQueued
-from encompass.domain.status import UNSENT, NoticeStatus
+from encompass.domain.status import UNSENT, NoticeStatus, values
 from encompass.services.intake.ingest import load_report
 from encompass.services.matching.roster import Roster
 from encompass.services.records.at_rest import (
@@ -43,7 +43,6 @@ from encompass.services.records.at_rest import (
     seal_candidates,
 )
 from encompass.services.scheduling.notices import schedule_notice, transition
-from workers.runner import Poison
 
 log = structlog.get_logger()
 
@@ -76,19 +75,24 @@ def _candidates_json(candidates: Sequence[Candidate]) -> list[dict[str, object]]
     ]
 
 
+def refuse_version(exc: ValidationError) -> Poison:
+    """The dead-letter reason for a body that is not a :class:`VersionQueued`."""
+    # Not ours, so it could hold anything (a whole forged report, a child's name): the
+    # reason counts only, and the dead letter keeps neither body nor headers.
+    return Poison(f"not a version message: {exc.error_count()} error(s)", keep_body=False)
+
+
 def _parse(message: Message) -> VersionQueued:
     try:
-        return VersionQueued.from_bytes(message.body)
+        return VersionQueued.model_validate_json(message.body)
     except ValidationError as exc:
-        # Not ours, so it could hold anything (a whole forged report, a child's name): the
-        # reason counts only, and the dead letter keeps neither body nor headers.
-        raise Poison(
-            f"not a version message: {exc.error_count()} error(s)", keep_body=False
-        ) from None
+        raise refuse_version(exc) from None
 
 
 class MatchIncident:
-    """The handler of the ``incidents`` queue."""
+    """The handler of the ``incidents`` queue: it receives the parsed message (the worker
+    decodes it with :class:`VersionQueued`, refusing a bad body with
+    :func:`refuse_version`)."""
 
     def __init__(
         self, sessions: async_sessionmaker[AsyncSession], roster: Roster, clock: Clock
@@ -99,14 +103,16 @@ class MatchIncident:
         self._calendars: dict[str, SettingCalendar] = {}
         self._calendars_version: str | None = None
 
-    async def __call__(self, message: Message) -> None:
-        await self.batch([message])
+    async def __call__(self, queued: VersionQueued) -> None:
+        await self._run([queued])
 
     async def batch(self, messages: Sequence[Message]) -> None:
         """Every message of ``messages`` in one transaction (the batched consumer's
         handler): all are committed together, or the call raises and none is. A poison
         message raises :class:`Poison`; the consumer then splits the batch to find it."""
-        queued = [_parse(message) for message in messages]
+        await self._run([_parse(message) for message in messages])
+
+    async def _run(self, queued: Sequence[VersionQueued]) -> None:
         async with self._sessions.begin() as session:
             wanted = sorted({q.version_id for q in queued})
             versions = {
@@ -216,7 +222,7 @@ class MatchIncident:
         counts = {d: 0 for d in Decision}
         for position, child in enumerate(report.children):
             ref = f"{incident.incident_id}/{report.version}/{position}"
-            result = await self._roster.match(session, _query(ref, child))
+            result = await self._roster.match(_query(ref, child))
             counts[result.decision] += 1
             child_id = str(uuid.uuid4())
             candidates = await seal_candidates(
@@ -244,6 +250,7 @@ class MatchIncident:
                 if calendar is None:
                     calendar = await load_setting_calendar(session, setting_id)
                     if calendar is None:
+                        _no_calendar(session, row, incident.incident_id, setting_id, now)
                         continue
                     calendars[setting_id] = calendar
                 later.append(
@@ -277,7 +284,7 @@ class MatchIncident:
                     select(Notice)
                     .where(
                         Notice.incident_id == incident.incident_id,
-                        Notice.status.in_([s.value for s in UNSENT]),
+                        Notice.status.in_(values(UNSENT)),
                     )
                     # Locked, so a dispatcher releasing one of them at this moment is waited for
                     # and the status re-read, never overwritten behind the state machine's back.
@@ -295,3 +302,33 @@ class MatchIncident:
                 at=now,
                 cause=f"superseded by version {version}",
             )
+
+
+def _no_calendar(
+    session: AsyncSession, child: Child, incident_id: str, setting_id: str, now: datetime
+) -> None:
+    """A matched setting with no calendar (the directory no longer holds it: removed since
+    the roster was indexed) cannot be given a notice; say so rather than drop it: a reason
+    on the child, an alert for the admins and a warning in the log (ids only)."""
+    child.reasons = [
+        *child.reasons,
+        f"matched setting {setting_id} has no calendar in the directory: no notice was made",
+    ]
+    session.add(
+        Alert(
+            notice_id=None,
+            kind="no_calendar",
+            audience="admins",
+            message=f"Child {child.child_id} of incident {incident_id} matched setting "
+            f"{setting_id}, which has no calendar in the directory, so no notice was made. "
+            "Import the setting with its calendar, then tell the setting by another route.",
+            created_at=now,
+            resolved_at=None,
+        )
+    )
+    log.warning(
+        "notice.no_calendar",
+        incident_id=incident_id,
+        child_id=child.child_id,
+        setting_id=setting_id,
+    )

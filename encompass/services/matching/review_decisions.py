@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.directory_repo import load_setting_calendar
 from encompass.adapters.db.tables import (
-    Alert,
     Child,
     Incident,
     IncidentVersion,
@@ -25,14 +24,13 @@ from encompass.adapters.db.tables import (
 )
 from encompass.domain.calendar import NoReleaseDay, release_time
 from encompass.domain.directory import SettingCalendar
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import IncidentStatus, NoticeStatus
 from encompass.services.scheduling.notices import schedule_notice, transition
 
 LA_CONTACT_REASON: Final = "resolved: to the local authority's named contact (child on no roll)"
 LA_CONTACT_MESSAGE: Final = (
-    "recorded as resolved to the local authority's named contact. Encompass has no "
-    "local-authority contact directory yet, so nothing was sent: an alert asks the admins "
-    "to tell that contact by hand"
+    "resolved to the local authority's named contact: a notice is scheduled to them "
+    "and sealed and delivered like any other"
 )
 
 
@@ -43,6 +41,15 @@ class ResolveRefused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code = status, code
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a resolution sends the child: a setting, or (``local_authority``) the
+    authority's named contact, itself a setting of kind ``local_authority``."""
+
+    setting_id: str
+    local_authority: bool
 
 
 @dataclass(frozen=True)
@@ -115,49 +122,34 @@ async def _schedule(
     return notice
 
 
-def _to_local_authority(
-    session: AsyncSession,
-    child: Child,
-    incident_id: str,
-    notice_id: str | None,
-    now: datetime,
-    actor: str,
-) -> Done:
+def _resolved_to(child: Child, target: Target, now: datetime, actor: str) -> None:
     child.resolved_at, child.resolved_by = now, actor
-    child.reasons = [*child.reasons, LA_CONTACT_REASON]
-    session.add(
-        Alert(
-            notice_id=notice_id,
-            kind="local_authority_contact",
-            audience="admins",
-            message=f"child {child.child_id} of incident {incident_id} was resolved "
-            "to the local authority's named contact: tell that contact "
-            "(no contact directory yet)",
-            created_at=now,
+    reason = (
+        LA_CONTACT_REASON
+        if target.local_authority
+        else f"resolved by {actor}: setting {target.setting_id}"
+    )
+    child.reasons = [*child.reasons, reason]
+
+
+def _done(notice: Notice, target: Target) -> Done:
+    if notice.status != NoticeStatus.SCHEDULED:
+        message = (
+            "the setting's calendar offers no day to release on: the new notice waits in review"
         )
-    )
-    return Done("local_authority_contact", None, None, LA_CONTACT_MESSAGE)
-
-
-def _resolved_to(child: Child, setting_id: str, now: datetime, actor: str) -> None:
-    child.resolved_at, child.resolved_by = now, actor
-    child.reasons = [*child.reasons, f"resolved by {actor}: setting {setting_id}"]
-
-
-def _done(notice: Notice) -> Done:
-    message = (
-        "scheduled by the release rule from the time the child was reported"
-        if notice.status == NoticeStatus.SCHEDULED
-        else "the setting's calendar offers no day to release on: the new notice waits in review"
-    )
-    return Done("setting", notice_json(notice), notice.notice_id, message)
+    elif target.local_authority:
+        message = LA_CONTACT_MESSAGE
+    else:
+        message = "scheduled by the release rule from the time the child was reported"
+    resolution = "local_authority_contact" if target.local_authority else "setting"
+    return Done(resolution, notice_json(notice), notice.notice_id, message)
 
 
 async def resolve_child(
-    session: AsyncSession, child: Child, now: datetime, actor: str, setting_id: str | None
+    session: AsyncSession, child: Child, now: datetime, actor: str, target: Target
 ) -> Done:
-    """Place an unplaced child (decision review/none) at ``setting_id`` (a new notice) or,
-    when None, with the local authority's named contact."""
+    """Place an unplaced child (decision review/none) at the target: a new notice to a
+    setting or to the local authority's named contact."""
     if child.decision not in ("review", "none"):
         raise ResolveRefused(
             409,
@@ -173,7 +165,7 @@ async def resolve_child(
     if (
         version is None
         or incident is None
-        or incident.status != "active"
+        or incident.status != IncidentStatus.ACTIVE
         or version.version != incident.latest_version
     ):
         raise ResolveRefused(
@@ -182,31 +174,22 @@ async def resolve_child(
             "the incident was withdrawn or replaced by "
             "a later version: resolve the child of the latest version",
         )
-    if setting_id is None:
-        return _to_local_authority(session, child, incident.incident_id, None, now, actor)
-    notice = await _schedule(session, child, incident.incident_id, setting_id, now, actor)
-    _resolved_to(child, setting_id, now, actor)
-    return _done(notice)
+    notice = await _schedule(session, child, incident.incident_id, target.setting_id, now, actor)
+    _resolved_to(child, target, now, actor)
+    return _done(notice, target)
 
 
 async def resolve_notice(
-    session: AsyncSession, notice: Notice, now: datetime, actor: str, setting_id: str | None
+    session: AsyncSession, notice: Notice, now: datetime, actor: str, target: Target
 ) -> Done:
-    """Send a notice in review to ``setting_id`` — the same setting when it was never sent
-    there, otherwise a new notice replacing it — or to the local authority's contact."""
+    """Send a notice in review to the target — the same setting when it was never sent
+    there, otherwise a new notice (to a setting or the local authority's contact)
+    replacing it."""
     if notice.status != NoticeStatus.REVIEW:
         raise ResolveRefused(409, "not_in_review", f"the notice is {notice.status}, not in review")
     child = await session.get(Child, notice.child_id, with_for_update=True)
     assert child is not None  # the notice's foreign key guarantees it
-    if setting_id is None:
-        transition(
-            session,
-            notice,
-            NoticeStatus.CANCELLED,
-            at=now,
-            cause=f"resolved by {actor} to the local authority's named contact",
-        )
-        return _to_local_authority(session, child, notice.incident_id, notice.notice_id, now, actor)
+    setting_id = target.setting_id
     if setting_id != notice.setting_id:
         replacement = await _schedule(session, child, notice.incident_id, setting_id, now, actor)
         transition(
@@ -216,8 +199,8 @@ async def resolve_notice(
             at=now,
             cause=f"resolved by {actor} to setting {setting_id}",
         )
-        _resolved_to(child, setting_id, now, actor)
-        return _done(replacement)
+        _resolved_to(child, target, now, actor)
+        return _done(replacement, target)
     sent = await session.scalar(
         select(func.count())
         .select_from(SealedEnvelope)
@@ -245,5 +228,5 @@ async def resolve_notice(
     notice.release_reason = release.reason
     transition(session, notice, NoticeStatus.SCHEDULED, at=now, cause=f"review resolved by {actor}")
     _at_once_if_past(notice, now)
-    _resolved_to(child, setting_id, now, actor)
-    return _done(notice)
+    _resolved_to(child, target, now, actor)
+    return _done(notice, target)

@@ -30,12 +30,16 @@ from encompass.adapters.db.tables import (
     IncidentVersion,
     Notice,
     SealedEnvelope,
+    SettingRow,
 )
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.directory import SettingKind
+from encompass.domain.status import IncidentStatus, NoticeStatus
+from encompass.services.admin.scope import ALL, Area
 from encompass.services.matching.review_decisions import (
     LA_CONTACT_REASON,
     ResolveRefused,
+    Target,
     resolve_child,
     resolve_notice,
 )
@@ -155,6 +159,38 @@ async def _personal(session: AsyncSession, child: Child, version: IncidentVersio
     )
 
 
+async def _item(
+    session: AsyncSession,
+    row: tuple[Child, IncidentVersion, Incident],
+    item_id: str,
+    kind: str,
+    notice: Notice | None,
+    now: datetime,
+) -> ReviewItem:
+    """A child waiting (``notice`` None: since it was reported) or a notice sent back to
+    review (since it moved there), with what the person deciding compares."""
+    child, version, incident = row
+    personal = await _personal(session, child, version)
+    waiting_since = child.reported_at if notice is None else notice.updated_at
+    return ReviewItem(
+        item_id,
+        kind,
+        incident.incident_id,
+        incident.force_id,
+        child.child_id,
+        child.decision,
+        child.score,
+        list(child.reasons),
+        personal.candidates,
+        personal.reported,
+        child.reported_at,
+        waiting_since,
+        (now - waiting_since).total_seconds(),
+        None if notice is None else await _notice_detail(session, notice),
+        personal.data,
+    )
+
+
 def _latest_active() -> Any:
     return (
         select(Child, IncidentVersion, Incident)
@@ -199,72 +235,63 @@ async def _notice_detail(session: AsyncSession, notice: Notice) -> dict[str, Any
     }
 
 
+def _candidates_in(area: Area, candidates: list[Any], codes: dict[str, str | None]) -> bool:
+    """A child waiting for review lies in the areas of its candidate settings."""
+    return area.covers_any(
+        codes.get(str(c.get("setting_id")))
+        for c in candidates
+        if isinstance(c, dict) and c.get("setting_id")
+    )
+
+
+async def setting_codes(session: AsyncSession, area: Area) -> dict[str, str | None]:
+    """Each setting's local authority, to place a child's candidates ({} for ``all``)."""
+    if area.everywhere:
+        return {}
+    rows = await session.execute(select(SettingRow.setting_id, SettingRow.la_code))
+    return {setting_id: la_code for setting_id, la_code in rows}
+
+
 async def list_review(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str
+    sessions: async_sessionmaker[AsyncSession], clock: Clock, actor: str, *, area: Area = ALL
 ) -> list[ReviewItem]:
-    """Every open review item, oldest first, with candidates, reasons and the reported
-    child's identifying details (the person deciding must compare them). Audited."""
+    """Every open review item of ``area``, oldest first, with candidates, reasons and the
+    reported child's identifying details (the person deciding must compare them). Audited."""
     now = clock.now()
     items: list[ReviewItem] = []
     async with sessions.begin() as session:
+        codes = await setting_codes(session, area)
         children = (
             await session.execute(
                 _latest_active().where(
                     Child.decision.in_(_UNPLACED),
                     Child.resolved_at.is_(None),
                     IncidentVersion.version == Incident.latest_version,
-                    Incident.status == "active",
+                    Incident.status == IncidentStatus.ACTIVE,
                 )
             )
         ).all()
         for child, version, incident in children:
             personal = await _personal(session, child, version)
+            if not _candidates_in(area, personal.candidates, codes):
+                continue
             items.append(
-                ReviewItem(
-                    child.child_id,
-                    "child",
-                    incident.incident_id,
-                    incident.force_id,
-                    child.child_id,
-                    child.decision,
-                    child.score,
-                    list(child.reasons),
-                    personal.candidates,
-                    personal.reported,
-                    child.reported_at,
-                    child.reported_at,
-                    (now - child.reported_at).total_seconds(),
-                    None,
-                    personal.data,
-                )
+                await _item(session, (child, version, incident), child.child_id, "child", None, now)
             )
         notices = (
             await session.execute(
-                _latest_active()
-                .add_columns(Notice)
-                .join(Notice, Notice.child_id == Child.child_id)
-                .where(Notice.status == NoticeStatus.REVIEW.value)
+                area.notices(
+                    _latest_active()
+                    .add_columns(Notice)
+                    .join(Notice, Notice.child_id == Child.child_id)
+                    .where(Notice.status == NoticeStatus.REVIEW.value)
+                )
             )
         ).all()
         for child, version, incident, notice in notices:
-            personal = await _personal(session, child, version)
             items.append(
-                ReviewItem(
-                    notice.notice_id,
-                    "notice",
-                    incident.incident_id,
-                    incident.force_id,
-                    child.child_id,
-                    child.decision,
-                    child.score,
-                    list(child.reasons),
-                    personal.candidates,
-                    personal.reported,
-                    child.reported_at,
-                    notice.updated_at,
-                    (now - notice.updated_at).total_seconds(),
-                    await _notice_detail(session, notice),
-                    personal.data,
+                await _item(
+                    session, (child, version, incident), notice.notice_id, "notice", notice, now
                 )
             )
         items.sort(key=lambda item: item.waiting_since)
@@ -273,7 +300,11 @@ async def list_review(
             actor=actor,
             action="review.list",
             subject="review_queue",
-            detail={"count": len(items), "items": [f"{i.type}:{i.id}" for i in items[:200]]},
+            detail={
+                "count": len(items),
+                "area": area.code,
+                "items": [f"{i.type}:{i.id}" for i in items[:200]],
+            },
             at=now,
         )
     return items
@@ -296,7 +327,7 @@ async def queue_summary(session: AsyncSession, now: datetime) -> QueueSummary:
                 Child.decision.in_(_UNPLACED),
                 Child.resolved_at.is_(None),
                 IncidentVersion.version == Incident.latest_version,
-                Incident.status == "active",
+                Incident.status == IncidentStatus.ACTIVE,
             )
         )
     ).one()
@@ -346,26 +377,38 @@ async def resolve(
     *,
     setting_id: str | None,
     local_authority_contact: bool,
+    la_code: str | None = None,
+    area: Area = ALL,
 ) -> Resolution:
     """Resolve one review item to ``setting_id`` or to the local authority's contact
-    (exactly one). ResolveRefused (404 unknown item or setting, 409 no longer in review,
-    already sent there, a notice for that setting exists) leaves everything unchanged."""
+    (exactly one; the authority ``la_code``, by default the admin's own area).
+    ResolveRefused (404 unknown item or setting, or one outside ``area``; 409 no longer
+    in review, already sent there, a notice for that setting exists) leaves everything
+    unchanged."""
     if (setting_id is None) == (not local_authority_contact):
         raise ResolveRefused(
             400, "bad_request", "give either setting_id or local_authority_contact: true"
         )
     now = clock.now()
     async with sessions.begin() as session:
+        # The item first: an unknown item is "not found" whatever the resolution names.
         notice = await session.get(Notice, item_id, with_for_update=True)
+        child = None
         if notice is not None:
-            kind = "notice"
-            done = await resolve_notice(session, notice, now, actor, setting_id)
+            if not area.covers(await session.get(SettingRow, notice.setting_id)):
+                raise ResolveRefused(404, "not_found", "no such review item")
         else:
             child = await session.get(Child, item_id, with_for_update=True)
-            if child is None:
+            if child is None or not await _child_in(session, area, child):
                 raise ResolveRefused(404, "not_found", "no such review item")
+        target = await _target(session, area, setting_id, la_code)
+        if notice is not None:
+            kind = "notice"
+            done = await resolve_notice(session, notice, now, actor, target)
+        else:
+            assert child is not None
             kind = "child"
-            done = await resolve_child(session, child, now, actor, setting_id)
+            done = await resolve_child(session, child, now, actor, target)
         await audit.record(
             session,
             actor=actor,
@@ -373,9 +416,53 @@ async def resolve(
             subject=f"{kind}:{item_id}",
             detail={
                 "resolution": done.resolution,
-                "setting_id": setting_id,
+                "setting_id": target.setting_id,
                 "notice_id": done.notice_id,
             },
             at=now,
         )
         return Resolution(item_id, kind, done.resolution, done.notice, done.message)
+
+
+async def _child_in(session: AsyncSession, area: Area, child: Child) -> bool:
+    if area.everywhere:
+        return True
+    version = await session.get(IncidentVersion, child.version_id)
+    if version is None:
+        return False
+    personal = await _personal(session, child, version)
+    return _candidates_in(area, personal.candidates, await setting_codes(session, area))
+
+
+async def _target(
+    session: AsyncSession, area: Area, setting_id: str | None, la_code: str | None
+) -> Target:
+    """The setting a resolution names, checked against ``area``: the setting itself, or
+    the local authority's contact (a setting of kind ``local_authority``)."""
+    if setting_id is not None:
+        if not area.covers(await session.get(SettingRow, setting_id)):
+            raise ResolveRefused(404, "unknown_setting", "no such setting in the directory")
+        return Target(setting_id, local_authority=False)
+    code = la_code or (None if area.everywhere else area.code)
+    if code is None:
+        raise ResolveRefused(
+            400, "bad_request", "name the local authority: la_code (such as E06000020)"
+        )
+    if not area.everywhere and code != area.code:
+        raise ResolveRefused(
+            404, "no_local_authority_contact", "that local authority lies outside your area"
+        )
+    contact = await session.scalar(
+        select(SettingRow.setting_id)
+        .where(SettingRow.kind == SettingKind.LOCAL_AUTHORITY.value, SettingRow.la_code == code)
+        .order_by(SettingRow.setting_id)
+        .limit(1)
+    )
+    if contact is None:
+        raise ResolveRefused(
+            404,
+            "no_local_authority_contact",
+            f"the directory has no local_authority setting with la_code {code}: "
+            "import the authority's contact in settings.csv",
+        )
+    return Target(contact, local_authority=True)

@@ -15,14 +15,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.directory_repo import all_pupils, candidate_pupils, roster_version
+from encompass.adapters.db.match_model_repo import latest_match_model, save_match_model
 from encompass.domain.match import ChildQuery, MatchResult, RosterIndex, decide
-from encompass.domain.matching.columns import ColumnBuilder
+from encompass.domain.matching.columns import ColumnBuilder, RosterColumns
+from encompass.domain.matching.fit import (
+    FittedModel,
+    ModelMismatch,
+    model_from_json,
+    model_to_json,
+    random_pair_levels,
+    refit_u,
+)
+from encompass.domain.matching.index import INDEX_RANDOM_PAIRS
 
 log = structlog.get_logger()
 
@@ -36,8 +47,9 @@ class Roster(Protocol):
         child is not kept waiting."""
         ...
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
-        """Decide which roster entries (if any) the child is."""
+    async def match(self, query: ChildQuery) -> MatchResult:
+        """Decide which roster entries (if any) the child is. The roster reads the
+        directory through its own sessions: the directory is not the caller's to write."""
         ...
 
     async def close(self) -> None:
@@ -45,10 +57,49 @@ class Roster(Protocol):
         ...
 
 
+async def _roster_model(
+    sessions: async_sessionmaker[AsyncSession],
+    version: str,
+    columns: RosterColumns,
+    keep: bool = True,
+) -> FittedModel | None:
+    """The matching model for roster ``version``: the one kept for it, or the newest kept
+    one with its ``u`` refitted on this roster (and, with ``keep``, kept for this version),
+    or None (the hand-set m) when none was ever kept or the kept one is not this
+    matcher's."""
+    async with sessions() as session:
+        kept = await latest_match_model(session)
+    if kept is None:
+        return None
+    kept_version, text = kept
+    try:
+        model = model_from_json(text)
+    except ModelMismatch as exc:
+        log.warning("roster.model_unusable", reason=str(exc))
+        return None
+    if kept_version == version:
+        return model
+    n = len(columns)
+    refitted = await asyncio.to_thread(
+        lambda: refit_u(model, random_pair_levels(columns.pupil, n, pairs=INDEX_RANDOM_PAIRS))
+    )
+    if keep:
+        async with sessions() as session:
+            await save_match_model(session, version, model_to_json(refitted), datetime.now(UTC))
+            await session.commit()
+        log.info("roster.model_refitted", random_pairs=refitted.random_pairs)
+    return refitted
+
+
 async def load_roster_index(
-    sessions: async_sessionmaker[AsyncSession], postcodes: Iterable[str] | None = None
+    sessions: async_sessionmaker[AsyncSession],
+    postcodes: Iterable[str] | None = None,
+    version: str | None = None,
+    keep_model: bool = True,
 ) -> RosterIndex:
-    """Index every pupil now in the database (``postcodes`` as for ``RosterIndex``).
+    """Index every pupil now in the database (``postcodes`` as for ``RosterIndex``); with
+    the roster's ``version``, weighed by the matching model kept for it (see
+    :func:`_roster_model`; ``keep_model``: keep a refitted model for this version).
 
     Pupils are streamed into compact columns as they arrive (no list of a million objects);
     the indexing itself, seconds of CPU for a large roster, runs in a worker thread so the
@@ -66,7 +117,9 @@ async def load_roster_index(
                 p.postcode,
                 p.gender,
             )
-    return await asyncio.to_thread(lambda: RosterIndex(builder.build(), postcodes))
+    columns = await asyncio.to_thread(builder.build)
+    model = None if version is None else await _roster_model(sessions, version, columns, keep_model)
+    return await asyncio.to_thread(lambda: RosterIndex(columns, postcodes, model))
 
 
 class IndexedRoster:
@@ -105,6 +158,11 @@ class IndexedRoster:
         self.builds = 0
 
     @property
+    def index(self) -> RosterIndex | None:
+        """The serving index (None before loading)."""
+        return self._index
+
+    @property
     def version(self) -> str | None:
         """The roster version the serving index was built for (None before loading)."""
         return self._version
@@ -113,11 +171,11 @@ class IndexedRoster:
         """Build the first index now, unless one is serving already."""
         await self._loaded()
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
+    async def match(self, query: ChildQuery) -> MatchResult:
         """Decide with the serving index, having first checked the roster version if the
-        last check is ``check_every`` seconds old (the check reads through ``session``)."""
+        last check is ``check_every`` seconds old."""
         await self._loaded()
-        await self._check(session)
+        await self._check()
         index = self._index
         assert index is not None  # _loaded() set it, and it is never unset
         return index.match(query)
@@ -143,12 +201,14 @@ class IndexedRoster:
             if self._index is None:
                 await self._build()
 
-    async def _check(self, session: AsyncSession) -> None:
+    async def _check(self) -> None:
         now = self._monotonic()
         if self._rebuild is not None or now - self._checked_at < self._check_every:
             return
         self._checked_at = now
-        if await roster_version(session) != self._version:
+        async with self._sessions() as session:
+            version = await roster_version(session)
+        if version != self._version:
             log.info("roster.changed", builds=self.builds)
             self._rebuild = asyncio.create_task(self._rebuild_in_background())
 
@@ -169,7 +229,7 @@ class IndexedRoster:
             # check, whereas the other order could label old pupils with the new version.
             version = await roster_version(session)
         self._checked_at = self._monotonic()
-        index = await load_roster_index(self._sessions, self._postcodes)
+        index = await load_roster_index(self._sessions, self._postcodes, version)
         self._index, self._version = index, version
         self.builds += 1
         log.info(
@@ -183,17 +243,21 @@ class IndexedRoster:
 class DatabaseRoster:
     """Blocks in the database (UPN, date of birth, postcode), decides in the domain."""
 
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
     async def warm(self) -> None:
         """Nothing to load: every match queries the database."""
 
-    async def match(self, session: AsyncSession, query: ChildQuery) -> MatchResult:
-        pupils = await candidate_pupils(
-            session,
-            upn=query.upn,
-            date_of_birth=query.date_of_birth,
-            postcode=query.postcode,
-            family_name=query.family_name,
-        )
+    async def match(self, query: ChildQuery) -> MatchResult:
+        async with self._sessions() as session:
+            pupils = await candidate_pupils(
+                session,
+                upn=query.upn,
+                date_of_birth=query.date_of_birth,
+                postcode=query.postcode,
+                family_name=query.family_name,
+            )
         return decide(query, pupils)
 
     async def close(self) -> None:

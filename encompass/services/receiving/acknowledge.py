@@ -15,8 +15,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,6 +24,7 @@ from encompass.adapters.db.tables import (
     Acknowledgement,
     Alert,
     Child,
+    KeyAdultDevice,
     KeyAdultRow,
     Notice,
     SealedEnvelope,
@@ -31,17 +32,13 @@ from encompass.adapters.db.tables import (
 from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.clock import Clock
 from encompass.domain.envelope import AckKind, EnvelopeError, verify_ack
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import WITHHELD, NoticeStatus, values
+from encompass.services.admin.alerts import close_answered
+from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
+from encompass.services.receiving.device_keys import signing_key as device_signing_key
 from encompass.services.records import audit
 from encompass.services.records.at_rest import seal_reply
 from encompass.services.scheduling.notices import transition
-
-ACK_KINDS: Final = ("received", "not_our_pupil", "child_absent")
-_UNSENT: Final = (
-    NoticeStatus.SCHEDULED.value,
-    NoticeStatus.SEALED.value,
-    NoticeStatus.CANCELLED.value,
-)
 
 
 class AckRefused(Exception):
@@ -69,7 +66,7 @@ def not_our_pupil_reason(setting_id: str) -> str:
 
 
 async def _load(
-    session: AsyncSession, key_adult_id: str, notice_id: str
+    session: AsyncSession, key_adult_id: str, notice_id: str, device_id: str
 ) -> tuple[SealedEnvelope, Notice]:
     row = (
         await session.execute(
@@ -79,7 +76,10 @@ async def _load(
                 SealedEnvelope.key_adult_id == key_adult_id,
                 SealedEnvelope.notice_id == notice_id,
                 SealedEnvelope.kind == "notice",
-                or_(Notice.status.not_in(_UNSENT), SealedEnvelope.delivered_at.is_not(None)),
+                SealedEnvelope.device_id == device_id,
+                or_(
+                    Notice.status.not_in(values(WITHHELD)), SealedEnvelope.delivered_at.is_not(None)
+                ),
             )
             # One acknowledgement per notice, even when the Key Adult and a deputy answer at
             # once: the second waits here and then finds the first.
@@ -91,8 +91,31 @@ async def _load(
     return row
 
 
+async def _signing_key(
+    session: AsyncSession, key_adult: KeyAdultRow, device_id: str
+) -> Ed25519PublicKey:
+    """The Ed25519 key of the device that opened the envelope: the directory key, or a
+    browser's (refused at once when revoked)."""
+    if device_id != DIRECTORY_DEVICE:
+        device = await session.get(KeyAdultDevice, device_id)
+        if device is None or device.key_adult_id != key_adult.key_adult_id:
+            raise AckRefused(404, "not_found", "no such notice for this Key Adult")
+        if device.revoked_at is not None:
+            raise AckRefused(403, "device_revoked", "this device was revoked")
+        return device_signing_key(device)
+    try:
+        return load_public_key_bundle(key_adult.public_key_pem).signing
+    except KeyFileError:
+        raise AckRefused(
+            409,
+            "no_ack_key",
+            "the directory holds no acknowledgement (Ed25519) "
+            "key for this Key Adult; register their public.pem again",
+        ) from None
+
+
 def _check_signature(
-    key_adult: KeyAdultRow,
+    public: Ed25519PublicKey,
     signature: str,
     *,
     notice_id: str,
@@ -101,17 +124,8 @@ def _check_signature(
     reply: str | None,
 ) -> None:
     try:
-        public = load_public_key_bundle(key_adult.public_key_pem)
-    except KeyFileError:
-        raise AckRefused(
-            409,
-            "no_ack_key",
-            "the directory holds no acknowledgement (Ed25519) "
-            "key for this Key Adult; register their public.pem again",
-        ) from None
-    try:
         verify_ack(
-            public.signing,
+            public,
             signature,
             notice_id=notice_id,
             envelope_hash=envelope_hash,
@@ -136,6 +150,7 @@ async def acknowledge(
     reply: str | None,
     envelope_hash: str,
     signature: str,
+    device_id: str = DIRECTORY_DEVICE,
 ) -> AckRecorded:
     """Verify and record one acknowledgement, moving the notice on; AckRefused otherwise.
 
@@ -145,7 +160,7 @@ async def acknowledge(
     """
     now = clock.now()
     async with sessions.begin() as session:
-        envelope, notice = await _load(session, key_adult_id, notice_id)
+        envelope, notice = await _load(session, key_adult_id, notice_id, device_id)
         earlier = await session.scalar(
             select(Acknowledgement)
             .where(Acknowledgement.notice_id == notice_id)
@@ -168,7 +183,7 @@ async def acknowledge(
         key_adult = await session.get(KeyAdultRow, key_adult_id)
         assert key_adult is not None  # the envelope's foreign key guarantees it
         _check_signature(
-            key_adult,
+            await _signing_key(session, key_adult, device_id),
             signature,
             notice_id=notice_id,
             envelope_hash=envelope_hash,
@@ -205,7 +220,9 @@ async def acknowledge(
             at=now,
         )
         session.add(ack)
-        if kind == "not_our_pupil":
+        # Answered: the overdue alerts about it need nobody any more.
+        await close_answered(session, notice_id, who, now)
+        if kind is AckKind.NOT_OUR_PUPIL:
             await _return_to_review(session, notice, who, now)
         else:
             transition(
@@ -225,6 +242,7 @@ async def acknowledge(
                 "has_reply": reply is not None,
                 "envelope_hash": envelope_hash,
                 "ack_id": ack.ack_id,
+                "device_id": device_id,
             },
             at=now,
         )
@@ -241,7 +259,7 @@ async def _return_to_review(session: AsyncSession, notice: Notice, who: str, now
     session.add(
         Alert(
             notice_id=notice.notice_id,
-            kind="not_our_pupil",
+            kind=AckKind.NOT_OUR_PUPIL,
             audience="force",
             message=f"setting {notice.setting_id} says the child of notice "
             f"{notice.notice_id} is not their pupil; the notice is back "

@@ -25,6 +25,7 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from encompass.adapters.channels import SendResult
 from encompass.adapters.db.tables import (
     Admin,
     KeyAdultRow,
@@ -32,16 +33,14 @@ from encompass.adapters.db.tables import (
     Notice,
     SealedEnvelope,
 )
-from encompass.adapters.smtp import SendResult
 from encompass.clock import Clock
 from encompass.domain import alert_mail
 from encompass.domain.alert_mail import AdminContact, MailKind, MailText, MailTo, Person
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import AWAITING_ACK, DeliveryOutcome
 
 log = structlog.get_logger()
 
 # An overdue e-mail still pending when the notice was acknowledged meanwhile is not sent.
-_STILL_AWAITING: Final = frozenset({NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value})
 _OVERDUE: Final = frozenset({"overdue_deputies", "overdue_admins"})
 MAX_ATTEMPTS: Final = 6
 _BATCH: Final = 50
@@ -182,7 +181,7 @@ async def relay_mail(
         for row, status in rows:
             if mailer is None:
                 _finish(row, "skipped", "no SMTP server configured", now)
-            elif row.kind in _OVERDUE and status not in _STILL_AWAITING:
+            elif row.kind in _OVERDUE and status not in AWAITING_ACK:
                 _finish(row, "skipped", f"notice {status} meanwhile", now)
             else:
                 to_send.append(row)
@@ -204,14 +203,14 @@ async def _send(mailer: MailSender, row: MailOutboxRow) -> SendResult:
 
 def _record(row: MailOutboxRow, result: SendResult, now: datetime, max_attempts: int) -> None:
     row.attempts += 1
-    if result.outcome == "retry" and row.attempts < max_attempts:
+    if result.outcome == DeliveryOutcome.RETRY and row.attempts < max_attempts:
         row.next_at = now + retry_after(row.attempts)
         row.detail = result.detail[:500]
         log.warning(
             "mail.retry", mail_id=row.mail_id, notice_id=row.notice_id, detail=result.detail
         )
         return
-    if result.outcome == "sent":
+    if result.outcome == DeliveryOutcome.SENT:
         _finish(row, "sent", result.detail, now)
         log.info("mail.sent", mail_id=row.mail_id, notice_id=row.notice_id, kind=row.kind)
         return

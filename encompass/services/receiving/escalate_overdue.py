@@ -24,7 +24,7 @@ from encompass.adapters.db.tables import Acknowledgement, Alert, Notice, SealedE
 from encompass.clock import Clock
 from encompass.domain.calendar import LONDON
 from encompass.domain.directory import KeyAdultRole
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import AWAITING_ACK, values
 from encompass.services.delivery.notice_content import build_notice_content
 from encompass.services.delivery.sealing import (
     KeyCache,
@@ -37,8 +37,6 @@ from encompass.services.delivery.sealing import (
 from encompass.services.receiving.alert_mail import AlertMail
 
 log = structlog.get_logger()
-
-_AWAITING = (NoticeStatus.SENDING.value, NoticeStatus.DELIVERED.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ async def escalate_overdue(
                 select(Notice.notice_id, Notice.deliver_at, SettingRow.day_starts)
                 .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
                 .where(
-                    Notice.status.in_(_AWAITING),
+                    Notice.status.in_(values(AWAITING_ACK)),
                     Notice.overdue_at.is_(None),
                     Notice.deliver_at <= now,
                     _unacknowledged(),
@@ -108,7 +106,7 @@ async def _flag_overdue(
             select(Notice)
             .where(
                 Notice.notice_id.in_(due),
-                Notice.status.in_(_AWAITING),
+                Notice.status.in_(values(AWAITING_ACK)),
                 Notice.overdue_at.is_(None),
                 _unacknowledged(),
             )
@@ -130,6 +128,7 @@ async def _flag_overdue(
     )
     sources = await load_sources(session, notices)
     keys, made = KeyCache(), []
+    await keys.load_devices(session, [p for ps in people.values() for p in ps])
     mail = AlertMail(session, now)
     for notice in notices:
         notice.overdue_at = now
@@ -189,7 +188,7 @@ async def _alert_admins(
             await session.scalars(
                 select(Notice)
                 .where(
-                    Notice.status.in_(_AWAITING),
+                    Notice.status.in_(values(AWAITING_ACK)),
                     Notice.overdue_at <= now - admins_after,
                     Notice.admins_alerted_at.is_(None),
                     _unacknowledged(),

@@ -20,23 +20,18 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from encompass.adapters.db.tables import KeyAdultRow, Notice, SealedEnvelope
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE, signature_key
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import WITHHELD, NoticeStatus, values
 from encompass.services.access.credentials import CredentialError, hash_token, new_token
+from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
 from encompass.services.records import audit
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
 from encompass.services.scheduling.notices import transition
 
-# Never handed over: not yet released (still embargoed) or withdrawn before sending.
-_NOT_SENT: Final = (
-    NoticeStatus.SCHEDULED.value,
-    NoticeStatus.SEALED.value,
-    NoticeStatus.CANCELLED.value,
-)
 # An envelope once handed over stays visible to its Key Adult whatever happens next, until
 # retention clears it.
 _SENT: Final = and_(
-    or_(Notice.status.not_in(_NOT_SENT), SealedEnvelope.delivered_at.is_not(None)),
+    or_(Notice.status.not_in(values(WITHHELD)), SealedEnvelope.delivered_at.is_not(None)),
     SealedEnvelope.body != PURGED_BODY,
 )
 MAX_LIST: Final = 500
@@ -135,7 +130,12 @@ def _served(envelope: SealedEnvelope, notice: Notice) -> ServedEnvelope:
 
 
 async def list_envelopes(
-    sessions: async_sessionmaker[AsyncSession], clock: Clock, key_adult_id: str, *, limit: int = 100
+    sessions: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    key_adult_id: str,
+    *,
+    limit: int = 100,
+    device_id: str = DIRECTORY_DEVICE,
 ) -> list[ServedEnvelope]:
     """The newest ``limit`` sent envelopes sealed to this Key Adult (notices and
     retractions), each marked delivered if it was not yet. Audited."""
@@ -145,7 +145,11 @@ async def list_envelopes(
             await session.execute(
                 select(SealedEnvelope, Notice)
                 .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
-                .where(SealedEnvelope.key_adult_id == key_adult_id, _SENT)
+                .where(
+                    SealedEnvelope.key_adult_id == key_adult_id,
+                    SealedEnvelope.device_id == device_id,
+                    _SENT,
+                )
                 .order_by(SealedEnvelope.created_at.desc(), SealedEnvelope.envelope_id)
                 .limit(max(1, min(limit, MAX_LIST)))
                 .with_for_update(of=Notice)
@@ -174,6 +178,7 @@ async def fetch_envelope(
     notice_id: str,
     *,
     kind: str = "notice",
+    device_id: str = DIRECTORY_DEVICE,
 ) -> ServedEnvelope | None:
     """This Key Adult's envelope of ``kind`` (``notice`` or ``retraction``) for the notice,
     marked delivered if it was not yet; None when there is none they may see — another
@@ -188,6 +193,7 @@ async def fetch_envelope(
                     SealedEnvelope.key_adult_id == key_adult_id,
                     SealedEnvelope.notice_id == notice_id,
                     SealedEnvelope.kind == kind,
+                    SealedEnvelope.device_id == device_id,
                     _SENT,
                 )
                 .with_for_update(of=Notice)
@@ -211,7 +217,7 @@ async def fetch_envelope(
             actor=f"key_adult:{key_adult_id}",
             action="notice.read",
             subject=f"notice:{notice_id}",
-            detail={"envelope_kind": kind, "first_fetch": first},
+            detail={"envelope_kind": kind, "first_fetch": first, "device_id": device_id},
             at=now,
         )
         return _served(envelope, notice)

@@ -21,15 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import DeliveryAttempt, Notice, OutboxEntry, SealedEnvelope
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
-from encompass.services.delivery.attempt import FINAL_OUTCOMES
+from encompass.domain.status import FINAL_OUTCOMES, IN_FLIGHT, DeliveryOutcome, NoticeStatus, values
 from encompass.services.delivery.fail_notice import fail_if_undeliverable, give_up
 from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.receiving.escalate_overdue import Escalated, escalate_overdue
 
 log = structlog.get_logger()
-
-_IN_FLIGHT = (NoticeStatus.SEALED.value, NoticeStatus.SENDING.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +54,13 @@ def _pending_envelope() -> ColumnElement[bool]:
     """A notice envelope whose channel has reached no final outcome yet."""
     final = exists().where(
         DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
-        DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+        DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
     )
     return exists().where(
         SealedEnvelope.notice_id == Notice.notice_id,
         SealedEnvelope.kind == "notice",
+        # Only envelopes with a delivery channel: a browser's waits in /inbox.
+        exists().where(OutboxEntry.envelope_id == SealedEnvelope.envelope_id),
         SealedEnvelope.delivered_at.is_(None),
         not_(final),
     )
@@ -106,7 +105,7 @@ async def _unstick(
             await session.scalars(
                 select(Notice)
                 .where(
-                    Notice.status.in_(_IN_FLIGHT),
+                    Notice.status.in_(values(IN_FLIGHT)),
                     Notice.updated_at <= cutoff,
                     or_(_pending_envelope(), no_envelope),
                 )
@@ -135,7 +134,7 @@ async def _unstick_notice(
     )
     final = exists().where(
         DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
-        DeliveryAttempt.outcome.in_(FINAL_OUTCOMES),
+        DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
     )
     envelopes = (
         await session.execute(
@@ -184,7 +183,7 @@ async def _unstick_notice(
                 # 0: the sweeper's verdict, not a try of the channel
                 attempt=0,
                 at=now,
-                outcome="failed",
+                outcome=DeliveryOutcome.FAILED,
                 detail=f"gave up: not delivered after {len(entries)} queueings",
             )
         )

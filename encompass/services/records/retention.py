@@ -32,18 +32,12 @@ from encompass.adapters.db.tables import (
     SealedEnvelope,
 )
 from encompass.clock import Clock
-from encompass.domain.status import NoticeStatus
+from encompass.domain.status import FINAL, values
 from encompass.services.records import audit
 from encompass.services.records.at_rest import forget_cached_key
 
 log = structlog.get_logger()
 
-FINAL: Final = (
-    NoticeStatus.ACKNOWLEDGED.value,
-    NoticeStatus.FAILED.value,
-    NoticeStatus.CANCELLED.value,
-    NoticeStatus.RETRACTED.value,
-)
 PURGED_BODY: Final = ""
 """What a purged envelope's ``body`` holds: nothing to serve or deliver."""
 _BATCH: Final = 500
@@ -76,7 +70,7 @@ def closed_at(incident_updated_at: datetime, last_notice_change: datetime | None
 def _eligible(cutoff: datetime) -> ColumnElement[bool]:
     open_notice = exists().where(
         Notice.incident_id == Incident.incident_id,
-        Notice.status.not_in(FINAL) | (Notice.updated_at > cutoff),
+        Notice.status.not_in(values(FINAL)) | (Notice.updated_at > cutoff),
     )
     # A version waiting for the matcher needs its report; one the matcher gave up on long
     # ago (dead-lettered, never processed) must not keep the data for ever.

@@ -9,7 +9,6 @@ through that channel. Messages carry ids only — never personal data.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Final
 
 import structlog
@@ -18,22 +17,24 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import OutboxEntry
+from encompass.adapters.topology import DELIVERIES
 from encompass.clock import Clock
+from encompass.domain.queued import DeliveryQueued
 
 log = structlog.get_logger()
 
-DELIVERIES: Final = "deliveries"
 # Confirms awaited together: one at a time would cap the relay at one round trip each.
 _WINDOW: Final = 128
 
 
 def delivery_message(entry: OutboxEntry) -> tuple[bytes, str]:
     """The body and message id of the broker message for ``entry``."""
-    body = json.dumps(
-        {"outbox_id": entry.outbox_id, "envelope_id": entry.envelope_id, "channel": entry.channel},
-        separators=(",", ":"),
-    ).encode()
-    return body, f"outbox-{entry.outbox_id}"
+    queued = DeliveryQueued(
+        outbox_id=entry.outbox_id,
+        envelope_id=entry.envelope_id,
+        channel=entry.channel,
+    )
+    return queued.to_bytes(), f"outbox-{entry.outbox_id}"
 
 
 async def relay_outbox(

@@ -98,6 +98,7 @@ async def release_due(
         sources = await load_sources(session, notices)
         people = await people_by_setting(session, {n.setting_id for n in notices})
         keys = KeyCache()
+        await keys.load_devices(session, [p for ps in people.values() for p in ps])
         sealed: list[tuple[Notice, Sealed]] = []
         held = 0
         for notice in notices:

@@ -1,7 +1,7 @@
 """The intake worker: consumes ``intake`` (fed by the police exchange ``encompass.incidents``)
 and hands each report to the ingest use case, as ``POST /v1/incidents`` does.
 
-Its policy differs from :mod:`workers.runner` on two points, both because the message comes
+Its policy differs from the runner (``runner.py``) on two points, both because the message comes
 from outside and its sender is known only from the broker-set ``user_id``:
 
 * A refused message (no ``message_id``, not a force's user, an invalid report, a version
@@ -36,7 +36,7 @@ from encompass.bootstrap import Container
 from encompass.clock import Clock
 from encompass.services.intake.from_amqp import Refused, intake, shown_id
 from encompass.services.intake.ingest import Accepted
-from workers.runner import DEAD_REASON_HEADER
+from encompass.workers.runner import DEAD_REASON_HEADER
 
 log = structlog.get_logger()
 
@@ -114,9 +114,3 @@ async def start(
             )
 
     return await broker.consume(INTAKE, on_delivery, prefetch=prefetch)
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["intake"]))

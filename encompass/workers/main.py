@@ -1,4 +1,5 @@
-"""Running workers until a signal says stop; shared by the CLI and ``python -m workers.*``."""
+"""Running workers until a signal says stop; shared by the CLI, ``encompass serve`` (the
+embedded broker) and ``python -m workers.*``."""
 
 from __future__ import annotations
 
@@ -12,15 +13,13 @@ from encompass.adapters.broker import Consumer
 from encompass.bootstrap import Container, bootstrap
 from encompass.config import load_settings
 from encompass.logging import configure_logging
+from encompass.workers import dispatcher, intake, matcher
 
 log = structlog.get_logger()
 
-WORKERS = ("matcher", "dispatcher", "intake")
-
 
 def starters() -> dict[str, Callable[[Container], Awaitable[Consumer]]]:
-    from workers import dispatcher, intake, matcher
-
+    """Each worker's ``start``, by the name ``encompass worker NAME`` knows it by."""
     return {"matcher": matcher.start, "dispatcher": dispatcher.start, "intake": intake.start}
 
 

@@ -8,13 +8,11 @@ Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 
 from __future__ import annotations
 
-import asyncio
-
 from encompass.adapters.broker import Consumer
+from encompass.adapters.topology import INCIDENTS
 from encompass.bootstrap import Container
-from encompass.services.intake.ingest import INCIDENTS
 from encompass.services.matching.match_incident import MatchIncident
-from workers.runner import run_batch_consumer
+from encompass.workers.runner import run_batch_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -30,9 +28,3 @@ async def start(container: Container) -> Consumer:
         batch_size=settings.batch_size,
         batch_wait=settings.batch_wait_ms / 1000,
     )
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["matcher"]))

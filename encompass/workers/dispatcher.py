@@ -19,15 +19,15 @@ import structlog
 
 from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
-from encompass.adapters.webhook import WebhookSender
+from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
 from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
-from encompass.services.scheduling.outbox import DELIVERIES, relay_outbox
+from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
-from workers.runner import run_batch_consumer
+from encompass.workers.runner import run_batch_consumer
 
 log = structlog.get_logger()
 
@@ -61,19 +61,15 @@ class Dispatcher:
         self._purge: asyncio.Task[None] | None = None
         self._mailing: asyncio.Task[None] | None = None
         self._consumer: Consumer | None = None
-        self._webhook: WebhookSender | None = None
         self._mail: SmtpSender | None = None
 
     async def start(self, *, backoff: Callable[[int], float], mail: SmtpSender | None) -> None:
         settings = self._container.settings
         self._mail = mail
-        self._webhook = WebhookSender(
-            timeout=settings.webhook_timeout, signing_key=self._container.signing_key
-        )
         handler = DeliverEnvelope(
             self._container.sessions,
             self._container.clock,
-            self._webhook,
+            self._container.webhook,
             mail,
             max_attempts=settings.delivery_max_attempts,
         )
@@ -158,7 +154,8 @@ class Dispatcher:
     async def cancel(self) -> None:
         """Stop the loop (a step cut short rolls its transaction back, so nothing is left
         half done), then the consumer (in-flight deliveries finish or go back to the
-        queue), then the HTTP client."""
+        queue), then the HTTP client's connections (the container's sender opens a new
+        client if it is used again)."""
         for task in (self._loop, self._purge, self._mailing):
             if task is not None:
                 task.cancel()
@@ -168,9 +165,7 @@ class Dispatcher:
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None
-        if self._webhook is not None:
-            await self._webhook.close()
-            self._webhook = None
+        await self._container.webhook.close()
 
 
 def mailer_for(container: Container) -> SmtpSender | None:
@@ -195,11 +190,5 @@ async def start(
         sweep_every=sweep_every,
         policy=policy or SweepPolicy(),
     )
-    await worker.start(backoff=backoff or delivery_backoff, mail=mail or mailer_for(container))
+    await worker.start(backoff=backoff or delivery_backoff, mail=mail or container.mailer)
     return worker
-
-
-if __name__ == "__main__":
-    from workers.main import run_workers
-
-    asyncio.run(run_workers(["dispatcher"]))

@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
+from pydantic import BaseModel, ValidationError
 from structlog.typing import FilteringBoundLogger
 
-from encompass.adapters.broker import Broker, Consumer, Delivery, Message, PublishError
+from encompass.adapters.broker import Broker, Consumer, Delivery, Message, Poison, PublishError
 from encompass.adapters.unavailable import unavailable
 
 ATTEMPTS_HEADER = "x-encompass-attempts"
@@ -39,23 +40,28 @@ Handler = Callable[[Message], Awaitable[None]]
 # Called with a batch of messages; returns once all are committed, or raises. It may
 # instead return, for each message, None (done) or the exception that message met alone.
 BatchHandler = Callable[[Sequence[Message]], Awaitable[Sequence[Exception | None] | None]]
+M = TypeVar("M", bound=BaseModel)
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
 log = structlog.get_logger()
 
 
-class Poison(Exception):
-    """A message that can never succeed (unparseable, invalid). ``reason`` is stored on the
-    dead letter and logged, so it must hold no personal data.
+def decoding(
+    model: type[M],
+    handle: Callable[[M], Awaitable[None]],
+    refuse: Callable[[ValidationError], Poison],
+) -> Handler:
+    """A handler that parses each body as ``model`` and hands ``handle`` the model, never
+    bytes; a body that is not one is dead-lettered with the reason ``refuse`` gives."""
 
-    ``keep_body=False`` dead-letters an empty body without the message's own headers (only
-    ours, and the dropped body's size): for a message we did not write, which could hold
-    anything, a child's details included, and should not lie in a dead-letter queue."""
+    async def handler(message: Message) -> None:
+        try:
+            parsed = model.model_validate_json(message.body)
+        except ValidationError as exc:
+            raise refuse(exc) from None
+        await handle(parsed)
 
-    def __init__(self, reason: str, *, keep_body: bool = True) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.keep_body = keep_body
+    return handler
 
 
 def default_backoff(attempt: int) -> float:

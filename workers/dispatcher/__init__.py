@@ -1,0 +1,1 @@
+"""``python -m workers.dispatcher``: see ``__main__.py``."""

@@ -1,0 +1,1 @@
+"""``python -m workers.intake``: see ``__main__.py``."""

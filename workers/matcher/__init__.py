@@ -1,0 +1,1 @@
+"""``python -m workers.matcher``: see ``__main__.py``."""
