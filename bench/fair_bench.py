@@ -12,14 +12,17 @@ process is the load generator. The phases, in one run:
    its notice scheduled (the dispatcher is paused meanwhile, so the notices wait);
 3. steady: 100 incidents a second for ``S`` seconds; p50/p99 from the report sent to its
    notice seen scheduled (the database is polled every 10 ms);
-4. burst: the dispatcher resumes and every notice waiting (``M``, all due at once) is
+4. matchers: ``N`` incidents queued while the matcher is stopped, then the time one
+   matcher takes to drain them; again with two matchers (the scaling);
+5. burst: the dispatcher resumes and every notice waiting (``M``, all due at once) is
    released, sealed and delivered to the receiver; raw aio-pika runs ``M`` messages too.
 
 CPU is the user plus system time of every process of the service (API, matcher,
 dispatcher), the RabbitMQ node and the PostgreSQL cluster (with the children each has
 reaped), read from ``/proc`` before and after a phase; the load generator and the receiver
 stand for the police and the settings and are counted apart. Prints a table, then one line
-holding a JSON object (the last line).
+holding a JSON object (the last line). With ``BENCH_KEEP=1`` the run's directory (every
+process's log) is kept and its path printed.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ STEADY_RATE = 100.0
 POLL_SECONDS = 0.01
 WARM_UP = 20
 _TICKS = os.sysconf("SC_CLK_TCK")
+_PARTS = ("api", "matcher", "dispatcher", "rabbitmq", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,8 @@ class Phase:
     seconds: float
     service_cpu: float
     other_cpu: float = 0.0
+    # The service's CPU seconds by part: api, matcher, dispatcher, rabbitmq, postgresql.
+    parts: dict[str, float] = field(default_factory=dict)
 
     @property
     def per_s(self) -> float:
@@ -95,6 +101,8 @@ class Results:
     latencies_ms: list[float] = field(default_factory=list)
     steady_sent: int = 0
     report_bytes: int = 0
+    # The incidents queue drained by one matcher, then by two (None: not measured).
+    matchers: tuple[Phase, Phase] | None = None
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -126,9 +134,22 @@ def summary(results: Results) -> dict[str, Any]:
         "steady_incidents": results.steady_sent,
         "steady_p50_ms": round(_percentile(results.latencies_ms, 0.5), 1),
         "steady_p99_ms": round(_percentile(results.latencies_ms, 0.99), 1),
+        **_scaling(results),
         "incidents": results.sizes.incidents,
         "in_flight": results.sizes.in_flight,
         "message_bytes": results.report_bytes,
+    }
+
+
+def _scaling(results: Results) -> dict[str, float]:
+    if results.matchers is None:
+        return {}
+    one, two = results.matchers
+    return {
+        "matcher_1_per_s": round(one.per_s, 1),
+        "matcher_2_per_s": round(two.per_s, 1),
+        "matcher_scaling": round(two.per_s / one.per_s, 3) if one.per_s else 0.0,
+        "matcher_cpu_ms": round(one.cpu_ms, 2),
     }
 
 
@@ -155,6 +176,24 @@ def table(results: Results) -> str:
             f"| {label} | {phase.items} | {phase.seconds:.2f} | {phase.per_s:.1f} | {ratio} "
             f"| {phase.cpu_ms:.2f} | {phase.other_cpu:.1f} |"
         )
+    if results.matchers is not None:
+        one, two = results.matchers
+        for label, phase in (("1 matcher", one), ("2 matchers", two)):
+            lines.append(
+                f"| {label}: queued incidents drained | {phase.items} | {phase.seconds:.2f} | "
+                f"{phase.per_s:.1f} | | {phase.cpu_ms:.2f} | {phase.other_cpu:.1f} |"
+            )
+    lines += ["", "| service CPU ms per item, by process | " + " | ".join(_PARTS) + " |"]
+    lines.append("|---" * (len(_PARTS) + 1) + "|")
+    parted = [("ingest", results.ingest), ("burst", results.burst)]
+    if results.matchers is not None:
+        parted.insert(1, ("1 matcher, drain", results.matchers[0]))
+    for label, phase in parted:
+        shares = [
+            1000 * phase.parts.get(p, 0.0) / phase.items if phase.items else 0.0 for p in _PARTS
+        ]
+        lines.append(f"| {label} | " + " | ".join(f"{v:.2f}" for v in shares) + " |")
+    lines.append("")
     lines.append(
         f"| steady {STEADY_RATE:.0f}/s, report -> scheduled | {results.steady_sent} | "
         f"p50 {s['steady_p50_ms']} ms | p99 {s['steady_p99_ms']} ms | | | |"
@@ -211,14 +250,21 @@ class Meter:
     def __init__(self, infra: Infra, stack: Stack) -> None:
         self.infra, self.stack = infra, stack
 
-    def _service_roots(self) -> list[int]:
+    def _service_roots(self) -> dict[str, list[int]]:
         assert self.infra.rabbit.process is not None
         postmaster = int((self.infra.pg.data / "postmaster.pid").read_text().split()[0])
-        return [self.infra.rabbit.process.pid, postmaster, *(p.pid for p in self.stack.procs)]
+        roots: dict[str, list[int]] = {
+            "rabbitmq": [self.infra.rabbit.process.pid],
+            "postgresql": [postmaster],
+        }
+        for proc in self.stack.procs:
+            roots.setdefault(proc.role, []).append(proc.pid)
+        return roots
 
-    def read(self) -> tuple[float, float]:
+    def read(self) -> tuple[dict[str, float], float]:
         receiver = [self.infra.receiver.pid] if self.infra.receiver is not None else []
-        return tree_cpu(self._service_roots()), _own_cpu() + tree_cpu(receiver)
+        parts = {part: tree_cpu(pids) for part, pids in self._service_roots().items()}
+        return parts, _own_cpu() + tree_cpu(receiver)
 
     async def phase(self, name: str, run: Callable[[], Awaitable[int]]) -> Phase:
         service, other = self.read()
@@ -226,7 +272,8 @@ class Meter:
         items = await run()
         seconds = time.perf_counter() - started
         service_after, other_after = self.read()
-        return Phase(name, items, seconds, service_after - service, other_after - other)
+        parts = {k: v - service.get(k, 0.0) for k, v in service_after.items()}
+        return Phase(name, items, seconds, sum(parts.values()), other_after - other, parts)
 
 
 # --- the phases ---------------------------------------------------------------------------
@@ -378,6 +425,8 @@ async def run(sizes: Sizes, infra: Infra) -> Results:
                 if i not in before and i in seen
             ]
 
+            matchers = await _matchers(stack, meter, load, db, sizes)
+
             waiting = await _count(db, "SELECT count(*) FROM notices WHERE status = 'scheduled'")
             raw_burst = await meter.phase(
                 "raw burst", lambda: _raw(infra.rabbit.url, waiting, len(body), sizes.in_flight)
@@ -404,12 +453,50 @@ async def run(sizes: Sizes, infra: Infra) -> Results:
         finally:
             await db.close()
         return Results(
-            sizes, raw, ingest_phase, raw_burst, burst_phase, latencies, steady_sent, len(body)
+            sizes,
+            raw,
+            ingest_phase,
+            raw_burst,
+            burst_phase,
+            latencies,
+            steady_sent,
+            len(body),
+            matchers,
         )
     finally:
         with contextlib.suppress(Exception):
             os.kill(next(p.pid for p in stack.procs if p.role == "dispatcher"), signal.SIGCONT)
         await asyncio.to_thread(stack.close)
+
+
+async def _matchers(
+    stack: Stack, meter: Meter, load: Load, db: asyncpg.Connection, sizes: Sizes
+) -> tuple[Phase, Phase]:
+    """The matchers alone: ``N`` incidents queued while the matchers are stopped, then the
+    time for them to drain the queue, with one matcher and then with two."""
+
+    async def drained(name: str, tag: str) -> Phase:
+        matchers = stack.running("matcher")
+        for proc in matchers:
+            os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            await load.closed_loop(sizes.incidents, sizes.in_flight, tag)
+        finally:
+            for proc in matchers:
+                os.kill(proc.pid, signal.SIGCONT)
+        target = len(load.sent_at)
+
+        async def drain() -> int:
+            await wait_notices(db, target, 600)
+            return sizes.incidents
+
+        return await meter.phase(name, drain)
+
+    one = await drained("1 matcher", "M1")
+    await asyncio.to_thread(stack.scale, "matcher", 2)
+    two = await drained("2 matchers", "M2")
+    await asyncio.to_thread(stack.scale, "matcher", 1)
+    return one, two
 
 
 async def _raw(url: str, count: int, size: int, window: int) -> int:
@@ -449,7 +536,10 @@ def stop_infra(infra: Infra) -> None:
     infra.rabbit.stop()
     with contextlib.suppress(Exception):
         infra.pg.stop("immediate")
-    shutil.rmtree(infra.base, ignore_errors=True)
+    if os.environ.get("BENCH_KEEP"):
+        _say(f"kept {infra.base}")
+    else:
+        shutil.rmtree(infra.base, ignore_errors=True)
 
 
 def _say(line: str) -> None:

@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     rate_limit_credential_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 200
     rate_limit_address: Annotated[float, Field(ge=0, le=100_000)] = 50.0
     rate_limit_address_burst: Annotated[int, Field(ge=1, le=1_000_000)] = 500
+    # Batching (workers/runner.py): a worker takes up to batch_size messages, waiting at
+    # most batch_wait_ms after the first, and commits them in one transaction.
+    batch_size: Annotated[int, Field(ge=1, le=1000)] = 64
+    batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 10.0
 
     @field_validator("amqp_url")
     @classmethod

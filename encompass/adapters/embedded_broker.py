@@ -5,6 +5,7 @@ drain and re-raises the first exception a handler raised. Everything the contrac
 checks on RabbitMQ holds here too: FIFO per queue (messages given back are served first, as
 quorum queues do), requeue marks a message redelivered and counts toward the delivery
 limit, ``reject(requeue=False)`` and an exceeded limit dead-letter to the ``.dead`` queue,
+a retry queue's messages expire after its TTL back to their work queue,
 prefetch bounds unsettled deliveries, and cancel/close give unsettled deliveries back.
 Messages live as long as the object: ``close()`` then ``start()`` finds them again.
 """
@@ -160,8 +161,7 @@ class EmbeddedBroker:
     ) -> None:
         """Append the message to ``queue``; confirmed as soon as this returns."""
         target = self._queue(queue)
-        target.ready.append(_Stored(bytes(body), message_id, checked_headers(headers)))
-        self._dispatch(target)
+        self._append(target, _Stored(bytes(body), message_id, checked_headers(headers)))
 
     async def consume(
         self, queue: str, handler: DeliveryHandler, *, prefetch: int = 16
@@ -266,8 +266,21 @@ class EmbeddedBroker:
             )
             return
         target = self._queues[queue.spec.dead_letter]
-        target.ready.append(_Stored(stored.body, stored.message_id, stored.headers))
-        self._dispatch(target)
+        self._append(target, _Stored(stored.body, stored.message_id, stored.headers))
+
+    def _append(self, queue: _Queue, stored: _Stored) -> None:
+        queue.ready.append(stored)
+        ttl = queue.spec.message_ttl
+        if ttl is not None:
+            # Every message of a retry queue has the same lifetime, so the one at the head
+            # is the one whose time is up (as RabbitMQ expires from the head).
+            asyncio.get_running_loop().call_later(ttl / 1000, self._expire, queue)
+        self._dispatch(queue)
+
+    def _expire(self, queue: _Queue) -> None:
+        stored = queue.pop()
+        if stored is not None:
+            self._dead_letter(queue, stored, "expired")
 
     def _dispatch(self, queue: _Queue) -> None:
         """Hand ready messages to consumers with room, round robin."""

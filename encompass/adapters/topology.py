@@ -1,7 +1,10 @@
 """The queues we run on, as typed specs, and the RabbitMQ arguments they declare with.
 
 Every work queue is a durable quorum queue that dead-letters, at least once, through a
-direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance).
+direct exchange to its own ``.dead`` queue (RabbitMQ's reliability guidance). A message
+to be tried again later waits in one of the work queue's ``.retry.<N>s`` queues (durable
+classic queues, which expire messages on a timer), whose messages expire after N seconds
+and are dead-lettered back to the work queue: no consumer sleeps on it.
 Police systems publish to the fanout exchange ``encompass.incidents`` (as their own
 RabbitMQ user, allowed to write there and nowhere else), bound to the ``intake`` work queue;
 the service itself publishes to its queues through the default exchange.
@@ -18,6 +21,12 @@ from typing import Any
 
 DEFAULT_DELIVERY_LIMIT = 5
 DEAD_SUFFIX = ".dead"
+RETRY_SUFFIX = ".retry"
+# The delays (seconds) a message can wait out before another attempt, one queue per
+# delay and work queue: a message published to ``<work>.retry.<N>s`` expires after N
+# seconds and is dead-lettered back to ``<work>``. One queue per delay, because RabbitMQ
+# expires messages only at the head of a queue: a long delay would hold up short ones.
+RETRY_DELAYS = (1, 5, 30, 300)
 # The work queues, by logical name: the only place the names are written.
 INCIDENTS = "incidents"  # stored incident versions, for the matcher
 DELIVERIES = "deliveries"  # envelopes to send, from the outbox relay
@@ -39,6 +48,8 @@ class QueueSpec:
     delivery_limit: int | None = None
     # Logical name of the queue that receives this queue's dead letters.
     dead_letter: str | None = None
+    # Milliseconds a message waits here before it expires to ``dead_letter`` (retry queues).
+    message_ttl: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +67,11 @@ class Binding:
     exchange: str
     queue: str
     routing_key: str
+
+
+def retry_queue_name(work: str, delay: int) -> str:
+    """``incidents.retry.5s``: where a message of ``work`` waits ``delay`` seconds."""
+    return f"{work}{RETRY_SUFFIX}.{delay}s"
 
 
 class Topology:
@@ -76,6 +92,19 @@ class Topology:
             # No delivery limit and no dead-letter target on a dead queue: a limit with
             # nowhere to go would make RabbitMQ drop the message outright.
             specs.append(QueueSpec(dead))
+            # No consumer ever reads a retry queue: its messages expire back to the work
+            # queue. Classic queues: a quorum queue with no consumer may never expire its
+            # messages (RabbitMQ checks their TTL only on activity), a classic one expires
+            # the head on a timer.
+            specs += [
+                QueueSpec(
+                    retry_queue_name(work, delay),
+                    quorum=False,
+                    dead_letter=work,
+                    message_ttl=delay * 1000,
+                )
+                for delay in RETRY_DELAYS
+            ]
         self.queues: tuple[QueueSpec, ...] = tuple(specs)
         self._by_name = {spec.name: spec for spec in self.queues}
 
@@ -99,6 +128,18 @@ class Topology:
         """The logical name of the queue's dead-letter queue, if it has one."""
         return self.spec(logical).dead_letter
 
+    def retry_queue(self, logical: str, seconds: float) -> str | None:
+        """The logical name of the retry queue for waiting about ``seconds`` before the next
+        attempt at a message of ``logical``: the longest delay not above ``seconds`` (the
+        shortest for less). None for a queue without retry queues."""
+        if retry_queue_name(logical, RETRY_DELAYS[0]) not in self._by_name:
+            return None
+        chosen = RETRY_DELAYS[0]
+        for delay in RETRY_DELAYS:
+            if delay <= seconds:
+                chosen = delay
+        return retry_queue_name(logical, chosen)
+
     def arguments(self, logical: str) -> dict[str, str | int]:
         """The ``x-`` arguments RabbitMQ declares the queue with."""
         spec = self.spec(logical)
@@ -116,6 +157,8 @@ class Topology:
                 args["x-overflow"] = "reject-publish"
         if spec.delivery_limit is not None:
             args["x-delivery-limit"] = spec.delivery_limit
+        if spec.message_ttl is not None:
+            args["x-message-ttl"] = spec.message_ttl
         return args
 
     def exchanges(self) -> list[ExchangeSpec]:
@@ -126,8 +169,8 @@ class Topology:
         ]
 
     def bindings(self) -> list[Binding]:
-        """Dead-letter exchange → ``.dead`` queue, routed by the dead queue's real name;
-        the incidents exchange → ``intake``."""
+        """Dead-letter exchange → ``.dead`` queue (and, for expired retries, → the work
+        queue), routed by the target's real name; the incidents exchange → ``intake``."""
         targets = sorted({s.dead_letter for s in self.queues if s.dead_letter is not None})
         return [Binding(self.dead_letter_exchange, self.name(t), self.name(t)) for t in targets] + [
             Binding(self.incidents_exchange, self.name(INTAKE), "")

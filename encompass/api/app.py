@@ -19,11 +19,12 @@ from encompass.api import (
     police_routes,
     settings_routes,
 )
-from encompass.api.app_keys import CONTAINER, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.access.token_cache import TokenCache
 from encompass.services.admin.figures import read_figures
 from encompass.web import render
 
@@ -88,6 +89,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     app[CONTAINER] = container
     door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
+    app[FORCE_TOKENS] = TokenCache()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

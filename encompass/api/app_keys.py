@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from encompass.adapters.db.tables import Force
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
+from encompass.services.access.token_cache import TokenCache
 
 CONTAINER = web.AppKey("container", Container)
 METRICS = web.AppKey("metrics", Metrics)
+# Forces' tokens, looked up at most once a second (services/access/token_cache.py).
+FORCE_TOKENS = web.AppKey("force_tokens", TokenCache[Force])

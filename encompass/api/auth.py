@@ -4,8 +4,9 @@ Every route asks for the one kind of caller it serves. No token, or one we do no
 ``401``; a valid token of another kind (a force's token on an admin route) is ``403``, so a
 caller learns it is authenticated but not allowed, and nothing about the data.
 Tokens are looked up by their SHA-256 hash, as stored (``services/access/callers.py``); a
-revoked force's or admin's token is refused like an unknown one. Every refusal is logged
-(the reason, route and address; never the token) and counted in
+revoked force's or admin's token is refused like an unknown one (a force's within a
+second: its token is looked up at most once a second, ``services/access/token_cache.py``).
+Every refusal is logged (the reason, route and address; never the token) and counted in
 ``encompass_auth_failures_total``.
 """
 
@@ -17,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from encompass.adapters.db.tables import Admin, Force, KeyAdultRow
-from encompass.api.app_keys import CONTAINER, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
 from encompass.api.errors import ApiError
 from encompass.services.access.callers import Caller, is_revoked, token_holder
 
@@ -42,7 +43,14 @@ async def _authenticated(request: web.Request, kind: type[_C]) -> _C:
         raise ApiError(
             401, "unauthorised", f"send {_WHAT[kind]} token as 'Authorization: Bearer …'"
         )
-    caller = await token_holder(request.app[CONTAINER].sessions, token)
+    # A force's token (the ingest path, many requests a second) is looked up at most once
+    # a second; a revocation takes effect within that second.
+    forces = request.app[FORCE_TOKENS]
+    caller: Caller | None = forces.get(token) if token.isascii() else None
+    if caller is None:
+        caller = await token_holder(request.app[CONTAINER].sessions, token)
+        if isinstance(caller, Force):
+            forces.put(token, caller)
     if caller is None or is_revoked(caller):
         _failed(request, "invalid" if caller is None else "revoked")
         raise ApiError(401, "unauthorised", "the token is not valid")

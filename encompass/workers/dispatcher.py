@@ -21,18 +21,23 @@ from encompass.adapters.broker import Consumer
 from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
-from encompass.domain.queued import DeliveryQueued
-from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff, refuse_delivery
+from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
 from encompass.services.scheduling.outbox import relay_outbox
 from encompass.services.scheduling.release_due import release_due
-from encompass.workers.runner import decoding, run_consumer
+from encompass.workers.runner import run_batch_consumer
 
 log = structlog.get_logger()
 
 RELEASE_BATCH = 200
+DELIVERY_BATCH = 64  # deliveries recorded in one transaction, at most
+DELIVERY_BATCHES = 4  # delivery batches in flight at once
+# The runner's own limit on delivery attempts: a backstop above the handler's, which
+# counts attempts in the database, retries until the setting's day starts and records
+# the failure itself.
+DELIVERY_RUNNER_LIMIT = 250
 SWEEP_EVERY = 5.0  # seconds: escalation is by the minute, no need to scan every tick
 PURGE_EVERY = 24 * 3600.0  # seconds: retention counts in days
 
@@ -68,15 +73,18 @@ class Dispatcher:
             mail,
             max_attempts=settings.delivery_max_attempts,
         )
-        # The runner's own limit is a backstop above the handler's, which counts attempts
-        # in the database and records the failure itself.
-        self._consumer = await run_consumer(
+        # Deliveries in micro-batches: read together, sent side by side, recorded in one
+        # transaction, each acked after it; a few batches at once, so that one slow
+        # endpoint holds up only its own batch.
+        self._consumer = await run_batch_consumer(
             self._container.broker,
             DELIVERIES,
-            decoding(DeliveryQueued, handler, refuse_delivery),
-            max_attempts=settings.delivery_max_attempts + 2,
+            handler.batch,
+            batch_size=min(settings.batch_size, DELIVERY_BATCH),
+            batch_wait=settings.batch_wait_ms / 1000,
+            concurrency=DELIVERY_BATCHES,
+            max_attempts=DELIVERY_RUNNER_LIMIT,
             backoff=backoff,
-            prefetch=64,
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")

@@ -1,5 +1,8 @@
 """The matcher worker: consumes ``incidents``, matches each child, schedules the notices.
 
+Messages are taken in batches (``ENCOMPASS_BATCH_SIZE``, ``ENCOMPASS_BATCH_WAIT_MS``) and
+each batch is committed in one transaction before its messages are acked.
+
 Run it with ``encompass worker matcher`` or ``python -m workers.matcher``.
 """
 
@@ -8,9 +11,8 @@ from __future__ import annotations
 from encompass.adapters.broker import Consumer
 from encompass.adapters.topology import INCIDENTS
 from encompass.bootstrap import Container
-from encompass.domain.queued import VersionQueued
-from encompass.services.matching.match_incident import MatchIncident, refuse_version
-from encompass.workers.runner import decoding, run_consumer
+from encompass.services.matching.match_incident import MatchIncident
+from encompass.workers.runner import run_batch_consumer
 
 
 async def start(container: Container) -> Consumer:
@@ -18,6 +20,11 @@ async def start(container: Container) -> Consumer:
     start consuming; the returned consumer's ``cancel()`` stops it."""
     await container.roster.warm()
     handler = MatchIncident(container.sessions, container.roster, container.clock)
-    return await run_consumer(
-        container.broker, INCIDENTS, decoding(VersionQueued, handler, refuse_version)
+    settings = container.settings
+    return await run_batch_consumer(
+        container.broker,
+        INCIDENTS,
+        handler.batch,
+        batch_size=settings.batch_size,
+        batch_wait=settings.batch_wait_ms / 1000,
     )

@@ -4,11 +4,12 @@ dead-letter, so that a handler sees a :class:`Message` and never the transport.
 A handler that returns has succeeded: the message is acked. One that raises
 :class:`Poison` has met a message that can never succeed: it goes to the queue's ``.dead``
 queue at once, with the reason (and, for a message we did not write, without its body).
-Any other exception is transient: the message is published again to the same queue with
-its attempt count raised, until ``max_attempts``, and then dead-lettered with the reason
-"gave up after N attempts: <ExceptionClass>". An exception that says the database or the
-broker is unreachable is not the message's fault: the message goes round again after a
-pause, its attempt count unchanged.
+Any other exception is transient: the message is published again with its attempt count
+raised, to the queue's retry queue for its backoff (``adapters/topology.py``: it expires
+back to the work queue; nothing sleeps holding it), until ``max_attempts``, and then
+dead-lettered with the reason "gave up after N attempts: <ExceptionClass>". An exception
+that says the database or the broker is unreachable is not the message's fault: the
+message goes round again after a pause, its attempt count unchanged.
 
 We count attempts in our own header rather than trusting the broker: RabbitMQ ignores an
 ``x-death`` set by a client, and from RabbitMQ 4.3 a requeueing nack no longer counts
@@ -19,7 +20,8 @@ backstop for a message that kills the worker process before it can be settled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -35,6 +37,9 @@ DEAD_REASON_HEADER = "x-encompass-dead-reason"
 DROPPED_HEADER = "x-encompass-dropped-bytes"
 
 Handler = Callable[[Message], Awaitable[None]]
+# Called with a batch of messages; returns once all are committed, or raises. It may
+# instead return, for each message, None (done) or the exception that message met alone.
+BatchHandler = Callable[[Sequence[Message]], Awaitable[Sequence[Exception | None] | None]]
 M = TypeVar("M", bound=BaseModel)
 UNAVAILABLE_PAUSE = 1.0  # seconds before a message that met an outage goes round again
 
@@ -61,7 +66,7 @@ def decoding(
 
 def default_backoff(attempt: int) -> float:
     """Seconds to wait before retrying after failed attempt number ``attempt`` (1-based):
-    0.4, 0.8, 1.6 … capped at 5, short because the message holds a prefetch slot."""
+    0.4, 0.8, 1.6 … capped at 5 (the retry queue rounds it to one of its delays)."""
     return float(min(0.2 * 2**attempt, 5.0))
 
 
@@ -99,70 +104,255 @@ async def run_consumer(
 
     async def on_delivery(delivery: Delivery) -> None:
         message = delivery.message
-        attempt = attempts_of(message) + 1
-        bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
+        bound = log.bind(
+            message_id=message.message_id, queue=queue, attempt=attempts_of(message) + 1
+        )
         try:
             await handler(message)
-        except Poison as exc:
-            await _forward(
-                broker,
-                delivery,
-                bound,
-                dead,
-                outcome="dead",
-                headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
-                keep_body=exc.keep_body,
-            )
         except Exception as exc:
-            # Only the class: an exception's text may quote personal data from the body.
-            error = type(exc).__name__
-            if unavailable(exc) is not None:
-                # The database or broker is away, not the message at fault: put it back
-                # after a pause without counting an attempt, so an outage of any length
-                # dead-letters nothing.
-                await asyncio.sleep(UNAVAILABLE_PAUSE)
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    queue,
-                    outcome="retry",
-                    error=error,
-                    headers={ATTEMPTS_HEADER: attempt - 1},
-                )
-            elif attempt < max_attempts:
-                # The retry copy goes to the back of the queue. Order does not matter:
-                # each message stands alone and is idempotent by its message_id.
-                pause = wait(attempt)
-                if pause > 0:
-                    await asyncio.sleep(pause)
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    queue,
-                    outcome="retry",
-                    error=error,
-                    headers={ATTEMPTS_HEADER: attempt},
-                )
-            else:
-                await _forward(
-                    broker,
-                    delivery,
-                    bound,
-                    dead,
-                    outcome="dead",
-                    error=error,
-                    headers={
-                        DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
-                        ATTEMPTS_HEADER: attempt,
-                    },
-                )
+            await _settle_failure(broker, queue, dead, delivery, exc, max_attempts, wait)
         else:
             await delivery.ack()
             bound.info("message.processed", outcome="acked")
 
     return await broker.consume(queue, on_delivery, prefetch=prefetch)
+
+
+async def _settle_failure(
+    broker: Broker,
+    queue: str,
+    dead: str,
+    delivery: Delivery,
+    exc: Exception,
+    max_attempts: int,
+    wait: Callable[[int], float],
+) -> None:
+    """Settle one delivery whose handling raised ``exc``: a dead letter for a poison
+    message, a retry copy for a transient failure, a dead letter once attempts run out."""
+    message = delivery.message
+    attempt = attempts_of(message) + 1
+    bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
+    if isinstance(exc, Poison):
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            dead,
+            outcome="dead",
+            headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
+            keep_body=exc.keep_body,
+        )
+        return
+    # Only the class: an exception's text may quote personal data from the body.
+    error = type(exc).__name__
+    if unavailable(exc) is not None:
+        # The database or broker is away, not the message at fault: it goes round again
+        # after a pause without counting an attempt, so an outage of any length
+        # dead-letters nothing.
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            _later(broker, queue, UNAVAILABLE_PAUSE),
+            outcome="retry",
+            error=error,
+            headers={ATTEMPTS_HEADER: attempt - 1},
+        )
+    elif attempt < max_attempts:
+        # The retry copy waits out its backoff in a retry queue, which hands it back to
+        # the end of the work queue: no consumer slot is held meanwhile. Order does not
+        # matter: each message stands alone and is idempotent by its message_id.
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            _later(broker, queue, wait(attempt)),
+            outcome="retry",
+            error=error,
+            headers={ATTEMPTS_HEADER: attempt},
+        )
+    else:
+        await _forward(
+            broker,
+            delivery,
+            bound,
+            dead,
+            outcome="dead",
+            error=error,
+            headers={
+                DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
+                ATTEMPTS_HEADER: attempt,
+            },
+        )
+
+
+def _later(broker: Broker, queue: str, seconds: float) -> str:
+    """Where a message to be tried again in about ``seconds`` goes: the work queue itself
+    when there is nothing to wait, else the retry queue for that delay."""
+    if seconds <= 0:
+        return queue
+    return broker.topology.retry_queue(queue, seconds) or queue
+
+
+async def _give_back(items: list[Delivery]) -> None:
+    for delivery in items:
+        with contextlib.suppress(Exception):
+            await delivery.reject(requeue=True)
+
+
+class _Batch:
+    """The deliveries gathered for one call of a batch handler."""
+
+    def __init__(self) -> None:
+        self.items: list[Delivery] = []
+        self.full = asyncio.Event()
+        self.done = asyncio.Event()
+
+
+async def run_batch_consumer(
+    broker: Broker,
+    queue: str,
+    handler: BatchHandler,
+    *,
+    batch_size: int = 64,
+    batch_wait: float = 0.01,
+    max_attempts: int = 5,
+    backoff: Callable[[int], float] | None = None,
+    prefetch: int | None = None,
+    concurrency: int = 1,
+) -> Consumer:
+    """Consume ``queue`` in batches: up to ``batch_size`` messages, gathered for at most
+    ``batch_wait`` seconds after the first, go to ``handler`` in one call, which commits
+    them in one transaction or raises. Each message is acked only once the call returned.
+    A handler that has already dealt with each message on its own (sent it somewhere: it
+    must not be called again for the others) returns a result per message instead, and
+    each failed message meets the policy of :func:`run_consumer` alone.
+
+    When the call raises, the batch is split in halves and each half tried again, down to
+    single messages, which meet the policy of :func:`run_consumer` (poison, retry, dead
+    letter): one bad message never fails the others. An outage (the database or broker
+    unreachable) is waited out once for the whole batch, and every message goes round
+    again uncounted. Up to ``concurrency`` batches run at once per consumer (one by
+    default); ``prefetch`` (one batch more than that by default) lets the next batch
+    gather meanwhile.
+    """
+    dead = broker.topology.dead_letter_of(queue)
+    if dead is None:
+        raise ValueError(f"queue {queue!r} has no dead-letter queue to run a consumer on")
+    if max_attempts < 1 or batch_size < 1 or concurrency < 1 or batch_wait < 0:
+        raise ValueError(
+            "max_attempts, batch_size and concurrency must be at least 1, batch_wait >= 0"
+        )
+    runner = _BatchRunner(
+        broker,
+        queue,
+        dead,
+        handler,
+        batch_size=batch_size,
+        batch_wait=batch_wait,
+        max_attempts=max_attempts,
+        wait=default_backoff if backoff is None else backoff,
+        concurrency=concurrency,
+    )
+    size = prefetch if prefetch is not None else (concurrency + 1) * batch_size
+    return await broker.consume(queue, runner.on_delivery, prefetch=size)
+
+
+class _BatchRunner:
+    def __init__(
+        self,
+        broker: Broker,
+        queue: str,
+        dead: str,
+        handler: BatchHandler,
+        *,
+        batch_size: int,
+        batch_wait: float,
+        max_attempts: int,
+        wait: Callable[[int], float],
+        concurrency: int,
+    ) -> None:
+        self._broker, self._queue, self._dead, self._handler = broker, queue, dead, handler
+        self._size, self._wait_s = batch_size, batch_wait
+        self._max_attempts, self._backoff = max_attempts, wait
+        self._running = asyncio.Semaphore(concurrency)
+        self._gathering: _Batch | None = None
+
+    async def on_delivery(self, delivery: Delivery) -> None:
+        leader = self._gathering is None
+        if self._gathering is None:
+            self._gathering = _Batch()
+        mine = self._gathering
+        mine.items.append(delivery)
+        if len(mine.items) >= self._size:
+            mine.full.set()
+            self._gathering = None
+        if not leader:
+            # The first delivery of the batch settles it; this one waits for that.
+            await mine.done.wait()
+            return
+        settled = False
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(mine.full.wait(), self._wait_s)
+            if self._gathering is mine:
+                self._gathering = None
+            async with self._running:
+                await self._settle(mine.items)
+            settled = True
+        finally:
+            if self._gathering is mine:
+                # Cancelled while gathering: later deliveries must start a batch of their
+                # own, not join one nobody will settle.
+                self._gathering = None
+            if not settled:
+                # Cancelled or failed before every delivery was settled: give them all
+                # back (settling twice is a no-op), never leave one held unsettled.
+                await _give_back(mine.items)
+            mine.done.set()
+
+    async def _settle(self, items: list[Delivery]) -> None:
+        try:
+            outcomes = await self._handler([d.message for d in items])
+        except Exception as exc:
+            if len(items) == 1:
+                await self._fail(items[0], exc)
+            elif unavailable(exc) is not None:
+                # The whole batch goes round again, uncounted, through the retry queue.
+                await asyncio.gather(*(self._fail(delivery, exc) for delivery in items))
+            else:
+                log.info(
+                    "batch.split", queue=self._queue, size=len(items), error=type(exc).__name__
+                )
+                half = len(items) // 2
+                await self._settle(items[:half])
+                await self._settle(items[half:])
+            return
+        if outcomes is None:
+            for delivery in items:
+                await delivery.ack()
+            log.info("batch.processed", queue=self._queue, size=len(items), outcome="acked")
+            return
+        if len(outcomes) != len(items):
+            raise RuntimeError("a batch handler returned a result count unlike its batch")
+        await asyncio.gather(
+            *(
+                delivery.ack() if failure is None else self._fail(delivery, failure)
+                for delivery, failure in zip(items, outcomes, strict=True)
+            )
+        )
+        log.info("batch.processed", queue=self._queue, size=len(items))
+
+    async def _fail(self, delivery: Delivery, exc: Exception) -> None:
+        await _settle_failure(
+            self._broker,
+            self._queue,
+            self._dead,
+            delivery,
+            exc,
+            self._max_attempts,
+            self._backoff,
+        )
 
 
 async def _forward(

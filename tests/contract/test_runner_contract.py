@@ -80,3 +80,30 @@ async def test_a_handler_that_always_fails_ends_in_dead_after_max_attempts(broke
     assert dead.message.headers[DEAD_REASON_HEADER] == "gave up after 3 attempts: TimeoutError"
     assert dead.message.headers[ATTEMPTS_HEADER] == 3
     assert await broker.depth("incidents") == 0
+
+
+async def test_a_retry_waits_in_the_retry_queue_and_comes_back_after_its_delay(
+    broker: Broker,
+) -> None:
+    loop = asyncio.get_running_loop()
+    seen: list[tuple[int, float]] = []
+    succeeded = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        seen.append((int(message.headers.get(ATTEMPTS_HEADER, 0)), loop.time()))
+        if len(seen) == 1:
+            raise TimeoutError("the receiver timed out")
+        succeeded.set()
+
+    # Given a consumer whose backoff is a second, and a message that fails once
+    consumer = await run_consumer(broker, "incidents", handler, backoff=lambda _: 1.0)
+    await broker.publish("incidents", b"{}", message_id="later-1", headers={"force": "avon"})
+    async with asyncio.timeout(WAIT):
+        await succeeded.wait()
+    await consumer.cancel()
+
+    # Then it came back, counted and with its headers, after the retry queue's delay
+    assert [attempt for attempt, _ in seen] == [0, 1]
+    assert seen[1][1] - seen[0][1] >= 0.9
+    assert await broker.depth("incidents.retry.1s") == 0
+    assert await broker.get("incidents.dead", timeout=0.2) is None

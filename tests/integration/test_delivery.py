@@ -12,7 +12,7 @@ import io
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 import structlog
@@ -254,7 +254,10 @@ async def test_two_503s_then_success_is_delivered_after_three_attempts(stack: St
 
 async def test_a_webhook_that_always_fails_ends_failed_with_an_admin_alert(stack: Stack) -> None:
     hook = stack.hooks.url("down", *([503] * 10))
-    setting, _ = await add_setting(stack.container.sessions, people=[("key_adult", hook)])
+    # Released once the setting's day has begun: retried for max_attempts attempts.
+    setting, _ = await add_setting(
+        stack.container.sessions, people=[("key_adult", hook)], day_starts=time(7, 0)
+    )
     (notice_id,) = (
         await add_incident(stack.container.sessions, setting_ids=[setting], deliver_at=due(stack))
     ).notice_ids

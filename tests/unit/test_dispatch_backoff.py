@@ -17,10 +17,10 @@ from encompass.services.receiving.escalate_overdue import ack_deadline
 
 
 def test_backoff_doubles_up_to_the_cap_with_equal_jitter() -> None:
-    lowest = [delivery_backoff(n, rng=lambda: 0.0) for n in range(1, 8)]
-    highest = [delivery_backoff(n, rng=lambda: 1.0) for n in range(1, 8)]
-    assert lowest == [0.5, 1.0, 2.0, 4.0, 8.0, 15.0, 15.0]
-    assert highest == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    lowest = [delivery_backoff(n, rng=lambda: 0.0) for n in range(1, 12)]
+    highest = [delivery_backoff(n, rng=lambda: 1.0) for n in range(1, 12)]
+    assert lowest == [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 150.0, 150.0]
+    assert highest == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 300.0, 300.0]
 
 
 def test_backoff_jitter_spreads_retries() -> None:

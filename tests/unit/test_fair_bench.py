@@ -50,3 +50,13 @@ def test_the_table_names_every_phase() -> None:
     text = table(_results())
     for phase in ("raw aio-pika", "ingest", "burst", "steady"):
         assert phase in text
+
+
+def test_the_matcher_scaling_is_two_matchers_over_one() -> None:
+    results = _results()
+    results.matchers = (Phase("1 matcher", 400, 4.0, 2.0), Phase("2 matchers", 400, 2.5, 2.2))
+    data = summary(results)
+    assert (data["matcher_1_per_s"], data["matcher_2_per_s"]) == (100.0, 160.0)
+    assert data["matcher_scaling"] == 1.6
+    assert data["matcher_cpu_ms"] == 5.0
+    assert "2 matchers" in table(results)

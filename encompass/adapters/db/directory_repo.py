@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, Row, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import (
+    CALENDARS_VERSION_ID,
     ROSTER_VERSION_ID,
     CalendarSpanRow,
     KeyAdultRow,
@@ -174,6 +175,15 @@ async def all_pupils(session: AsyncSession) -> AsyncIterator[Pupil]:
     async for rows in result.partitions():
         for row in rows:
             yield _pupil(row)
+
+
+async def calendars_version(session: AsyncSession) -> str:
+    """A token that changes whenever calendars or settings are imported (``""`` before
+    the first such import): a cache of calendars is good while it stays the same."""
+    version = await session.scalar(
+        select(RosterVersionRow.version).where(RosterVersionRow.roster_id == CALENDARS_VERSION_ID)
+    )
+    return version or ""
 
 
 async def roster_version(session: AsyncSession) -> str:

@@ -174,6 +174,9 @@ class PupilRow(Base):
 
 ROSTER_VERSION_ID = 1
 """The key of the one row of ``roster_version``."""
+CALENDARS_VERSION_ID = 2
+"""The key of the ``roster_version`` row that changes with every calendars or settings
+import: workers cache calendars until it changes."""
 
 
 class RosterVersionRow(Base):

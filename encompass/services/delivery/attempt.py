@@ -2,8 +2,10 @@
 
 Webhook: POST the envelope; 2xx delivers it (and the notice, on its first delivered
 envelope); a timeout, connection error, 408, 429 or 5xx is retried with exponential backoff
-and jitter by the worker runner; any other answer, or too many attempts, fails the
-envelope. E-mail: send the pointer (delivery happens when the portal serves the notice).
+and jitter (through a retry queue: nothing waits in a consumer) until the setting's day
+starts, or for ``max_attempts`` attempts when released after that; any other answer, or
+retries run out, fails the envelope. E-mail: send the pointer (delivery happens when the
+portal serves the notice).
 Every attempt is a ``delivery_attempts`` row, which is also the count that bounds retries.
 When every envelope of a notice has failed and none was delivered, the notice is ``failed``
 and the admins get an alert: failure is loud.
@@ -14,35 +16,41 @@ acknowledged without doing anything, so a relay that publishes twice sends nothi
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import bindparam, exists, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Poison
+from encompass.adapters.broker import Message, Poison
 from encompass.adapters.channels import MailPort, WebhookPort
-from encompass.adapters.data_keys import DataUnavailable
-from encompass.adapters.db.tables import DeliveryAttempt, KeyAdultRow, Notice, SealedEnvelope
+from encompass.adapters.data_keys import DataKeys, DataUnavailable
+from encompass.adapters.db.tables import (
+    DeliveryAttempt,
+    KeyAdultRow,
+    Notice,
+    SealedEnvelope,
+    SettingRow,
+)
 from encompass.adapters.webhook import WEBHOOK_KEY_PURPOSE
 from encompass.clock import Clock
+from encompass.domain.calendar import LONDON
 from encompass.domain.queued import DeliveryQueued
-from encompass.domain.status import (
-    DELIVERABLE,
-    FINAL_OUTCOMES,
-    DeliveryOutcome,
-    NoticeStatus,
-    values,
-)
+from encompass.domain.status import DELIVERABLE, FINAL_OUTCOMES, NoticeStatus, values
 from encompass.services.delivery.fail_notice import fail_if_undeliverable
 from encompass.services.receiving.alert_mail import AlertMail
 from encompass.services.records.at_rest import keys_of
 from encompass.services.records.retention import PURGED_BODY
-from encompass.services.scheduling.notices import transition
+from encompass.services.scheduling.notices import Move, transition_many
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 log = structlog.get_logger()
 
@@ -51,14 +59,42 @@ class DeliveryRetry(Exception):
     """A transient failure, already recorded: the runner retries after a backoff."""
 
 
+# Attempts at one envelope, at most, however long before the day starts it was released.
+_HARD_LIMIT: Final = 200
+
+
+def day_start(deliver_at: datetime | None, starts: time | None) -> datetime | None:
+    """When the setting's day starts on the day the notice was released (UK time)."""
+    if deliver_at is None or starts is None:
+        return None
+    day = deliver_at.astimezone(LONDON).date()
+    return datetime.combine(day, starts, tzinfo=LONDON).astimezone(UTC)
+
+
+def _retry_until(kind: str, deliver_at: datetime | None, starts: time | None) -> datetime | None:
+    until = day_start(deliver_at, starts) if kind == "notice" else None
+    return until if until is not None and deliver_at is not None and deliver_at < until else None
+
+
 def delivery_backoff(
-    attempt: int, *, base: float = 1.0, cap: float = 30.0, rng: Callable[[], float] = random.random
+    attempt: int,
+    *,
+    base: float = 1.0,
+    cap: float = 300.0,
+    rng: Callable[[], float] = random.random,
 ) -> float:
     """Seconds before retry number ``attempt`` (1-based): exponential (base, 2·base, 4·base
-    … capped at ``cap``) with "equal jitter" — half fixed, half random — so the receivers
-    that failed together in a morning burst do not all come back at the same instant."""
+    … capped at ``cap``, five minutes) with "equal jitter" — half fixed, half random — so
+    the receivers that failed together in a morning burst do not all come back at the
+    same instant. Retries run until the setting's day starts (see ``_give_up``)."""
     ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return ceiling / 2 + rng() * ceiling / 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    envelope_id: str
+    channel: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +106,16 @@ class _Plan:
     webhook_url: str | None
     hmac_key: bytes | None
     email: str
+    # When the setting's day starts on the release day, for a notice released before
+    # then: it is retried until that moment, then failed (and admins alerted).
+    retry_until: datetime | None = None
 
 
-# Built once: each runs for every delivery, and building a statement costs more than
+# Built once: each runs for every batch, and building a statement costs more than
 # running it (thousands of times in a morning burst).
-_PLAN = (
+_PLANS = (
     select(
+        SealedEnvelope.envelope_id,
         SealedEnvelope.notice_id,
         SealedEnvelope.kind,
         SealedEnvelope.body,
@@ -84,36 +124,38 @@ _PLAN = (
         KeyAdultRow.webhook_key_sealed,
         KeyAdultRow.email,
         SealedEnvelope.key_adult_id,
-        exists().where(
-            DeliveryAttempt.envelope_id == SealedEnvelope.envelope_id,
-            DeliveryAttempt.channel == bindparam("channel"),
-            DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
-        ),
+        Notice.deliver_at,
+        SettingRow.day_starts,
     )
     .join(Notice, Notice.notice_id == SealedEnvelope.notice_id)
     .join(KeyAdultRow, KeyAdultRow.key_adult_id == SealedEnvelope.key_adult_id)
-    .where(SealedEnvelope.envelope_id == bindparam("envelope_id"))
+    .join(SettingRow, SettingRow.setting_id == Notice.setting_id)
+    .where(SealedEnvelope.envelope_id.in_(bindparam("ids", expanding=True)))
 )
-_LOCK = (
-    select(
-        Notice,
-        select(func.count())
-        .where(
-            DeliveryAttempt.envelope_id == bindparam("envelope_id"),
-            DeliveryAttempt.channel == bindparam("channel"),
-        )
-        .scalar_subquery(),
+# The (envelope, channel) pairs already done with.
+_DONE = (
+    select(DeliveryAttempt.envelope_id, DeliveryAttempt.channel)
+    .where(
+        DeliveryAttempt.envelope_id.in_(bindparam("ids", expanding=True)),
+        DeliveryAttempt.outcome.in_(values(FINAL_OUTCOMES)),
     )
-    .where(Notice.notice_id == bindparam("notice_id"))
-    .with_for_update(of=Notice)
+    .distinct()
+)
+# Attempts made so far per (envelope, channel): the count that bounds retries.
+_MADE = (
+    select(DeliveryAttempt.envelope_id, DeliveryAttempt.channel, func.count())
+    .where(DeliveryAttempt.envelope_id.in_(bindparam("ids", expanding=True)))
+    .group_by(DeliveryAttempt.envelope_id, DeliveryAttempt.channel)
 )
 _ATTEMPT = insert(DeliveryAttempt)
 # The first channel to deliver is the one on record (the portal may have been first).
+# On the table, not the mapped class: run with many rows (executemany) it must stay a
+# plain UPDATE with its own WHERE, not the ORM's bulk update by primary key.
+_ENVELOPES = cast("Table", SealedEnvelope.__table__)
 _MARK_DELIVERED = (
-    update(SealedEnvelope)
-    .where(SealedEnvelope.envelope_id == bindparam("id"), SealedEnvelope.delivered_at.is_(None))
+    update(_ENVELOPES)
+    .where(_ENVELOPES.c.envelope_id == bindparam("id"), _ENVELOPES.c.delivered_at.is_(None))
     .values(delivered_at=bindparam("at"), delivered_by=bindparam("by"))
-    .execution_options(synchronize_session=False)
 )
 
 
@@ -126,10 +168,16 @@ def refuse_delivery(exc: ValidationError) -> Poison:
     return Poison("not a delivery message: expected JSON with envelope_id and channel")
 
 
+def _parse(body: bytes) -> _Job:
+    try:
+        queued = DeliveryQueued.model_validate_json(body)
+    except ValidationError as exc:
+        raise refuse_delivery(exc) from None
+    return _Job(queued.envelope_id, queued.channel)
+
+
 class DeliverEnvelope:
-    """The handler of the ``deliveries`` queue: it receives the parsed message (the worker
-    decodes it with :class:`DeliveryQueued`, refusing a bad body with
-    :func:`refuse_delivery`)."""
+    """The handler: give it to ``run_consumer`` on the ``deliveries`` queue."""
 
     def __init__(
         self,
@@ -144,33 +192,101 @@ class DeliverEnvelope:
         self._webhook, self._mail = webhook, mail
         self._max_attempts = max_attempts
 
-    async def __call__(self, job: DeliveryQueued) -> None:
-        """Make one attempt at the envelope named in ``job``; raise DeliveryRetry (after
+    async def __call__(self, queued: DeliveryQueued) -> None:
+        """Make one attempt at the envelope named in ``queued``; raise DeliveryRetry (after
         recording the attempt) when the runner should try again later."""
-        plan = await self._plan(job)
-        if plan is None:
-            return
-        outcome, detail = await self._send(job, plan)
-        if await self._record(job, plan, outcome, detail) is DeliveryOutcome.RETRY:
-            raise DeliveryRetry(detail)
+        results: list[Exception | None] = [None]
+        await self._attempt({0: _Job(queued.envelope_id, queued.channel)}, results)
+        if results[0] is not None:
+            raise results[0]
 
-    async def _plan(self, job: DeliveryQueued) -> _Plan | None:
+    async def batch(self, messages: Sequence[Message]) -> list[Exception | None]:
+        """One attempt at each envelope named in ``messages``: read in one query, sent
+        side by side, recorded in one transaction. Returns, for each message, None (done:
+        ack it) or the exception its delivery met (Poison, DeliveryRetry after recording,
+        or the error that kept the attempt from being recorded), for the runner to settle
+        that message alone. A message naming an envelope and channel already taken by an
+        earlier message of the batch sends nothing (a relay that published twice)."""
+        results: list[Exception | None] = [None] * len(messages)
+        jobs: dict[int, _Job] = {}
+        taken: set[_Job] = set()
+        for n, message in enumerate(messages):
+            try:
+                job = _parse(message.body)
+            except Poison as exc:
+                results[n] = exc
+                continue
+            if job not in taken:
+                taken.add(job)
+                jobs[n] = job
+        await self._attempt(jobs, results)
+        return results
+
+    async def _attempt(self, jobs: dict[int, _Job], results: list[Exception | None]) -> None:
+        """Send and record ``jobs``, writing each one's outcome into ``results``."""
+        plans = await self._plans(jobs, results)
+        if not plans:
+            return
+        sent = await asyncio.gather(*(self._send(jobs[n], plan) for n, plan in plans.items()))
+        attempts = [
+            (jobs[n], plan, outcome, detail)
+            for (n, plan), (outcome, detail) in zip(plans.items(), sent, strict=True)
+        ]
+        try:
+            recorded = await self._record(attempts)
+        except Exception as exc:
+            # Sent but not recorded: each goes round again (the receiver dedupes by
+            # envelope id), as one message would have.
+            for n in plans:
+                results[n] = exc
+            return
+        for n, (outcome, detail) in zip(plans, recorded, strict=True):
+            if outcome == "retry":
+                results[n] = DeliveryRetry(detail)
+
+    async def _plans(
+        self, jobs: dict[int, _Job], results: list[Exception | None]
+    ) -> dict[int, _Plan]:
+        """What to send for each job, read in one query; an unknown envelope's result is
+        Poison, and a job with nothing to send (already done, purged, withdrawn) is left
+        out."""
+        if not jobs:
+            return {}
+        ids = sorted({job.envelope_id for job in jobs.values()})
         async with self._sessions() as session:
-            # One read, no transaction around it: saves two round trips per delivery.
+            # Reads only, no transaction around them: saves two round trips per batch.
             connection = await session.connection(
                 execution_options={"isolation_level": "AUTOCOMMIT"}
             )
-            row = (
-                await connection.execute(
-                    _PLAN, {"envelope_id": job.envelope_id, "channel": job.channel}
-                )
-            ).one_or_none()
+            rows = {row[0]: row for row in await connection.execute(_PLANS, {"ids": ids})}
+            done = {(e, c) for e, c in await connection.execute(_DONE, {"ids": ids})}
             keys = keys_of(session)
-        if row is None:
-            raise Poison("unknown envelope")
-        (notice_id, kind, body, status, webhook_url, sealed_key, address, key_adult_id, already) = (
-            row
-        )
+        plans: dict[int, _Plan] = {}
+        for n, job in jobs.items():
+            row = rows.get(job.envelope_id)
+            if row is None:
+                results[n] = Poison("unknown envelope")
+                continue
+            plan = self._plan(job, row, (job.envelope_id, job.channel) in done, keys)
+            if plan is not None:
+                plans[n] = plan
+        return plans
+
+    @staticmethod
+    def _plan(job: _Job, row: Sequence[Any], already: bool, keys: DataKeys) -> _Plan | None:
+        (
+            _,
+            notice_id,
+            kind,
+            body,
+            status,
+            webhook_url,
+            sealed_key,
+            address,
+            key_adult_id,
+            deliver_at,
+            day_starts,
+        ) = row
         bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
@@ -199,17 +315,18 @@ class DeliverEnvelope:
             webhook_url=webhook_url,
             hmac_key=hmac_key,
             email=address,
+            retry_until=_retry_until(kind, deliver_at, day_starts),
         )
 
-    async def _send(self, job: DeliveryQueued, plan: _Plan) -> tuple[DeliveryOutcome, str]:
+    async def _send(self, job: _Job, plan: _Plan) -> tuple[str, str]:
         """One attempt through the channel: (outcome, detail)."""
         if job.channel == "email":
             if self._mail is None:
-                return DeliveryOutcome.SKIPPED, "no SMTP server configured"
+                return "skipped", "no SMTP server configured"
             sent = await self._mail.send_pointer(plan.email, plan.notice_id)
             return sent.outcome, sent.detail
         if not plan.webhook_url:
-            return DeliveryOutcome.FAILED, "no webhook URL for the recipient any more"
+            return "failed", "no webhook URL for the recipient any more"
         if plan.hmac_key is None:
             log.info(
                 "delivery.no_webhook_hmac",
@@ -227,81 +344,116 @@ class DeliverEnvelope:
         return posted.outcome, posted.detail
 
     async def _record(
-        self, job: DeliveryQueued, plan: _Plan, outcome: DeliveryOutcome, detail: str
-    ) -> DeliveryOutcome:
-        """Store the attempt and its consequences; returns the outcome as recorded."""
+        self, attempts: Sequence[tuple[_Job, _Plan, str, str]]
+    ) -> list[tuple[str, str]]:
+        """Store the attempts and their consequences in one transaction; returns each
+        (outcome, detail) as recorded."""
         now = self._clock.now()
+        recorded: list[tuple[str, str]] = []
         async with self._sessions.begin() as session:
-            # Locked: two envelopes of one notice delivered at once must not both move it.
-            notice, made = (
-                await session.execute(
-                    _LOCK,
+            # Locked (in one order): two envelopes of one notice delivered at once, by
+            # this batch or another dispatcher's, must not both move it.
+            notices = {
+                n.notice_id: n
+                for n in await session.scalars(
+                    select(Notice)
+                    .where(Notice.notice_id.in_({plan.notice_id for _, plan, _, _ in attempts}))
+                    .order_by(Notice.notice_id)
+                    .with_for_update()
+                )
+            }
+            made: dict[tuple[str, str], int] = {
+                (envelope_id, channel): count
+                for envelope_id, channel, count in await session.execute(
+                    _MADE, {"ids": sorted({plan.envelope_id for _, plan, _, _ in attempts})}
+                )
+            }
+            rows: list[dict[str, object]] = []
+            delivered: list[tuple[Notice, _Plan, str]] = []
+            failed: list[tuple[Notice, _Plan]] = []
+            for job, plan, outcome, detail in attempts:
+                number = made.get((plan.envelope_id, job.channel), 0) + 1
+                if outcome == "retry" and self._give_up(plan, number, now):
+                    outcome, detail = "failed", f"gave up after {number} attempts: {detail}"
+                rows.append(
                     {
-                        "notice_id": plan.notice_id,
                         "envelope_id": plan.envelope_id,
                         "channel": job.channel,
-                    },
+                        "attempt": number,
+                        "at": now,
+                        "outcome": outcome,
+                        "detail": detail[:500],
+                    }
                 )
-            ).one()
-            if outcome is DeliveryOutcome.RETRY and made + 1 >= self._max_attempts:
-                outcome, detail = (
-                    DeliveryOutcome.FAILED,
-                    f"gave up after {made + 1} attempts: {detail}",
-                )
-            await session.execute(
-                _ATTEMPT,
-                {
-                    "envelope_id": plan.envelope_id,
-                    "channel": job.channel,
-                    "attempt": made + 1,
-                    "at": now,
-                    "outcome": outcome,
-                    "detail": detail[:500],
-                },
-            )
-            if outcome is DeliveryOutcome.DELIVERED:
-                await self._delivered(session, notice, plan, job.channel, now)
-            elif outcome is DeliveryOutcome.FAILED:
-                log.error(
-                    "delivery.failed",
-                    envelope_id=plan.envelope_id,
-                    notice_id=plan.notice_id,
-                    channel=job.channel,
-                    detail=detail,
-                    attempts=made + 1,
-                )
-                if plan.kind == "notice":
-                    # The others of the setting and the admins hear of it by e-mail.
-                    await AlertMail(session, now).delivery_failed(
-                        notice, envelope_id=plan.envelope_id
+                recorded.append((outcome, detail))
+                notice = notices[plan.notice_id]
+                if outcome == "delivered":
+                    delivered.append((notice, plan, job.channel))
+                elif outcome == "failed":
+                    log.error(
+                        "delivery.failed",
+                        envelope_id=plan.envelope_id,
+                        notice_id=plan.notice_id,
+                        channel=job.channel,
+                        detail=detail,
+                        attempts=number,
                     )
-                    await fail_if_undeliverable(session, notice, now)
-        log.info(
-            "delivery.attempt",
-            envelope_id=plan.envelope_id,
-            channel=job.channel,
-            attempt=made + 1,
-            outcome=outcome,
-            detail=detail,
-        )
-        return outcome
+                    if plan.kind == "notice":
+                        failed.append((notice, plan))
+                log.info(
+                    "delivery.attempt",
+                    envelope_id=plan.envelope_id,
+                    channel=job.channel,
+                    attempt=number,
+                    outcome=outcome,
+                    detail=detail,
+                )
+            await session.execute(_ATTEMPT, rows)
+            await self._delivered(session, delivered, now)
+            for notice, plan in failed:
+                # The others of the setting and the admins hear of it by e-mail.
+                await AlertMail(session, now).delivery_failed(notice, envelope_id=plan.envelope_id)
+                await fail_if_undeliverable(session, notice, now)
+        return recorded
+
+    def _give_up(self, plan: _Plan, attempts: int, now: datetime) -> bool:
+        """A notice released before its setting's day starts is retried until the day
+        starts (the moment it was meant to arrive before), then failed, loudly; anything
+        else (a retraction, a notice released once the day had begun) for
+        ``max_attempts`` attempts."""
+        if plan.retry_until is not None:
+            return now >= plan.retry_until or attempts >= _HARD_LIMIT
+        return attempts >= self._max_attempts
 
     @staticmethod
     async def _delivered(
-        session: AsyncSession, notice: Notice, plan: _Plan, channel: str, now: datetime
+        session: AsyncSession, delivered: Sequence[tuple[Notice, _Plan, str]], now: datetime
     ) -> None:
-        await session.execute(_MARK_DELIVERED, {"id": plan.envelope_id, "at": now, "by": channel})
-        if plan.kind != "notice":
+        """Mark the envelopes delivered (the first channel to deliver is the one on
+        record) and move their notices to ``delivered``: those ``sending`` in one bulk
+        transition, any still ``sealed`` through ``sending`` first."""
+        if not delivered:
             return
-        status = NoticeStatus(notice.status)
-        if status is NoticeStatus.SEALED:
-            transition(session, notice, NoticeStatus.SENDING, at=now, cause="delivering")
-            status = NoticeStatus.SENDING
-        if status is NoticeStatus.SENDING:
-            transition(
+        await session.execute(
+            _MARK_DELIVERED,
+            [{"id": plan.envelope_id, "at": now, "by": ch} for _, plan, ch in delivered],
+        )
+        paths: dict[str, tuple[Notice, list[Move]]] = {}
+        for notice, plan, channel in delivered:
+            if plan.kind != "notice" or notice.notice_id in paths:
+                continue
+            status = NoticeStatus(notice.status)
+            moves: list[Move] = []
+            if status is NoticeStatus.SEALED:
+                moves.append((NoticeStatus.SENDING, "delivering"))
+            if status in (NoticeStatus.SEALED, NoticeStatus.SENDING):
+                moves.append(
+                    (NoticeStatus.DELIVERED, f"delivered by {channel} to {plan.envelope_id}")
+                )
+                paths[notice.notice_id] = (notice, moves)
+        for start in (NoticeStatus.SENDING, NoticeStatus.SEALED):
+            await transition_many(
                 session,
-                notice,
-                NoticeStatus.DELIVERED,
+                [(n, m) for n, m in paths.values() if n.status == start.value],
                 at=now,
-                cause=f"delivered by {channel} to {plan.envelope_id}",
             )

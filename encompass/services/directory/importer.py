@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import (
+    CALENDARS_VERSION_ID,
     ROSTER_VERSION_ID,
     Base,
     CalendarSpanRow,
@@ -113,12 +114,23 @@ class _Unique:
             raise DirectoryImportError(label, line, f"{self.what} {value} repeats line {first}")
 
 
+async def _calendars_changed(session: AsyncSession) -> None:
+    # A new calendars version in the import's own transaction: workers caching calendars
+    # (the matcher) see it change exactly when the new calendars or settings commit.
+    await _upsert(
+        session,
+        _ROSTER_VERSION,
+        "roster_id",
+        [{"roster_id": CALENDARS_VERSION_ID, "version": uuid.uuid4().hex}],
+    )
+
+
 @dataclass
 class _Calendars:
     replaced: set[str] = field(default_factory=set)
 
     async def start(self, session: AsyncSession) -> None:
-        return None
+        await _calendars_changed(session)
 
     async def load(
         self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, CalendarSpanIn]]
@@ -138,6 +150,7 @@ class _Settings:
 
     async def start(self, session: AsyncSession) -> None:
         self.calendars = await _ids(session, _SPANS.c.calendar_id) | {WEEKDAYS_CALENDAR}
+        await _calendars_changed(session)
 
     async def load(
         self, session: AsyncSession, label: str, chunk: Sequence[tuple[int, SettingIn]]

@@ -7,8 +7,9 @@ A body that is not a version message, or names a version we do not hold, is dead
 with a reason that quotes nothing of it, and without its body or headers (the message
 id stays).
 
-Everything for one version happens in one transaction and the version is marked processed
-in it, so a redelivered message (or a copy naming a processed version) is a no-op. A later
+Everything for one version happens in one transaction (with the other versions of its
+batch: the matcher takes messages in batches) and the version is marked processed in it,
+so a redelivered message (or a copy naming a processed version) is a no-op. A later
 version replaces the unsent notices of earlier ones; an earlier version arriving late is
 kept for the audit trail only.
 """
@@ -16,25 +17,31 @@ kept for the audit trail only.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Poison
-from encompass.adapters.db.directory_repo import load_setting_calendar
+from encompass.adapters.broker import Message, Poison
+from encompass.adapters.db.directory_repo import calendars_version, load_setting_calendar
 from encompass.adapters.db.tables import Alert, Child, Incident, IncidentVersion, Notice
 from encompass.clock import Clock
+from encompass.domain.directory import SettingCalendar
 from encompass.domain.incident import ChildReport, IncidentReport
 from encompass.domain.match import Candidate, ChildQuery, Decision
 from encompass.domain.queued import VersionQueued
 from encompass.domain.status import UNSENT, NoticeStatus, values
 from encompass.services.intake.ingest import load_report
 from encompass.services.matching.roster import Roster
-from encompass.services.records.at_rest import DataUnavailable, seal_candidates
+from encompass.services.records.at_rest import (
+    DataUnavailable,
+    preload_data_keys,
+    seal_candidates,
+)
 from encompass.services.scheduling.notices import schedule_notice, transition
 
 log = structlog.get_logger()
@@ -75,6 +82,13 @@ def refuse_version(exc: ValidationError) -> Poison:
     return Poison(f"not a version message: {exc.error_count()} error(s)", keep_body=False)
 
 
+def _parse(message: Message) -> VersionQueued:
+    try:
+        return VersionQueued.model_validate_json(message.body)
+    except ValidationError as exc:
+        raise refuse_version(exc) from None
+
+
 class MatchIncident:
     """The handler of the ``incidents`` queue: it receives the parsed message (the worker
     decodes it with :class:`VersionQueued`, refusing a bad body with
@@ -86,37 +100,95 @@ class MatchIncident:
         self._sessions = sessions
         self._roster = roster
         self._clock = clock
+        self._calendars: dict[str, SettingCalendar] = {}
+        self._calendars_version: str | None = None
 
     async def __call__(self, queued: VersionQueued) -> None:
+        await self._run([queued])
+
+    async def batch(self, messages: Sequence[Message]) -> None:
+        """Every message of ``messages`` in one transaction (the batched consumer's
+        handler): all are committed together, or the call raises and none is. A poison
+        message raises :class:`Poison`; the consumer then splits the batch to find it."""
+        await self._run([_parse(message) for message in messages])
+
+    async def _run(self, queued: Sequence[VersionQueued]) -> None:
         async with self._sessions.begin() as session:
-            version = (
-                await session.execute(
+            wanted = sorted({q.version_id for q in queued})
+            versions = {
+                v.version_id: v
+                for v in await session.scalars(
                     select(IncidentVersion)
-                    .where(IncidentVersion.version_id == queued.version_id)
-                    # Locked, so two copies handled at once by two matchers run one at a time
-                    # and the second sees the version processed.
+                    .where(IncidentVersion.version_id.in_(wanted))
+                    # Locked (in one order, so two batches never deadlock on each other),
+                    # so two copies handled at once by two matchers run one at a time and
+                    # the second sees the version processed.
+                    .order_by(IncidentVersion.version_id)
                     .with_for_update()
                 )
-            ).scalar_one_or_none()
-            if version is None:
+            }
+            if len(versions) < len(wanted):
                 # Its headers are not ours either: none of it is kept.
                 raise Poison(
                     "unknown incident version: no stored version has this id", keep_body=False
                 )
-            if version.processed_at is not None:
-                log.info("incident.already_processed", version_id=version.version_id)
-                return
-            incident = await session.get(Incident, version.incident_id)
-            if incident is None:  # the foreign key makes this impossible; refuse, never guess
-                raise Poison("the stored version has no incident", keep_body=False)
-            try:
-                report = await load_report(session, version)
-            except DataUnavailable as exc:
-                # Purged, or not sealed by us: nothing to match, and nothing of it is kept.
-                raise Poison(
-                    f"the stored version cannot be read ({type(exc).__name__})", keep_body=False
-                ) from None
-            await self._process(session, incident, version, report)
+            incidents = {
+                i.incident_id: i
+                for i in await session.scalars(
+                    select(Incident).where(
+                        Incident.incident_id.in_({v.incident_id for v in versions.values()})
+                    )
+                )
+            }
+            # Every key the batch opens the reports with and seals candidates under, read
+            # in one query (and held shared: see preload_data_keys).
+            await preload_data_keys(
+                session, {v.incident_id for v in versions.values()}, to_write=True
+            )
+            calendars = await self._calendars_now(session)
+            later: list[Callable[[], object]] = []
+            waiting: set[str] = set()
+
+            async def schedule_waiting() -> None:
+                # One flush for the children of the whole batch, then their notices.
+                await session.flush()
+                for schedule in later:
+                    schedule()
+                later.clear()
+                waiting.clear()
+
+            for q in queued:
+                version = versions[q.version_id]
+                if version.processed_at is not None:
+                    log.info("incident.already_processed", version_id=version.version_id)
+                    continue
+                incident = incidents.get(version.incident_id)
+                if incident is None:  # the foreign key makes this impossible; never guess
+                    raise Poison("the stored version has no incident", keep_body=False)
+                try:
+                    report = await load_report(session, version)
+                except DataUnavailable as exc:
+                    # Purged, or not sealed by us: nothing to match, nothing of it is kept.
+                    raise Poison(
+                        f"the stored version cannot be read ({type(exc).__name__})",
+                        keep_body=False,
+                    ) from None
+                if incident.incident_id in waiting:
+                    # A later version of an incident in this batch: the earlier one's
+                    # notices must exist before it supersedes them.
+                    await schedule_waiting()
+                await self._process(session, incident, version, report, calendars, later)
+                waiting.add(incident.incident_id)
+            await schedule_waiting()
+
+    async def _calendars_now(self, session: AsyncSession) -> dict[str, SettingCalendar]:
+        """The calendars read so far, kept from batch to batch while the calendars version
+        (changed by every calendars or settings import) stays the same: one cheap read per
+        batch instead of two queries per setting."""
+        version = await calendars_version(session)
+        if version != self._calendars_version:
+            self._calendars, self._calendars_version = {}, version
+        return self._calendars
 
     async def _process(
         self,
@@ -124,7 +196,13 @@ class MatchIncident:
         incident: Incident,
         version: IncidentVersion,
         report: IncidentReport,
+        calendars: dict[str, SettingCalendar],
+        later: list[Callable[[], object]],
     ) -> None:
+        """Match every child of ``report``; the children are added to ``session`` and
+        their notices appended to ``later``, to be scheduled once the children are
+        flushed (with no relationship() between the two, the unit of work would not put
+        the children first)."""
         now = self._clock.now()
         version.processed_at = now
         if report.version < incident.latest_version:
@@ -135,7 +213,10 @@ class MatchIncident:
                 latest=incident.latest_version,
             )
             return
-        await self._supersede(session, incident, report.version, now)
+        if incident.latest_version > 0:
+            # Only a version already matched can have notices to replace (a new incident's
+            # latest_version is 0 until its first version is matched).
+            await self._supersede(session, incident, report.version, now)
         incident.latest_version = report.version
         incident.updated_at = now
         counts = {d: 0 for d in Decision}
@@ -164,20 +245,25 @@ class MatchIncident:
                 resolved_by=None,
             )
             session.add(row)
-            await session.flush()
             for setting_id in result.setting_ids:
-                calendar = await load_setting_calendar(session, setting_id)
+                calendar = calendars.get(setting_id)
                 if calendar is None:
-                    _no_calendar(session, row, incident.incident_id, setting_id, now)
-                    continue
-                schedule_notice(
-                    session,
-                    child_id=row.child_id,
-                    incident_id=incident.incident_id,
-                    calendar=calendar,
-                    reported_at=version.received_at,
-                    now=now,
-                    cause=f"matched ({result.score:.2f})",
+                    calendar = await load_setting_calendar(session, setting_id)
+                    if calendar is None:
+                        _no_calendar(session, row, incident.incident_id, setting_id, now)
+                        continue
+                    calendars[setting_id] = calendar
+                later.append(
+                    partial(
+                        schedule_notice,
+                        session,
+                        child_id=row.child_id,
+                        incident_id=incident.incident_id,
+                        calendar=calendar,
+                        reported_at=version.received_at,
+                        now=now,
+                        cause=f"matched ({result.score:.2f})",
+                    )
                 )
         log.info(
             "incident.matched",

@@ -85,20 +85,25 @@ def forget_cached_key(session: AsyncSession, incident_id: str) -> None:
     _cache(session).pop(incident_id, None)
 
 
-async def preload_data_keys(session: AsyncSession, incident_ids: set[str]) -> None:
+async def preload_data_keys(
+    session: AsyncSession, incident_ids: set[str], *, to_write: bool = False
+) -> None:
     """Read the data keys of many incidents in one query (a batch about to be opened);
-    purged, missing or foreign ones are left for :func:`incident_data_key` to report."""
+    purged, missing or foreign ones are left for :func:`incident_data_key` to report.
+    ``to_write``: the caller will seal under them, so the rows are held shared until it
+    commits, as :func:`incident_data_key` does for a writer."""
     cache, keys = _cache(session), keys_of(session)
     wanted = incident_ids - cache.keys()
     if not wanted:
         return
-    for row in await session.scalars(
-        select(IncidentKey).where(
-            IncidentKey.incident_id.in_(wanted),
-            IncidentKey.wrapped_key.is_not(None),
-            IncidentKey.kek_id == keys.fingerprint,
-        )
-    ):
+    query = select(IncidentKey).where(
+        IncidentKey.incident_id.in_(wanted),
+        IncidentKey.wrapped_key.is_not(None),
+        IncidentKey.kek_id == keys.fingerprint,
+    )
+    if to_write:
+        query = query.order_by(IncidentKey.incident_id).with_for_update(read=True)
+    for row in await session.scalars(query):
         assert row.wrapped_key is not None
         try:
             cache[row.incident_id] = keys.unwrap(row.wrapped_key, incident_id=row.incident_id)

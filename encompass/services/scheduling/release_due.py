@@ -33,7 +33,7 @@ from encompass.services.delivery.sealing import (
     seal_to,
     store,
 )
-from encompass.services.scheduling.notices import transition
+from encompass.services.scheduling.notices import transition_many
 
 log = structlog.get_logger()
 
@@ -137,15 +137,25 @@ async def release_due(
                 continue
             sealed.append((notice, made))
         await store(session, [made for _, made in sealed])
-        for notice, made in sealed:
-            transition(
-                session,
-                notice,
-                NoticeStatus.SEALED,
-                at=now,
-                cause=f"released: sealed to {len(made.envelopes)} recipient(s)",
-            )
-            transition(session, notice, NoticeStatus.SENDING, at=now, cause="queued for delivery")
+        # One bulk UPDATE guarded by status = 'scheduled' and one insert of the events,
+        # rather than a versioned UPDATE per notice.
+        await transition_many(
+            session,
+            [
+                (
+                    notice,
+                    (
+                        (
+                            NoticeStatus.SEALED,
+                            f"released: sealed to {len(made.envelopes)} recipient(s)",
+                        ),
+                        (NoticeStatus.SENDING, "queued for delivery"),
+                    ),
+                )
+                for notice, made in sealed
+            ],
+            at=now,
+        )
         await _resolve_holds(session, [n.notice_id for n, _ in sealed], now)
     envelopes = sum(len(made.envelopes) for _, made in sealed)
     if sealed:
