@@ -1,7 +1,8 @@
 """The dispatcher worker: releases due notices, relays the outbox, sweeps, and delivers.
 
 A loop every ``ENCOMPASS_DISPATCH_INTERVAL`` seconds (0.5 by default) releases what is due
-and hands the outbox to the broker, and every few seconds sweeps stuck and overdue notices;
+and hands the outbox to the broker, and every few seconds sweeps stuck and overdue notices
+and publishes again the incident versions no matcher processed (``requeue_stale``);
 a consumer on ``deliveries`` posts webhooks and sends e-mail pointers; the loop also sends
 the overdue and failed-delivery e-mails the sweeps and deliveries queued. All state is in the
 database, so any number of dispatchers may run, and one that restarts loses nothing.
@@ -22,6 +23,7 @@ from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
 from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
+from encompass.services.intake.requeue_stale import requeue_stale
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
 from encompass.services.records.retention import forget_purged, purge_due
@@ -143,6 +145,7 @@ class Dispatcher:
                     last_sweep = loop.time()
                     await sweep(c.sessions, c.clock, c.signing_key, policy=self._policy)
                     await relay_outbox(c.sessions, c.broker, c.clock)
+                    await requeue_stale(c.sessions, c.broker, c.clock)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

@@ -229,6 +229,10 @@ class IncidentVersion(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime())
     queued_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # How often the safety net published the id again because no matcher had processed it
+    # (``services/intake/requeue_stale.py``); the last value past the limit means an
+    # admin was alerted.
+    requeues: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class IncidentKey(Base):
