@@ -12,9 +12,11 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from encompass.adapters.data_keys import DataKeys
+from encompass.adapters.data_keys import load_or_create_data_keys
 from encompass.adapters.db.engine import make_sessions
 from encompass.adapters.db.tables import Notice, NoticeEvent
+from encompass.bootstrap import data_key_path
+from encompass.config import load_settings
 from encompass.domain.status import IllegalTransition, NoticeStatus
 from encompass.services.scheduling.notices import Move, transition_many
 from tests.integration.delivery_fixtures import add_incident, add_setting
@@ -30,9 +32,10 @@ RELEASE = (
 
 @pytest.fixture
 def keyed(sessions: async_sessionmaker[AsyncSession]) -> async_sessionmaker[AsyncSession]:
-    """The shared fixture's sessions, with data keys (the fixtures seal what they add)."""
+    """The shared fixture's sessions, with the run's data keys (the fixtures seal what they
+    add; the run's database must hold data under one key file only, as a service's does)."""
     engine = sessions.kw["bind"]
-    return make_sessions(engine, DataKeys(DataKeys.new_data_key()))
+    return make_sessions(engine, load_or_create_data_keys(data_key_path(load_settings())))
 
 
 async def _scheduled(sessions: async_sessionmaker[AsyncSession], count: int) -> list[str]:
