@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.errors import ApiError, read_body
+from encompass.api.settings_routes import record_acknowledgement
 from encompass.api.web_session import (
     clear_session_cookie,
     cookie_value,
@@ -23,10 +24,8 @@ from encompass.api.web_session import (
     set_session_cookie,
     submitted_csrf,
 )
-from encompass.domain.envelope import AckKind
 from encompass.services.access.web_sessions import KEY_ADULT, WebSession
 from encompass.services.receiving import devices
-from encompass.services.receiving.acknowledge import AckRefused, acknowledge
 from encompass.services.receiving.inbox import inbox_items
 from encompass.services.receiving.portal import fetch_envelope
 from encompass.web.render import render
@@ -55,14 +54,6 @@ class SignInRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     device_id: Annotated[str, StringConstraints(min_length=1, max_length=36)]
     challenge: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    signature: Signature
-
-
-class BrowserAck(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    kind: AckKind
-    reply: Annotated[str, StringConstraints(max_length=500)] | None = None
-    envelope_hash: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
     signature: Signature
 
 
@@ -238,27 +229,9 @@ async def get_envelope(request: web.Request) -> web.Response:
 @routes.post("/inbox/api/notices/{notice_id}/ack")
 async def post_ack(request: web.Request) -> web.Response:
     held = await _signed_in(request, csrf=True)
-    notice_id = _notice_id(request)
-    body = await read_body(
-        request, BrowserAck, code="invalid_acknowledgement", what="the acknowledgement"
+    recorded = await record_acknowledgement(
+        request, held.subject_id, _notice_id(request), device_id=held.device_id or ""
     )
-    container, metrics = request.app[CONTAINER], request.app[METRICS]
-    try:
-        recorded = await acknowledge(
-            container.sessions,
-            container.clock,
-            held.subject_id,
-            notice_id=notice_id,
-            kind=body.kind,
-            reply=body.reply,
-            envelope_hash=body.envelope_hash,
-            signature=body.signature,
-            device_id=held.device_id or "",
-        )
-    except AckRefused as exc:
-        metrics.acknowledgements_refused.labels(exc.code).inc()
-        raise ApiError(exc.status, exc.code, str(exc)) from None
-    metrics.acknowledgements.labels(recorded.kind).inc()
     return web.json_response(
         {"kind": recorded.kind, "at": recorded.at.isoformat(), "status": recorded.notice_status},
         status=201,

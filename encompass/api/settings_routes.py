@@ -17,7 +17,8 @@ from encompass.api.app_keys import CONTAINER, METRICS
 from encompass.api.auth import authenticated_key_adult
 from encompass.api.errors import ApiError, read_body
 from encompass.domain.envelope import AckKind
-from encompass.services.receiving.acknowledge import AckRefused, acknowledge
+from encompass.services.receiving.acknowledge import AckRecorded, AckRefused, acknowledge
+from encompass.services.receiving.device_keys import DIRECTORY_DEVICE
 from encompass.services.receiving.portal import MAX_LIST, fetch_envelope, list_envelopes
 
 routes = web.RouteTableDef()
@@ -115,26 +116,7 @@ async def get_notice(request: web.Request) -> web.Response:
 @routes.post("/v1/notices/{notice_id}/ack")
 async def post_ack(request: web.Request) -> web.Response:
     key_adult = await authenticated_key_adult(request)
-    notice_id = _notice_id(request)
-    body = await read_body(
-        request, AckRequest, code="invalid_acknowledgement", what="the acknowledgement"
-    )
-    container, metrics = request.app[CONTAINER], request.app[METRICS]
-    try:
-        recorded = await acknowledge(
-            container.sessions,
-            container.clock,
-            key_adult.key_adult_id,
-            notice_id=notice_id,
-            kind=body.kind,
-            reply=body.reply,
-            envelope_hash=body.envelope_hash,
-            signature=body.signature,
-        )
-    except AckRefused as exc:
-        metrics.acknowledgements_refused.labels(exc.code).inc()
-        raise ApiError(exc.status, exc.code, str(exc)) from None
-    metrics.acknowledgements.labels(recorded.kind).inc()
+    recorded = await record_acknowledgement(request, key_adult.key_adult_id, _notice_id(request))
     result: Literal["acknowledged", "returned_to_review"] = (
         "returned_to_review" if recorded.kind == AckKind.NOT_OUR_PUPIL else "acknowledged"
     )
@@ -150,3 +132,36 @@ async def post_ack(request: web.Request) -> web.Response:
         },
         status=201,
     )
+
+
+async def record_acknowledgement(
+    request: web.Request,
+    key_adult_id: str,
+    notice_id: str,
+    *,
+    device_id: str = DIRECTORY_DEVICE,
+) -> AckRecorded:
+    """Read an :class:`AckRequest` from ``request`` and record it for ``key_adult_id``
+    (signed by ``device_id``'s key), counted; a refusal is the ApiError it names. Shared by
+    the API (``/v1/notices/{id}/ack``) and the browser inbox."""
+    body = await read_body(
+        request, AckRequest, code="invalid_acknowledgement", what="the acknowledgement"
+    )
+    container, metrics = request.app[CONTAINER], request.app[METRICS]
+    try:
+        recorded = await acknowledge(
+            container.sessions,
+            container.clock,
+            key_adult_id,
+            notice_id=notice_id,
+            kind=body.kind,
+            reply=body.reply,
+            envelope_hash=body.envelope_hash,
+            signature=body.signature,
+            device_id=device_id,
+        )
+    except AckRefused as exc:
+        metrics.acknowledgements_refused.labels(exc.code).inc()
+        raise ApiError(exc.status, exc.code, str(exc)) from None
+    metrics.acknowledgements.labels(recorded.kind).inc()
+    return recorded
