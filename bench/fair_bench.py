@@ -1,6 +1,7 @@
 """The fair benchmark: the service as separate processes, against raw aio-pika, same run.
 
     python -m bench.fair_bench [--quick] [--incidents N] [--in-flight K] [--steady-seconds S]
+                               [--set ENCOMPASS_NAME=VALUE ...]
 
 Starts a RabbitMQ node and a PostgreSQL cluster of its own, a webhook receiver, and the API,
 the matcher and the dispatcher each as its own OS process (the fault tests' harness); this
@@ -375,9 +376,10 @@ async def watch_scheduled(
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def run(sizes: Sizes, infra: Infra) -> Results:
-    """Every phase over one stack; the stack is closed after."""
-    stack = Stack(infra, "bench")
+async def run(sizes: Sizes, infra: Infra, settings: dict[str, str] | None = None) -> Results:
+    """Every phase over one stack (its processes given ``settings`` too); the stack is
+    closed after."""
+    stack = Stack(infra, "bench", settings=settings)
     try:
         await asyncio.to_thread(stack.start)
         dispatcher = next(p for p in stack.procs if p.role == "dispatcher")
@@ -546,13 +548,28 @@ def _say(line: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
 
 
+def _setting(item: str, parser: argparse.ArgumentParser) -> tuple[str, str]:
+    name, equals, value = item.partition("=")
+    if not equals or not name.startswith("ENCOMPASS_"):
+        parser.error(f"--set takes ENCOMPASS_NAME=VALUE, not {item!r}")
+    return name, value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="smaller counts (a few minutes)")
     parser.add_argument("--incidents", type=int, help="incidents in the ingest phase")
     parser.add_argument("--in-flight", type=int, help="requests and messages in flight")
     parser.add_argument("--steady-seconds", type=float, help="seconds at 100 incidents/s")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="ENCOMPASS_NAME=VALUE",
+        help="a setting for every service process (repeatable), to compare settings",
+    )
     args = parser.parse_args(argv)
+    settings = dict(_setting(item, parser) for item in args.set)
     base = QUICK if args.quick else FULL
     sizes = Sizes(
         incidents=args.incidents or base.incidents,
@@ -562,8 +579,8 @@ def main(argv: list[str] | None = None) -> None:
     _say("starting RabbitMQ, PostgreSQL, the receiver and the template database")
     infra = start_infra()
     try:
-        _say(f"running {sizes}")
-        results = asyncio.run(run(sizes, infra))
+        _say(f"running {sizes}" + (f" with {settings}" if settings else ""))
+        results = asyncio.run(run(sizes, infra, settings))
     finally:
         stop_infra(infra)
     print(table(results))

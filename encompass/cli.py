@@ -251,9 +251,12 @@ async def _next_delivery(args: argparse.Namespace) -> None:
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    from encompass.server import serve
+    from encompass.server import ServeRefused, serve
 
-    await serve(_settings())
+    try:
+        await serve(_settings())
+    except ServeRefused as exc:
+        raise CommandError(str(exc)) from None
 
 
 async def _worker(args: argparse.Namespace) -> None:

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     database_url: str = DEFAULT_DATABASE_URL
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=1, le=65535)] = 8080
+    # Lets several ``encompass serve`` processes listen on one port (SO_REUSEPORT): the
+    # kernel spreads connections between them, and the API scales by adding processes.
+    # Only with RabbitMQ: the embedded broker lives inside one process.
+    http_reuse_port: bool = False
     signing_key: Path | None = None
     # The key-encryption key of the data at rest (adapters/data_keys.py); unset: the file
     # ``encompass-data-key`` beside the signing key, generated on first start.

@@ -18,13 +18,27 @@ from encompass.workers.main import start_workers, stop_event
 log = structlog.get_logger()
 
 
+class ServeRefused(Exception):
+    """Settings that ``encompass serve`` cannot run with; the message says why."""
+
+
 async def serve(settings: Settings) -> None:
+    if settings.http_reuse_port and settings.amqp_url is None:
+        raise ServeRefused(
+            "ENCOMPASS_HTTP_REUSE_PORT needs RabbitMQ (ENCOMPASS_AMQP_URL): the embedded "
+            "broker lives inside one process, so a second one would see none of its queues"
+        )
     configure_logging(settings.log_format, settings.log_level)
     container = await bootstrap(settings)
     runner = web.AppRunner(create_app(container), access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        site = web.TCPSite(
+            runner,
+            settings.http_host,
+            settings.http_port,
+            reuse_port=True if settings.http_reuse_port else None,
+        )
         await site.start()
         consumers = []
         if container.broker.kind == "embedded":

@@ -265,6 +265,7 @@ class Stack:
         *,
         worker_amqp_port: int | None = None,
         api_db_port: int | None = None,
+        settings: dict[str, str] | None = None,
     ) -> None:
         infra.scenarios += 1
         self.infra, self.name = infra, name
@@ -278,6 +279,8 @@ class Stack:
         self.api_db_port = api_db_port or infra.pg.port
         self.procs: list[Proc] = []
         self._counts: dict[str, int] = {}
+        # Extra ENCOMPASS_* settings for every process (a benchmark comparing settings).
+        self._settings = dict(settings or {})
         infra.psql(f"CREATE DATABASE {self.database} TEMPLATE encompass_template")
 
     @property
@@ -301,6 +304,9 @@ class Stack:
             "ENCOMPASS_RATE_LIMIT_CREDENTIAL": "0",
             "ENCOMPASS_RATE_LIMIT_ADDRESS": "0",
             "ENCOMPASS_LOG_LEVEL": "info",
+            # More than one API process may listen on the port (the scale-out scenario).
+            "ENCOMPASS_HTTP_REUSE_PORT": "true",
+            **self._settings,
         }
 
     def spawn(self, role: str) -> Proc:

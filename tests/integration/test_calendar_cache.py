@@ -27,7 +27,10 @@ async def _version(sessions: async_sessionmaker[AsyncSession]) -> str:
 async def test_calendar_and_setting_imports_change_the_version_and_empty_the_cache(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    matcher = MatchIncident(sessions, cast("Any", None), cast("Any", None))
+    ticks = [0.0]
+    matcher = MatchIncident(
+        sessions, cast("Any", None), cast("Any", None), monotonic=lambda: ticks[0]
+    )
     async with sessions() as session:
         cached = await matcher._calendars_now(session)
     cached["a-setting"] = cast("Any", "a calendar read before")
@@ -37,10 +40,15 @@ async def test_calendar_and_setting_imports_change_the_version_and_empty_the_cac
     async with sessions() as session:
         assert "a-setting" in await matcher._calendars_now(session)
 
-    # A calendars import changes the version, and the matcher's next batch starts afresh
+    # A calendars import changes the version; within a second of the last check the
+    # matcher has not looked yet, and the batch after that starts afresh
     await import_directory(sessions, calendars=FIXTURES / "calendars.csv")
     after_calendars = await _version(sessions)
     assert after_calendars != before
+    ticks[0] += 0.5
+    async with sessions() as session:
+        assert "a-setting" in await matcher._calendars_now(session)
+    ticks[0] += 0.6
     async with sessions() as session:
         assert await matcher._calendars_now(session) == {}
 

@@ -16,6 +16,7 @@ kept for the audit trail only.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -45,6 +46,10 @@ from encompass.services.records.at_rest import (
 from encompass.services.scheduling.notices import schedule_notice, transition
 
 log = structlog.get_logger()
+
+# Seconds between two reads of the calendars version: how long an import of calendars or
+# settings may take to reach a running matcher.
+CALENDARS_CHECK_EVERY = 1.0
 
 
 def _query(ref: str, child: ChildReport) -> ChildQuery:
@@ -95,13 +100,21 @@ class MatchIncident:
     :func:`refuse_version`)."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], roster: Roster, clock: Clock
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        roster: Roster,
+        clock: Clock,
+        *,
+        calendars_check_every: float = CALENDARS_CHECK_EVERY,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions = sessions
         self._roster = roster
         self._clock = clock
         self._calendars: dict[str, SettingCalendar] = {}
         self._calendars_version: str | None = None
+        self._calendars_checked_at: float | None = None
+        self._check_every, self._monotonic = calendars_check_every, monotonic
 
     async def __call__(self, queued: VersionQueued) -> None:
         await self._run([queued])
@@ -115,31 +128,26 @@ class MatchIncident:
     async def _run(self, queued: Sequence[VersionQueued]) -> None:
         async with self._sessions.begin() as session:
             wanted = sorted({q.version_id for q in queued})
-            versions = {
-                v.version_id: v
-                for v in await session.scalars(
-                    select(IncidentVersion)
-                    .where(IncidentVersion.version_id.in_(wanted))
-                    # Locked (in one order, so two batches never deadlock on each other),
-                    # so two copies handled at once by two matchers run one at a time and
-                    # the second sees the version processed.
-                    .order_by(IncidentVersion.version_id)
-                    .with_for_update()
-                )
-            }
+            versions: dict[str, IncidentVersion] = {}
+            incidents: dict[str, Incident] = {}
+            # The versions with their incidents, in one query. The versions are locked (in
+            # one order, so two batches never deadlock on each other), so two copies handled
+            # at once by two matchers run one at a time and the second sees the version
+            # processed.
+            for stored, its_incident in await session.execute(
+                select(IncidentVersion, Incident)
+                .join(Incident, Incident.incident_id == IncidentVersion.incident_id)
+                .where(IncidentVersion.version_id.in_(wanted))
+                .order_by(IncidentVersion.version_id)
+                .with_for_update(of=IncidentVersion)
+            ):
+                versions[stored.version_id] = stored
+                incidents[its_incident.incident_id] = its_incident
             if len(versions) < len(wanted):
                 # Its headers are not ours either: none of it is kept.
                 raise Poison(
                     "unknown incident version: no stored version has this id", keep_body=False
                 )
-            incidents = {
-                i.incident_id: i
-                for i in await session.scalars(
-                    select(Incident).where(
-                        Incident.incident_id.in_({v.incident_id for v in versions.values()})
-                    )
-                )
-            }
             # Every key the batch opens the reports with and seals candidates under, read
             # in one query (and held shared: see preload_data_keys).
             await preload_data_keys(
@@ -183,9 +191,15 @@ class MatchIncident:
 
     async def _calendars_now(self, session: AsyncSession) -> dict[str, SettingCalendar]:
         """The calendars read so far, kept from batch to batch while the calendars version
-        (changed by every calendars or settings import) stays the same: one cheap read per
-        batch instead of two queries per setting."""
+        (changed by every calendars or settings import) stays the same. The version is
+        read at most once every ``calendars_check_every`` seconds: an import reaches the
+        matcher within that time, and a busy matcher saves a round trip per batch."""
+        now = self._monotonic()
+        checked = self._calendars_checked_at
+        if checked is not None and now - checked < self._check_every:
+            return self._calendars
         version = await calendars_version(session)
+        self._calendars_checked_at = now
         if version != self._calendars_version:
             self._calendars, self._calendars_version = {}, version
         return self._calendars
