@@ -42,6 +42,8 @@ def test_the_summary_holds_the_interface_keys_with_ratios_and_cpu_per_item() -> 
     assert data["burst_notices"] == 900
     assert data["burst_ratio"] == 0.2222
     assert data["burst_cpu_ms"] == 8.0
+    # 20,000 notices at 8 ms each over 4 cores
+    assert data["burst_20000_on_4_cores_s"] == 40.0
     assert data["steady_p50_ms"] in (50.0, 51.0)
     assert data["steady_p99_ms"] == 99.0
 
