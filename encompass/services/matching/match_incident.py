@@ -20,11 +20,11 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.broker import Message, Poison
@@ -43,7 +43,15 @@ from encompass.services.records.at_rest import (
     preload_data_keys,
     seal_candidates,
 )
-from encompass.services.scheduling.notices import schedule_notice, transition
+from encompass.services.scheduling.notices import (
+    NewNotice,
+    create_notices,
+    plan_notice,
+    transition,
+)
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 log = structlog.get_logger()
 
@@ -92,6 +100,53 @@ def _parse(message: Message) -> VersionQueued:
         return VersionQueued.model_validate_json(message.body)
     except ValidationError as exc:
         raise refuse_version(exc) from None
+
+
+_VERSIONS = cast("Table", IncidentVersion.__table__)
+_INCIDENTS = cast("Table", Incident.__table__)
+_CHILDREN = cast("Table", Child.__table__)
+_MARK_PROCESSED = (
+    update(_VERSIONS)
+    .where(_VERSIONS.c.version_id == bindparam("vid"))
+    .values(processed_at=bindparam("at"))
+)
+_MARK_MATCHED = (
+    update(_INCIDENTS)
+    .where(_INCIDENTS.c.incident_id == bindparam("iid"))
+    .values(latest_version=bindparam("latest"), updated_at=bindparam("at"))
+)
+
+
+class _Pending:
+    """What a batch has decided and not yet written, written by :meth:`write` in one
+    statement per table (children before their notices), whatever the batch's size."""
+
+    def __init__(self, latest: dict[str, int]) -> None:
+        # Each incident's latest matched version, as this batch has left it so far.
+        self.latest = latest
+        self.done: set[str] = set()
+        self.incidents: dict[str, dict[str, Any]] = {}
+        self.children: list[dict[str, Any]] = []
+        self.notices: list[NewNotice] = []
+        self._processed: list[dict[str, Any]] = []
+
+    def processed(self, version_id: str, at: datetime) -> None:
+        self.done.add(version_id)
+        self._processed.append({"vid": version_id, "at": at})
+
+    def matched(self, incident_id: str, version: int, at: datetime) -> None:
+        self.latest[incident_id] = version
+        self.incidents[incident_id] = {"iid": incident_id, "latest": version, "at": at}
+
+    async def write(self, session: AsyncSession) -> None:
+        if self.children:
+            await session.execute(insert(_CHILDREN), self.children)
+        if self._processed:
+            await session.execute(_MARK_PROCESSED, self._processed)
+        if self.incidents:
+            await session.execute(_MARK_MATCHED, list(self.incidents.values()))
+        await create_notices(session, self.notices)
+        self.incidents, self.children, self.notices, self._processed = {}, [], [], []
 
 
 class MatchIncident:
@@ -154,20 +209,10 @@ class MatchIncident:
                 session, {v.incident_id for v in versions.values()}, to_write=True
             )
             calendars = await self._calendars_now(session)
-            later: list[Callable[[], object]] = []
-            waiting: set[str] = set()
-
-            async def schedule_waiting() -> None:
-                # One flush for the children of the whole batch, then their notices.
-                await session.flush()
-                for schedule in later:
-                    schedule()
-                later.clear()
-                waiting.clear()
-
+            pending = _Pending({i: i_.latest_version for i, i_ in incidents.items()})
             for q in queued:
                 version = versions[q.version_id]
-                if version.processed_at is not None:
+                if version.processed_at is not None or version.version_id in pending.done:
                     log.info("incident.already_processed", version_id=version.version_id)
                     continue
                 incident = incidents.get(version.incident_id)
@@ -181,13 +226,14 @@ class MatchIncident:
                         f"the stored version cannot be read ({type(exc).__name__})",
                         keep_body=False,
                     ) from None
-                if incident.incident_id in waiting:
+                if incident.incident_id in pending.incidents:
                     # A later version of an incident in this batch: the earlier one's
                     # notices must exist before it supersedes them.
-                    await schedule_waiting()
-                await self._process(session, incident, version, report, calendars, later)
-                waiting.add(incident.incident_id)
-            await schedule_waiting()
+                    await pending.write(session)
+                await self._process(
+                    session, incident.incident_id, version, report, calendars, pending
+                )
+            await pending.write(session)
 
     async def _calendars_now(self, session: AsyncSession) -> dict[str, SettingCalendar]:
         """The calendars read so far, kept from batch to batch while the calendars version
@@ -207,72 +253,68 @@ class MatchIncident:
     async def _process(
         self,
         session: AsyncSession,
-        incident: Incident,
+        incident_id: str,
         version: IncidentVersion,
         report: IncidentReport,
         calendars: dict[str, SettingCalendar],
-        later: list[Callable[[], object]],
+        pending: _Pending,
     ) -> None:
-        """Match every child of ``report``; the children are added to ``session`` and
-        their notices appended to ``later``, to be scheduled once the children are
-        flushed (with no relationship() between the two, the unit of work would not put
-        the children first)."""
+        """Match every child of ``report``; the children and their notices join
+        ``pending``, written for the whole batch at once."""
         now = self._clock.now()
-        version.processed_at = now
-        if report.version < incident.latest_version:
+        pending.processed(version.version_id, now)
+        latest = pending.latest[incident_id]
+        if report.version < latest:
             log.info(
                 "incident.stale_version",
-                incident_id=incident.incident_id,
+                incident_id=incident_id,
                 version=report.version,
-                latest=incident.latest_version,
+                latest=latest,
             )
             return
-        if incident.latest_version > 0:
+        if latest > 0:
             # Only a version already matched can have notices to replace (a new incident's
             # latest_version is 0 until its first version is matched).
-            await self._supersede(session, incident, report.version, now)
-        incident.latest_version = report.version
-        incident.updated_at = now
+            await self._supersede(session, incident_id, report.version, now)
+        pending.matched(incident_id, report.version, now)
         counts = {d: 0 for d in Decision}
         for position, child in enumerate(report.children):
-            ref = f"{incident.incident_id}/{report.version}/{position}"
+            ref = f"{incident_id}/{report.version}/{position}"
             result = await self._roster.match(_query(ref, child))
             counts[result.decision] += 1
             child_id = str(uuid.uuid4())
             candidates = await seal_candidates(
                 session,
-                incident_id=incident.incident_id,
+                incident_id=incident_id,
                 child_id=child_id,
                 now=now,
                 candidates=_candidates_json(result.candidates),
             )
-            row = Child(
-                child_id=child_id,
-                version_id=version.version_id,
-                position=position,
-                decision=result.decision.value,
-                score=result.score,
-                reasons=list(result.reasons),
-                candidates=candidates,
-                reported_at=version.received_at,
-                resolved_at=None,
-                resolved_by=None,
-            )
-            session.add(row)
+            row: dict[str, Any] = {
+                "child_id": child_id,
+                "version_id": version.version_id,
+                "position": position,
+                "decision": result.decision.value,
+                "score": result.score,
+                "reasons": list(result.reasons),
+                "candidates": candidates,
+                "reported_at": version.received_at,
+                "resolved_at": None,
+                "resolved_by": None,
+            }
+            pending.children.append(row)
             for setting_id in result.setting_ids:
                 calendar = calendars.get(setting_id)
                 if calendar is None:
                     calendar = await load_setting_calendar(session, setting_id)
                     if calendar is None:
-                        _no_calendar(session, row, incident.incident_id, setting_id, now)
+                        _no_calendar(session, row, incident_id, setting_id, now)
                         continue
                     calendars[setting_id] = calendar
-                later.append(
-                    partial(
-                        schedule_notice,
-                        session,
-                        child_id=row.child_id,
-                        incident_id=incident.incident_id,
+                pending.notices.append(
+                    plan_notice(
+                        child_id=child_id,
+                        incident_id=incident_id,
                         calendar=calendar,
                         reported_at=version.received_at,
                         now=now,
@@ -281,7 +323,7 @@ class MatchIncident:
                 )
         log.info(
             "incident.matched",
-            incident_id=incident.incident_id,
+            incident_id=incident_id,
             version=report.version,
             matched=counts[Decision.MATCH],
             review=counts[Decision.REVIEW],
@@ -289,7 +331,7 @@ class MatchIncident:
         )
 
     async def _supersede(
-        self, session: AsyncSession, incident: Incident, version: int, now: datetime
+        self, session: AsyncSession, incident_id: str, version: int, now: datetime
     ) -> None:
         """Cancel the unsent notices of earlier versions: the new version replaces them."""
         notices = (
@@ -297,7 +339,7 @@ class MatchIncident:
                 await session.execute(
                     select(Notice)
                     .where(
-                        Notice.incident_id == incident.incident_id,
+                        Notice.incident_id == incident_id,
                         Notice.status.in_(values(UNSENT)),
                     )
                     # Locked, so a dispatcher releasing one of them at this moment is waited for
@@ -319,13 +361,13 @@ class MatchIncident:
 
 
 def _no_calendar(
-    session: AsyncSession, child: Child, incident_id: str, setting_id: str, now: datetime
+    session: AsyncSession, child: dict[str, Any], incident_id: str, setting_id: str, now: datetime
 ) -> None:
     """A matched setting with no calendar (the directory no longer holds it: removed since
     the roster was indexed) cannot be given a notice; say so rather than drop it: a reason
     on the child, an alert for the admins and a warning in the log (ids only)."""
-    child.reasons = [
-        *child.reasons,
+    child["reasons"] = [
+        *child["reasons"],
         f"matched setting {setting_id} has no calendar in the directory: no notice was made",
     ]
     session.add(
@@ -333,7 +375,7 @@ def _no_calendar(
             notice_id=None,
             kind="no_calendar",
             audience="admins",
-            message=f"Child {child.child_id} of incident {incident_id} matched setting "
+            message=f"Child {child['child_id']} of incident {incident_id} matched setting "
             f"{setting_id}, which has no calendar in the directory, so no notice was made. "
             "Import the setting with its calendar, then tell the setting by another route.",
             created_at=now,
@@ -343,6 +385,6 @@ def _no_calendar(
     log.warning(
         "notice.no_calendar",
         incident_id=incident_id,
-        child_id=child.child_id,
+        child_id=child["child_id"],
         setting_id=setting_id,
     )

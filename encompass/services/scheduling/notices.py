@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import insert, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,6 +17,12 @@ from encompass.adapters.db.tables import Notice, NoticeEvent
 from encompass.domain.calendar import NoReleaseDay, release_time
 from encompass.domain.directory import SettingCalendar
 from encompass.domain.status import NoticeStatus, check_transition
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
+
+_NOTICES = cast("Table", Notice.__table__)
+_EVENTS = cast("Table", NoticeEvent.__table__)
 
 
 def transition(
@@ -91,6 +99,66 @@ async def transition_many(
         set_committed_value(notice, "updated_at", at)
 
 
+@dataclass(frozen=True)
+class NewNotice:
+    """A notice decided but not yet written: its row, and the event recording its first
+    status (both as column values, for one multi-row insert of many)."""
+
+    row: dict[str, Any]
+    event: dict[str, Any]
+
+
+def plan_notice(
+    *,
+    child_id: str,
+    incident_id: str,
+    calendar: SettingCalendar,
+    reported_at: datetime,
+    now: datetime,
+    cause: str,
+) -> NewNotice:
+    """The notice for one child at one setting, with its release time and reason: pure.
+
+    When the setting's calendar offers no day to release on, the notice goes to ``review``
+    for an admin instead: it is never silently dropped.
+    """
+    try:
+        release = release_time(calendar, reported_at)
+    except NoReleaseDay as exc:
+        status, deliver_at, recipient = NoticeStatus.REVIEW, None, "key_adults"
+        reason, why = str(exc), f"{cause}; no release day: {exc}"
+    else:
+        status, deliver_at, recipient = NoticeStatus.SCHEDULED, release.at, release.recipient.value
+        reason, why = release.reason, cause
+    check_transition(None, status)
+    notice_id = str(uuid.uuid4())
+    row = {
+        "notice_id": notice_id,
+        "child_id": child_id,
+        "incident_id": incident_id,
+        "setting_id": calendar.setting.setting_id,
+        "status": status.value,
+        "deliver_at": deliver_at,
+        "recipient": recipient,
+        "release_reason": reason,
+        "created_at": now,
+        "updated_at": now,
+        "overdue_at": None,
+        "admins_alerted_at": None,
+    }
+    event = {"notice_id": notice_id, "from_status": None, "to_status": status.value}
+    return NewNotice(row, {**event, "at": now, "cause": why})
+
+
+async def create_notices(session: AsyncSession, planned: Sequence[NewNotice]) -> None:
+    """Write planned notices and their first events: two multi-row inserts, whatever the
+    count. Their children must be written already."""
+    if not planned:
+        return
+    await session.execute(insert(_NOTICES), [p.row for p in planned])
+    await session.execute(insert(_EVENTS), [p.event for p in planned])
+
+
 def schedule_notice(
     session: AsyncSession,
     *,
@@ -101,34 +169,17 @@ def schedule_notice(
     now: datetime,
     cause: str,
 ) -> Notice:
-    """Create the notice for one child at one setting, with its release time and reason.
-
-    When the setting's calendar offers no day to release on, the notice goes to ``review``
-    for an admin instead: it is never silently dropped.
-    """
-    notice = Notice(
-        notice_id=str(uuid.uuid4()),
+    """Create the notice for one child at one setting (see :func:`plan_notice`) as an
+    object in ``session``, for a caller that goes on to work with it."""
+    planned = plan_notice(
         child_id=child_id,
         incident_id=incident_id,
-        setting_id=calendar.setting.setting_id,
-        status="",
-        deliver_at=None,
-        recipient="key_adults",
-        release_reason="",
-        created_at=now,
-        updated_at=now,
+        calendar=calendar,
+        reported_at=reported_at,
+        now=now,
+        cause=cause,
     )
+    notice = Notice(**planned.row)
     session.add(notice)
-    try:
-        release = release_time(calendar, reported_at)
-    except NoReleaseDay as exc:
-        notice.release_reason = str(exc)
-        transition(
-            session, notice, NoticeStatus.REVIEW, at=now, cause=f"{cause}; no release day: {exc}"
-        )
-        return notice
-    notice.deliver_at = release.at
-    notice.recipient = release.recipient.value
-    notice.release_reason = release.reason
-    transition(session, notice, NoticeStatus.SCHEDULED, at=now, cause=cause)
+    session.add(NoticeEvent(**planned.event))
     return notice
