@@ -87,6 +87,8 @@ class Dispatcher:
             concurrency=DELIVERY_BATCHES,
             max_attempts=DELIVERY_RUNNER_LIMIT,
             backoff=backoff,
+            # A batch is counted in envelopes: one message may name a whole batch.
+            weight=handler.weight,
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
