@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import (
@@ -34,6 +34,9 @@ from encompass.domain.incident import IncidentReport
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE, DeviceKey, active_device_keys
 from encompass.services.records.at_rest import DataUnavailable, open_payload, preload_data_keys
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 log = structlog.get_logger()
 
@@ -166,11 +169,36 @@ class KeyCache:
 
 
 @dataclass(frozen=True, slots=True)
-class Sealed:
-    """Envelope and outbox rows made for one notice, not yet added to a session."""
+class EnvelopeRow:
+    """An ``envelopes`` row to insert: plain values, not a mapped object, so that a
+    morning's thousands cost no unit-of-work bookkeeping."""
 
-    envelopes: list[SealedEnvelope]
-    outbox: list[OutboxEntry]
+    envelope_id: str
+    notice_id: str
+    key_adult_id: str
+    role: str
+    kind: str
+    body: str
+    envelope_hash: str
+    created_at: datetime
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An ``outbox`` row to insert (its id is the database's)."""
+
+    envelope_id: str
+    channel: Channel
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """Envelope and outbox rows made for one notice, not yet stored."""
+
+    envelopes: list[EnvelopeRow]
+    outbox: list[OutboxRow]
 
 
 def seal_to(
@@ -201,7 +229,7 @@ def seal_to(
                 signing_key=signing_key,
                 now=now,
             )
-            row = SealedEnvelope(
+            row = EnvelopeRow(
                 envelope_id=str(uuid.uuid4()),
                 notice_id=content.notice_id,
                 key_adult_id=person.key_adult_id,
@@ -210,8 +238,6 @@ def seal_to(
                 body=envelope.model_dump_json(),
                 envelope_hash=envelope_hash(envelope),
                 created_at=now,
-                delivered_at=None,
-                delivered_by=None,
                 device_id=device_id,
             )
             made.envelopes.append(row)
@@ -221,20 +247,48 @@ def seal_to(
                 # every device finds its own.
                 webhook = device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
                 made.outbox.append(
-                    OutboxEntry(
-                        envelope_id=row.envelope_id,
-                        channel="webhook" if webhook else "email",
-                        created_at=now,
-                        published_at=None,
-                    )
+                    OutboxRow(row.envelope_id, "webhook" if webhook else "email", now)
                 )
     return made
 
 
+_ENVELOPES = cast("Table", SealedEnvelope.__table__)
+_OUTBOX = cast("Table", OutboxEntry.__table__)
+
+
 async def store(session: AsyncSession, sealed: Sequence[Sealed]) -> None:
-    """Add the envelopes, then their outbox entries (which refer to them), to ``session``."""
-    session.add_all([e for s in sealed for e in s.envelopes])
-    # Flushed first: the outbox rows' foreign key needs the envelopes in place, and with
-    # no relationship() between the two the unit of work would not order them for us.
-    await session.flush()
-    session.add_all([o for s in sealed for o in s.outbox])
+    """Insert the envelopes, then their outbox entries (which refer to them), in the
+    session's transaction: two multi-row statements, whatever the number of notices."""
+    envelopes = [
+        {
+            "envelope_id": e.envelope_id,
+            "notice_id": e.notice_id,
+            "key_adult_id": e.key_adult_id,
+            "role": e.role,
+            "kind": e.kind,
+            "body": e.body,
+            "envelope_hash": e.envelope_hash,
+            "created_at": e.created_at,
+            "delivered_at": None,
+            "delivered_by": None,
+            "device_id": e.device_id,
+        }
+        for s in sealed
+        for e in s.envelopes
+    ]
+    if not envelopes:
+        return
+    await session.execute(insert(_ENVELOPES), envelopes)
+    await session.execute(
+        insert(_OUTBOX),
+        [
+            {
+                "envelope_id": o.envelope_id,
+                "channel": o.channel,
+                "created_at": o.created_at,
+                "published_at": None,
+            }
+            for s in sealed
+            for o in s.outbox
+        ],
+    )
