@@ -278,6 +278,16 @@ class DeliverEnvelope:
         plans = await self._plans(jobs, results)
         if not plans:
             return
+        unsigned = sum(
+            1 for n, p in plans.items() if jobs[n].channel == "webhook" and p.hmac_key is None
+        )
+        if unsigned:
+            # Once per batch, not per envelope: in a morning burst it would be most lines.
+            log.info(
+                "delivery.no_webhook_hmac",
+                envelopes=unsigned,
+                why="no webhook secret issued to the recipient: service signature only",
+            )
         sent = await asyncio.gather(*(self._send(jobs[n], plan) for n, plan in plans.items()))
         attempts = [
             (jobs[n], plan, outcome, detail)
@@ -338,7 +348,11 @@ class DeliverEnvelope:
             deliver_at,
             day_starts,
         ) = row
-        bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
+
+        # Bound only when something is logged: most envelopes log nothing here.
+        def bound() -> Any:
+            return log.bind(envelope_id=job.envelope_id, channel=job.channel)
+
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
             try:
@@ -347,16 +361,16 @@ class DeliverEnvelope:
                 )
             except DataUnavailable:
                 # Sent with the service's signature only; the HMAC needs new credentials.
-                bound.error("delivery.webhook_key_unreadable")
+                bound().error("delivery.webhook_key_unreadable")
         if already:
-            bound.info("delivery.duplicate", outcome="already done")
+            bound().info("delivery.duplicate", outcome="already done")
             return None
         if body == PURGED_BODY:
-            bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
+            bound().info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
         if kind == "notice" and NoticeStatus(status) not in DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
-            bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
+            bound().info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
         return _Plan(
             envelope_id=job.envelope_id,
@@ -378,12 +392,6 @@ class DeliverEnvelope:
             return sent.outcome, sent.detail
         if not plan.webhook_url:
             return "failed", "no webhook URL for the recipient any more"
-        if plan.hmac_key is None:
-            log.info(
-                "delivery.no_webhook_hmac",
-                envelope_id=plan.envelope_id,
-                why="no webhook secret issued to the recipient: service signature only",
-            )
         posted = await self._webhook.post(
             plan.webhook_url,
             plan.body.encode(),

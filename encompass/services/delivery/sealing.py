@@ -29,7 +29,7 @@ from encompass.adapters.db.tables import (
 )
 from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.domain.directory import KeyAdultRole
-from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
+from encompass.domain.envelope import NoticeContent, RecipientPublicKey, seal_hashed
 from encompass.domain.incident import IncidentReport
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE, DeviceKey, active_device_keys
@@ -221,7 +221,7 @@ def seal_to(
             targets.append((DIRECTORY_DEVICE, key))
         targets.extend((d.device_id, d.key) for d in keys.devices(person))
         for index, (device_id, target) in enumerate(targets):
-            envelope = seal(
+            envelope, digest = seal_hashed(
                 content,
                 notice_id=content.notice_id,
                 recipient_id=person.key_adult_id,
@@ -236,7 +236,7 @@ def seal_to(
                 role=person.role,
                 kind=content.kind,
                 body=envelope.model_dump_json(),
-                envelope_hash=envelope_hash(envelope),
+                envelope_hash=digest,
                 created_at=now,
                 device_id=device_id,
             )
