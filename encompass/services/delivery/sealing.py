@@ -201,6 +201,61 @@ class Sealed:
     outbox: list[OutboxRow]
 
 
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One envelope to make: a person's device and the key it opens with."""
+
+    person: KeyAdultRow
+    device_id: str
+    key: RecipientPublicKey
+
+
+def targets_for(people: Sequence[KeyAdultRow], keys: KeyCache) -> list[Target]:
+    """Every device of each of ``people`` to seal to: the directory key when it can be
+    read, then each browser not revoked, person by person."""
+    targets: list[Target] = []
+    for person in people:
+        key = keys.key(person)
+        if key is not None:
+            targets.append(Target(person, DIRECTORY_DEVICE, key))
+        targets.extend(Target(person, d.device_id, d.key) for d in keys.devices(person))
+    return targets
+
+
+def rows_for(
+    content: NoticeContent,
+    targets: Sequence[Target],
+    sealed: Sequence[tuple[str, str]],
+    now: datetime,
+) -> Sealed:
+    """The rows for ``content`` sealed to ``targets`` (each envelope's JSON and hash, in
+    the same order), with one outbox entry per person."""
+    made = Sealed([], [])
+    queued: set[str] = set()
+    for target, (body, digest) in zip(targets, sealed, strict=True):
+        person = target.person
+        row = EnvelopeRow(
+            envelope_id=str(uuid.uuid4()),
+            notice_id=content.notice_id,
+            key_adult_id=person.key_adult_id,
+            role=person.role,
+            kind=content.kind,
+            body=body,
+            envelope_hash=digest,
+            created_at=now,
+            device_id=target.device_id,
+        )
+        made.envelopes.append(row)
+        if person.key_adult_id not in queued:
+            queued.add(person.key_adult_id)
+            # One delivery per person: the webhook carries the directory key's envelope
+            # (a receiver holds that key); the e-mail pointer leads to /inbox, where
+            # every device finds its own.
+            webhook = target.device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
+            made.outbox.append(OutboxRow(row.envelope_id, "webhook" if webhook else "email", now))
+    return made
+
+
 def seal_to(
     content: NoticeContent,
     people: Sequence[KeyAdultRow],
@@ -209,47 +264,32 @@ def seal_to(
     signing_key: Ed25519PrivateKey,
     now: datetime,
 ) -> Sealed:
-    """Seal ``content`` to every device of each of ``people`` (the directory key when it
-    can be read, and each browser not revoked), with one outbox entry per person. Pure CPU
-    work: nothing touches the database, so a failure here leaves no half-made notice
-    behind."""
-    made = Sealed([], [])
-    for person in people:
-        targets: list[tuple[str, RecipientPublicKey]] = []
-        key = keys.key(person)
-        if key is not None:
-            targets.append((DIRECTORY_DEVICE, key))
-        targets.extend((d.device_id, d.key) for d in keys.devices(person))
-        for index, (device_id, target) in enumerate(targets):
-            envelope, digest = seal_hashed(
-                content,
-                notice_id=content.notice_id,
-                recipient_id=person.key_adult_id,
-                recipient_public_key=target,
-                signing_key=signing_key,
-                now=now,
-            )
-            row = EnvelopeRow(
-                envelope_id=str(uuid.uuid4()),
-                notice_id=content.notice_id,
-                key_adult_id=person.key_adult_id,
-                role=person.role,
-                kind=content.kind,
-                body=envelope.model_dump_json(),
-                envelope_hash=digest,
-                created_at=now,
-                device_id=device_id,
-            )
-            made.envelopes.append(row)
-            if index == 0:
-                # One delivery per person: the webhook carries the directory key's envelope
-                # (a receiver holds that key); the e-mail pointer leads to /inbox, where
-                # every device finds its own.
-                webhook = device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
-                made.outbox.append(
-                    OutboxRow(row.envelope_id, "webhook" if webhook else "email", now)
-                )
-    return made
+    """Seal ``content`` to every device of each of ``people`` (see :func:`targets_for`),
+    with one outbox entry per person. Pure CPU work: nothing touches the database, so a
+    failure here leaves no half-made notice behind."""
+    targets = targets_for(people, keys)
+    return rows_for(content, targets, seal_targets(content, targets, signing_key, now), now)
+
+
+def seal_targets(
+    content: NoticeContent,
+    targets: Sequence[Target],
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> list[tuple[str, str]]:
+    """``content`` sealed to each target, in this process: (envelope JSON, its hash)."""
+    sealed: list[tuple[str, str]] = []
+    for target in targets:
+        envelope, digest = seal_hashed(
+            content,
+            notice_id=content.notice_id,
+            recipient_id=target.person.key_adult_id,
+            recipient_public_key=target.key,
+            signing_key=signing_key,
+            now=now,
+        )
+        sealed.append((envelope.model_dump_json(), digest))
+    return sealed
 
 
 _ENVELOPES = cast("Table", SealedEnvelope.__table__)
