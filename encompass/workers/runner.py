@@ -266,7 +266,8 @@ async def run_batch_consumer(
     them in one transaction or raises. Each message is acked only once the call returned.
     A handler that has already dealt with each message on its own (sent it somewhere: it
     must not be called again for the others) returns a result per message instead, and
-    each failed message meets the policy of :func:`run_consumer` alone.
+    each failed message meets the policy of :func:`run_consumer` alone; a message naming
+    several items whose fates differ gets :class:`Parts`, one copy per failing part.
 
     When the call raises, the batch is split in halves and each half tried again, down to
     single messages, which meet the policy of :func:`run_consumer` (poison, retry, dead
