@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # most batch_wait_ms after the first, and commits them in one transaction.
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 10.0
+    # Worker processes a dispatcher seals large release batches in, off its event loop
+    # (services/delivery/seal_pool.py); 0, the default, seals in the event loop. Worth it
+    # only with cores to spare: the CPU per envelope does not fall.
+    seal_workers: Annotated[int, Field(ge=0, le=64)] = 0
 
     @field_validator("amqp_url")
     @classmethod

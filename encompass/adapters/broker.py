@@ -12,7 +12,7 @@ consumer can make a redelivery harmless.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -87,6 +87,18 @@ class Poison(Exception):
         super().__init__(reason)
         self.reason = reason
         self.keep_body = keep_body
+
+
+class Parts(Exception):
+    """A batch handler's result for a message naming several items whose fates differ:
+    each part, a body naming some of the message's items and the exception they met, is
+    settled by the worker runner as a message of its own (a copy of the original with
+    that body, under the usual poison, retry and dead-letter policy), and the original is
+    acked once every copy is safe with the broker. Items named in no part succeeded."""
+
+    def __init__(self, parts: Sequence[tuple[bytes, Exception]]) -> None:
+        super().__init__(f"{len(parts)} part(s) failed")
+        self.parts = list(parts)
 
 
 class PublishError(Exception):

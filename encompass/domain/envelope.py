@@ -280,6 +280,29 @@ def seal(
     return Envelope.model_construct(**fields, signature=signature)
 
 
+def seal_hashed(
+    content: NoticeContent,
+    *,
+    notice_id: str,
+    recipient_id: str,
+    recipient_public_key: RecipientPublicKey,
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> tuple[Envelope, str]:
+    """:func:`seal`, with the envelope's :func:`envelope_hash` computed from the fields
+    just made (every field is a string, so they are what ``model_dump`` would give)
+    rather than by dumping the envelope again."""
+    envelope = seal(
+        content,
+        notice_id=notice_id,
+        recipient_id=recipient_id,
+        recipient_public_key=recipient_public_key,
+        signing_key=signing_key,
+        now=now,
+    )
+    return envelope, hashlib.sha256(canonical_bytes(dict(envelope))).hexdigest()
+
+
 def parse_envelope(data: str | bytes | Mapping[str, Any]) -> Envelope:
     """An :class:`Envelope` from JSON text or a decoded object; EnvelopeError (one line)
     for an unknown format or algorithm, or anything else malformed."""

@@ -10,9 +10,10 @@ once, exactly as if ingest had published it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 VersionId = Annotated[
     str,
@@ -37,22 +38,59 @@ class VersionQueued(BaseModel):
         return cls.model_validate_json(body)
 
 
-class DeliveryQueued(BaseModel):
-    """The body of a message on ``deliveries``: one envelope to send through one channel,
-    ``{"outbox_id": n, "envelope_id": "<id>", "channel": "webhook"|"email"}``.
+# Envelope ids one ``deliveries`` message may name: enough for a whole delivery batch, small
+# enough that a message stays a few kilobytes.
+MAX_ENVELOPES_PER_MESSAGE = 1000
 
-    ``outbox_id`` names the outbox entry that published it (the message id repeats it);
-    the handler needs only the envelope and the channel."""
+
+class DeliveryQueued(BaseModel):
+    """The body of a message on ``deliveries``: envelopes to send through one channel.
+
+    Two forms, both accepted by the consumer: one envelope,
+    ``{"outbox_id": n, "envelope_id": "<id>", "channel": "webhook"|"email"}``, or many,
+    ``{"envelope_ids": ["<id>", ...], "channel": ...}``, which the outbox relay publishes
+    for a batch of entries (one broker message instead of one per envelope). Exactly one
+    of ``envelope_id`` and ``envelope_ids`` is given.
+
+    ``outbox_id`` names the outbox entry that published a single-envelope message (the
+    message id repeats it); the handler needs only the envelopes and the channel."""
 
     model_config = ConfigDict(frozen=True)
 
     outbox_id: int | None = None
-    envelope_id: str
+    envelope_id: str | None = None
+    envelope_ids: (
+        Annotated[tuple[str, ...], Field(min_length=1, max_length=MAX_ENVELOPES_PER_MESSAGE)] | None
+    ) = None
     channel: Literal["webhook", "email"]
 
+    @model_validator(mode="after")
+    def _one_form(self) -> DeliveryQueued:
+        if (self.envelope_id is None) == (self.envelope_ids is None):
+            raise ValueError("give exactly one of envelope_id and envelope_ids")
+        return self
+
+    @classmethod
+    def of(
+        cls, envelope_ids: Sequence[str], channel: Literal["webhook", "email"]
+    ) -> DeliveryQueued:
+        """The message for ``envelope_ids``: the single form for one id (what every
+        consumer understands), the list form for more."""
+        if len(envelope_ids) == 1:
+            return cls(envelope_id=envelope_ids[0], channel=channel)
+        return cls(envelope_ids=tuple(envelope_ids), channel=channel)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The envelopes named, in either form."""
+        if self.envelope_ids is not None:
+            return self.envelope_ids
+        assert self.envelope_id is not None  # the validator saw to it
+        return (self.envelope_id,)
+
     def to_bytes(self) -> bytes:
-        """The message body as published."""
-        return self.model_dump_json().encode()
+        """The message body as published (unset fields left out)."""
+        return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
     def from_bytes(cls, body: bytes) -> DeliveryQueued:

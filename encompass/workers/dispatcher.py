@@ -23,6 +23,7 @@ from encompass.adapters.smtp import SmtpSender
 from encompass.adapters.topology import DELIVERIES
 from encompass.bootstrap import Container
 from encompass.services.delivery.attempt import DeliverEnvelope, delivery_backoff
+from encompass.services.delivery.seal_pool import SealPool
 from encompass.services.intake.requeue_stale import requeue_stale
 from encompass.services.receiving.alert_mail import relay_mail
 from encompass.services.receiving.sweep_stuck import SweepPolicy, sweep
@@ -64,10 +65,13 @@ class Dispatcher:
         self._mailing: asyncio.Task[None] | None = None
         self._consumer: Consumer | None = None
         self._mail: SmtpSender | None = None
+        self._sealer: SealPool | None = None
 
     async def start(self, *, backoff: Callable[[int], float], mail: SmtpSender | None) -> None:
         settings = self._container.settings
         self._mail = mail
+        if settings.seal_workers:
+            self._sealer = SealPool(settings.seal_workers, self._container.signing_key)
         handler = DeliverEnvelope(
             self._container.sessions,
             self._container.clock,
@@ -87,6 +91,8 @@ class Dispatcher:
             concurrency=DELIVERY_BATCHES,
             max_attempts=DELIVERY_RUNNER_LIMIT,
             backoff=backoff,
+            # A batch is counted in envelopes: one message may name a whole batch.
+            weight=handler.weight,
         )
         self._loop = asyncio.create_task(self._run(), name="dispatcher-loop")
         self._purge = asyncio.create_task(self._purge_daily(), name="dispatcher-retention")
@@ -129,7 +135,9 @@ class Dispatcher:
     async def tick(self) -> bool:
         """One round: release a batch, relay the outbox. True when more may be due now."""
         c = self._container
-        released = await release_due(c.sessions, c.clock, c.signing_key, limit=RELEASE_BATCH)
+        released = await release_due(
+            c.sessions, c.clock, c.signing_key, limit=RELEASE_BATCH, sealer=self._sealer
+        )
         await relay_outbox(c.sessions, c.broker, c.clock)
         return released.notices + released.held >= RELEASE_BATCH
 
@@ -168,6 +176,9 @@ class Dispatcher:
         if self._consumer is not None:
             await self._consumer.cancel()
             self._consumer = None
+        if self._sealer is not None:
+            await self._sealer.close()
+            self._sealer = None
         await self._container.webhook.close()
 
 

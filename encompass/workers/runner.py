@@ -22,13 +22,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import structlog
 from pydantic import BaseModel, ValidationError
 from structlog.typing import FilteringBoundLogger
 
-from encompass.adapters.broker import Broker, Consumer, Delivery, Message, Poison, PublishError
+from encompass.adapters.broker import (
+    Broker,
+    Consumer,
+    Delivery,
+    Message,
+    Parts,
+    Poison,
+    PublishError,
+)
 from encompass.adapters.unavailable import unavailable
 
 ATTEMPTS_HEADER = "x-encompass-attempts"
@@ -118,6 +127,65 @@ async def run_consumer(
     return await broker.consume(queue, on_delivery, prefetch=prefetch)
 
 
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """Where a failed message (or a part of one) goes, and with what."""
+
+    target: str
+    outcome: str
+    headers: dict[str, Any]
+    error: str | None = None
+    keep_body: bool = True
+
+
+def _route(
+    broker: Broker,
+    queue: str,
+    dead: str,
+    attempt: int,
+    exc: Exception,
+    max_attempts: int,
+    wait: Callable[[int], float],
+) -> _Route:
+    """The policy: a dead letter for a poison message, a retry copy for a transient
+    failure, a dead letter once attempts run out."""
+    if isinstance(exc, Poison):
+        return _Route(
+            dead,
+            "dead",
+            {DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
+            keep_body=exc.keep_body,
+        )
+    # Only the class: an exception's text may quote personal data from the body.
+    error = type(exc).__name__
+    if unavailable(exc) is not None:
+        # The database or broker is away, not the message at fault: it goes round again
+        # after a pause without counting an attempt, so an outage of any length
+        # dead-letters nothing.
+        return _Route(
+            _later(broker, queue, UNAVAILABLE_PAUSE),
+            "retry",
+            {ATTEMPTS_HEADER: attempt - 1},
+            error,
+        )
+    if attempt < max_attempts:
+        # The retry copy waits out its backoff in a retry queue, which hands it back to
+        # the end of the work queue: no consumer slot is held meanwhile. Order does not
+        # matter: each message stands alone and is idempotent by its message_id.
+        return _Route(
+            _later(broker, queue, wait(attempt)), "retry", {ATTEMPTS_HEADER: attempt}, error
+        )
+    return _Route(
+        dead,
+        "dead",
+        {
+            DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
+            ATTEMPTS_HEADER: attempt,
+        },
+        error,
+    )
+
+
 async def _settle_failure(
     broker: Broker,
     queue: str,
@@ -127,63 +195,33 @@ async def _settle_failure(
     max_attempts: int,
     wait: Callable[[int], float],
 ) -> None:
-    """Settle one delivery whose handling raised ``exc``: a dead letter for a poison
-    message, a retry copy for a transient failure, a dead letter once attempts run out."""
+    """Settle one delivery whose handling raised ``exc`` (see :func:`_route`); for
+    :class:`Parts`, each part as a copy of its own."""
     message = delivery.message
     attempt = attempts_of(message) + 1
     bound = log.bind(message_id=message.message_id, queue=queue, attempt=attempt)
-    if isinstance(exc, Poison):
-        await _forward(
+    if isinstance(exc, Parts):
+        await _forward_parts(
             broker,
             delivery,
             bound,
-            dead,
-            outcome="dead",
-            headers={DEAD_REASON_HEADER: exc.reason, ATTEMPTS_HEADER: attempt},
-            keep_body=exc.keep_body,
+            [
+                (body, _route(broker, queue, dead, attempt, part, max_attempts, wait))
+                for body, part in exc.parts
+            ],
         )
         return
-    # Only the class: an exception's text may quote personal data from the body.
-    error = type(exc).__name__
-    if unavailable(exc) is not None:
-        # The database or broker is away, not the message at fault: it goes round again
-        # after a pause without counting an attempt, so an outage of any length
-        # dead-letters nothing.
-        await _forward(
-            broker,
-            delivery,
-            bound,
-            _later(broker, queue, UNAVAILABLE_PAUSE),
-            outcome="retry",
-            error=error,
-            headers={ATTEMPTS_HEADER: attempt - 1},
-        )
-    elif attempt < max_attempts:
-        # The retry copy waits out its backoff in a retry queue, which hands it back to
-        # the end of the work queue: no consumer slot is held meanwhile. Order does not
-        # matter: each message stands alone and is idempotent by its message_id.
-        await _forward(
-            broker,
-            delivery,
-            bound,
-            _later(broker, queue, wait(attempt)),
-            outcome="retry",
-            error=error,
-            headers={ATTEMPTS_HEADER: attempt},
-        )
-    else:
-        await _forward(
-            broker,
-            delivery,
-            bound,
-            dead,
-            outcome="dead",
-            error=error,
-            headers={
-                DEAD_REASON_HEADER: f"gave up after {attempt} attempts: {error}",
-                ATTEMPTS_HEADER: attempt,
-            },
-        )
+    route = _route(broker, queue, dead, attempt, exc, max_attempts, wait)
+    await _forward(
+        broker,
+        delivery,
+        bound,
+        route.target,
+        outcome=route.outcome,
+        headers=route.headers,
+        error=route.error,
+        keep_body=route.keep_body,
+    )
 
 
 def _later(broker: Broker, queue: str, seconds: float) -> str:
@@ -205,6 +243,7 @@ class _Batch:
 
     def __init__(self) -> None:
         self.items: list[Delivery] = []
+        self.weight = 0
         self.full = asyncio.Event()
         self.done = asyncio.Event()
 
@@ -220,13 +259,15 @@ async def run_batch_consumer(
     backoff: Callable[[int], float] | None = None,
     prefetch: int | None = None,
     concurrency: int = 1,
+    weight: Callable[[Message], int] | None = None,
 ) -> Consumer:
     """Consume ``queue`` in batches: up to ``batch_size`` messages, gathered for at most
     ``batch_wait`` seconds after the first, go to ``handler`` in one call, which commits
     them in one transaction or raises. Each message is acked only once the call returned.
     A handler that has already dealt with each message on its own (sent it somewhere: it
     must not be called again for the others) returns a result per message instead, and
-    each failed message meets the policy of :func:`run_consumer` alone.
+    each failed message meets the policy of :func:`run_consumer` alone; a message naming
+    several items whose fates differ gets :class:`Parts`, one copy per failing part.
 
     When the call raises, the batch is split in halves and each half tried again, down to
     single messages, which meet the policy of :func:`run_consumer` (poison, retry, dead
@@ -235,6 +276,10 @@ async def run_batch_consumer(
     again uncounted. Up to ``concurrency`` batches run at once per consumer (one by
     default); ``prefetch`` (one batch more than that by default) lets the next batch
     gather meanwhile.
+
+    ``weight`` counts the items a message names (one by default): a batch is full once
+    its messages name ``batch_size`` items, so messages that each carry many items are
+    not gathered into one oversized call.
     """
     dead = broker.topology.dead_letter_of(queue)
     if dead is None:
@@ -253,6 +298,7 @@ async def run_batch_consumer(
         max_attempts=max_attempts,
         wait=default_backoff if backoff is None else backoff,
         concurrency=concurrency,
+        weight=weight,
     )
     size = prefetch if prefetch is not None else (concurrency + 1) * batch_size
     return await broker.consume(queue, runner.on_delivery, prefetch=size)
@@ -271,7 +317,9 @@ class _BatchRunner:
         max_attempts: int,
         wait: Callable[[int], float],
         concurrency: int,
+        weight: Callable[[Message], int] | None = None,
     ) -> None:
+        self._weight = weight
         self._broker, self._queue, self._dead, self._handler = broker, queue, dead, handler
         self._size, self._wait_s = batch_size, batch_wait
         self._max_attempts, self._backoff = max_attempts, wait
@@ -284,7 +332,8 @@ class _BatchRunner:
             self._gathering = _Batch()
         mine = self._gathering
         mine.items.append(delivery)
-        if len(mine.items) >= self._size:
+        mine.weight += 1 if self._weight is None else max(self._weight(delivery.message), 1)
+        if mine.weight >= self._size:
             mine.full.set()
             self._gathering = None
         if not leader:
@@ -389,3 +438,38 @@ async def _forward(
         bound.warning("message.dead", outcome=outcome, reason=headers[DEAD_REASON_HEADER], **extra)
     else:
         bound.info("message.retry", outcome=outcome, **extra)
+
+
+async def _forward_parts(
+    broker: Broker,
+    delivery: Delivery,
+    bound: FilteringBoundLogger,
+    parts: Sequence[tuple[bytes, _Route]],
+) -> None:
+    """Publish one copy per part, each with its own body and route, then ack the original;
+    if any copy is not confirmed, give the original back (the copies already published
+    are harmless: the handler does nothing twice)."""
+    message = delivery.message
+    try:
+        for body, route in parts:
+            headers = {**message.headers, **route.headers}
+            if not route.keep_body:
+                body, headers = b"", {**route.headers, DROPPED_HEADER: len(body)}
+            await broker.publish(route.target, body, message_id=message.message_id, headers=headers)
+    except PublishError as exc:
+        await delivery.reject(requeue=True)
+        bound.warning("message.requeued", outcome="requeued", publish_error=str(exc))
+        return
+    await delivery.ack()
+    for _, route in parts:
+        extra = {} if route.error is None else {"error": route.error}
+        if route.outcome == "dead":
+            bound.warning(
+                "message.dead",
+                outcome="dead",
+                reason=route.headers[DEAD_REASON_HEADER],
+                part=True,
+                **extra,
+            )
+        else:
+            bound.info("message.retry", outcome=route.outcome, part=True, **extra)

@@ -23,12 +23,14 @@ from encompass.domain.envelope import (
     EnvelopeError,
     NoticeContent,
     RecipientPrivateKey,
+    RecipientPublicKey,
     ack_payload,
     canonical_bytes,
     envelope_hash,
     open_sealed,
     parse_envelope,
     seal,
+    seal_hashed,
     sign_ack,
     signed_bytes,
     signer_key_id,
@@ -345,3 +347,18 @@ def test_ack_round_trip_and_tamper() -> None:
         verify_ack(key.public_key(), "not base64!", **values)
     with pytest.raises(ValueError, match="kind"):
         ack_payload("N-1", "f" * 64, "read", None)
+
+
+@pytest.mark.parametrize("recipient_id", ["KA-1", "KA-Zoë-ß"])
+def test_the_hash_made_while_sealing_is_the_envelopes_hash(recipient_id: str) -> None:
+    private = X25519PrivateKey.generate()
+    envelope, digest = seal_hashed(
+        NoticeContent.model_validate(notice()),
+        notice_id="N-1",
+        recipient_id=recipient_id,
+        recipient_public_key=RecipientPublicKey(private.public_key()),
+        signing_key=SERVICE,
+        now=NOW,
+    )
+    assert digest == envelope_hash(envelope)
+    assert digest == envelope_hash(parse_envelope(envelope.model_dump_json()))

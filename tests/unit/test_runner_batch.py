@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from encompass.adapters.broker import Message, Poison
+from encompass.adapters.broker import Message, Parts, Poison
 from encompass.adapters.embedded_broker import EmbeddedBroker
 from encompass.adapters.topology import Topology
 from encompass.workers.runner import DEAD_REASON_HEADER, _BatchRunner, run_batch_consumer
@@ -188,3 +188,67 @@ async def test_a_leader_cancelled_while_gathering_leaves_no_delivery_unsettled()
     runner._wait_s = 0.01
     await runner.on_delivery(later)
     assert later.outcome == "acked"
+
+
+async def test_a_message_whose_parts_fail_differently_goes_on_as_one_copy_per_part() -> None:
+    # Given one message naming items a, b and c, of which b fails for now and c never can
+    broker = EmbeddedBroker(Topology("unit."))
+    await broker.start()
+    await broker.publish("incidents", b"a,b,c", message_id="m-abc")
+    seen: list[bytes] = []
+
+    async def handler(messages: Sequence[Message]) -> list[Exception | None]:
+        results: list[Exception | None] = []
+        for m in messages:
+            seen.append(m.body)
+            items = m.body.split(b",")
+            parts: list[tuple[bytes, Exception]] = []
+            if b"b" in items and len([s for s in seen if b"b" in s.split(b",")]) == 1:
+                parts.append((b"b", TimeoutError("later")))
+            if b"c" in items:
+                parts.append((b"c", Poison("never")))
+            results.append(Parts(parts) if parts else None)
+        return results
+
+    # When it is consumed with no backoff
+    consumer = await run_batch_consumer(
+        broker, "incidents", handler, batch_size=4, batch_wait=0.01, backoff=lambda _: 0.0
+    )
+    await broker.join("incidents")
+    await consumer.cancel()
+
+    # Then b came back alone (and succeeded), and c alone went to the dead letters
+    assert seen == [b"a,b,c", b"b"]
+    assert await broker.depth("incidents") == 0
+    dead = await broker.get("incidents.dead", timeout=0.1)
+    assert dead is not None
+    assert dead.message.body == b"c"
+    assert dead.message.headers[DEAD_REASON_HEADER] == "never"
+
+
+async def test_a_batch_is_full_once_its_messages_name_batch_size_items() -> None:
+    # Given messages naming 3 items each
+    broker = EmbeddedBroker(Topology("unit."))
+    await broker.start()
+    for n in range(6):
+        await broker.publish("incidents", b"x,y,z", message_id=f"m-{n}")
+    calls: list[int] = []
+
+    async def handler(messages: Sequence[Message]) -> None:
+        calls.append(sum(len(m.body.split(b",")) for m in messages))
+
+    # When a batch holds 6 items, counted by the weight
+    consumer = await run_batch_consumer(
+        broker,
+        "incidents",
+        handler,
+        batch_size=6,
+        batch_wait=0.2,
+        weight=lambda m: len(m.body.split(b",")),
+    )
+    await broker.join("incidents")
+    await consumer.cancel()
+
+    # Then no call held more than 6 items: two messages a batch, not six
+    assert sum(calls) == 18
+    assert max(calls) == 6

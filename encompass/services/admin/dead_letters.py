@@ -82,13 +82,19 @@ def _letter(queue: str, delivery: Delivery) -> DeadLetter:
     dropped = _int(message.headers.get(DROPPED_HEADER))
     envelope_id = None
     if queue == DELIVERIES:
-        # A delivery message is {"envelope_id", "channel"}: ids only, no personal data.
+        # A delivery message is {"envelope_id", "channel"} or {"envelope_ids": [...],
+        # "channel"}: ids only, no personal data. A letter naming many is placed by its first.
         try:
             data = json.loads(message.body)
         except ValueError:
             data = None
-        if isinstance(data, dict) and isinstance(data.get("envelope_id"), str):
-            envelope_id = data["envelope_id"][:64]
+        if isinstance(data, dict):
+            named = data.get("envelope_id")
+            many = data.get("envelope_ids")
+            if not isinstance(named, str) and isinstance(many, list) and many:
+                named = many[0]
+            if isinstance(named, str):
+                envelope_id = named[:64]
     return DeadLetter(
         queue,
         message.message_id,

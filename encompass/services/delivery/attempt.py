@@ -28,7 +28,7 @@ from pydantic import ValidationError
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from encompass.adapters.broker import Message, Poison
+from encompass.adapters.broker import Message, Parts, Poison
 from encompass.adapters.channels import MailPort, WebhookPort
 from encompass.adapters.data_keys import DataKeys, DataUnavailable
 from encompass.adapters.db.tables import (
@@ -168,16 +168,44 @@ def refuse_delivery(exc: ValidationError) -> Poison:
     return Poison("not a delivery message: expected JSON with envelope_id and channel")
 
 
-def _parse(body: bytes) -> _Job:
+def _parse(body: bytes) -> DeliveryQueued:
     try:
-        queued = DeliveryQueued.model_validate_json(body)
+        return DeliveryQueued.model_validate_json(body)
     except ValidationError as exc:
         raise refuse_delivery(exc) from None
-    return _Job(queued.envelope_id, queued.channel)
+
+
+def _outcome(queued: DeliveryQueued, failures: Sequence[tuple[str, Exception]]) -> Exception | None:
+    """What the runner does with a message whose envelopes met ``failures``: nothing (ack
+    it) when none failed; the failure itself for a one-envelope message, or when every
+    envelope met the same one; else :class:`Parts`, so that only the failing envelopes go
+    round again (those that met the same kind of failure in one message) and each
+    unusable envelope is dead-lettered alone, in the one-envelope form the dead-letter
+    page reads."""
+    if not failures:
+        return None
+    if len(queued.ids) == 1:
+        return failures[0][1]
+    first = failures[0][1]
+    if len(failures) == len(queued.ids) and all(exc is first for _, exc in failures):
+        return first
+    parts: list[tuple[bytes, Exception]] = []
+    transient: dict[type[Exception], list[tuple[str, Exception]]] = {}
+    for envelope_id, exc in failures:
+        if isinstance(exc, Poison):
+            body = DeliveryQueued.of([envelope_id], queued.channel).to_bytes()
+            parts.append((body, exc))
+        else:
+            transient.setdefault(type(exc), []).append((envelope_id, exc))
+    for group in transient.values():
+        body = DeliveryQueued.of([e for e, _ in group], queued.channel).to_bytes()
+        parts.append((body, group[0][1]))
+    return Parts(parts)
 
 
 class DeliverEnvelope:
-    """The handler: give it to ``run_consumer`` on the ``deliveries`` queue."""
+    """The handler: give :meth:`batch` to ``run_batch_consumer`` on the ``deliveries``
+    queue (with :meth:`weight`), or the handler itself to ``run_consumer``."""
 
     def __init__(
         self,
@@ -193,33 +221,56 @@ class DeliverEnvelope:
         self._max_attempts = max_attempts
 
     async def __call__(self, queued: DeliveryQueued) -> None:
-        """Make one attempt at the envelope named in ``queued``; raise DeliveryRetry (after
-        recording the attempt) when the runner should try again later."""
-        results: list[Exception | None] = [None]
-        await self._attempt({0: _Job(queued.envelope_id, queued.channel)}, results)
-        if results[0] is not None:
-            raise results[0]
+        """Make one attempt at each envelope named in ``queued``; raise DeliveryRetry
+        (after recording the attempt) when the runner should try the message again later
+        (envelopes already done are not sent again), Poison when only unusable envelopes
+        are left."""
+        jobs = {n: _Job(e, queued.channel) for n, e in enumerate(dict.fromkeys(queued.ids))}
+        results: list[Exception | None] = [None] * len(jobs)
+        await self._attempt(jobs, results)
+        failures = [r for r in results if r is not None]
+        if failures:
+            raise next((r for r in failures if not isinstance(r, Poison)), failures[0])
+
+    @staticmethod
+    def weight(message: Message) -> int:
+        """How many envelopes ``message`` names (one for a body that does not parse)."""
+        try:
+            return len(DeliveryQueued.model_validate_json(message.body).ids)
+        except ValidationError:
+            return 1
 
     async def batch(self, messages: Sequence[Message]) -> list[Exception | None]:
         """One attempt at each envelope named in ``messages``: read in one query, sent
         side by side, recorded in one transaction. Returns, for each message, None (done:
-        ack it) or the exception its delivery met (Poison, DeliveryRetry after recording,
-        or the error that kept the attempt from being recorded), for the runner to settle
-        that message alone. A message naming an envelope and channel already taken by an
-        earlier message of the batch sends nothing (a relay that published twice)."""
+        ack it) or what its envelopes met (see :func:`_outcome`: Poison, DeliveryRetry
+        after recording, the error that kept the attempts from being recorded, or Parts
+        when they differ), for the runner to settle that message alone. An envelope and
+        channel already taken by an earlier message of the batch is not sent again (a
+        relay that published twice)."""
         results: list[Exception | None] = [None] * len(messages)
+        parsed: dict[int, tuple[DeliveryQueued, list[int]]] = {}
         jobs: dict[int, _Job] = {}
         taken: set[_Job] = set()
         for n, message in enumerate(messages):
             try:
-                job = _parse(message.body)
+                queued = _parse(message.body)
             except Poison as exc:
                 results[n] = exc
                 continue
-            if job not in taken:
-                taken.add(job)
-                jobs[n] = job
-        await self._attempt(jobs, results)
+            mine: list[int] = []
+            for envelope_id in queued.ids:
+                job = _Job(envelope_id, queued.channel)
+                if job not in taken:
+                    taken.add(job)
+                    mine.append(len(jobs))
+                    jobs[len(jobs)] = job
+            parsed[n] = (queued, mine)
+        outcomes: list[Exception | None] = [None] * len(jobs)
+        await self._attempt(jobs, outcomes)
+        for n, (queued, mine) in parsed.items():
+            failures = [(jobs[j].envelope_id, e) for j in mine if (e := outcomes[j]) is not None]
+            results[n] = _outcome(queued, failures)
         return results
 
     async def _attempt(self, jobs: dict[int, _Job], results: list[Exception | None]) -> None:
@@ -227,6 +278,16 @@ class DeliverEnvelope:
         plans = await self._plans(jobs, results)
         if not plans:
             return
+        unsigned = sum(
+            1 for n, p in plans.items() if jobs[n].channel == "webhook" and p.hmac_key is None
+        )
+        if unsigned:
+            # Once per batch, not per envelope: in a morning burst it would be most lines.
+            log.info(
+                "delivery.no_webhook_hmac",
+                envelopes=unsigned,
+                why="no webhook secret issued to the recipient: service signature only",
+            )
         sent = await asyncio.gather(*(self._send(jobs[n], plan) for n, plan in plans.items()))
         attempts = [
             (jobs[n], plan, outcome, detail)
@@ -287,7 +348,11 @@ class DeliverEnvelope:
             deliver_at,
             day_starts,
         ) = row
-        bound = log.bind(envelope_id=job.envelope_id, channel=job.channel)
+
+        # Bound only when something is logged: most envelopes log nothing here.
+        def bound() -> Any:
+            return log.bind(envelope_id=job.envelope_id, channel=job.channel)
+
         hmac_key = None
         if sealed_key is not None and job.channel == "webhook":
             try:
@@ -296,16 +361,16 @@ class DeliverEnvelope:
                 )
             except DataUnavailable:
                 # Sent with the service's signature only; the HMAC needs new credentials.
-                bound.error("delivery.webhook_key_unreadable")
+                bound().error("delivery.webhook_key_unreadable")
         if already:
-            bound.info("delivery.duplicate", outcome="already done")
+            bound().info("delivery.duplicate", outcome="already done")
             return None
         if body == PURGED_BODY:
-            bound.info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
+            bound().info("delivery.not_sent", notice_id=notice_id, why="purged by retention")
             return None
         if kind == "notice" and NoticeStatus(status) not in DELIVERABLE:
             # Withdrawn (or given up) meanwhile: the content must not go out any more.
-            bound.info("delivery.not_sent", notice_id=notice_id, notice_status=status)
+            bound().info("delivery.not_sent", notice_id=notice_id, notice_status=status)
             return None
         return _Plan(
             envelope_id=job.envelope_id,
@@ -327,12 +392,6 @@ class DeliverEnvelope:
             return sent.outcome, sent.detail
         if not plan.webhook_url:
             return "failed", "no webhook URL for the recipient any more"
-        if plan.hmac_key is None:
-            log.info(
-                "delivery.no_webhook_hmac",
-                envelope_id=plan.envelope_id,
-                why="no webhook secret issued to the recipient: service signature only",
-            )
         posted = await self._webhook.post(
             plan.webhook_url,
             plan.body.encode(),

@@ -11,12 +11,12 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import (
@@ -29,11 +29,14 @@ from encompass.adapters.db.tables import (
 )
 from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.domain.directory import KeyAdultRole
-from encompass.domain.envelope import NoticeContent, RecipientPublicKey, envelope_hash, seal
+from encompass.domain.envelope import NoticeContent, RecipientPublicKey, seal_hashed
 from encompass.domain.incident import IncidentReport
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE, DeviceKey, active_device_keys
 from encompass.services.records.at_rest import DataUnavailable, open_payload, preload_data_keys
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 log = structlog.get_logger()
 
@@ -166,11 +169,91 @@ class KeyCache:
 
 
 @dataclass(frozen=True, slots=True)
-class Sealed:
-    """Envelope and outbox rows made for one notice, not yet added to a session."""
+class EnvelopeRow:
+    """An ``envelopes`` row to insert: plain values, not a mapped object, so that a
+    morning's thousands cost no unit-of-work bookkeeping."""
 
-    envelopes: list[SealedEnvelope]
-    outbox: list[OutboxEntry]
+    envelope_id: str
+    notice_id: str
+    key_adult_id: str
+    role: str
+    kind: str
+    body: str
+    envelope_hash: str
+    created_at: datetime
+    device_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An ``outbox`` row to insert (its id is the database's)."""
+
+    envelope_id: str
+    channel: Channel
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """Envelope and outbox rows made for one notice, not yet stored."""
+
+    envelopes: list[EnvelopeRow]
+    outbox: list[OutboxRow]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One envelope to make: a person's device and the key it opens with."""
+
+    person: KeyAdultRow
+    device_id: str
+    key: RecipientPublicKey
+
+
+def targets_for(people: Sequence[KeyAdultRow], keys: KeyCache) -> list[Target]:
+    """Every device of each of ``people`` to seal to: the directory key when it can be
+    read, then each browser not revoked, person by person."""
+    targets: list[Target] = []
+    for person in people:
+        key = keys.key(person)
+        if key is not None:
+            targets.append(Target(person, DIRECTORY_DEVICE, key))
+        targets.extend(Target(person, d.device_id, d.key) for d in keys.devices(person))
+    return targets
+
+
+def rows_for(
+    content: NoticeContent,
+    targets: Sequence[Target],
+    sealed: Sequence[tuple[str, str]],
+    now: datetime,
+) -> Sealed:
+    """The rows for ``content`` sealed to ``targets`` (each envelope's JSON and hash, in
+    the same order), with one outbox entry per person."""
+    made = Sealed([], [])
+    queued: set[str] = set()
+    for target, (body, digest) in zip(targets, sealed, strict=True):
+        person = target.person
+        row = EnvelopeRow(
+            envelope_id=str(uuid.uuid4()),
+            notice_id=content.notice_id,
+            key_adult_id=person.key_adult_id,
+            role=person.role,
+            kind=content.kind,
+            body=body,
+            envelope_hash=digest,
+            created_at=now,
+            device_id=target.device_id,
+        )
+        made.envelopes.append(row)
+        if person.key_adult_id not in queued:
+            queued.add(person.key_adult_id)
+            # One delivery per person: the webhook carries the directory key's envelope
+            # (a receiver holds that key); the e-mail pointer leads to /inbox, where
+            # every device finds its own.
+            webhook = target.device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
+            made.outbox.append(OutboxRow(row.envelope_id, "webhook" if webhook else "email", now))
+    return made
 
 
 def seal_to(
@@ -181,60 +264,71 @@ def seal_to(
     signing_key: Ed25519PrivateKey,
     now: datetime,
 ) -> Sealed:
-    """Seal ``content`` to every device of each of ``people`` (the directory key when it
-    can be read, and each browser not revoked), with one outbox entry per person. Pure CPU
-    work: nothing touches the database, so a failure here leaves no half-made notice
-    behind."""
-    made = Sealed([], [])
-    for person in people:
-        targets: list[tuple[str, RecipientPublicKey]] = []
-        key = keys.key(person)
-        if key is not None:
-            targets.append((DIRECTORY_DEVICE, key))
-        targets.extend((d.device_id, d.key) for d in keys.devices(person))
-        for index, (device_id, target) in enumerate(targets):
-            envelope = seal(
-                content,
-                notice_id=content.notice_id,
-                recipient_id=person.key_adult_id,
-                recipient_public_key=target,
-                signing_key=signing_key,
-                now=now,
-            )
-            row = SealedEnvelope(
-                envelope_id=str(uuid.uuid4()),
-                notice_id=content.notice_id,
-                key_adult_id=person.key_adult_id,
-                role=person.role,
-                kind=content.kind,
-                body=envelope.model_dump_json(),
-                envelope_hash=envelope_hash(envelope),
-                created_at=now,
-                delivered_at=None,
-                delivered_by=None,
-                device_id=device_id,
-            )
-            made.envelopes.append(row)
-            if index == 0:
-                # One delivery per person: the webhook carries the directory key's envelope
-                # (a receiver holds that key); the e-mail pointer leads to /inbox, where
-                # every device finds its own.
-                webhook = device_id == DIRECTORY_DEVICE and channel_for(person) == "webhook"
-                made.outbox.append(
-                    OutboxEntry(
-                        envelope_id=row.envelope_id,
-                        channel="webhook" if webhook else "email",
-                        created_at=now,
-                        published_at=None,
-                    )
-                )
-    return made
+    """Seal ``content`` to every device of each of ``people`` (see :func:`targets_for`),
+    with one outbox entry per person. Pure CPU work: nothing touches the database, so a
+    failure here leaves no half-made notice behind."""
+    targets = targets_for(people, keys)
+    return rows_for(content, targets, seal_targets(content, targets, signing_key, now), now)
+
+
+def seal_targets(
+    content: NoticeContent,
+    targets: Sequence[Target],
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+) -> list[tuple[str, str]]:
+    """``content`` sealed to each target, in this process: (envelope JSON, its hash)."""
+    sealed: list[tuple[str, str]] = []
+    for target in targets:
+        envelope, digest = seal_hashed(
+            content,
+            notice_id=content.notice_id,
+            recipient_id=target.person.key_adult_id,
+            recipient_public_key=target.key,
+            signing_key=signing_key,
+            now=now,
+        )
+        sealed.append((envelope.model_dump_json(), digest))
+    return sealed
+
+
+_ENVELOPES = cast("Table", SealedEnvelope.__table__)
+_OUTBOX = cast("Table", OutboxEntry.__table__)
 
 
 async def store(session: AsyncSession, sealed: Sequence[Sealed]) -> None:
-    """Add the envelopes, then their outbox entries (which refer to them), to ``session``."""
-    session.add_all([e for s in sealed for e in s.envelopes])
-    # Flushed first: the outbox rows' foreign key needs the envelopes in place, and with
-    # no relationship() between the two the unit of work would not order them for us.
-    await session.flush()
-    session.add_all([o for s in sealed for o in s.outbox])
+    """Insert the envelopes, then their outbox entries (which refer to them), in the
+    session's transaction: two multi-row statements, whatever the number of notices."""
+    envelopes = [
+        {
+            "envelope_id": e.envelope_id,
+            "notice_id": e.notice_id,
+            "key_adult_id": e.key_adult_id,
+            "role": e.role,
+            "kind": e.kind,
+            "body": e.body,
+            "envelope_hash": e.envelope_hash,
+            "created_at": e.created_at,
+            "delivered_at": None,
+            "delivered_by": None,
+            "device_id": e.device_id,
+        }
+        for s in sealed
+        for e in s.envelopes
+    ]
+    if not envelopes:
+        return
+    await session.execute(insert(_ENVELOPES), envelopes)
+    await session.execute(
+        insert(_OUTBOX),
+        [
+            {
+                "envelope_id": o.envelope_id,
+                "channel": o.channel,
+                "created_at": o.created_at,
+                "published_at": None,
+            }
+            for s in sealed
+            for o in s.outbox
+        ],
+    )

@@ -22,16 +22,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import Alert, Notice
 from encompass.clock import Clock
+from encompass.domain.envelope import NoticeContent
 from encompass.domain.status import NoticeStatus
 from encompass.services.delivery.notice_content import build_notice_content
+from encompass.services.delivery.seal_pool import MIN_POOLED, SealJob, SealPool
 from encompass.services.delivery.sealing import (
     KeyCache,
     Sealed,
+    Target,
     load_sources,
     people_by_setting,
     recipients_for,
-    seal_to,
+    rows_for,
+    seal_targets,
     store,
+    targets_for,
 )
 from encompass.services.scheduling.notices import transition_many
 
@@ -67,6 +72,7 @@ async def release_due(
     signing_key: Ed25519PrivateKey,
     *,
     limit: int = 200,
+    sealer: SealPool | None = None,
 ) -> ReleasePass:
     """Release up to ``limit`` due notices (earliest first) in one transaction.
 
@@ -75,6 +81,9 @@ async def release_due(
     dispatchers running side by side. A notice that cannot be sealed (no recipient with a
     readable key, content that does not validate) stays ``scheduled`` and raises one open
     admin alert, logged at error level; it is tried again every few minutes.
+
+    With a ``sealer`` the batch's envelopes are sealed in its worker processes, off the
+    event loop; the outcome is the same.
     """
     now = clock.now()
     async with sessions.begin() as session:
@@ -99,7 +108,7 @@ async def release_due(
         people = await people_by_setting(session, {n.setting_id for n in notices})
         keys = KeyCache()
         await keys.load_devices(session, [p for ps in people.values() for p in ps])
-        sealed: list[tuple[Notice, Sealed]] = []
+        ready: list[tuple[Notice, NoticeContent, list[Target]]] = []
         held = 0
         for notice in notices:
             chosen = recipients_for(people[notice.setting_id], notice.recipient)
@@ -124,8 +133,8 @@ async def release_due(
                 )
                 held += 1
                 continue
-            made = seal_to(content, chosen, keys=keys, signing_key=signing_key, now=now)
-            if not made.envelopes:
+            targets = targets_for(chosen, keys)
+            if not targets:
                 await _hold(
                     session,
                     notice,
@@ -135,7 +144,8 @@ async def release_due(
                 )
                 held += 1
                 continue
-            sealed.append((notice, made))
+            ready.append((notice, content, targets))
+        sealed = await _seal(ready, signing_key, now, sealer)
         await store(session, [made for _, made in sealed])
         # One bulk UPDATE guarded by status = 'scheduled' and one insert of the events,
         # rather than a versioned UPDATE per notice.
@@ -161,6 +171,35 @@ async def release_due(
     if sealed:
         log.info("dispatch.released", notices=len(sealed), envelopes=envelopes, held=held)
     return ReleasePass(notices=len(sealed), envelopes=envelopes, held=held)
+
+
+async def _seal(
+    ready: list[tuple[Notice, NoticeContent, list[Target]]],
+    signing_key: Ed25519PrivateKey,
+    now: datetime,
+    sealer: SealPool | None,
+) -> list[tuple[Notice, Sealed]]:
+    """Each notice's rows, sealed in the process or, given a ``sealer`` and a batch large
+    enough, in its workers."""
+    count = sum(len(targets) for _, _, targets in ready)
+    envelopes: list[tuple[str, str]] = []
+    if sealer is not None and count >= MIN_POOLED:
+        jobs = [
+            SealJob.of(content, t.person.key_adult_id, t.key)
+            for _, content, targets in ready
+            for t in targets
+        ]
+        envelopes = await sealer.seal(jobs, now)
+    else:
+        for _, content, targets in ready:
+            envelopes.extend(seal_targets(content, targets, signing_key, now))
+    sealed: list[tuple[Notice, Sealed]] = []
+    start = 0
+    for notice, content, targets in ready:
+        mine = envelopes[start : start + len(targets)]
+        start += len(targets)
+        sealed.append((notice, rows_for(content, targets, mine, now)))
+    return sealed
 
 
 async def _hold(session: AsyncSession, notice: Notice, kind: str, now: datetime, why: str) -> None:
