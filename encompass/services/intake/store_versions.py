@@ -124,7 +124,10 @@ async def store_versions(
             queued = found["queued_at"] is not None
             outcomes[n] = Stored(incident_id, found["version_id"], existed=True, queued=queued)
     keys = await data_keys_to_write(
-        session, {incidents[batch[n].incident] for n in fresh}, create_at=now
+        session,
+        {incidents[batch[n].incident] for n in fresh},
+        create_at=now,
+        new=created,
     )
     rows: list[dict[str, Any]] = []
     for n in fresh:
@@ -162,12 +165,9 @@ async def _incident_ids(
     session: AsyncSession, wanted: Collection[IncidentName], now: datetime
 ) -> tuple[dict[IncidentName, str], set[str]]:
     """Every wanted incident's id, creating those that do not exist yet; and the ids this
-    call created. Another writer creating the same incident meanwhile is not an error:
-    its row is used."""
-    found = await _find_incidents(session, wanted)
-    missing = sorted(set(wanted) - found.keys())
-    if not missing:
-        return found, set()
+    call created. Inserted first, then looked up only if some existed: most reports are
+    of new incidents. Another writer creating the same incident meanwhile is not an
+    error: its row is used."""
     rows = [
         {
             "incident_id": str(uuid.uuid4()),
@@ -178,7 +178,7 @@ async def _incident_ids(
             "created_at": now,
             "updated_at": now,
         }
-        for force_id, incident_ref in missing
+        for force_id, incident_ref in sorted(wanted)
     ]
     statement = _insert_new(session, _INCIDENTS).returning(
         _INCIDENTS.c.force_id, _INCIDENTS.c.incident_ref, _INCIDENTS.c.incident_id
@@ -186,9 +186,9 @@ async def _incident_ids(
     created = {
         (r.force_id, r.incident_ref): r.incident_id for r in await session.execute(statement, rows)
     }
-    found.update(created)
-    if len(created) < len(missing):
-        found.update(await _find_incidents(session, [k for k in missing if k not in created]))
+    found = dict(created)
+    if len(created) < len(rows):
+        found.update(await _find_incidents(session, [k for k in wanted if k not in created]))
     return found, set(created.values())
 
 

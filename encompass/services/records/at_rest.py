@@ -166,20 +166,26 @@ def _unwrapped(keys: DataKeys, row: IncidentKey) -> bytes:
 
 
 async def data_keys_to_write(
-    session: AsyncSession, incident_ids: Collection[str], *, create_at: datetime
+    session: AsyncSession,
+    incident_ids: Collection[str],
+    *,
+    create_at: datetime,
+    new: Collection[str] = (),
 ) -> dict[str, bytes | DataUnavailable]:
     """:func:`incident_data_key` with ``create_at`` for many incidents at once: one read
     (the rows held shared until the caller commits) and one insert for the keys made.
-    Each incident maps to its key, or to the DataPurged or DataUnreadable it would raise."""
+    Each incident maps to its key, or to the DataPurged or DataUnreadable it would raise.
+    ``new``: incidents the caller's transaction has just created, so none has a key yet."""
     cache, keys = _cache(session), keys_of(session)
     found: dict[str, bytes | DataUnavailable] = {
         incident_id: cache[incident_id] for incident_id in incident_ids if incident_id in cache
     }
     wanted = sorted(set(incident_ids) - found.keys())
-    if wanted:
+    existing = [incident_id for incident_id in wanted if incident_id not in new]
+    if existing:
         rows = await session.scalars(
             select(IncidentKey)
-            .where(IncidentKey.incident_id.in_(wanted))
+            .where(IncidentKey.incident_id.in_(existing))
             .order_by(IncidentKey.incident_id)
             .with_for_update(read=True)
         )
@@ -188,23 +194,23 @@ async def data_keys_to_write(
                 found[row.incident_id] = cache[row.incident_id] = _unwrapped(keys, row)
             except DataUnavailable as exc:
                 found[row.incident_id] = exc
-        made = {i: keys.new_data_key() for i in wanted if i not in found}
-        if made:
-            await session.execute(
-                insert(_KEYS),
-                [
-                    {
-                        "incident_id": incident_id,
-                        "wrapped_key": keys.wrap(key, incident_id=incident_id),
-                        "kek_id": keys.fingerprint,
-                        "created_at": create_at,
-                        "purged_at": None,
-                    }
-                    for incident_id, key in made.items()
-                ],
-            )
-            cache.update(made)
-            found.update(made)
+    made = {i: keys.new_data_key() for i in wanted if i not in found}
+    if made:
+        await session.execute(
+            insert(_KEYS),
+            [
+                {
+                    "incident_id": incident_id,
+                    "wrapped_key": keys.wrap(key, incident_id=incident_id),
+                    "kek_id": keys.fingerprint,
+                    "created_at": create_at,
+                    "purged_at": None,
+                }
+                for incident_id, key in made.items()
+            ],
+        )
+        cache.update(made)
+        found.update(made)
     return found
 
 
