@@ -19,12 +19,12 @@ from encompass.api import (
     police_routes,
     settings_routes,
 )
-from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, INGEST, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, INGEST, METRICS, TOKEN_LOOKUPS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
-from encompass.services.access.token_cache import TokenCache
+from encompass.services.access.token_cache import SharedLookups, TokenCache
 from encompass.services.admin.figures import read_figures
 from encompass.services.intake.ingest_batch import IngestBatcher
 from encompass.web import render
@@ -91,6 +91,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
     app[FORCE_TOKENS] = TokenCache()
+    app[TOKEN_LOOKUPS] = SharedLookups()
     app[INGEST] = IngestBatcher(
         container.sessions,
         container.broker,
