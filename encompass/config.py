@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # most batch_wait_ms after the first, and commits them in one transaction.
     batch_size: Annotated[int, Field(ge=1, le=1000)] = 64
     batch_wait_ms: Annotated[float, Field(ge=0, le=10_000)] = 10.0
+    # Ingest (services/intake/ingest_batch.py): after a batch of several reports, the
+    # longest the next waits for as many to arrive (0: never waits).
+    ingest_wait_ms: Annotated[float, Field(ge=0, le=1_000)] = 2.0
 
     @field_validator("amqp_url")
     @classmethod

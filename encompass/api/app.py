@@ -97,6 +97,7 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
         container.broker,
         container.clock,
         max_batch=container.settings.batch_size,
+        company_wait=container.settings.ingest_wait_ms / 1000,
     )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

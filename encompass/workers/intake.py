@@ -75,6 +75,7 @@ def batched_intake(container: Container, most: int) -> Ingest:
         container.broker,
         container.clock,
         max_batch=min(most, container.settings.batch_size),
+        company_wait=container.settings.ingest_wait_ms / 1000,
     )
 
     async def ingest(

@@ -106,3 +106,35 @@ async def test_a_caller_that_gave_up_before_its_batch_is_not_written() -> None:
     writer.release.set()
     assert (await first, await kept) == ("0", "2")
     assert writer.batches == [[0], [2]]
+
+
+async def test_after_a_batch_of_several_the_next_waits_a_moment_for_as_many() -> None:
+    writer = Writer()
+    writer.release.set()
+    group = GroupCommit(writer, max_batch=8, key=lambda n: n, company_wait=0.5)
+    first = [asyncio.create_task(group.submit(n)) for n in range(3)]
+    await settle()
+    # The batch of three is written; one caller comes back at once, two a little later
+    late = asyncio.create_task(group.submit(3))
+    await asyncio.sleep(0.01)
+    later = [asyncio.create_task(group.submit(n)) for n in (4, 5)]
+    assert await asyncio.gather(*first, late, *later) == ["0", "1", "2", "3", "4", "5"]
+    assert writer.batches == [[0, 1, 2], [3, 4, 5]]
+
+
+async def test_the_wait_for_company_is_bounded_and_a_lone_report_never_waits() -> None:
+    writer = Writer()
+    writer.release.set()
+    group = GroupCommit(writer, max_batch=8, key=lambda n: n, company_wait=0.05)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    assert await group.submit(0) == "0"  # idle: written at once
+    assert loop.time() - began < 0.04
+    first = [asyncio.create_task(group.submit(n)) for n in (1, 2)]
+    await settle()
+    alone = asyncio.create_task(group.submit(3))
+    began = loop.time()
+    assert await alone == "3"  # after a batch of two: waited, but not for ever
+    assert 0.04 <= loop.time() - began < 1
+    await asyncio.gather(*first)
+    assert writer.batches == [[0], [1, 2], [3]]

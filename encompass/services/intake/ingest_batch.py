@@ -4,6 +4,10 @@ A report arriving while no batch is being written starts one at once, so a lone 
 never waits; those arriving while a batch is being written (stored, published, marked
 queued) wait for it and then go together as the next batch, up to ``ENCOMPASS_BATCH_SIZE``
 of them. The busier the service, the larger the batches and the less each report costs.
+After a batch of several, the next waits a moment (``ENCOMPASS_INGEST_WAIT_MS`` at most)
+until as many have arrived: the callers just answered are about to send their next
+reports, and without the wait a steady load splits into one large batch and one of the
+stragglers, in turn.
 
 A batch holds at most one report per incident (force + ``incident_ref``): a second report
 of the same incident, another version or the same one again, waits for the next batch, so
@@ -68,10 +72,14 @@ class GroupCommit(Generic[_In, _Out]):
         *,
         max_batch: int,
         key: Callable[[_In], Hashable],
+        company_wait: float = 0.0,
     ) -> None:
         self._write, self._max_batch, self._key = write, max_batch, key
+        self._company_wait = company_wait
         self._waiting: list[_Waiting[_In, _Out]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._enough: asyncio.Future[None] | None = None
+        self._wanted = 0
 
     async def submit(self, item: _In) -> _Out:
         """``item``'s answer, once the batch it went in is written."""
@@ -79,14 +87,22 @@ class GroupCommit(Generic[_In, _Out]):
         self._waiting.append(_Waiting(item, answer))
         if self._writer is None:
             self._writer = asyncio.create_task(self._write_while_waiting())
+        elif len(self._waiting) >= self._wanted:
+            _resolve(self._enough)
         return await answer
 
     async def _write_while_waiting(self) -> None:
+        written = 0
         try:
-            while self._waiting:
+            while True:
+                if written > 1:
+                    await self._company(min(written, self._max_batch))
+                if not self._waiting:
+                    break
                 # A caller that gave up before its batch began has nothing written.
                 live = [w for w in self._waiting if not w.answer.done()]
                 batch, self._waiting = take_batch(live, self._max_batch, self._keyed)
+                written = len(batch)
                 if batch:
                     await self._write_batch(batch)
         finally:
@@ -94,6 +110,19 @@ class GroupCommit(Generic[_In, _Out]):
             for waiting in self._waiting:  # only when cancelled: nobody is left to write
                 waiting.answer.cancel()
             self._waiting = []
+
+    async def _company(self, wanted: int) -> None:
+        """Until ``wanted`` items wait, or ``company_wait`` seconds have passed."""
+        if len(self._waiting) >= wanted or self._company_wait <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        self._enough, self._wanted = loop.create_future(), wanted
+        timer = loop.call_later(self._company_wait, _resolve, self._enough)
+        try:
+            await self._enough
+        finally:
+            timer.cancel()
+            self._enough, self._wanted = None, 0
 
     def _keyed(self, waiting: _Waiting[_In, _Out]) -> Hashable:
         return self._key(waiting.item)
@@ -116,6 +145,11 @@ class GroupCommit(Generic[_In, _Out]):
                 waiting.answer.set_result(answer)
 
 
+def _resolve(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 def _incident(item: Reported) -> Hashable:
     return (item.force_id, item.report.incident_ref)
 
@@ -131,11 +165,14 @@ class IngestBatcher:
         clock: Clock,
         *,
         max_batch: int,
+        company_wait: float = 0.0,
     ) -> None:
         async def write(batch: list[Reported]) -> list[Accepted | Exception]:
             return await report_incidents(sessions, broker, clock, batch)
 
-        self._group = GroupCommit(write, max_batch=max_batch, key=_incident)
+        self._group = GroupCommit(
+            write, max_batch=max_batch, key=_incident, company_wait=company_wait
+        )
 
     async def report(
         self, force_id: str, report: IncidentReport, *, channel: Channel = "http"
