@@ -63,8 +63,10 @@ class GroupCommit(Generic[_In, _Out]):
     """Hands the items submitted together to ``write`` as one batch, one batch at a time:
     the first item submitted while nothing is being written starts a batch at once; the
     items submitted meanwhile wait and go together in the next (at most ``max_batch``, no
-    two with the same ``key``). ``write`` returns one answer per item, in order: a result,
-    or an exception for that item's caller alone; an exception it raises is every one's."""
+    two with the same ``key``); after a batch of several, the next waits up to
+    ``company_wait`` seconds for as many. ``write`` returns one answer per item, in order:
+    a result, or an exception for that item's caller alone; an exception it raises is
+    every one's."""
 
     def __init__(
         self,
