@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     # (services/delivery/seal_pool.py); 0, the default, seals in the event loop. Worth it
     # only with cores to spare: the CPU per envelope does not fall.
     seal_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    # Ingest (services/intake/ingest_batch.py): after a batch of several reports, the
+    # longest the next waits for as many to arrive (0: never waits).
+    ingest_wait_ms: Annotated[float, Field(ge=0, le=1_000)] = 2.0
 
     @field_validator("amqp_url")
     @classmethod

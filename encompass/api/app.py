@@ -19,13 +19,14 @@ from encompass.api import (
     police_routes,
     settings_routes,
 )
-from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, INGEST, METRICS, TOKEN_LOOKUPS
 from encompass.api.errors import error_response, json_errors
 from encompass.api.openapi import build_openapi
 from encompass.bootstrap import Container
 from encompass.metrics import Metrics
-from encompass.services.access.token_cache import TokenCache
+from encompass.services.access.token_cache import SharedLookups, TokenCache
 from encompass.services.admin.figures import read_figures
+from encompass.services.intake.ingest_batch import IngestBatcher
 from encompass.web import render
 
 log = structlog.get_logger()
@@ -90,6 +91,14 @@ def create_app(container: Container, *, metrics_: Metrics | None = None) -> web.
     door.install(app, container.settings)
     app[METRICS] = metrics_ or Metrics()
     app[FORCE_TOKENS] = TokenCache()
+    app[TOKEN_LOOKUPS] = SharedLookups()
+    app[INGEST] = IngestBatcher(
+        container.sessions,
+        container.broker,
+        container.clock,
+        max_batch=container.settings.batch_size,
+        company_wait=container.settings.ingest_wait_ms / 1000,
+    )
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from encompass.adapters.db.tables import Admin, Force, KeyAdultRow
-from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS
+from encompass.api.app_keys import CONTAINER, FORCE_TOKENS, METRICS, TOKEN_LOOKUPS
 from encompass.api.errors import ApiError
 from encompass.services.access.callers import Caller, is_revoked, token_holder
 
@@ -45,12 +45,16 @@ async def _authenticated(request: web.Request, kind: type[_C]) -> _C:
         )
     # A force's token (the ingest path, many requests a second) is looked up at most once
     # a second; a revocation takes effect within that second.
-    forces = request.app[FORCE_TOKENS]
-    caller: Caller | None = forces.get(token) if token.isascii() else None
-    if caller is None:
-        caller = await token_holder(request.app[CONTAINER].sessions, token)
-        if isinstance(caller, Force):
-            forces.put(token, caller)
+    forces, sessions = request.app[FORCE_TOKENS], request.app[CONTAINER].sessions
+    caller: Caller | None = None
+    if token.isascii():  # ours are; others are unknown without a lookup
+        caller = forces.get(token)
+        if caller is None:
+            caller = await request.app[TOKEN_LOOKUPS].run(
+                token, lambda: token_holder(sessions, token)
+            )
+            if isinstance(caller, Force):
+                forces.put(token, caller)
     if caller is None or is_revoked(caller):
         _failed(request, "invalid" if caller is None else "revoked")
         raise ApiError(401, "unauthorised", "the token is not valid")

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from encompass.api.app_keys import CONTAINER, METRICS
+from encompass.api.app_keys import CONTAINER, INGEST, METRICS
 from encompass.api.auth import authenticated_force
 from encompass.api.errors import ApiError, read_body
 from encompass.domain.incident import IncidentReport
 from encompass.services.intake.follow import incident_for_force
-from encompass.services.intake.ingest import BrokerUnavailable, VersionConflict, report_incident
+from encompass.services.intake.ingest import BrokerUnavailable, VersionConflict
 from encompass.services.intake.withdraw import IncidentNotFound, withdraw_incident
 
 __all__ = ["authenticated_force", "routes"]
@@ -35,9 +35,7 @@ async def post_incident(request: web.Request) -> web.Response:
         metrics.incidents_refused.labels(reason).inc()
         raise
     try:
-        accepted = await report_incident(
-            container.sessions, container.broker, container.clock, force.force_id, report
-        )
+        accepted = await request.app[INGEST].report(force.force_id, report, channel="http")
     except VersionConflict as exc:
         metrics.incidents_refused.labels("conflict").inc()
         raise ApiError(409, "version_conflict", str(exc)) from None

@@ -36,6 +36,7 @@ from encompass.bootstrap import Container
 from encompass.clock import Clock
 from encompass.services.intake.from_amqp import Refused, intake, shown_id
 from encompass.services.intake.ingest import Accepted
+from encompass.services.intake.ingest_batch import IngestBatcher
 from encompass.workers.runner import DEAD_REASON_HEADER
 
 log = structlog.get_logger()
@@ -66,17 +67,36 @@ def _dead_id(message_id: str) -> str:
 Ingest = Callable[[async_sessionmaker[AsyncSession], Broker, Clock, Message], Awaitable[Accepted]]
 
 
+def batched_intake(container: Container, most: int) -> Ingest:
+    """:func:`~encompass.services.intake.from_amqp.intake`, the reports of the messages
+    handled at once (at most ``most``) stored together (``services/intake/ingest_batch.py``)."""
+    batcher = IngestBatcher(
+        container.sessions,
+        container.broker,
+        container.clock,
+        max_batch=min(most, container.settings.batch_size),
+        company_wait=container.settings.ingest_wait_ms / 1000,
+    )
+
+    async def ingest(
+        sessions: async_sessionmaker[AsyncSession], broker: Broker, clock: Clock, message: Message
+    ) -> Accepted:
+        return await intake(sessions, broker, clock, message, reporter=batcher.report)
+
+    return ingest
+
+
 async def start(
     container: Container,
     *,
     retry_pause: float = RETRY_PAUSE,
     prefetch: int = 16,
-    ingest: Ingest = intake,
+    ingest: Ingest | None = None,
 ) -> Consumer:
     """Start consuming ``intake`` (each message through ``ingest``, by default
-    :func:`~encompass.services.intake.from_amqp.intake`); the returned consumer's ``cancel()`` stops
-    it."""
+    :func:`batched_intake`); the returned consumer's ``cancel()`` stops it."""
     broker = container.broker
+    ingest = ingest or batched_intake(container, prefetch)
 
     async def on_delivery(delivery: Delivery) -> None:
         message = delivery.message

@@ -18,9 +18,12 @@ from encompass.adapters.db.engine import make_engine, make_sessions
 from encompass.adapters.db.tables import AuditEntry, Base
 from encompass.services.records.audit import (
     GENESIS,
+    Event,
     PersonalDataInAudit,
+    chained,
     entry_hash,
     record,
+    record_many,
     verify_chain,
 )
 
@@ -158,3 +161,58 @@ async def test_personal_data_is_refused(sessions: async_sessionmaker[AsyncSessio
                 session, actor="system", action="x", subject="y", at=AT.replace(tzinfo=None)
             )
     assert (await check(sessions))[0]
+
+
+def events(count: int, start: int = 0) -> list[Event]:
+    return [
+        Event(
+            actor=f"force:F{n}",
+            action="incident.reported",
+            subject=f"incident:I-{n}",
+            detail={"version": 1, "duplicate": n % 2 == 0},
+            at=AT + timedelta(seconds=n),
+        )
+        for n in range(start, start + count)
+    ]
+
+
+def test_entries_chained_at_once_hash_as_if_appended_one_by_one() -> None:
+    rows = chained(GENESIS, events(3))
+    prev = GENESIS
+    for row, event in zip(rows, events(3), strict=True):
+        assert row["prev_hash"] == prev
+        assert row["entry_hash"] == entry_hash(
+            prev,
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            detail=event.detail,
+        )
+        prev = row["entry_hash"]
+
+
+async def test_entries_recorded_many_at_once_and_one_by_one_verify_together(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    await write(sessions, 2)
+    async with sessions.begin() as session:
+        await record_many(session, events(5))
+    await write(sessions, 1)
+    async with sessions.begin() as session:
+        await record_many(session, events(3, start=5))
+        await record(session, actor="system", action="x", subject="y", at=AT)
+    async with sessions() as session:
+        report = await verify_chain(session)
+    assert report.ok and report.entries == 12
+
+
+async def test_recording_many_refuses_personal_data_before_writing_any(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    bad = [*events(2), Event("system", "x", "y", {"given_name": "Amelia"}, AT)]
+    async with sessions.begin() as session:
+        with pytest.raises(PersonalDataInAudit):
+            await record_many(session, bad)
+    async with sessions() as session:
+        assert (await verify_chain(session)).entries == 0

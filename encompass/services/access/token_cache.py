@@ -11,14 +11,16 @@ are keyed by the token's hash, never the token.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from encompass.services.access.credentials import hash_token
 
 T = TypeVar("T")
+V = TypeVar("V")
 
 DEFAULT_TTL = 1.0
 DEFAULT_SIZE = 4096
@@ -57,3 +59,23 @@ class TokenCache(Generic[T]):
         self._entries.move_to_end(key)
         while len(self._entries) > self._size:
             self._entries.popitem(last=False)
+
+
+class SharedLookups(Generic[V]):
+    """Lookups of one token running at once share one query. When a cached entry expires,
+    every request in flight with that token misses it together: without this each would
+    query the database (and take a pooled connection) for the same answer."""
+
+    def __init__(self) -> None:
+        self._running: dict[str, asyncio.Future[V]] = {}
+
+    async def run(self, token: str, load: Callable[[], Awaitable[V]]) -> V:
+        """``load()``'s answer, from the lookup of ``token`` already running if any."""
+        key = hash_token(token)
+        running = self._running.get(key)
+        if running is None:
+            running = asyncio.ensure_future(load())
+            self._running[key] = running
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        # One caller giving up must not cancel the lookup the others wait for.
+        return await asyncio.shield(running)

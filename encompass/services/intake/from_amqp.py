@@ -29,7 +29,7 @@ from encompass.adapters.db.tables import Force
 from encompass.adapters.topology import Topology
 from encompass.clock import Clock
 from encompass.domain.incident import describe_invalid, parse_report
-from encompass.services.intake.ingest import Accepted, VersionConflict, report_incident
+from encompass.services.intake.ingest import Accepted, Reporter, VersionConflict, report_incident
 from encompass.strict_json import JsonRefused, parse_json
 
 FORCE_USER_PREFIX: Final = "encompass-force-"
@@ -103,9 +103,15 @@ def shown_id(message_id: str) -> str:
 
 
 async def intake(
-    sessions: async_sessionmaker[AsyncSession], broker: Broker, clock: Clock, message: Message
+    sessions: async_sessionmaker[AsyncSession],
+    broker: Broker,
+    clock: Clock,
+    message: Message,
+    *,
+    reporter: Reporter | None = None,
 ) -> Accepted:
-    """Ingest one report published by a force over AMQP.
+    """Ingest one report published by a force over AMQP (through ``reporter`` when given:
+    an ``IngestBatcher``'s, which stores it with the reports arriving with it).
 
     Raises :class:`Refused` for a message that can never succeed (no ``message_id``, a user
     that is not a registered force's or whose force is revoked, a body the HTTP door would
@@ -141,6 +147,8 @@ async def intake(
     except ValidationError as exc:
         raise Refused(describe_invalid(exc)) from None
     try:
+        if reporter is not None:
+            return await reporter(code, report, channel="amqp")
         return await report_incident(sessions, broker, clock, code, report, channel="amqp")
     except VersionConflict:
         raise Refused(

@@ -15,10 +15,11 @@ anything else that does not open raises :class:`DataUnreadable` (both DataUnavai
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.data_keys import (
@@ -45,6 +46,7 @@ __all__ = [
     "DataUnavailable",
     "DataUnreadable",
     "check_key_file",
+    "data_keys_to_write",
     "forget_cached_key",
     "incident_data_key",
     "keys_of",
@@ -56,12 +58,14 @@ __all__ = [
     "seal_clear_values",
     "seal_payload",
     "seal_reply",
+    "sealed_payload",
 ]
 
 _CACHE: Final = "incident_data_keys"
 PAYLOAD: Final = "incident_versions.payload"
 CANDIDATES: Final = "children.candidates"
 REPLY: Final = "acknowledgements.reply"
+_KEYS = cast("Table", IncidentKey.__table__)
 
 
 def keys_of(session: AsyncSession) -> DataKeys:
@@ -140,19 +144,74 @@ async def incident_data_key(
             )
         )
         await session.flush()
-    elif row.wrapped_key is None:
-        when = row.purged_at.isoformat() if row.purged_at else "an unknown time"
-        raise DataPurged(f"incident {incident_id} was purged under the retention rule at {when}")
     else:
-        if row.kek_id != keys.fingerprint:
-            raise DataUnreadable(
-                f"incident {incident_id}'s data key was wrapped by another "
-                f"data key file ({row.kek_id}, this one is "
-                f"{keys.fingerprint})"
-            )
-        key = keys.unwrap(row.wrapped_key, incident_id=incident_id)
+        key = _unwrapped(keys, row)
     cache[incident_id] = key
     return key
+
+
+def _unwrapped(keys: DataKeys, row: IncidentKey) -> bytes:
+    if row.wrapped_key is None:
+        when = row.purged_at.isoformat() if row.purged_at else "an unknown time"
+        raise DataPurged(
+            f"incident {row.incident_id} was purged under the retention rule at {when}"
+        )
+    if row.kek_id != keys.fingerprint:
+        raise DataUnreadable(
+            f"incident {row.incident_id}'s data key was wrapped by another "
+            f"data key file ({row.kek_id}, this one is "
+            f"{keys.fingerprint})"
+        )
+    return keys.unwrap(row.wrapped_key, incident_id=row.incident_id)
+
+
+async def data_keys_to_write(
+    session: AsyncSession,
+    incident_ids: Collection[str],
+    *,
+    create_at: datetime,
+    new: Collection[str] = (),
+) -> dict[str, bytes | DataUnavailable]:
+    """:func:`incident_data_key` with ``create_at`` for many incidents at once: one read
+    (the rows held shared until the caller commits) and one insert for the keys made.
+    Each incident maps to its key, or to the DataPurged or DataUnreadable it would raise.
+    ``new``: incidents the caller's transaction has just created, so none has a key yet."""
+    cache, keys = _cache(session), keys_of(session)
+    found: dict[str, bytes | DataUnavailable] = {
+        incident_id: cache[incident_id] for incident_id in incident_ids if incident_id in cache
+    }
+    wanted = sorted(set(incident_ids) - found.keys())
+    existing = [incident_id for incident_id in wanted if incident_id not in new]
+    if existing:
+        rows = await session.scalars(
+            select(IncidentKey)
+            .where(IncidentKey.incident_id.in_(existing))
+            .order_by(IncidentKey.incident_id)
+            .with_for_update(read=True)
+        )
+        for row in rows:
+            try:
+                found[row.incident_id] = cache[row.incident_id] = _unwrapped(keys, row)
+            except DataUnavailable as exc:
+                found[row.incident_id] = exc
+    made = {i: keys.new_data_key() for i in wanted if i not in found}
+    if made:
+        await session.execute(
+            insert(_KEYS),
+            [
+                {
+                    "incident_id": incident_id,
+                    "wrapped_key": keys.wrap(key, incident_id=incident_id),
+                    "kek_id": keys.fingerprint,
+                    "created_at": create_at,
+                    "purged_at": None,
+                }
+                for incident_id, key in made.items()
+            ],
+        )
+        cache.update(made)
+        found.update(made)
+    return found
 
 
 # --- incident_versions.payload: the report as received (canonical JSON) ---
@@ -163,6 +222,12 @@ async def seal_payload(
 ) -> str:
     """The stored form of a version's report; makes the incident's data key if needed."""
     key = await incident_data_key(session, incident_id, create_at=now)
+    return sealed_payload(key, version_id=version_id, payload=payload)
+
+
+def sealed_payload(key: bytes, *, version_id: str, payload: str) -> str:
+    """The stored form of a version's report under its incident's data ``key`` (from
+    :func:`data_keys_to_write`)."""
     return seal_value(key, payload.encode(), purpose=PAYLOAD, subject=version_id)
 
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import AuditEntry
@@ -85,6 +85,27 @@ async def _lock_chain(session: AsyncSession) -> None:
         await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
 
 
+def _clean(detail: Mapping[str, Any] | None) -> dict[str, Any]:
+    # A JSON round trip first: what is hashed is exactly what the database will give back.
+    clean: dict[str, Any] = json.loads(json.dumps(dict(detail or {}), allow_nan=False))
+    _check_detail(clean)
+    return clean
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("audit times must be aware")
+    # Microseconds only: the stored instant must hash the same after the round trip.
+    return at.astimezone(UTC)
+
+
+async def _last_hash(session: AsyncSession) -> str:
+    last = await session.scalar(
+        select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
+    )
+    return last or GENESIS
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -102,18 +123,10 @@ async def record(
     personal data raises :class:`PersonalDataInAudit`. On PostgreSQL this holds the audit
     lock until the transaction ends, so call it last, just before committing.
     """
-    if at.tzinfo is None:
-        raise ValueError("audit times must be aware")
-    # A JSON round trip first: what is hashed is exactly what the database will give back.
-    clean: dict[str, Any] = json.loads(json.dumps(dict(detail or {}), allow_nan=False))
-    _check_detail(clean)
+    at = _utc(at)
+    clean = _clean(detail)
     await _lock_chain(session)
-    last = await session.scalar(
-        select(AuditEntry.entry_hash).order_by(AuditEntry.seq.desc()).limit(1)
-    )
-    prev = last or GENESIS
-    # Microseconds only: the stored instant must hash the same after the round trip.
-    at = at.astimezone(UTC)
+    prev = await _last_hash(session)
     entry = AuditEntry(
         at=at,
         actor=actor,
@@ -128,6 +141,71 @@ async def record(
     session.add(entry)
     await session.flush()  # the next record() in this transaction must see this one
     return entry
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry for :func:`record_many`: the arguments :func:`record` takes."""
+
+    actor: str
+    action: str
+    subject: str
+    detail: Mapping[str, Any]
+    at: datetime
+
+
+def _checked(event: Event) -> Event:
+    return Event(event.actor, event.action, event.subject, _clean(event.detail), _utc(event.at))
+
+
+def _rows(prev_hash: str, checked: Sequence[Event]) -> list[dict[str, Any]]:
+    rows = []
+    for event in checked:
+        digest = entry_hash(
+            prev_hash,
+            at=event.at,
+            actor=event.actor,
+            action=event.action,
+            subject=event.subject,
+            detail=event.detail,
+        )
+        rows.append(
+            {
+                "at": event.at,
+                "actor": event.actor,
+                "action": event.action,
+                "subject": event.subject,
+                "detail": event.detail,
+                "prev_hash": prev_hash,
+                "entry_hash": digest,
+            }
+        )
+        prev_hash = digest
+    return rows
+
+
+def chained(prev_hash: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The rows of ``events`` appended in order after the entry hashed ``prev_hash``: each
+    links to the one before it, exactly as :func:`record` would have written them one by
+    one. PersonalDataInAudit as :func:`record`."""
+    return _rows(prev_hash, [_checked(event) for event in events])
+
+
+_AUDIT_LOG = cast("Table", AuditEntry.__table__)
+
+
+async def record_many(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Append ``events``, in order, in the caller's transaction: one lock, one read of the
+    last hash and one statement for the lot, where :func:`record` takes all three per
+    entry. The same rules as :func:`record`; call it last, just before committing."""
+    if not events:
+        return
+    checked = [_checked(event) for event in events]  # refused before the lock is taken
+    await _lock_chain(session)
+    rows = _rows(await _last_hash(session), checked)
+    # asyncpg runs the rows one by one, in order, in one round trip: each takes the next
+    # ``seq``, so the chain reads back in the order it was hashed.
+    await session.execute(insert(_AUDIT_LOG), rows)
 
 
 @dataclass(frozen=True)
