@@ -37,6 +37,11 @@ log = structlog.get_logger()
 RELEASE_BATCH = 200
 DELIVERY_BATCH = 64  # deliveries recorded in one transaction, at most
 DELIVERY_BATCHES = 4  # delivery batches in flight at once
+# Messages a dispatcher holds unacknowledged. One message may name up to 64 envelopes, so
+# the consumer's default (a batch size of messages per batch) would let one dispatcher
+# take a whole morning's burst while the others wait; this keeps every batch fed and
+# leaves the rest on the queue for the next dispatcher.
+DELIVERY_PREFETCH = 4 * (DELIVERY_BATCHES + 1)
 # The runner's own limit on delivery attempts: a backstop above the handler's, which
 # counts attempts in the database, retries until the setting's day starts and records
 # the failure itself.
@@ -91,6 +96,7 @@ class Dispatcher:
             concurrency=DELIVERY_BATCHES,
             max_attempts=DELIVERY_RUNNER_LIMIT,
             backoff=backoff,
+            prefetch=DELIVERY_PREFETCH,
             # A batch is counted in envelopes: one message may name a whole batch.
             weight=handler.weight,
         )
