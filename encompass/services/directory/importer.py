@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Table, delete, insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from encompass.adapters.db.tables import (
@@ -31,6 +29,7 @@ from encompass.adapters.db.tables import (
     RosterVersionRow,
     SettingRow,
 )
+from encompass.adapters.db.upsert import dialect_insert
 from encompass.domain.directory import WEEKDAYS_CALENDAR
 from encompass.services.directory.csv_rows import (
     CalendarSpanIn,
@@ -91,8 +90,7 @@ async def _upsert(
 ) -> None:
     # Update in place rather than delete and insert: pupils, Key Adults and notices refer
     # to settings by foreign key. Columns the rows do not carry keep their values.
-    dialect = (await session.connection()).dialect.name
-    statement = (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+    statement = dialect_insert(session, table)
     updates = {
         column.name: statement.excluded[column.name]
         for column in table.columns

@@ -21,12 +21,11 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Insert, insert, select, tuple_
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from encompass.adapters.db.tables import Incident, IncidentVersion
+from encompass.adapters.db.upsert import dialect_insert
 from encompass.domain.incident import IncidentReport
 from encompass.domain.status import IncidentStatus
 from encompass.services.records.at_rest import (
@@ -180,8 +179,11 @@ async def _incident_ids(
         }
         for force_id, incident_ref in sorted(wanted)
     ]
-    statement = _insert_new(session, _INCIDENTS).returning(
-        _INCIDENTS.c.force_id, _INCIDENTS.c.incident_ref, _INCIDENTS.c.incident_id
+    # A row whose key another writer has just stored is skipped, not an error.
+    statement = (
+        dialect_insert(session, _INCIDENTS)
+        .on_conflict_do_nothing()
+        .returning(_INCIDENTS.c.force_id, _INCIDENTS.c.incident_ref, _INCIDENTS.c.incident_id)
     )
     created = {
         (r.force_id, r.incident_ref): r.incident_id for r in await session.execute(statement, rows)
@@ -214,10 +216,3 @@ async def _stored_versions(
         )
     )
     return {(row.incident_id, row.version): dict(row._mapping) for row in rows}
-
-
-def _insert_new(session: AsyncSession, table: Table) -> Insert:
-    """INSERT that skips a row whose key another writer has just stored."""
-    if session.get_bind().dialect.name == "postgresql":
-        return pg_insert(table).on_conflict_do_nothing()
-    return sqlite_insert(table).on_conflict_do_nothing()

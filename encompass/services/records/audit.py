@@ -123,21 +123,10 @@ async def record(
     personal data raises :class:`PersonalDataInAudit`. On PostgreSQL this holds the audit
     lock until the transaction ends, so call it last, just before committing.
     """
-    at = _utc(at)
-    clean = _clean(detail)
+    checked = _checked(Event(actor, action, subject, detail or {}, at))
     await _lock_chain(session)
-    prev = await _last_hash(session)
-    entry = AuditEntry(
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        detail=clean,
-        prev_hash=prev,
-        entry_hash=entry_hash(
-            prev, at=at, actor=actor, action=action, subject=subject, detail=clean
-        ),
-    )
+    (row,) = _rows(await _last_hash(session), [checked])
+    entry = AuditEntry(**row)
     session.add(entry)
     await session.flush()  # the next record() in this transaction must see this one
     return entry
@@ -155,7 +144,8 @@ class Event:
 
 
 def _checked(event: Event) -> Event:
-    return Event(event.actor, event.action, event.subject, _clean(event.detail), _utc(event.at))
+    at = _utc(event.at)
+    return Event(event.actor, event.action, event.subject, _clean(event.detail), at)
 
 
 def _rows(prev_hash: str, checked: Sequence[Event]) -> list[dict[str, Any]]:
