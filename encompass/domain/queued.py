@@ -38,6 +38,10 @@ class VersionQueued(BaseModel):
         return cls.model_validate_json(body)
 
 
+DeliveryChannel = Literal["webhook", "email"]
+"""How an envelope reaches its recipient: posted to the setting's webhook, or an e-mail
+pointer to the inbox."""
+
 # Envelope ids one ``deliveries`` message may name: enough for a whole delivery batch, small
 # enough that a message stays a few kilobytes.
 MAX_ENVELOPES_PER_MESSAGE = 1000
@@ -62,7 +66,7 @@ class DeliveryQueued(BaseModel):
     envelope_ids: (
         Annotated[tuple[str, ...], Field(min_length=1, max_length=MAX_ENVELOPES_PER_MESSAGE)] | None
     ) = None
-    channel: Literal["webhook", "email"]
+    channel: DeliveryChannel
 
     @model_validator(mode="after")
     def _one_form(self) -> DeliveryQueued:
@@ -71,9 +75,7 @@ class DeliveryQueued(BaseModel):
         return self
 
     @classmethod
-    def of(
-        cls, envelope_ids: Sequence[str], channel: Literal["webhook", "email"]
-    ) -> DeliveryQueued:
+    def of(cls, envelope_ids: Sequence[str], channel: DeliveryChannel) -> DeliveryQueued:
         """The message for ``envelope_ids``: the single form for one id (what every
         consumer understands), the list form for more."""
         if len(envelope_ids) == 1:

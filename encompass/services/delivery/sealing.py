@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, cast
+from typing import TYPE_CHECKING, cast
 
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -31,6 +31,7 @@ from encompass.adapters.key_files import KeyFileError, load_public_key_bundle
 from encompass.domain.directory import KeyAdultRole
 from encompass.domain.envelope import NoticeContent, RecipientPublicKey, seal_hashed
 from encompass.domain.incident import IncidentReport
+from encompass.domain.queued import DeliveryChannel
 from encompass.services.delivery.notice_content import parse_stored_report
 from encompass.services.receiving.device_keys import DIRECTORY_DEVICE, DeviceKey, active_device_keys
 from encompass.services.records.at_rest import DataUnavailable, open_payload, preload_data_keys
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger()
 
-Channel = Literal["webhook", "email"]
 
 # Who a notice goes to, by Notice.recipient (set by the release rule).
 ROLES_FOR: dict[str, frozenset[KeyAdultRole]] = {
@@ -57,7 +57,7 @@ class Source:
     position: int
 
 
-def channel_for(person: KeyAdultRow) -> Channel:
+def channel_for(person: KeyAdultRow) -> DeliveryChannel:
     """A Key Adult with a webhook gets the envelope posted; the others an e-mail pointer
     to the portal (the portal serves every Key Adult whatever the channel)."""
     return "webhook" if person.webhook_url else "email"
@@ -189,7 +189,7 @@ class OutboxRow:
     """An ``outbox`` row to insert (its id is the database's)."""
 
     envelope_id: str
-    channel: Channel
+    channel: DeliveryChannel
     created_at: datetime
 
 

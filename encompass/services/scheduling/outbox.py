@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final, Literal, cast
+from typing import Final, cast
 
 import structlog
 from sqlalchemy import bindparam, select, update
@@ -24,13 +24,12 @@ from encompass.adapters.broker import Broker, PublishError
 from encompass.adapters.db.tables import OutboxEntry
 from encompass.adapters.topology import DELIVERIES
 from encompass.clock import Clock
-from encompass.domain.queued import DeliveryQueued
+from encompass.domain.queued import DeliveryChannel, DeliveryQueued
 
 log = structlog.get_logger()
 
 # Confirms awaited together: one at a time would cap the relay at one round trip each.
 _WINDOW: Final = 128
-Channel = Literal["webhook", "email"]  # only these are written (sealing.py)
 # Envelope ids in one broker message, at most: one delivery batch's worth (the consumer
 # gathers messages until they name that many envelopes), so a morning burst costs the
 # broker one message per batch rather than one per envelope.
@@ -73,13 +72,13 @@ def delivery_messages(
                 queued = DeliveryQueued(
                     outbox_id=one.outbox_id,
                     envelope_id=one.envelope_id,
-                    channel=cast(Channel, channel),
+                    channel=cast(DeliveryChannel, channel),
                 )
                 messages.append((queued.to_bytes(), f"outbox-{one.outbox_id}", ids))
             else:
                 queued = DeliveryQueued.of(
                     [e.envelope_id for e in chunk],
-                    cast(Channel, channel),
+                    cast(DeliveryChannel, channel),
                 )
                 messages.append((queued.to_bytes(), f"outbox-{ids[0]}..{ids[-1]}", ids))
     return messages
