@@ -50,7 +50,7 @@ class Pending:
 
     outbox_id: int
     envelope_id: str
-    channel: str
+    channel: DeliveryChannel
 
 
 def delivery_messages(
@@ -59,7 +59,7 @@ def delivery_messages(
     """The broker messages for ``entries``: (body, message id, outbox ids it carries).
     Entries are grouped by channel, ``per_message`` at most in one message; a lone entry
     is published in the one-envelope form, with its outbox id."""
-    by_channel: dict[str, list[Pending]] = {}
+    by_channel: dict[DeliveryChannel, list[Pending]] = {}
     for entry in entries:
         by_channel.setdefault(entry.channel, []).append(entry)
     messages: list[tuple[bytes, str, list[int]]] = []
@@ -68,19 +68,15 @@ def delivery_messages(
             chunk = group[start : start + per_message]
             ids = [e.outbox_id for e in chunk]
             if len(chunk) == 1:
-                (one,) = chunk
+                # The one-envelope form names its outbox entry too, as the message id does.
                 queued = DeliveryQueued(
-                    outbox_id=one.outbox_id,
-                    envelope_id=one.envelope_id,
-                    channel=cast(DeliveryChannel, channel),
+                    outbox_id=ids[0], envelope_id=chunk[0].envelope_id, channel=channel
                 )
-                messages.append((queued.to_bytes(), f"outbox-{one.outbox_id}", ids))
+                message_id = f"outbox-{ids[0]}"
             else:
-                queued = DeliveryQueued.of(
-                    [e.envelope_id for e in chunk],
-                    cast(DeliveryChannel, channel),
-                )
-                messages.append((queued.to_bytes(), f"outbox-{ids[0]}..{ids[-1]}", ids))
+                queued = DeliveryQueued.of([e.envelope_id for e in chunk], channel)
+                message_id = f"outbox-{ids[0]}..{ids[-1]}"
+            messages.append((queued.to_bytes(), message_id, ids))
     return messages
 
 
@@ -94,7 +90,8 @@ async def relay_outbox(
     side by side share the work."""
     async with sessions.begin() as session:
         entries = [
-            Pending(outbox_id, envelope_id, channel)
+            # Only these two channels are ever written (sealing.py).
+            Pending(outbox_id, envelope_id, cast(DeliveryChannel, channel))
             for outbox_id, envelope_id, channel in await session.execute(_PENDING, {"limit": limit})
         ]
         if not entries:
