@@ -221,16 +221,14 @@ class DeliverEnvelope:
         self._max_attempts = max_attempts
 
     async def __call__(self, queued: DeliveryQueued) -> None:
-        """Make one attempt at each envelope named in ``queued``; raise DeliveryRetry
-        (after recording the attempt) when the runner should try the message again later
-        (envelopes already done are not sent again), Poison when only unusable envelopes
-        are left."""
+        """Make one attempt at each envelope named in ``queued``; raise what they met, as
+        :meth:`batch` reports it (see :func:`_outcome`), for the runner to settle."""
         jobs = {n: _Job(e, queued.channel) for n, e in enumerate(dict.fromkeys(queued.ids))}
         results: list[Exception | None] = [None] * len(jobs)
         await self._attempt(jobs, results)
-        failures = [r for r in results if r is not None]
-        if failures:
-            raise next((r for r in failures if not isinstance(r, Poison)), failures[0])
+        failures = [(jobs[n].envelope_id, e) for n, e in enumerate(results) if e is not None]
+        if (outcome := _outcome(queued, failures)) is not None:
+            raise outcome
 
     @staticmethod
     def weight(message: Message) -> int:
