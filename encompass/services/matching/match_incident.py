@@ -184,20 +184,20 @@ class MatchIncident:
         async with self._sessions.begin() as session:
             wanted = sorted({q.version_id for q in queued})
             versions: dict[str, IncidentVersion] = {}
-            incidents: dict[str, Incident] = {}
-            # The versions with their incidents, in one query. The versions are locked (in
-            # one order, so two batches never deadlock on each other), so two copies handled
-            # at once by two matchers run one at a time and the second sees the version
-            # processed.
-            for stored, its_incident in await session.execute(
-                select(IncidentVersion, Incident)
+            latest: dict[str, int] = {}
+            # The versions with their incidents' latest matched version, in one query. The
+            # versions are locked (in one order, so two batches never deadlock on each
+            # other), so two copies handled at once by two matchers run one at a time and
+            # the second sees the version processed.
+            for stored, incident_latest in await session.execute(
+                select(IncidentVersion, Incident.latest_version)
                 .join(Incident, Incident.incident_id == IncidentVersion.incident_id)
                 .where(IncidentVersion.version_id.in_(wanted))
                 .order_by(IncidentVersion.version_id)
                 .with_for_update(of=IncidentVersion)
             ):
                 versions[stored.version_id] = stored
-                incidents[its_incident.incident_id] = its_incident
+                latest[stored.incident_id] = incident_latest
             if len(versions) < len(wanted):
                 # Its headers are not ours either: none of it is kept.
                 raise Poison(
@@ -209,15 +209,12 @@ class MatchIncident:
                 session, {v.incident_id for v in versions.values()}, to_write=True
             )
             calendars = await self._calendars_now(session)
-            pending = _Pending({i: i_.latest_version for i, i_ in incidents.items()})
+            pending = _Pending(latest)
             for q in queued:
                 version = versions[q.version_id]
                 if version.processed_at is not None or version.version_id in pending.done:
                     log.info("incident.already_processed", version_id=version.version_id)
                     continue
-                incident = incidents.get(version.incident_id)
-                if incident is None:  # the foreign key makes this impossible; never guess
-                    raise Poison("the stored version has no incident", keep_body=False)
                 try:
                     report = await load_report(session, version)
                 except DataUnavailable as exc:
@@ -226,13 +223,11 @@ class MatchIncident:
                         f"the stored version cannot be read ({type(exc).__name__})",
                         keep_body=False,
                     ) from None
-                if incident.incident_id in pending.incidents:
+                if version.incident_id in pending.incidents:
                     # A later version of an incident in this batch: the earlier one's
                     # notices must exist before it supersedes them.
                     await pending.write(session)
-                await self._process(
-                    session, incident.incident_id, version, report, calendars, pending
-                )
+                await self._process(session, version, report, calendars, pending)
             await pending.write(session)
 
     async def _calendars_now(self, session: AsyncSession) -> dict[str, SettingCalendar]:
@@ -253,7 +248,6 @@ class MatchIncident:
     async def _process(
         self,
         session: AsyncSession,
-        incident_id: str,
         version: IncidentVersion,
         report: IncidentReport,
         calendars: dict[str, SettingCalendar],
@@ -261,6 +255,7 @@ class MatchIncident:
     ) -> None:
         """Match every child of ``report``; the children and their notices join
         ``pending``, written for the whole batch at once."""
+        incident_id = version.incident_id
         now = self._clock.now()
         pending.processed(version.version_id, now)
         latest = pending.latest[incident_id]
